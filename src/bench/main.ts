@@ -1,0 +1,18 @@
+/**
+ * `npm run bench -- NAME [options]`: runs one benchmark. Each benchmark module
+ * exports `run(argv)`, prints a table, and writes JSON with `--json FILE`.
+ */
+const BENCHMARKS: Record<
+  string,
+  { description: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }
+> = {};
+
+const [name, ...argv] = process.argv.slice(2);
+const bench = name ? BENCHMARKS[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- NAME [--json FILE]\n\nbenchmarks:`);
+  for (const [key, value] of Object.entries(BENCHMARKS))
+    console.error(`  ${key.padEnd(10)} ${value.description}`);
+  process.exit(name ? 2 : 0);
+}
+await (await bench.load()).run(argv);

@@ -1,0 +1,88 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Node configuration. Every field has a default, so `parseConfig({})` gives a
+ * working node; the CLI's `serve` flags and a JSON config file override them.
+ */
+export const ResourceRulesSchema = z
+  .object({
+    /** MB of function memory that buys one vCPU (AWS Lambda's ratio). */
+    mbPerVcpu: z.number().positive().default(1769),
+    minVcpu: z.number().positive().default(0.05),
+    /** Network bandwidth per vCPU-equivalent of memory, both directions. */
+    mbitPerVcpu: z.number().positive().default(600),
+    /** Bytes the TBF bucket may burst. */
+    burstBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024),
+    pidsMax: z.number().int().positive().default(256),
+    tmpSizeMb: z.number().int().positive().default(64),
+  })
+  .strict();
+
+export const NetworkConfigSchema = z
+  .object({
+    bridge: z.string().min(1).max(15).default('petri0'),
+    subnet: z.string().default('10.213.0.0/16'),
+    /** Ready network namespaces kept for fast cold starts. */
+    poolSize: z.number().int().min(0).default(4),
+  })
+  .strict();
+
+export const IsolationConfigSchema = z
+  .object({
+    /** 'auto' uses a mechanism when the node can, and reports it when it cannot. */
+    cgroups: z.enum(['auto', 'off']).default('auto'),
+    bwrap: z.enum(['auto', 'off']).default('auto'),
+    network: z.enum(['auto', 'off']).default('auto'),
+    shaping: z.enum(['auto', 'off']).default('auto'),
+  })
+  .strict();
+
+export const NodeConfigSchema = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8080),
+    stateDir: z.string().default(path.resolve('.petri')),
+    /** Sum of live instances' memoryMb the node allows; default 80 % of RAM. */
+    memoryBudgetMb: z
+      .number()
+      .int()
+      .positive()
+      .default(() => Math.floor((os.totalmem() / 1024 / 1024) * 0.8)),
+    payloadLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(6 * 1024 * 1024),
+    queue: z
+      .object({
+        maxSize: z.number().int().min(0).default(100),
+        maxWaitMs: z.number().int().min(0).default(30_000),
+      })
+      .strict()
+      .default({}),
+    keepAliveMs: z.number().int().min(0).default(600_000),
+    maxInstancesPerFunction: z.number().int().positive().default(32),
+    sandboxDriver: z.enum(['process']).default('process'),
+    isolation: IsolationConfigSchema.default({}),
+    resources: ResourceRulesSchema.default({}),
+    network: NetworkConfigSchema.default({}),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+  })
+  .strict();
+
+export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
+export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
+export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
+
+export function parseConfig(input: unknown): NodeConfig {
+  return NodeConfigSchema.parse(input ?? {});
+}

@@ -1,0 +1,83 @@
+/**
+ * The error-code registry: every error Petri reports to a client has one of
+ * these codes, with a fixed HTTP status and a one-line meaning.
+ * `docs/errors.md` lists the same set; `test/errors.test.ts` keeps them in step.
+ */
+export const ERROR_CODES = {
+  InvalidSpec: { status: 400, meaning: 'The function spec or its code is invalid.' },
+  InvalidRequest: { status: 400, meaning: 'The request is malformed (bad JSON, bad parameter).' },
+  FunctionNotFound: { status: 404, meaning: 'No function with that name is deployed.' },
+  InvocationNotFound: { status: 404, meaning: 'No invocation with that id is known.' },
+  PayloadTooLarge: { status: 413, meaning: 'The request body is over the payload limit.' },
+  QueueFull: { status: 429, meaning: "The function's queue is full; try again later." },
+  QueueTimeout: {
+    status: 503,
+    meaning: 'The invocation waited in the queue longer than the maximum wait.',
+  },
+  CapacityExceeded: {
+    status: 503,
+    meaning: 'The node cannot make room for an instance of this function.',
+  },
+  HandlerError: { status: 502, meaning: "The function's handler threw or reported an error." },
+  Timeout: {
+    status: 504,
+    meaning: 'The invocation ran past the function timeout; the instance was killed.',
+  },
+  OutOfMemory: { status: 502, meaning: 'The instance was killed for exceeding its memory limit.' },
+  InstanceCrashed: {
+    status: 502,
+    meaning: 'The instance exited or crashed during the invocation.',
+  },
+  BadResponse: { status: 502, meaning: 'The function returned something that is not valid JSON.' },
+  NodeRestarted: {
+    status: 503,
+    meaning: 'The node restarted while the invocation was queued or running.',
+  },
+  Internal: { status: 500, meaning: 'An unexpected error inside Petri.' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/** The JSON body every API error has. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+/**
+ * An error with a registered code. Throw it anywhere; the API turns it into
+ * `{"error": {...}}` with the registry's status.
+ *
+ * @example throw new PetriError('FunctionNotFound', `no function named ${name}`)
+ */
+export class PetriError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'PetriError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  toBody(): ErrorBody {
+    const error: ErrorBody['error'] = { code: this.code, message: this.message };
+    if (this.details !== undefined) error.details = this.details;
+    return { error };
+  }
+}
+
+/** Wraps anything thrown into a PetriError, keeping registered codes. */
+export function toPetriError(err: unknown): PetriError {
+  if (err instanceof PetriError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new PetriError('Internal', message);
+}

@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { PetriError } from '../errors.ts';
+
+/** A function name doubles as a URL segment, a cgroup name part and a folder name. */
+export const FunctionNameSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}$/,
+    'must be 1–63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit',
+  );
+
+const CommandSchema = z.array(z.string().min(1)).min(1);
+
+const KeepAliveSchema = z
+  .object({
+    policy: z.enum(['fixed']).default('fixed'),
+    ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(24 * 3600_000)
+      .optional(),
+  })
+  .strict();
+
+const NetworkSchema = z
+  .object({
+    inbound: z.boolean().default(false),
+    egress: z.boolean().default(false),
+  })
+  .strict();
+
+const QueueSchema = z
+  .object({
+    maxSize: z.number().int().min(0).optional(),
+    maxWaitMs: z.number().int().min(0).optional(),
+  })
+  .strict();
+
+export const SourceSchema = z.union([
+  z.object({ path: z.string().min(1) }).strict(),
+  z.object({ archive: z.string().min(1) }).strict(),
+]);
+
+/** The function spec of DESIGN §7 (`petri.json`), without its source. */
+export const FunctionSpecSchema = z
+  .object({
+    name: FunctionNameSchema,
+    runtime: z.enum(['node', 'exec', 'http']),
+    handler: z
+      .string()
+      .regex(/^[^.]+(\.[^.]+)?$/, 'must look like "file.export", e.g. "index.handler"')
+      .default('index.handler'),
+    command: CommandSchema.optional(),
+    memoryMb: z.number().int().min(64).max(10240).default(128),
+    timeoutMs: z.number().int().min(1).max(900_000).default(30_000),
+    concurrency: z.number().int().min(1).max(1000).default(1),
+    maxInstances: z.number().int().min(1).max(1000).optional(),
+    env: z.record(z.string()).default({}),
+    keepAlive: KeepAliveSchema.default({}),
+    network: NetworkSchema.default({}),
+    snapshot: z.boolean().default(false),
+    queue: QueueSchema.default({}),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    if ((spec.runtime === 'exec' || spec.runtime === 'http') && !spec.command) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['command'],
+        message: `is required for runtime "${spec.runtime}"`,
+      });
+    }
+  });
+
+export type FunctionSpec = z.infer<typeof FunctionSpecSchema>;
+export type FunctionSource = z.infer<typeof SourceSchema>;
+export type Runtime = FunctionSpec['runtime'];
+
+/** The deploy body: a spec plus where its code is. `name` may come from the URL. */
+export const DeployBodySchema = z
+  .object({ source: SourceSchema })
+  .passthrough()
+  .transform(({ source, ...spec }) => ({ source, spec }));
+
+export interface FieldIssue {
+  field: string;
+  message: string;
+}
+
+/** Every invalid field of a zod failure, as `{field, message}` pairs. */
+export function fieldIssues(error: z.ZodError): FieldIssue[] {
+  return error.issues.map((issue) => {
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.join(', ')}`;
+    return { field: issue.path.join('.') || '(root)', message };
+  });
+}
+
+function issuesMessage(what: string, issues: FieldIssue[]): string {
+  return `${what}: ` + issues.map((i) => `${i.field} ${i.message}`).join('; ');
+}
+
+/** Validates a spec, throwing `InvalidSpec` that names every invalid field. */
+export function parseSpec(input: unknown): FunctionSpec {
+  const result = FunctionSpecSchema.safeParse(input);
+  if (!result.success) {
+    const issues = fieldIssues(result.error);
+    throw new PetriError('InvalidSpec', issuesMessage('invalid function spec', issues), {
+      issues,
+    });
+  }
+  return result.data;
+}
+
+/** Validates a deploy body (spec + source), throwing `InvalidSpec` on every invalid field. */
+export function parseDeployBody(
+  nameFromUrl: string,
+  body: unknown,
+): { spec: FunctionSpec; source: FunctionSource } {
+  const obj = body && typeof body === 'object' && !Array.isArray(body) ? { ...body } : undefined;
+  if (!obj) throw new PetriError('InvalidSpec', 'deploy body must be a JSON object');
+  const record = obj as Record<string, unknown>;
+  if (record.name !== undefined && record.name !== nameFromUrl) {
+    throw new PetriError(
+      'InvalidSpec',
+      `spec name "${String(record.name)}" does not match URL name "${nameFromUrl}"`,
+      { issues: [{ field: 'name', message: 'does not match the URL' }] },
+    );
+  }
+  record.name = nameFromUrl;
+  const rawSource = record.source;
+  delete record.source;
+  const source = SourceSchema.safeParse(rawSource);
+  const spec = FunctionSpecSchema.safeParse(record);
+  const issues: FieldIssue[] = [];
+  if (!source.success) {
+    issues.push(
+      rawSource === undefined
+        ? { field: 'source', message: 'is required ({"path": ...} or {"archive": ...})' }
+        : { field: 'source', message: 'must be {"path": "/abs/dir"} or {"archive": "<base64>"}' },
+    );
+  }
+  if (!spec.success) issues.push(...fieldIssues(spec.error));
+  if (issues.length > 0 || !spec.success || !source.success) {
+    throw new PetriError('InvalidSpec', issuesMessage('invalid function spec', issues), {
+      issues,
+    });
+  }
+  return { spec: spec.data, source: source.data };
+}

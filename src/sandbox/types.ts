@@ -1,0 +1,99 @@
+import type { FromInstance, LogStream, ToInstance } from '../runtime/protocol.ts';
+
+/** Resources one instance gets, computed from its memoryMb by `resourcesFor`. */
+export interface ResourceLimits {
+  memoryMb: number;
+  /** vCPUs, e.g. 0.072 for 128 MB. */
+  cpu: number;
+  /** Shaped bandwidth, both directions, in Mbit/s. */
+  bandwidthMbit: number;
+  burstBytes: number;
+  pidsMax: number;
+  tmpSizeMb: number;
+}
+
+/** What the instance host runs: a node handler, a command per request, or an HTTP server. */
+export type InstanceEntry =
+  | { runtime: 'node'; bundle: string; exportName: string }
+  | { runtime: 'exec'; command: string[] }
+  | { runtime: 'http'; command: string[] };
+
+export interface SandboxSpec {
+  instanceId: string;
+  functionName: string;
+  version: number;
+  /** The function's code folder (read-only inside the sandbox); commands run here. */
+  codeDir: string;
+  entry: InstanceEntry;
+  env: Record<string, string>;
+  resources: ResourceLimits;
+  network: { inbound: boolean; egress: boolean };
+}
+
+/** One isolation mechanism and whether this node uses it. */
+export interface MechanismStatus {
+  name: string;
+  active: boolean;
+  /** Why it is off, when it is. */
+  reason?: string;
+}
+
+export interface IsolationReport {
+  driver: string;
+  mechanisms: MechanismStatus[];
+}
+
+export interface CpuLimit {
+  /** vCPUs (quota ÷ period). */
+  cpu: number;
+  /** Optional cpuset, e.g. "0" or "0-1", for schedulers that pin classes to cores. */
+  cpus?: string;
+}
+
+/** Resources an instance has used since it started. */
+export interface Usage {
+  cpuMs: number;
+  peakMemoryBytes: number;
+  netRxBytes: number;
+  netTxBytes: number;
+}
+
+/** How a sandbox ended. `oomKilled` is true when its memory limit killed it. */
+export interface SandboxExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  oomKilled: boolean;
+  /** The last few KB the instance wrote to stderr. */
+  stderrTail: string;
+}
+
+export interface SandboxEvents {
+  message: (message: FromInstance) => void;
+  output: (stream: LogStream, line: string) => void;
+  exit: (exit: SandboxExit) => void;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  /** Its IP on the Petri bridge, when it has its own network namespace. */
+  readonly address?: string;
+  readonly pid: number | undefined;
+  send(message: ToInstance): void;
+  on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void;
+  /** Moves the instance to another CPU limit (schedulers use it). */
+  setCpu(limit: CpuLimit): Promise<void>;
+  usage(): Promise<Usage>;
+  /** Kills the instance and removes everything made for it. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface SandboxDriver {
+  readonly name: string;
+  capabilities(): IsolationReport;
+  /** Resolves once the process is started (not yet `ready`). */
+  create(spec: SandboxSpec): Promise<Sandbox>;
+  /** Removes leftovers of a crashed earlier run (cgroups, namespaces, interfaces). */
+  reconcile(): Promise<void>;
+  /** Stops everything the driver made. */
+  close(): Promise<void>;
+}
