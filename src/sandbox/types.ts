@@ -22,8 +22,10 @@ export interface SandboxSpec {
   instanceId: string;
   functionName: string;
   version: number;
-  /** The function's code folder (read-only inside the sandbox); commands run here. */
+  /** The function version's folder (read-only inside the sandbox): code and bundle. */
   codeDir: string;
+  /** Where the instance runs (inside codeDir): the function's own files. */
+  cwd: string;
   entry: InstanceEntry;
   env: Record<string, string>;
   resources: ResourceLimits;

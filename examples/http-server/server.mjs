@@ -1,0 +1,15 @@
+// An unmodified-style web service: serves HTTP on $PORT; Petri forwards each invocation as a POST.
+import http from 'node:http';
+
+let served = 0;
+const server = http.createServer((request, response) => {
+  const chunks = [];
+  request.on('data', (chunk) => chunks.push(chunk));
+  request.on('end', () => {
+    served += 1;
+    const event = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify({ served, upper: String(event.text ?? '').toUpperCase() }));
+  });
+});
+server.listen(Number(process.env.PORT), '127.0.0.1');

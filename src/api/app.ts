@@ -1,0 +1,169 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { PetriError, toPetriError } from '../errors.ts';
+import { FunctionNameSchema, type PetriNode } from '../node/index.ts';
+import { fieldIssues } from '../node/spec.ts';
+import { toInvocationView } from './views.ts';
+
+export interface AppOptions {
+  payloadLimitBytes: number;
+  /** Deploy bodies carry base64 archives, so they may be larger than invoke payloads. */
+  deployLimitBytes?: number;
+  logger?: FastifyBaseLogger;
+}
+
+const NameParams = z.object({ name: z.string() });
+const IdParams = z.object({ id: z.string().min(1) });
+const InvokeQuery = z.object({ mode: z.enum(['sync', 'async']).default('sync') }).strict();
+const InvocationsQuery = z
+  .object({
+    function: z.string().optional(),
+    limit: z.coerce.number().int().min(1).max(10_000).default(50),
+    since: z.coerce.number().optional(),
+  })
+  .strict();
+const LogsQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(10_000).default(100),
+    invocation: z.string().optional(),
+    since: z.coerce.number().optional(),
+  })
+  .strict();
+
+/** Parses request parts with zod, failing with `InvalidRequest` naming each bad field. */
+function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+  const result = schema.safeParse(value ?? {});
+  if (result.success) return result.data;
+  const issues = fieldIssues(result.error);
+  const message = issues.map((i) => `${i.field} ${i.message}`).join('; ');
+  throw new PetriError('InvalidRequest', `invalid ${what}: ${message}`, { issues });
+}
+
+function functionName(params: unknown): string {
+  const { name } = parse(NameParams, params, 'path');
+  const valid = FunctionNameSchema.safeParse(name);
+  if (!valid.success) throw new PetriError('FunctionNotFound', `no function named "${name}"`);
+  return name;
+}
+
+function sendError(reply: FastifyReply, error: PetriError): FastifyReply {
+  return reply.code(error.status).type('application/json').send(error.toBody());
+}
+
+/** Maps fastify's own errors (body parsing, limits) onto registered codes. */
+function fromFastifyError(err: unknown): PetriError {
+  if (err instanceof PetriError) return err;
+  const code = (err as { code?: string }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new PetriError('PayloadTooLarge', message);
+  if (code?.startsWith('FST_ERR_CTP') || err instanceof SyntaxError) {
+    return new PetriError('InvalidRequest', message);
+  }
+  return toPetriError(err);
+}
+
+/**
+ * The HTTP API v1 (DESIGN §6) over a PetriNode. Build it and `listen`, or
+ * call `inject` in tests.
+ *
+ * @example const app = buildApp(node, { payloadLimitBytes: 6 << 20 }); await app.listen({ port: 8080 });
+ */
+export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance {
+  const app = Fastify({ bodyLimit: options.payloadLimitBytes });
+  const log = options.logger;
+
+  // Every body is JSON, whatever content type the client sends; an empty body is no body.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(new PetriError('InvalidRequest', `body is not valid JSON: ${(err as Error).message}`), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const error = fromFastifyError(err);
+    if (error.code === 'Internal') log?.error({ err, url: request.url }, 'internal error');
+    return sendError(reply, error);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new PetriError('RouteNotFound', `no route ${request.method} ${request.url}`)),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/v1/node', async () => node.info());
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(node.metrics.contentType).send(await node.metrics.text()),
+  );
+
+  app.put(
+    '/v1/functions/:name',
+    { bodyLimit: options.deployLimitBytes ?? 64 * 1024 * 1024 },
+    async (request, reply) => {
+      const { name } = parse(NameParams, request.params, 'path');
+      const valid = FunctionNameSchema.safeParse(name);
+      if (!valid.success) {
+        const issues = fieldIssues(valid.error).map((i) => ({ ...i, field: 'name' }));
+        throw new PetriError('InvalidSpec', `invalid function name "${name}"`, { issues });
+      }
+      const { view, created } = await node.deploy(name, request.body);
+      return reply.code(created ? 201 : 200).send(view);
+    },
+  );
+  app.get('/v1/functions', async () => ({ functions: node.listFunctions() }));
+  app.get('/v1/functions/:name', async (request) => node.getFunction(functionName(request.params)));
+  app.delete('/v1/functions/:name', async (request) => {
+    const name = functionName(request.params);
+    await node.removeFunction(name);
+    return { name, deleted: true };
+  });
+  app.get('/v1/functions/:name/logs', async (request) => {
+    const name = functionName(request.params);
+    const query = parse(LogsQuery, request.query, 'query');
+    const logs = node.listLogs({
+      functionName: name,
+      invocationId: query.invocation,
+      since: query.since,
+      limit: query.limit,
+    });
+    return { logs: logs.map(({ functionName: _f, version: _v, ...line }) => line) };
+  });
+
+  app.post('/v1/functions/:name/invoke', async (request, reply) => {
+    const name = functionName(request.params);
+    const { mode } = parse(InvokeQuery, request.query, 'query');
+    const event = request.body === undefined ? {} : request.body;
+    if (mode === 'async') {
+      const record = node.invokeAsync(name, event);
+      return reply.code(202).send({ invocationId: record.id });
+    }
+    const { record, value } = await node.invoke(name, event);
+    reply.header('x-petri-invocation-id', record.id);
+    if (record.startPath) reply.header('x-petri-start', record.startPath);
+    reply.header('x-petri-duration-ms', String(record.totalMs ?? 0));
+    if (record.error) {
+      const { code, message, details } = record.error;
+      return sendError(reply, new PetriError(code, message, details));
+    }
+    return reply.type('application/json').send(JSON.stringify(value ?? null));
+  });
+
+  app.get('/v1/invocations/:id', async (request) => {
+    const { id } = parse(IdParams, request.params, 'path');
+    return toInvocationView(node.getInvocation(id));
+  });
+  app.get('/v1/invocations', async (request) => {
+    const query = parse(InvocationsQuery, request.query, 'query');
+    const records = node.listInvocations({
+      functionName: query.function,
+      limit: query.limit,
+      since: query.since,
+    });
+    return { invocations: records.map(toInvocationView) };
+  });
+
+  return app;
+}

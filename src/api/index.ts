@@ -1,0 +1,3 @@
+export { buildApp, type AppOptions } from './app.ts';
+export { startNode, type RunningNode } from './server.ts';
+export { toInvocationView, type InvocationView } from './views.ts';

@@ -1,0 +1,345 @@
+/**
+ * A small typed client for the node's HTTP API (DESIGN §6). The CLI speaks
+ * only this API, so everything a verb needs from the node goes through here.
+ */
+import { request } from 'undici';
+
+export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
+export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface InstanceCounts {
+  starting: number;
+  idle: number;
+  busy: number;
+  stopping: number;
+}
+
+/**
+ * The spec as the node reports it. Fields are optional and open-ended on
+ * purpose: a newer node may add fields, and the CLI shows whatever it gets.
+ */
+export interface SpecView {
+  name?: string;
+  runtime?: string;
+  handler?: string;
+  command?: string[];
+  memoryMb?: number;
+  timeoutMs?: number;
+  concurrency?: number;
+  maxInstances?: number;
+  env?: Record<string, string>;
+  keepAlive?: { policy?: string; ms?: number };
+  network?: { inbound?: boolean; egress?: boolean };
+  snapshot?: boolean;
+  queue?: { maxSize?: number; maxWaitMs?: number };
+  [field: string]: unknown;
+}
+
+export interface FunctionView {
+  name: string;
+  version: number;
+  spec: SpecView;
+  createdAt: number;
+  updatedAt: number;
+  instances: InstanceCounts;
+  queueLength: number;
+}
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+export interface InvocationView {
+  id: string;
+  functionName: string;
+  version: number;
+  mode: 'sync' | 'async';
+  status: InvocationStatus;
+  startPath?: StartPath;
+  result?: unknown;
+  error?: ErrorInfo;
+  instanceId?: string;
+  timings: {
+    receivedAt: number;
+    dispatchedAt?: number;
+    startedAt?: number;
+    finishedAt?: number;
+    queuedMs?: number;
+    initMs?: number;
+    executionMs?: number;
+    totalMs?: number;
+  };
+  resources: {
+    cpuMs?: number;
+    peakMemoryBytes?: number;
+    netRxBytes?: number;
+    netTxBytes?: number;
+  };
+}
+
+export interface LogEntry {
+  at: number;
+  invocationId?: string;
+  instanceId: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+export interface IsolationMechanism {
+  name: string;
+  active: boolean;
+  reason?: string;
+}
+
+export interface NodeView {
+  version: string;
+  cores: number;
+  memoryBudgetMb: number;
+  memoryInUseMb: number;
+  sandboxDriver: string;
+  isolation: { driver: string; mechanisms: IsolationMechanism[] };
+  instances: InstanceCounts;
+  functions: number;
+  uptimeMs: number;
+}
+
+/** What a synchronous invoke returns: the handler's result plus the x-petri-* headers. */
+export interface InvokeOutcome {
+  invocationId?: string;
+  start?: string;
+  durationMs?: number;
+  result: unknown;
+}
+
+/**
+ * An error the node reported as `{"error": {code, message, details}}`.
+ * `code` is a string, not the local ErrorCode union: a newer node may send
+ * codes this CLI does not know, and they must still be shown as sent.
+ */
+export class ApiError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly details?: unknown;
+
+  constructor(code: string, message: string, status: number, details?: unknown) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = status;
+    this.details = details;
+  }
+}
+
+/** The node could not be reached at all (refused, DNS, timeout before a response). */
+export class NodeUnreachableError extends Error {
+  readonly url: string;
+
+  constructor(url: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message || cause.name : String(cause);
+    super(`cannot reach Petri node at ${url}: ${reason}`);
+    this.name = 'NodeUnreachableError';
+    this.url = url;
+  }
+}
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body; undefined when the body was empty. */
+  body: unknown;
+}
+
+interface CallOptions {
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  /** Milliseconds to wait for response headers; 0 waits forever (invocations may run 15 min). */
+  headersTimeoutMs?: number;
+}
+
+const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Recognises the registry's error body; anything else is not an API error. */
+function errorFromBody(body: unknown): ErrorInfo | undefined {
+  if (!isRecord(body) || !isRecord(body.error)) return undefined;
+  const { code, message, details } = body.error;
+  if (typeof code !== 'string' || typeof message !== 'string') return undefined;
+  return details === undefined ? { code, message } : { code, message, details };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Typed calls against one node.
+ *
+ * @example
+ * const client = new PetriClient('http://127.0.0.1:8080');
+ * const { functions } = await client.listFunctions();
+ */
+export class PetriClient {
+  readonly baseUrl: string;
+
+  constructor(baseUrl: string) {
+    // Validate early so a typo in --url is one clear error, not an undici stack.
+    let parsed: URL;
+    try {
+      parsed = new URL(baseUrl);
+    } catch {
+      throw new ApiError('InvalidRequest', `invalid node URL "${baseUrl}"`, 0);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new ApiError('InvalidRequest', `node URL must be http(s), got "${baseUrl}"`, 0);
+    }
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  /** True when the node runs on this machine, so it can read a source folder by path. */
+  isLocal(): boolean {
+    const host = new URL(this.baseUrl).hostname;
+    return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host === '::1';
+  }
+
+  health(): Promise<{ status: string }> {
+    return this.json('GET', '/healthz');
+  }
+
+  node(): Promise<NodeView> {
+    return this.json('GET', '/v1/node');
+  }
+
+  /** `body` is the spec fields plus `source`; the node validates it. */
+  deploy(name: string, body: Record<string, unknown>): Promise<FunctionView> {
+    return this.json('PUT', `/v1/functions/${encodeURIComponent(name)}`, { body });
+  }
+
+  listFunctions(): Promise<{ functions: FunctionView[] }> {
+    return this.json('GET', '/v1/functions');
+  }
+
+  getFunction(name: string): Promise<FunctionView> {
+    return this.json('GET', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+
+  deleteFunction(name: string): Promise<{ name: string; deleted: boolean }> {
+    return this.json('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+
+  async invoke(name: string, event: unknown): Promise<InvokeOutcome> {
+    const res = await this.call('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
+      body: event,
+      headersTimeoutMs: 0,
+    });
+    const duration = Number(headerValue(res.headers['x-petri-duration-ms']));
+    return {
+      invocationId: headerValue(res.headers['x-petri-invocation-id']),
+      start: headerValue(res.headers['x-petri-start']),
+      durationMs: Number.isFinite(duration) ? duration : undefined,
+      // A handler that returns nothing yields an empty body; show it as null.
+      result: res.body === undefined ? null : res.body,
+    };
+  }
+
+  invokeAsync(name: string, event: unknown): Promise<{ invocationId: string }> {
+    return this.json('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
+      query: { mode: 'async' },
+      body: event,
+    });
+  }
+
+  getInvocation(id: string): Promise<InvocationView> {
+    return this.json('GET', `/v1/invocations/${encodeURIComponent(id)}`);
+  }
+
+  listInvocations(query: {
+    function?: string;
+    limit?: number;
+    since?: number;
+  }): Promise<{ invocations: InvocationView[] }> {
+    return this.json('GET', '/v1/invocations', { query });
+  }
+
+  logs(
+    name: string,
+    query: { limit?: number; invocation?: string; since?: number },
+  ): Promise<{ logs: LogEntry[] }> {
+    return this.json('GET', `/v1/functions/${encodeURIComponent(name)}/logs`, { query });
+  }
+
+  /**
+   * A call whose success body is an object of type T. The node owns the
+   * contract, so the body is trusted after a shape check rather than fully
+   * validated; the formatters tolerate missing fields.
+   */
+  private async json<T>(method: string, path: string, options: CallOptions = {}): Promise<T> {
+    const res = await this.call(method, path, options);
+    if (!isRecord(res.body)) {
+      throw new ApiError(
+        'Internal',
+        `node answered ${method} ${path} with a non-object body`,
+        res.status,
+      );
+    }
+    return res.body as T;
+  }
+
+  /** One HTTP exchange: JSON in, JSON out, error bodies thrown as ApiError. */
+  private async call(method: string, path: string, options: CallOptions): Promise<RawResponse> {
+    const url = this.url(path, options.query);
+    let status: number;
+    let headers: RawResponse['headers'];
+    let text: string;
+    try {
+      const res = await request(url, {
+        method: method as 'GET',
+        headers: options.body === undefined ? {} : { 'content-type': 'application/json' },
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        headersTimeout: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+        bodyTimeout: 0,
+      });
+      status = res.statusCode;
+      headers = res.headers;
+      text = await res.body.text();
+    } catch (err) {
+      throw new NodeUnreachableError(this.baseUrl, err);
+    }
+    const body = parseBody(text);
+    if (status >= 200 && status < 300) {
+      if (body.ok) return { status, headers, body: body.value };
+      throw new ApiError('Internal', `node sent invalid JSON for ${method} ${path}`, status);
+    }
+    const error = body.ok ? errorFromBody(body.value) : undefined;
+    if (error) throw new ApiError(error.code, error.message, status, error.details);
+    // Not the registry's shape: probably a proxy in between, or a route the node lacks.
+    const snippet = text.slice(0, 200).trim();
+    throw new ApiError(
+      'Internal',
+      `node answered HTTP ${status} for ${method} ${path}${snippet ? `: ${snippet}` : ''}`,
+      status,
+    );
+  }
+
+  private url(path: string, query: CallOptions['query']): string {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    const qs = params.toString();
+    return `${this.baseUrl}${path}${qs ? `?${qs}` : ''}`;
+  }
+}
+
+function parseBody(text: string): { ok: true; value: unknown } | { ok: false } {
+  if (text.trim() === '') return { ok: true, value: undefined };
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch {
+    return { ok: false };
+  }
+}

@@ -1,0 +1,74 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PetriError } from '../errors.ts';
+import { bundleHandler } from '../runtime/index.ts';
+import type { FunctionSource, FunctionSpec } from './spec.ts';
+
+const run = promisify(execFile);
+
+/** Where one version of a function lives on the node. */
+export interface VersionLayout {
+  /** The version folder, bound read-only into the sandbox. */
+  dir: string;
+  /** The function's own files. */
+  code: string;
+  /** The esbuild bundle of a `node` handler. */
+  bundle: string;
+}
+
+export function versionLayout(stateDir: string, name: string, version: number): VersionLayout {
+  const dir = path.join(stateDir, 'functions', name, `v${version}`);
+  return { dir, code: path.join(dir, 'code'), bundle: path.join(dir, 'bundle.mjs') };
+}
+
+function invalidSource(message: string): PetriError {
+  return new PetriError('InvalidSpec', message, { issues: [{ field: 'source', message }] });
+}
+
+async function copyFromPath(from: string, to: string): Promise<void> {
+  if (!path.isAbsolute(from)) throw invalidSource(`source.path must be absolute, got "${from}"`);
+  const stat = await fs.stat(from).catch(() => undefined);
+  if (!stat?.isDirectory()) throw invalidSource(`source.path "${from}" is not a folder on the node`);
+  await fs.cp(from, to, {
+    recursive: true,
+    filter: (src) => path.basename(src) !== '.git',
+  });
+}
+
+async function extractArchive(base64: string, to: string): Promise<void> {
+  const file = `${to}.tar.gz`;
+  await fs.writeFile(file, Buffer.from(base64, 'base64'));
+  try {
+    await fs.mkdir(to, { recursive: true });
+    await run('tar', ['-xzf', file, '-C', to, '--no-same-owner']);
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? String(err);
+    throw invalidSource(`source.archive is not a readable tar.gz: ${stderr.trim()}`);
+  } finally {
+    await fs.rm(file, { force: true });
+  }
+}
+
+/**
+ * Puts a function version's code in place (copied, so later edits to the
+ * source folder do not change a deployed version) and bundles `node` handlers.
+ * On failure nothing of the version is left behind.
+ */
+export async function materialize(
+  layout: VersionLayout,
+  spec: FunctionSpec,
+  source: FunctionSource,
+): Promise<void> {
+  await fs.rm(layout.dir, { recursive: true, force: true });
+  await fs.mkdir(layout.dir, { recursive: true });
+  try {
+    if ('path' in source) await copyFromPath(source.path, layout.code);
+    else await extractArchive(source.archive, layout.code);
+    if (spec.runtime === 'node') await bundleHandler(layout.code, spec.handler, layout.bundle);
+  } catch (err) {
+    await fs.rm(layout.dir, { recursive: true, force: true });
+    throw err;
+  }
+}

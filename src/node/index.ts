@@ -1,0 +1,12 @@
+export { PetriNode, type NodeDeps, type FunctionView, type NodeInfo, type InvokeResult } from './node.ts';
+export {
+  parseSpec,
+  parseDeployBody,
+  FunctionSpecSchema,
+  FunctionNameSchema,
+  type FunctionSpec,
+  type FunctionSource,
+  type Runtime,
+} from './spec.ts';
+export { Pool, type Slot, type PoolLimits } from './pool.ts';
+export { Instance } from './instance.ts';

@@ -1,0 +1,217 @@
+import { PetriError } from '../errors.ts';
+import type { InstanceState, InstanceView } from '../policy/index.ts';
+import type { FromInstance } from '../runtime/index.ts';
+import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
+import type { FunctionRecord } from '../store/index.ts';
+
+export interface InstanceHooks {
+  onState(instance: Instance, state: InstanceState, details?: unknown): void;
+  onLog(instance: Instance, stream: 'stdout' | 'stderr', line: string, invocationId?: string): void;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: PetriError): void;
+  timer: NodeJS.Timeout;
+}
+
+const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
+
+/** Describes how an instance ended as the error its in-flight invocations get. */
+export function exitError(exit: SandboxExit, during: string): PetriError {
+  const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
+  const details = { exitCode: exit.code, signal: exit.signal, stderr: exit.stderrTail };
+  if (exit.oomKilled) {
+    return new PetriError('OutOfMemory', `instance exceeded its memory limit ${during}`, details);
+  }
+  return new PetriError('InstanceCrashed', `instance exited ${during} (${how})`, details);
+}
+
+/**
+ * One sandbox serving one function version: tracks its state, its in-flight
+ * invocations, and turns protocol frames into settled promises.
+ */
+export class Instance implements InstanceView {
+  state: InstanceState = 'starting';
+  inFlight = 0;
+  lastUsedAt: number;
+  readonly startedAt: number;
+  invocations = 0;
+  keepAliveTimer: NodeJS.Timeout | undefined;
+  /** Resource counters at the end of the last invocation, to diff the next against. */
+  baseline: Usage = ZERO_USAGE;
+  exit: SandboxExit | undefined;
+  private readonly pending = new Map<string, Pending>();
+
+  private constructor(
+    readonly fn: FunctionRecord,
+    readonly sandbox: Sandbox,
+    private readonly hooks: InstanceHooks,
+  ) {
+    this.startedAt = Date.now();
+    this.lastUsedAt = this.startedAt;
+    sandbox.on('message', (message) => this.onMessage(message));
+    sandbox.on('output', (stream, line) => this.hooks.onLog(this, stream, line, this.soleInvocation()));
+    sandbox.on('exit', (exit) => this.onExit(exit));
+  }
+
+  get id(): string {
+    return this.sandbox.id;
+  }
+  get functionName(): string {
+    return this.fn.name;
+  }
+  get version(): number {
+    return this.fn.version;
+  }
+  get memoryMb(): number {
+    return this.fn.spec.memoryMb;
+  }
+  get keepAliveMs(): number | undefined {
+    return this.fn.spec.keepAlive.ms;
+  }
+
+  /** Starts a sandbox and resolves once its runtime reports `ready`. */
+  static async start(
+    driver: SandboxDriver,
+    fn: FunctionRecord,
+    spec: SandboxSpec,
+    hooks: InstanceHooks,
+  ): Promise<Instance> {
+    const sandbox = await driver.create(spec);
+    const instance = new Instance(fn, sandbox, hooks);
+    hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
+    await instance.waitReady(fn.spec.timeoutMs);
+    return instance;
+  }
+
+  hasRoom(): boolean {
+    return this.state === 'idle' || (this.state === 'busy' && this.inFlight < this.fn.spec.concurrency);
+  }
+
+  /** Takes one of the instance's concurrency slots for an invocation about to be sent. */
+  reserve(): void {
+    this.inFlight += 1;
+    this.clearKeepAlive();
+    this.setState('busy');
+  }
+
+  /** Sends one invocation (after `reserve`) and settles with the handler's value or an error. */
+  invoke(id: string, event: unknown): Promise<unknown> {
+    this.invocations += 1;
+    const deadline = Date.now() + this.fn.spec.timeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.onTimeout(id), this.fn.spec.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.sandbox.send({ type: 'invoke', id, event, deadline });
+    });
+  }
+
+  /** Marks one invocation done; the instance is idle when none is left. */
+  release(): void {
+    this.inFlight -= 1;
+    this.lastUsedAt = Date.now();
+    if (this.inFlight === 0 && this.state === 'busy') this.setState('idle');
+  }
+
+  clearKeepAlive(): void {
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.clearKeepAlive();
+    if (this.state !== 'dead') this.setState('stopping');
+    await this.sandbox.destroy();
+  }
+
+  setState(state: InstanceState, details?: unknown): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.hooks.onState(this, state, details);
+  }
+
+  private waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new PetriError('Timeout', `instance did not start within ${timeoutMs} ms`));
+        void this.stop();
+      }, timeoutMs);
+      this.readyWaiter = { resolve, reject, timer };
+    });
+  }
+
+  private readyWaiter: { resolve(): void; reject(err: PetriError): void; timer: NodeJS.Timeout } | undefined;
+
+  private settleReady(error?: PetriError): void {
+    const waiter = this.readyWaiter;
+    if (!waiter) return;
+    this.readyWaiter = undefined;
+    clearTimeout(waiter.timer);
+    if (error) waiter.reject(error);
+    else waiter.resolve();
+  }
+
+  private soleInvocation(): string | undefined {
+    if (this.pending.size !== 1) return undefined;
+    return this.pending.keys().next().value;
+  }
+
+  private onMessage(message: FromInstance): void {
+    switch (message.type) {
+      case 'ready':
+        this.setState('idle');
+        this.settleReady();
+        return;
+      case 'init-error':
+        this.settleReady(
+          new PetriError('HandlerError', `function failed to initialise: ${message.message}`, {
+            phase: 'init',
+            stack: message.stack,
+          }),
+        );
+        return;
+      case 'log':
+        this.hooks.onLog(this, message.stream, message.line, message.id);
+        return;
+      case 'result':
+        this.settle(message.id, (p) => p.resolve(message.value));
+        return;
+      case 'error':
+        this.settle(message.id, (p) =>
+          p.reject(new PetriError(message.code, message.message, { stack: message.stack })),
+        );
+        return;
+    }
+  }
+
+  private settle(id: string, action: (pending: Pending) => void): void {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    clearTimeout(pending.timer);
+    action(pending);
+  }
+
+  private onTimeout(id: string): void {
+    const ms = this.fn.spec.timeoutMs;
+    this.settle(id, (p) =>
+      p.reject(new PetriError('Timeout', `invocation ran past its timeout of ${ms} ms`)),
+    );
+    // A handler that overran may still be running: the instance cannot be trusted again.
+    void this.stop();
+  }
+
+  private onExit(exit: SandboxExit): void {
+    this.exit = exit;
+    this.clearKeepAlive();
+    const wasStopping = this.state === 'stopping';
+    this.setState('dead', { exitCode: exit.code, signal: exit.signal, oomKilled: exit.oomKilled });
+    this.settleReady(exitError(exit, 'while starting'));
+    for (const id of [...this.pending.keys()]) {
+      this.settle(id, (p) =>
+        p.reject(wasStopping ? new PetriError('InstanceCrashed', 'instance was stopped') : exitError(exit, 'during the invocation')),
+      );
+    }
+  }
+}

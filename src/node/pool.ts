@@ -1,0 +1,278 @@
+import { PetriError } from '../errors.ts';
+import type { InstanceState, KeepAlivePolicy, NodeView } from '../policy/index.ts';
+import type { StartPath } from '../store/index.ts';
+import type { FunctionRecord } from '../store/index.ts';
+import { now } from './clock.ts';
+import type { Instance } from './instance.ts';
+
+/** What a dispatched invocation gets: an instance with a slot reserved for it. */
+export interface Slot {
+  instance: Instance;
+  startPath: StartPath;
+  /** When the pool chose the instance (for a cold start: when the start began). */
+  dispatchedAt: number;
+}
+
+export interface PoolLimits {
+  memoryBudgetMb: number;
+  maxInstancesPerFunction: number;
+  queueMaxSize: number;
+  queueMaxWaitMs: number;
+}
+
+interface Waiter {
+  resolve(slot: Slot): void;
+  reject(error: PetriError): void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** Per function: its current version, its instances (any version) and its queue. */
+export interface FunctionEntry {
+  record: FunctionRecord;
+  instances: Set<Instance>;
+  /** Cold starts under way, not yet in `instances`. */
+  starting: number;
+  queue: Waiter[];
+}
+
+export interface PoolHooks {
+  /** Starts a new instance of the function's current version. */
+  startInstance(record: FunctionRecord): Promise<Instance>;
+}
+
+/**
+ * Decides where each invocation runs: a warm instance with room, else a cold
+ * start if the function's cap and the node's memory budget allow (evicting
+ * idle instances the keep-alive policy picks), else a bounded queue.
+ */
+export class Pool {
+  readonly functions = new Map<string, FunctionEntry>();
+  private startingMb = 0;
+
+  constructor(
+    private readonly limits: PoolLimits,
+    private readonly policy: KeepAlivePolicy,
+    private readonly hooks: PoolHooks,
+  ) {}
+
+  entry(name: string): FunctionEntry | undefined {
+    return this.functions.get(name);
+  }
+
+  /** Adds a function or switches it to a new version; old-version instances drain. */
+  setFunction(record: FunctionRecord): void {
+    const entry = this.functions.get(record.name);
+    if (!entry) {
+      this.functions.set(record.name, { record, instances: new Set(), starting: 0, queue: [] });
+      return;
+    }
+    entry.record = record;
+    for (const instance of entry.instances) {
+      if (instance.version !== record.version && instance.state === 'idle') void this.retire(instance);
+    }
+  }
+
+  /** Removes a function: queued invocations fail, idle instances stop, busy ones stop when done. */
+  removeFunction(name: string): void {
+    const entry = this.functions.get(name);
+    if (!entry) return;
+    this.functions.delete(name);
+    for (const waiter of entry.queue.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
+    }
+    for (const instance of entry.instances) if (instance.state === 'idle') void this.retire(instance);
+  }
+
+  /** Finds or makes room for one invocation; may wait in the function's queue. */
+  async acquire(entry: FunctionEntry): Promise<Slot> {
+    const warm = this.findWarm(entry);
+    if (warm) {
+      warm.reserve();
+      return { instance: warm, startPath: 'warm', dispatchedAt: now() };
+    }
+    if (this.makeRoom(entry)) {
+      const dispatchedAt = now();
+      return { instance: await this.coldStart(entry), startPath: 'cold', dispatchedAt };
+    }
+    return this.enqueue(entry);
+  }
+
+  /** Called when an invocation finishes on `instance`. */
+  release(instance: Instance): void {
+    instance.release();
+    const entry = this.functions.get(instance.functionName);
+    const current = entry?.record.version === instance.version;
+    if (instance.state === 'idle' && !current) {
+      void this.retire(instance);
+      return;
+    }
+    if (entry) this.serveQueue(entry);
+    if (instance.state === 'idle') this.armKeepAlive(instance);
+  }
+
+  /** Called when an instance died: forget it and let queued work use the room. */
+  forget(instance: Instance): void {
+    instance.clearKeepAlive();
+    this.functions.get(instance.functionName)?.instances.delete(instance);
+    this.serveAllQueues();
+  }
+
+  memoryInUseMb(): number {
+    let total = this.startingMb;
+    for (const entry of this.functions.values()) {
+      for (const instance of entry.instances) if (instance.state !== 'dead') total += instance.memoryMb;
+    }
+    return total;
+  }
+
+  allInstances(): Instance[] {
+    return [...this.functions.values()].flatMap((entry) => [...entry.instances]);
+  }
+
+  instanceCounts(): Record<InstanceState, number> {
+    const counts: Record<InstanceState, number> = { starting: 0, idle: 0, busy: 0, stopping: 0, dead: 0 };
+    for (const instance of this.allInstances()) counts[instance.state] += 1;
+    for (const entry of this.functions.values()) counts.starting += entry.starting;
+    return counts;
+  }
+
+  view(): NodeView {
+    return {
+      now: Date.now(),
+      memoryBudgetMb: this.limits.memoryBudgetMb,
+      memoryInUseMb: this.memoryInUseMb(),
+      instances: this.allInstances(),
+    };
+  }
+
+  /** Fails every queued invocation (the node is stopping). */
+  rejectAll(error: PetriError): void {
+    for (const entry of this.functions.values()) {
+      for (const waiter of entry.queue.splice(0)) {
+        clearTimeout(waiter.timer);
+        waiter.reject(error);
+      }
+    }
+  }
+
+  private findWarm(entry: FunctionEntry): Instance | undefined {
+    let best: Instance | undefined;
+    for (const instance of entry.instances) {
+      if (instance.version !== entry.record.version || !instance.hasRoom()) continue;
+      // Most recently used first, so the others can age out.
+      if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
+    }
+    return best;
+  }
+
+  private liveCount(entry: FunctionEntry): number {
+    let count = entry.starting;
+    for (const instance of entry.instances) {
+      const live = instance.state !== 'dead' && instance.state !== 'stopping';
+      if (live && instance.version === entry.record.version) count += 1;
+    }
+    return count;
+  }
+
+  /** True when a new instance may start now (evicting idle ones if that makes room). */
+  private makeRoom(entry: FunctionEntry): boolean {
+    const spec = entry.record.spec;
+    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    if (this.liveCount(entry) >= cap) return false;
+    if (spec.memoryMb > this.limits.memoryBudgetMb) {
+      throw new PetriError(
+        'CapacityExceeded',
+        `function needs ${spec.memoryMb} MB but the node's memory budget is ${this.limits.memoryBudgetMb} MB`,
+      );
+    }
+    const free = this.limits.memoryBudgetMb - this.memoryInUseMb();
+    if (free >= spec.memoryMb) return true;
+    const victims = new Set(this.policy.victims(spec.memoryMb - free, this.view()));
+    for (const instance of this.allInstances()) {
+      if (victims.has(instance.id) && instance.state === 'idle') void this.retire(instance);
+    }
+    return this.limits.memoryBudgetMb - this.memoryInUseMb() >= spec.memoryMb;
+  }
+
+  private async coldStart(entry: FunctionEntry): Promise<Instance> {
+    const record = entry.record;
+    entry.starting += 1;
+    this.startingMb += record.spec.memoryMb;
+    try {
+      const instance = await this.hooks.startInstance(record);
+      instance.reserve();
+      const current = this.functions.get(record.name);
+      current?.instances.add(instance);
+      if (current) this.serveQueue(current);
+      return instance;
+    } finally {
+      entry.starting -= 1;
+      this.startingMb -= record.spec.memoryMb;
+    }
+  }
+
+  private enqueue(entry: FunctionEntry): Promise<Slot> {
+    const maxSize = entry.record.spec.queue.maxSize ?? this.limits.queueMaxSize;
+    const maxWaitMs = entry.record.spec.queue.maxWaitMs ?? this.limits.queueMaxWaitMs;
+    if (entry.queue.length >= maxSize) {
+      return Promise.reject(
+        new PetriError('QueueFull', `queue of "${entry.record.name}" is full (${maxSize} waiting)`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, timer: undefined };
+      waiter.timer = setTimeout(() => {
+        const index = entry.queue.indexOf(waiter);
+        if (index >= 0) entry.queue.splice(index, 1);
+        reject(new PetriError('QueueTimeout', `waited ${maxWaitMs} ms for an instance`));
+      }, maxWaitMs);
+      entry.queue.push(waiter);
+    });
+  }
+
+  /** Hands queued invocations to instances with room, or cold starts if allowed. */
+  private serveQueue(entry: FunctionEntry): void {
+    while (entry.queue.length > 0) {
+      const warm = this.findWarm(entry);
+      if (warm) {
+        warm.reserve();
+        const waiter = entry.queue.shift()!;
+        clearTimeout(waiter.timer);
+        waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: now() });
+        continue;
+      }
+      let roomy = false;
+      try {
+        roomy = this.makeRoom(entry);
+      } catch {
+        roomy = false;
+      }
+      if (!roomy) return;
+      const waiter = entry.queue.shift()!;
+      clearTimeout(waiter.timer);
+      const dispatchedAt = now();
+      this.coldStart(entry).then(
+        (instance) => waiter.resolve({ instance, startPath: 'cold', dispatchedAt }),
+        (err: PetriError) => waiter.reject(err),
+      );
+    }
+  }
+
+  private serveAllQueues(): void {
+    for (const entry of this.functions.values()) if (entry.queue.length > 0) this.serveQueue(entry);
+  }
+
+  private armKeepAlive(instance: Instance): void {
+    instance.clearKeepAlive();
+    const ms = this.policy.keepAliveMs(instance, this.view());
+    instance.keepAliveTimer = setTimeout(() => {
+      if (instance.state === 'idle') void this.retire(instance);
+    }, ms);
+    instance.keepAliveTimer.unref();
+  }
+
+  private async retire(instance: Instance): Promise<void> {
+    await instance.stop();
+  }
+}

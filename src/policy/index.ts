@@ -1,0 +1,2 @@
+export type { InstanceState, InstanceView, KeepAlivePolicy, NodeView } from './types.ts';
+export { FixedKeepAlive } from './fixed.ts';

@@ -1,0 +1,2 @@
+export * from './protocol.ts';
+export { bundleHandler, buildHost, parseHandler } from './bundle.ts';

@@ -1,0 +1,4 @@
+export type * from './types.ts';
+export type { IsolationLayer, LayerInstance } from './layer.ts';
+export { resourcesFor } from './resources.ts';
+export { ProcessDriver, type ProcessDriverOptions } from './process.ts';

@@ -1,0 +1,36 @@
+import type { CpuLimit, MechanismStatus, SandboxSpec, Usage } from './types.ts';
+
+/**
+ * One isolation mechanism of the process driver (cgroups, network namespace,
+ * bubblewrap). The driver prepares every active layer for an instance, lets
+ * each wrap the launch command, and tears them down in reverse order.
+ *
+ * Layers wrap innermost first: the driver applies them in the order given, so
+ * with [bwrap, network, cgroup] the command becomes
+ * `cgroup-join … nsenter … bwrap … node host.js`.
+ */
+export interface IsolationLayer {
+  /** Mechanisms this layer provides and whether each is active on this node. */
+  mechanisms(): MechanismStatus[];
+  /** Makes what one instance needs (a cgroup, a namespace). Undo with `destroy`. */
+  prepare(spec: SandboxSpec): Promise<LayerInstance>;
+  /** Removes leftovers of an earlier crashed run. */
+  reconcile(): Promise<void>;
+  /** Releases node-wide resources (bridge, namespace pool). */
+  close(): Promise<void>;
+}
+
+export interface LayerInstance {
+  /** Returns the command that runs `command` inside this layer. */
+  wrap(command: string[]): string[];
+  /** Extra environment for the instance. */
+  env?: Record<string, string>;
+  /** The instance's address on the bridge, if this layer gives it one. */
+  address?: string;
+  setCpu?(limit: CpuLimit): Promise<void>;
+  usage?(): Promise<Partial<Usage>>;
+  /** True when the kernel killed the instance for its memory limit. */
+  oomKilled?(): Promise<boolean>;
+  /** Kills what is left in the layer and removes it. Idempotent. */
+  destroy(): Promise<void>;
+}

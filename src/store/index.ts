@@ -1,0 +1,3 @@
+export { Store } from './store.ts';
+export { MIGRATIONS, type Migration } from './migrations/index.ts';
+export type * from './types.ts';

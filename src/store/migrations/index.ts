@@ -1,0 +1,10 @@
+import { migration as core } from './001-core.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  up: string;
+}
+
+/** Every migration in order; a new one is a new numbered file added here. */
+export const MIGRATIONS: Migration[] = [core];

@@ -1,0 +1,402 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ErrorCode } from '../errors.ts';
+import { MIGRATIONS, type Migration } from './migrations/index.ts';
+import type {
+  FunctionRecord,
+  InstanceEventRecord,
+  InvocationQuery,
+  InvocationRecord,
+  LogQuery,
+  LogRecord,
+} from './types.ts';
+
+type Row = Record<string, unknown>;
+
+/** How long buffered records wait before they are written in one transaction. */
+const FLUSH_DELAY_MS = 25;
+const FLUSH_MAX_PENDING = 500;
+
+/**
+ * The node's SQLite store (WAL). Deploys and async accepts are written at
+ * once; invocation results, instance events and log lines are buffered and
+ * written in batches off the invoke hot path.
+ */
+export class Store {
+  private readonly db: Database.Database;
+  private pendingInvocations = new Map<string, InvocationRecord>();
+  private pendingEvents: InstanceEventRecord[] = [];
+  private pendingLogs: LogRecord[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly statements;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    this.statements = {
+      upsertInvocation: db.prepare(`
+        INSERT INTO invocations (id, function_name, version, mode, status, start_path, instance_id,
+          error_code, error_message, error_details, result, received_at, dispatched_at, started_at,
+          finished_at, queued_ms, init_ms, execution_ms, total_ms, cpu_ms, peak_memory_bytes,
+          net_rx_bytes, net_tx_bytes)
+        VALUES (@id, @functionName, @version, @mode, @status, @startPath, @instanceId, @errorCode,
+          @errorMessage, @errorDetails, @result, @receivedAt, @dispatchedAt, @startedAt, @finishedAt,
+          @queuedMs, @initMs, @executionMs, @totalMs, @cpuMs, @peakMemoryBytes, @netRxBytes,
+          @netTxBytes)
+        ON CONFLICT(id) DO UPDATE SET status=excluded.status, start_path=excluded.start_path,
+          instance_id=excluded.instance_id, error_code=excluded.error_code,
+          error_message=excluded.error_message, error_details=excluded.error_details,
+          result=excluded.result, dispatched_at=excluded.dispatched_at,
+          started_at=excluded.started_at, finished_at=excluded.finished_at,
+          queued_ms=excluded.queued_ms, init_ms=excluded.init_ms,
+          execution_ms=excluded.execution_ms, total_ms=excluded.total_ms, cpu_ms=excluded.cpu_ms,
+          peak_memory_bytes=excluded.peak_memory_bytes, net_rx_bytes=excluded.net_rx_bytes,
+          net_tx_bytes=excluded.net_tx_bytes`),
+      insertEvent: db.prepare(`
+        INSERT INTO instance_events (instance_id, function_name, version, event, at, details)
+        VALUES (@instanceId, @functionName, @version, @event, @at, @details)`),
+      insertLog: db.prepare(`
+        INSERT INTO logs (function_name, version, invocation_id, instance_id, stream, line, at)
+        VALUES (@functionName, @version, @invocationId, @instanceId, @stream, @line, @at)`),
+    };
+  }
+
+  /** Opens (creating if needed) the store at `file` and applies pending migrations. */
+  static open(file: string): Store {
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db, MIGRATIONS);
+    return new Store(db);
+  }
+
+  schemaVersion(): number {
+    return Number(this.db.pragma('user_version', { simple: true }));
+  }
+
+  // ---- functions -------------------------------------------------------
+
+  /** Records a new version of a function (synchronously: a deploy must be durable). */
+  saveFunctionVersion(record: FunctionRecord): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO function_versions (name, version, spec, code_dir, created_at)
+           VALUES (?, ?, ?, ?, ?)`,
+        )
+        .run(
+          record.name,
+          record.version,
+          JSON.stringify(record.spec),
+          record.codeDir,
+          record.updatedAt,
+        );
+      this.db
+        .prepare(
+          `INSERT INTO functions (name, version, created_at, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET version=excluded.version, updated_at=excluded.updated_at`,
+        )
+        .run(record.name, record.version, record.createdAt, record.updatedAt);
+    })();
+  }
+
+  /** The latest version of every deployed function. */
+  listFunctions(): FunctionRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir
+         FROM functions f JOIN function_versions v ON v.name = f.name AND v.version = f.version
+         ORDER BY f.name`,
+      )
+      .all() as Row[];
+    return rows.map(toFunctionRecord);
+  }
+
+  getFunction(name: string): FunctionRecord | undefined {
+    const row = this.db
+      .prepare(
+        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir
+         FROM functions f JOIN function_versions v ON v.name = f.name AND v.version = f.version
+         WHERE f.name = ?`,
+      )
+      .get(name) as Row | undefined;
+    return row ? toFunctionRecord(row) : undefined;
+  }
+
+  /** The highest version number a function ever had (versions never repeat after a delete). */
+  lastVersion(name: string): number {
+    const row = this.db
+      .prepare('SELECT MAX(version) AS v FROM function_versions WHERE name = ?')
+      .get(name) as { v: number | null };
+    return row.v ?? 0;
+  }
+
+  deleteFunction(name: string): void {
+    this.db.prepare('DELETE FROM functions WHERE name = ?').run(name);
+  }
+
+  // ---- invocations -----------------------------------------------------
+
+  /** Buffers an invocation record; a later record with the same id replaces it. */
+  recordInvocation(record: InvocationRecord): void {
+    this.pendingInvocations.set(record.id, record);
+    this.scheduleFlush();
+  }
+
+  /** Writes an invocation record now (async accepts must survive a crash). */
+  recordInvocationNow(record: InvocationRecord): void {
+    this.pendingInvocations.delete(record.id);
+    this.statements.upsertInvocation.run(invocationParams(record));
+  }
+
+  getInvocation(id: string): InvocationRecord | undefined {
+    const pending = this.pendingInvocations.get(id);
+    if (pending) return pending;
+    const row = this.db.prepare('SELECT * FROM invocations WHERE id = ?').get(id) as
+      | Row
+      | undefined;
+    return row ? toInvocationRecord(row) : undefined;
+  }
+
+  /** Recent invocations, newest first. */
+  listInvocations(query: InvocationQuery): InvocationRecord[] {
+    this.flush();
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.functionName) {
+      where.push('function_name = ?');
+      params.push(query.functionName);
+    }
+    if (query.since !== undefined) {
+      where.push('received_at >= ?');
+      params.push(query.since);
+    }
+    const sql = `SELECT * FROM invocations ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+      ORDER BY received_at DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, query.limit) as Row[];
+    return rows.map(toInvocationRecord);
+  }
+
+  /**
+   * Marks every invocation left queued or running by a crash as failed.
+   * Returns how many it changed.
+   */
+  failUnfinished(code: ErrorCode, message: string, at: number): number {
+    this.flush();
+    return this.db
+      .prepare(
+        `UPDATE invocations SET status = 'failed', error_code = ?, error_message = ?,
+           finished_at = ?, total_ms = ? - received_at
+         WHERE status IN ('queued', 'running')`,
+      )
+      .run(code, message, at, at).changes;
+  }
+
+  // ---- instance events and logs ---------------------------------------
+
+  recordInstanceEvent(record: InstanceEventRecord): void {
+    this.pendingEvents.push(record);
+    this.scheduleFlush();
+  }
+
+  listInstanceEvents(instanceId: string): InstanceEventRecord[] {
+    this.flush();
+    const rows = this.db
+      .prepare('SELECT * FROM instance_events WHERE instance_id = ? ORDER BY seq')
+      .all(instanceId) as Row[];
+    return rows.map((row) => ({
+      instanceId: String(row.instance_id),
+      functionName: String(row.function_name),
+      version: Number(row.version),
+      event: String(row.event),
+      at: Number(row.at),
+      details: parseJson(row.details),
+    }));
+  }
+
+  recordLog(record: LogRecord): void {
+    this.pendingLogs.push(record);
+    this.scheduleFlush();
+  }
+
+  /** A function's log lines, oldest first (the newest `limit` of them). */
+  listLogs(query: LogQuery): LogRecord[] {
+    this.flush();
+    const where = ['function_name = ?'];
+    const params: unknown[] = [query.functionName];
+    if (query.invocationId) {
+      where.push('invocation_id = ?');
+      params.push(query.invocationId);
+    }
+    if (query.since !== undefined) {
+      where.push('at > ?');
+      params.push(query.since);
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (SELECT * FROM logs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?)
+         ORDER BY seq`,
+      )
+      .all(...params, query.limit) as Row[];
+    return rows.map((row) => ({
+      functionName: String(row.function_name),
+      version: Number(row.version),
+      invocationId: row.invocation_id === null ? undefined : String(row.invocation_id),
+      instanceId: String(row.instance_id),
+      stream: row.stream === 'stderr' ? 'stderr' : 'stdout',
+      line: String(row.line),
+      at: Number(row.at),
+    }));
+  }
+
+  // ---- batching ----------------------------------------------------------
+
+  /** Writes every buffered record in one transaction. */
+  flush(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    if (
+      this.pendingInvocations.size === 0 &&
+      this.pendingEvents.length === 0 &&
+      this.pendingLogs.length === 0
+    ) {
+      return;
+    }
+    const invocations = [...this.pendingInvocations.values()];
+    const events = this.pendingEvents;
+    const logs = this.pendingLogs;
+    this.pendingInvocations = new Map();
+    this.pendingEvents = [];
+    this.pendingLogs = [];
+    this.db.transaction(() => {
+      for (const record of invocations) {
+        this.statements.upsertInvocation.run(invocationParams(record));
+      }
+      for (const event of events) {
+        this.statements.insertEvent.run({
+          ...event,
+          details: event.details === undefined ? null : JSON.stringify(event.details),
+        });
+      }
+      for (const log of logs) {
+        this.statements.insertLog.run({ ...log, invocationId: log.invocationId ?? null });
+      }
+    })();
+  }
+
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+
+  private scheduleFlush(): void {
+    const pending = this.pendingInvocations.size + this.pendingEvents.length + this.pendingLogs.length;
+    if (pending >= FLUSH_MAX_PENDING) {
+      setImmediate(() => this.flush());
+      return;
+    }
+    if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+      this.flushTimer.unref();
+    }
+  }
+}
+
+function migrate(db: Database.Database, migrations: Migration[]): void {
+  const current = Number(db.pragma('user_version', { simple: true }));
+  for (const migration of migrations) {
+    if (migration.version <= current) continue;
+    db.transaction(() => {
+      db.exec(migration.up);
+      db.pragma(`user_version = ${migration.version}`);
+    })();
+  }
+}
+
+function parseJson(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : undefined;
+}
+
+function optionalNumber(value: unknown): number | undefined {
+  return value === null || value === undefined ? undefined : Number(value);
+}
+
+function optionalString(value: unknown): string | undefined {
+  return value === null || value === undefined ? undefined : String(value);
+}
+
+function toFunctionRecord(row: Row): FunctionRecord {
+  return {
+    name: String(row.name),
+    version: Number(row.version),
+    spec: JSON.parse(String(row.spec)),
+    codeDir: String(row.code_dir),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+function invocationParams(record: InvocationRecord): Record<string, unknown> {
+  return {
+    id: record.id,
+    functionName: record.functionName,
+    version: record.version,
+    mode: record.mode,
+    status: record.status,
+    startPath: record.startPath ?? null,
+    instanceId: record.instanceId ?? null,
+    errorCode: record.error?.code ?? null,
+    errorMessage: record.error?.message ?? null,
+    errorDetails: record.error?.details === undefined ? null : JSON.stringify(record.error.details),
+    result: record.result === undefined ? null : JSON.stringify(record.result),
+    receivedAt: record.receivedAt,
+    dispatchedAt: record.dispatchedAt ?? null,
+    startedAt: record.startedAt ?? null,
+    finishedAt: record.finishedAt ?? null,
+    queuedMs: record.queuedMs ?? null,
+    initMs: record.initMs ?? null,
+    executionMs: record.executionMs ?? null,
+    totalMs: record.totalMs ?? null,
+    cpuMs: record.cpuMs ?? null,
+    peakMemoryBytes: record.peakMemoryBytes ?? null,
+    netRxBytes: record.netRxBytes ?? null,
+    netTxBytes: record.netTxBytes ?? null,
+  };
+}
+
+function toInvocationRecord(row: Row): InvocationRecord {
+  const errorCode = optionalString(row.error_code);
+  return {
+    id: String(row.id),
+    functionName: String(row.function_name),
+    version: Number(row.version),
+    mode: row.mode === 'async' ? 'async' : 'sync',
+    status: String(row.status) as InvocationRecord['status'],
+    startPath: optionalString(row.start_path) as InvocationRecord['startPath'],
+    instanceId: optionalString(row.instance_id),
+    error: errorCode
+      ? {
+          code: errorCode as ErrorCode,
+          message: String(row.error_message ?? ''),
+          details: parseJson(row.error_details),
+        }
+      : undefined,
+    result: parseJson(row.result),
+    receivedAt: Number(row.received_at),
+    dispatchedAt: optionalNumber(row.dispatched_at),
+    startedAt: optionalNumber(row.started_at),
+    finishedAt: optionalNumber(row.finished_at),
+    queuedMs: optionalNumber(row.queued_ms),
+    initMs: optionalNumber(row.init_ms),
+    executionMs: optionalNumber(row.execution_ms),
+    totalMs: optionalNumber(row.total_ms),
+    cpuMs: optionalNumber(row.cpu_ms),
+    peakMemoryBytes: optionalNumber(row.peak_memory_bytes),
+    netRxBytes: optionalNumber(row.net_rx_bytes),
+    netTxBytes: optionalNumber(row.net_tx_bytes),
+  };
+}

@@ -1,0 +1,73 @@
+import type { ErrorCode } from '../errors.ts';
+import type { FunctionSpec } from '../node/spec.ts';
+
+export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
+export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface FunctionRecord {
+  name: string;
+  version: number;
+  spec: FunctionSpec;
+  /** Where this version's (bundled) code lives on the node. */
+  codeDir: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** One invocation: timings are epoch ms; durations are ms. */
+export interface InvocationRecord {
+  id: string;
+  functionName: string;
+  version: number;
+  mode: 'sync' | 'async';
+  status: InvocationStatus;
+  startPath?: StartPath;
+  instanceId?: string;
+  error?: { code: ErrorCode; message: string; details?: unknown };
+  result?: unknown;
+  receivedAt: number;
+  dispatchedAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  queuedMs?: number;
+  initMs?: number;
+  executionMs?: number;
+  totalMs?: number;
+  cpuMs?: number;
+  peakMemoryBytes?: number;
+  netRxBytes?: number;
+  netTxBytes?: number;
+}
+
+export interface InvocationQuery {
+  functionName?: string;
+  limit: number;
+  since?: number;
+}
+
+export interface InstanceEventRecord {
+  instanceId: string;
+  functionName: string;
+  version: number;
+  /** starting, ready, idle, busy, stopping, dead, ... */
+  event: string;
+  at: number;
+  details?: unknown;
+}
+
+export interface LogRecord {
+  functionName: string;
+  version: number;
+  invocationId?: string;
+  instanceId: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+  at: number;
+}
+
+export interface LogQuery {
+  functionName: string;
+  invocationId?: string;
+  since?: number;
+  limit: number;
+}
