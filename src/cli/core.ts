@@ -169,7 +169,8 @@ export function errorText(err: unknown): string {
 
 function detailsText(details: unknown): string {
   if (details === undefined || details === null) return '';
-  const issues = isRecord(details) ? details.issues : undefined;
+  if (!isRecord(details)) return `  details: ${JSON.stringify(details)}\n`;
+  const issues = details.issues;
   if (Array.isArray(issues)) {
     return issues
       .map((issue: unknown) =>
@@ -177,8 +178,13 @@ function detailsText(details: unknown): string {
       )
       .join('');
   }
-  const lines = formatJson(details).split('\n');
-  return `  details: ${lines.join('\n  ')}\n`;
+  // One line per field; strings (a handler's stack) keep their own line breaks.
+  return Object.entries(details)
+    .map(([key, value]) => {
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      return `  ${key}: ${text.replace(/\n/g, '\n    ')}\n`;
+    })
+    .join('');
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -413,7 +419,7 @@ function functionText(fn: FunctionView, now: number): string {
     ['created', `${formatTime(fn.createdAt)} (${formatAge(fn.createdAt, now)})`],
     ['updated', `${formatTime(fn.updatedAt)} (${formatAge(fn.updatedAt, now)})`],
     ['instances', instancesText(fn.instances)],
-    ['queue', fn.queueLength],
+    ['queue length', fn.queueLength],
     // Flattened generically so fields a newer node adds still show up.
     ...flatten(spec),
   ]);
@@ -587,10 +593,14 @@ function invocationText(inv: InvocationView): string {
     ['net in', formatBytes(r.netRxBytes)],
     ['net out', formatBytes(r.netTxBytes)],
   ]);
-  if (inv.error)
-    return `${facts}\n\n${errorText(new ApiError(inv.error.code, inv.error.message, 0, inv.error.details)).trimEnd()}`;
-  if (inv.status === 'succeeded') return `${facts}\n\nresult:\n${formatJson(inv.result)}`;
-  return facts;
+  if (inv.error) {
+    const { code, message, details } = inv.error;
+    return `${facts}\n\n${errorText(new ApiError(code, message, 0, details)).trimEnd()}`;
+  }
+  if (inv.status !== 'succeeded') return facts;
+  // A node may keep no result (e.g. for async calls); say so rather than print "null".
+  const result = inv.result === undefined ? '(not recorded by the node)' : formatJson(inv.result);
+  return `${facts}\n\nresult:\n${result}`;
 }
 
 // ---------------------------------------------------------------- status
@@ -619,6 +629,7 @@ function nodeText(node: NodeView, url: string): string {
     ['instances', instancesText(node.instances)],
   ]);
   const mechanisms = node.isolation?.mechanisms ?? [];
+  if (mechanisms.length === 0) return `${facts}\n\nisolation: no mechanisms reported`;
   const rows = mechanisms.map((m): Cell[] => [m.name, m.active ? 'yes' : 'no', m.reason]);
   return `${facts}\n\n${table(['MECHANISM', 'ACTIVE', 'REASON'], rows)}`;
 }

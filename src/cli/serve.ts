@@ -1,4 +1,96 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { startNode, type RunningNode } from '../api/index.ts';
+import { PetriError } from '../errors.ts';
 
-/** Placeholder: the lead writes `petri serve` here. */
-export function registerServeCommand(_program: Command): void {}
+interface ServeOptions {
+  host?: string;
+  port?: string;
+  stateDir?: string;
+  config?: string;
+  memoryBudget?: string;
+  logLevel?: string;
+  examples?: boolean | string;
+}
+
+const DEFAULT_EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
+
+async function readConfigFile(file: string | undefined): Promise<Record<string, unknown>> {
+  if (!file) return {};
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new PetriError('InvalidRequest', `cannot read config ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Deploys every folder with a petri.json under `dir`, and says how to call each. */
+export async function deployExamples(running: RunningNode, dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const folder of (await fs.readdir(dir)).sort()) {
+    const specFile = path.join(dir, folder, 'petri.json');
+    const text = await fs.readFile(specFile, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const spec = JSON.parse(text) as { name?: string };
+    const name = spec.name ?? folder;
+    await running.node.deploy(name, { ...spec, source: { path: path.join(dir, folder) } });
+    names.push(name);
+  }
+  return names;
+}
+
+const SAMPLE_EVENTS: Record<string, string> = {
+  'hello-js': '{"name":"Petri"}',
+  'hello-ts': '{"numbers":[1,2,3]}',
+  'exec-python': '{"text":"the quick brown fox"}',
+  'http-server': '{"text":"hello"}',
+};
+
+function howToInvoke(url: string, names: string[]): string {
+  const lines = [`Petri node listening on ${url}`, ''];
+  if (names.length > 0) {
+    lines.push('Deployed example functions; try:');
+    for (const name of names) {
+      const data = SAMPLE_EVENTS[name] ?? '{}';
+      lines.push(`  curl -s -X POST ${url}/v1/functions/${name}/invoke -d '${data}'`);
+    }
+    lines.push(`  npx petri --url ${url} invoke hello-js --data '{"name":"you"}'`);
+    lines.push(`  npx petri --url ${url} ls`);
+    lines.push('');
+  }
+  lines.push('Press Ctrl+C to stop.');
+  return lines.join('\n');
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run a Petri node (the daemon) in the foreground')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (default 8080)')
+    .option('--state-dir <dir>', 'where the store and function code live (default ./.petri)')
+    .option('--config <file>', 'node configuration as JSON (see docs/architecture.md)')
+    .option('--memory-budget <mb>', 'sum of instance memory the node allows')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option('--examples [dir]', 'deploy the example functions at start')
+    .action(async (options: ServeOptions) => {
+      const config = await readConfigFile(options.config);
+      if (options.host) config.host = options.host;
+      if (options.port) config.port = Number(options.port);
+      if (options.stateDir) config.stateDir = path.resolve(options.stateDir);
+      if (options.memoryBudget) config.memoryBudgetMb = Number(options.memoryBudget);
+      if (options.logLevel) config.logLevel = options.logLevel;
+      const running = await startNode(config);
+      const stop = (): void => {
+        running.log.info('stopping');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const dir = typeof options.examples === 'string' ? path.resolve(options.examples) : DEFAULT_EXAMPLES;
+      const names = options.examples ? await deployExamples(running, dir) : [];
+      process.stdout.write(howToInvoke(running.url, names) + '\n');
+    });
+}

@@ -72,6 +72,8 @@ export class PetriNode {
   private readonly started = Date.now();
   private readonly deploying = new Map<string, Promise<unknown>>();
   private readonly asyncRuns = new Set<Promise<unknown>>();
+  /** Records still being completed with resource usage after their reply went out. */
+  private readonly sinks = new Set<Promise<unknown>>();
   private closing = false;
 
   constructor(private readonly deps: NodeDeps) {
@@ -212,6 +214,7 @@ export class PetriNode {
     this.pool.rejectAll(new PetriError('NodeRestarted', 'the node is shutting down'));
     await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop()));
     await Promise.allSettled([...this.asyncRuns]);
+    await Promise.allSettled([...this.sinks]);
     await this.deps.driver.close();
     this.deps.store.close();
   }
@@ -296,8 +299,11 @@ export class PetriNode {
     this.metrics.invocations.inc({ function: record.functionName, start, outcome: error?.code ?? 'success' });
     this.metrics.duration.observe({ function: record.functionName, start }, record.totalMs / 1000);
     // Resources are read after the reply is on its way, then the record is stored.
-    if (slot) setImmediate(() => void this.recordUsage(record, slot.instance));
-    else this.deps.store.recordInvocation(record);
+    if (!slot) return this.deps.store.recordInvocation(record);
+    const recording = new Promise<void>((resolve) =>
+      setImmediate(() => void this.recordUsage(record, slot.instance).finally(resolve)),
+    ).finally(() => this.sinks.delete(recording));
+    this.sinks.add(recording);
   }
 
   private async recordUsage(record: InvocationRecord, instance: Instance): Promise<void> {

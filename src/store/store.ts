@@ -255,6 +255,7 @@ export class Store {
 
   /** Writes every buffered record in one transaction. */
   flush(): void {
+    if (!this.db.open) return;
     if (this.flushTimer) {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
@@ -289,6 +290,7 @@ export class Store {
   }
 
   close(): void {
+    if (!this.db.open) return;
     this.flush();
     this.db.close();
   }

@@ -1,3 +1,4 @@
+import { scaleMemory } from './azure2019.ts';
 import type { Rng } from './rng.ts';
 import type { DurationStats, MemoryStats, Trace, TraceFunction } from './trace.ts';
 
@@ -80,7 +81,7 @@ export function synthesize(options: SynthOptions, rng: Rng): Trace {
         trigger,
         counts,
         duration: durationStats(rng, counts),
-        memory: scale(memory, 1 / size),
+        memory: scaleMemory(memory, 1 / size),
       });
     }
   }
@@ -173,21 +174,6 @@ function appMemory(rng: Rng): MemoryStats {
     p95: at(Z.p95),
     p99: at(Z.p99),
     p100: at(-Z.p0),
-  };
-}
-
-function scale(m: MemoryStats, factor: number): MemoryStats {
-  return {
-    sampleCount: m.sampleCount,
-    average: m.average * factor,
-    p1: m.p1 * factor,
-    p5: m.p5 * factor,
-    p25: m.p25 * factor,
-    p50: m.p50 * factor,
-    p75: m.p75 * factor,
-    p95: m.p95 * factor,
-    p99: m.p99 * factor,
-    p100: m.p100 * factor,
   };
 }
 

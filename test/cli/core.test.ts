@@ -257,7 +257,7 @@ describe('invoke', () => {
     const run = await cli(['invoke', 'hello']);
     assert.equal(run.code, 1);
     assert.equal(run.stdout, '');
-    assert.match(run.stderr, /^Error HandlerError: boom\n {2}details: \{/);
+    assert.equal(run.stderr, 'Error HandlerError: boom\n  stack: at x\n');
   });
 });
 
@@ -288,7 +288,7 @@ describe('ls, get, rm', () => {
     assert.match(run.stdout, /^instances:\s+idle 2, busy 1, starting 0, stopping 0$/m);
     assert.match(run.stdout, /^keepAlive\.ms:\s+600000$/m);
     assert.match(run.stdout, /^env\.GREETING:\s+hi$/m);
-    assert.match(run.stdout, /^queue:\s+3$/m);
+    assert.match(run.stdout, /^queue length:\s+3$/m);
   });
 
   it('get of an unknown function prints FunctionNotFound and exits 1', async () => {

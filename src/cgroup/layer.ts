@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { NodeConfig } from '../config.ts';
+import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
+import type { MechanismStatus, SandboxSpec } from '../sandbox/types.ts';
+import { detectCgroups } from './detect.ts';
+import { joinCgroupCommand } from './join.ts';
+import type { Cgroup, CgroupSystem, Controller } from './types.ts';
+
+/** Top directory of every Petri cgroup, under the node's own cgroup in each hierarchy. */
+export const CGROUP_PREFIX = 'petri';
+
+/**
+ * A short tag for one node, from its state directory, so two nodes on one
+ * machine keep their cgroups apart and never clean up each other's.
+ *
+ * @example nodeTagFor('/var/lib/petri') // 'a1b2c3d4e5'
+ */
+export function nodeTagFor(stateDir: string): string {
+  return createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 10);
+}
+
+/** Relative cgroup name of one instance: `petri/<nodeTag>/<instanceId>`. */
+export function instanceCgroupName(nodeTag: string, instanceId: string): string {
+  return `${CGROUP_PREFIX}/${nodeTag}/${instanceId}`;
+}
+
+export interface CgroupLayerOptions {
+  /** Receives one message per missing mechanism, once. */
+  warn?: (message: string) => void;
+  /** The cgroup system to use; detected at `root` when absent. */
+  system?: CgroupSystem;
+  root?: string;
+}
+
+/** A cgroup layer instance; `resetPeak` starts a per-invocation peak-memory window. */
+export interface CgroupLayerInstance extends LayerInstance {
+  resetPeak(): Promise<boolean>;
+  readonly cgroup?: Cgroup;
+}
+
+/** Each mechanism Petri reports and the controllers it needs. */
+const MECHANISMS: Record<string, Controller[]> = {
+  'cgroup-cpu': ['cpu', 'cpuacct'],
+  'cgroup-memory': ['memory'],
+  'cgroup-pids': ['pids'],
+};
+
+/**
+ * The cgroup isolation layer: per instance a cgroup with the CPU quota, the
+ * memory limit (no swap) and the pids limit of its resources, joined by the
+ * launch command before the instance runs. Where cgroups are off or missing it
+ * still works: its instances wrap nothing, and `mechanisms()` says why.
+ *
+ * @example
+ * const layer = cgroupLayer(config, nodeTagFor(config.stateDir), { warn: (m) => log.warn(m) });
+ * await layer.reconcile(); // removes cgroups of a crashed earlier run
+ */
+export function cgroupLayer(
+  config: Pick<NodeConfig, 'isolation'>,
+  nodeTag: string,
+  options: CgroupLayerOptions = {},
+): IsolationLayer {
+  const disabled = config.isolation.cgroups === 'off';
+  const system = disabled ? undefined : (options.system ?? detectCgroups(options.root));
+  const statuses = mechanismStatuses(system);
+  for (const status of statuses) {
+    if (!status.active && !disabled) options.warn?.(`${status.name} isolation inactive: ${status.reason}`);
+  }
+  const active = system && statuses.some((status) => status.active) ? system : undefined;
+  const prefix = `${CGROUP_PREFIX}/${nodeTag}`;
+
+  return {
+    mechanisms: () => statuses.map((status) => ({ ...status })),
+    prepare: async (spec) => (active ? prepareCgroup(active, nodeTag, spec) : noCgroup()),
+    reconcile: async () => {
+      if (active) await active.cleanup(prefix);
+    },
+    close: async () => {
+      if (active) await active.cleanup(prefix);
+    },
+  };
+}
+
+function mechanismStatuses(system: CgroupSystem | undefined): MechanismStatus[] {
+  return Object.entries(MECHANISMS).map(([name, needs]) => {
+    if (!system) return { name, active: false, reason: 'disabled by config (isolation.cgroups=off)' };
+    const missing = system.controllers().find((c) => needs.includes(c.name) && !c.usable);
+    return missing ? { name, active: false, reason: missing.reason } : { name, active: true };
+  });
+}
+
+async function prepareCgroup(
+  system: CgroupSystem,
+  nodeTag: string,
+  spec: SandboxSpec,
+): Promise<CgroupLayerInstance> {
+  const { cpu, memoryMb, pidsMax } = spec.resources;
+  const cgroup = await system.create(instanceCgroupName(nodeTag, spec.instanceId), {
+    cpu,
+    memoryBytes: memoryMb * 1024 * 1024,
+    pidsMax,
+  });
+  return {
+    cgroup,
+    wrap: (command) => joinCgroupCommand(cgroup.procsFiles(), command),
+    setCpu: (limit) => cgroup.setCpu(limit),
+    usage: () => cgroup.usage(),
+    resetPeak: () => cgroup.resetPeak(),
+    oomKilled: () => cgroup.oomKilled(),
+    destroy: () => cgroup.destroy(),
+  };
+}
+
+function noCgroup(): CgroupLayerInstance {
+  return {
+    wrap: (command) => command,
+    resetPeak: async () => false,
+    destroy: async () => undefined,
+  };
+}

@@ -1,0 +1,94 @@
+import type { SlotNames } from './naming.ts';
+
+/**
+ * The text of the `ip -batch` / `tc -batch` rounds. Kept pure so unit tests
+ * can pin exactly what is sent to the kernel. Every value written here comes
+ * from the allocator, the naming module or a validated config field, never
+ * from function code.
+ */
+
+export interface BridgeSpec {
+  bridge: string;
+  gateway: string;
+  prefixLength: number;
+}
+
+/** Creates the bridge (when missing) and gives it the gateway address. */
+export function bridgeLines(spec: BridgeSpec, exists: boolean): string[] {
+  return [
+    ...(exists ? [] : [`link add ${spec.bridge} type bridge`]),
+    `addr replace ${spec.gateway}/${spec.prefixLength} dev ${spec.bridge}`,
+    `link set ${spec.bridge} up`,
+  ];
+}
+
+/**
+ * Host side of one ready namespace: the namespace, a veth whose peer is born
+ * inside it as eth0, the host end on the bridge, and the IFB for upload
+ * shaping. One round.
+ */
+export function slotHostLines(names: SlotNames, bridge: string): string[] {
+  return [
+    `netns add ${names.netns}`,
+    `link add ${names.hostVeth} type veth peer name eth0 netns ${names.netns}`,
+    `link set ${names.hostVeth} master ${bridge} up`,
+    `link add ${names.ifb} type ifb`,
+    `link set ${names.ifb} up`,
+  ];
+}
+
+/**
+ * Inside the namespace (`ip -n <ns> -batch`): the address with the subnet's
+ * prefix, which also installs the only route — the one to the bridge subnet.
+ */
+export function slotInnerLines(address: string, prefixLength: number): string[] {
+  return ['link set lo up', `addr add ${address}/${prefixLength} dev eth0`, 'link set eth0 up'];
+}
+
+/** Default route for an instance with egress (inside its namespace). */
+export function egressRouteLines(gateway: string): string[] {
+  return [`route replace default via ${gateway} dev eth0`];
+}
+
+/**
+ * Host-side tear-down. The veth goes first and explicitly: deleting a
+ * namespace frees its devices only once the kernel's async cleanup runs (and
+ * never while a straggler process holds it), so the pair would linger.
+ */
+export function slotTeardownLines(names: SlotNames): string[] {
+  return [`link del ${names.hostVeth}`, `link del ${names.ifb}`, `netns del ${names.netns}`];
+}
+
+export interface ShapingSpec {
+  hostVeth: string;
+  ifb: string;
+  bandwidthMbit: number;
+  burstBytes: number;
+  /** Queueing delay TBF allows before it drops; sizes the queue with the rate. */
+  latencyMs?: number;
+}
+
+/** TBF needs a bucket of at least one full frame or nothing passes. */
+const MIN_BURST = 2 * 1514;
+const DEFAULT_LATENCY_MS = 50;
+
+function tbf(spec: ShapingSpec): string {
+  const kbit = Math.max(8, Math.round(spec.bandwidthMbit * 1000));
+  const burst = Math.max(MIN_BURST, Math.round(spec.burstBytes));
+  return `tbf rate ${kbit}kbit burst ${burst} latency ${spec.latencyMs ?? DEFAULT_LATENCY_MS}ms`;
+}
+
+/**
+ * Both directions, host side only, so nothing inside the namespace can lift
+ * them. Download: TBF as the root qdisc of the host veth (host → instance).
+ * Upload: the host veth's ingress (instance → host) is redirected to the IFB,
+ * whose root TBF shapes it.
+ */
+export function shapingLines(spec: ShapingSpec): string[] {
+  return [
+    `qdisc add dev ${spec.hostVeth} root handle 1: ${tbf(spec)}`,
+    `qdisc add dev ${spec.hostVeth} handle ffff: ingress`,
+    `filter add dev ${spec.hostVeth} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${spec.ifb}`,
+    `qdisc add dev ${spec.ifb} root handle 1: ${tbf(spec)}`,
+  ];
+}

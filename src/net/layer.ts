@@ -1,0 +1,357 @@
+import type { NodeConfig } from '../config.ts';
+import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
+import type { MechanismStatus, SandboxSpec, Usage } from '../sandbox/types.ts';
+import { AddressAllocator } from './address.ts';
+import {
+  bridgeLines,
+  egressRouteLines,
+  shapingLines,
+  slotHostLines,
+  slotInnerLines,
+  slotTeardownLines,
+} from './batch.ts';
+import { removeLeftovers } from './cleanup.ts';
+import { ipBatch, run, succeedsSync, tcBatch } from './exec.ts';
+import {
+  allowEgress,
+  enableForwarding,
+  installFirewall,
+  removeFirewall,
+  restoreForwarding,
+  revokeEgress,
+  type FirewallSpec,
+} from './firewall.ts';
+import { assertIfName, assertNodeTag, netnsPath, slotNames } from './naming.ts';
+import { NamespacePool, type Slot } from './pool.ts';
+import { readCounters, type Counters } from './stats.ts';
+
+/** The network layer plus what tests and benchmarks need to see. */
+export interface NetworkLayer extends IsolationLayer {
+  readonly bridge: string;
+  /** The bridge's address, which instances reach the node by. */
+  readonly gateway: string;
+  /** Resolves when the namespace pool has stopped refilling (full or failed). */
+  poolIdle(): Promise<void>;
+  /** Ready namespaces in the pool right now. */
+  poolReady(): number;
+}
+
+type MechanismName = 'netns' | 'shaping' | 'egress-nat';
+
+const NSENTER = 'nsenter';
+const TBF_PROBE = ['rate', '1mbit', 'burst', '4096', 'latency', '50ms'];
+
+/**
+ * Network isolation for the process driver (DESIGN §9, §10): each instance
+ * in its own namespace on the Petri bridge, shaped both ways on the host
+ * side, with a route out (NAT) only when its spec asks for egress. Without
+ * root or tools it reports why and wraps nothing.
+ *
+ * @example
+ * const net = networkLayer(config, nodeTagFrom(config.stateDir), log.warn);
+ * await net.reconcile();               // removes a crashed run's leftovers, builds the bridge
+ * const inst = await net.prepare(spec);
+ * spawn(...inst.wrap(['node', 'host.js'])); // nsenter --net=/run/netns/petri-<tag>-1 -- node host.js
+ * await inst.destroy();
+ * await net.close();
+ */
+export function networkLayer(
+  config: NodeConfig,
+  nodeTag: string,
+  warn: (message: string) => void,
+): NetworkLayer {
+  return new NetLayer(config, nodeTag, warn);
+}
+
+class NetLayer implements NetworkLayer {
+  readonly bridge: string;
+  readonly gateway: string;
+  private readonly allocator: AddressAllocator;
+  private readonly status: Record<MechanismName, MechanismStatus>;
+  private readonly pool: NamespacePool;
+  private readonly instances = new Set<NetInstance>();
+  private readonly creating = new Set<Slot>();
+  private readonly warned = new Set<string>();
+  private readonly firewall: FirewallSpec;
+  private counter = 1;
+  private started: Promise<void> | undefined;
+  private previousForwarding: string | undefined;
+  private closed = false;
+
+  constructor(
+    config: NodeConfig,
+    private readonly tag: string,
+    private readonly warn: (message: string) => void,
+  ) {
+    assertNodeTag(tag);
+    assertIfName(config.network.bridge);
+    this.bridge = config.network.bridge;
+    this.allocator = new AddressAllocator(config.network.subnet);
+    this.gateway = this.allocator.gateway;
+    this.firewall = { tag, bridge: this.bridge, subnet: this.allocator.cidr };
+    this.status = probe(config, tag);
+    this.pool = new NamespacePool(
+      config.network.poolSize,
+      () => this.createSlot(),
+      (error) => this.warnOnce('pool', `network namespace pool refill failed: ${String(error)}`),
+    );
+    for (const status of Object.values(this.status)) {
+      if (!status.active && !status.reason?.startsWith('off in config')) {
+        this.warnOnce(status.name, `${status.name} inactive: ${status.reason}`);
+      }
+    }
+  }
+
+  mechanisms(): MechanismStatus[] {
+    return Object.values(this.status).map((status) => ({ ...status }));
+  }
+
+  poolIdle(): Promise<void> {
+    return this.pool.idle();
+  }
+
+  poolReady(): number {
+    return this.pool.readyCount;
+  }
+
+  async prepare(spec: SandboxSpec): Promise<LayerInstance> {
+    if (this.closed) throw new Error('network layer is closed');
+    if (!this.status.netns.active) return identityInstance();
+    await this.ensureStarted();
+    if (!this.status.netns.active) return identityInstance();
+    const slot = this.pool.take() ?? (await this.createSlot());
+    let egress = false;
+    try {
+      [, egress] = await Promise.all([this.applyShaping(slot, spec), this.openEgress(slot, spec)]);
+    } catch (error) {
+      await this.teardown(slot, egress || spec.network.egress);
+      throw error;
+    } finally {
+      this.pool.refill();
+    }
+    const base = (await readCounters(slot.hostVeth)) ?? { rxBytes: 0, txBytes: 0 };
+    const instance = new NetInstance(slot, this.gateway, egress, base, async () => {
+      this.instances.delete(instance);
+      await this.teardown(slot, egress);
+    });
+    this.instances.add(instance);
+    return instance;
+  }
+
+  async reconcile(): Promise<void> {
+    if (!this.status.netns.active || this.closed) return;
+    await removeLeftovers(this.tag, this.liveNames());
+    // Chains are rebuilt by start; once started they hold live egress rules.
+    if (!this.started) await removeFirewall(this.tag).catch(() => undefined);
+    await this.ensureStarted();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const slots = await this.pool.drain();
+    await Promise.all([...this.instances].map((instance) => instance.destroy()));
+    if (slots.length > 0) {
+      await ipBatch(slots.flatMap(slotTeardownLines), { force: true }).catch((error: unknown) =>
+        this.warn(`network pool tear-down: ${String(error)}`),
+      );
+    }
+    if (!this.started) return;
+    await this.started.catch(() => undefined);
+    if (this.status['egress-nat'].active) await removeFirewall(this.tag).catch(() => undefined);
+    if (this.previousForwarding !== undefined) await restoreForwarding(this.previousForwarding);
+    await ipBatch([`link del ${this.bridge}`]).catch(() => undefined);
+  }
+
+  private ensureStarted(): Promise<void> {
+    this.started ??= this.start();
+    return this.started;
+  }
+
+  /** Bridge with the gateway address, firewall chains, then a background pool fill. */
+  private async start(): Promise<void> {
+    try {
+      const exists = await run('ip', ['link', 'show', 'dev', this.bridge]).then(
+        () => true,
+        () => false,
+      );
+      const spec = {
+        bridge: this.bridge,
+        gateway: this.gateway,
+        prefixLength: this.allocator.subnet.prefixLength,
+      };
+      await ipBatch(bridgeLines(spec, exists));
+    } catch (error) {
+      this.disable('netns', `bridge ${this.bridge} could not be set up: ${String(error)}`);
+      this.disable('shaping', 'needs netns');
+      this.disable('egress-nat', 'needs netns');
+      return;
+    }
+    if (this.status['egress-nat'].active) {
+      await installFirewall(this.firewall).catch((error: unknown) =>
+        this.disable('egress-nat', `iptables chains could not be installed: ${String(error)}`),
+      );
+    }
+    this.pool.refill();
+  }
+
+  private async createSlot(): Promise<Slot> {
+    const n = this.counter++;
+    const slot: Slot = { ...slotNames(this.tag, n), n, address: this.allocator.allocate() };
+    this.creating.add(slot);
+    try {
+      await ipBatch(slotHostLines(slot, this.bridge));
+      const inner = slotInnerLines(slot.address, this.allocator.subnet.prefixLength);
+      await ipBatch(inner, { netns: slot.netns });
+      return slot;
+    } catch (error) {
+      await this.teardown(slot, false);
+      throw error;
+    } finally {
+      this.creating.delete(slot);
+    }
+  }
+
+  private async applyShaping(slot: Slot, spec: SandboxSpec): Promise<void> {
+    const { bandwidthMbit, burstBytes } = spec.resources;
+    if (!this.status.shaping.active || !(bandwidthMbit > 0)) return;
+    await tcBatch(
+      shapingLines({ hostVeth: slot.hostVeth, ifb: slot.ifb, bandwidthMbit, burstBytes }),
+    );
+  }
+
+  /** Default route plus a firewall ACCEPT for this source; false when not granted. */
+  private async openEgress(slot: Slot, spec: SandboxSpec): Promise<boolean> {
+    if (!spec.network.egress) return false;
+    const nat = this.status['egress-nat'];
+    if (!nat.active) {
+      this.warnOnce('egress', `egress requested but egress-nat is inactive: ${nat.reason}`);
+      return false;
+    }
+    this.previousForwarding ??= await enableForwarding();
+    await Promise.all([
+      ipBatch(egressRouteLines(this.gateway), { netns: slot.netns }),
+      allowEgress(this.firewall, slot.address),
+    ]);
+    return true;
+  }
+
+  private async teardown(slot: Slot, egress: boolean): Promise<void> {
+    if (egress) await revokeEgress(this.firewall, slot.address);
+    await ipBatch(slotTeardownLines(slot), { force: true }).catch((error: unknown) =>
+      this.warn(`network tear-down of ${slot.netns}: ${String(error)}`),
+    );
+    this.allocator.release(slot.address);
+  }
+
+  private liveNames(): Set<string> {
+    const names = new Set(this.pool.names());
+    const slots = [...this.creating, ...[...this.instances].map((instance) => instance.slot)];
+    for (const slot of slots) {
+      names.add(slot.netns).add(slot.hostVeth).add(slot.ifb);
+    }
+    return names;
+  }
+
+  private disable(name: MechanismName, reason: string): void {
+    this.status[name] = { name, active: false, reason };
+    this.warnOnce(name, `${name} inactive: ${reason}`);
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.warn(message);
+  }
+}
+
+class NetInstance implements LayerInstance {
+  readonly address: string;
+  readonly env: Record<string, string>;
+  private last: Counters;
+  private destroying: Promise<void> | undefined;
+
+  constructor(
+    readonly slot: Slot,
+    gateway: string,
+    readonly egress: boolean,
+    private readonly base: Counters,
+    private readonly remove: () => Promise<void>,
+  ) {
+    this.address = slot.address;
+    this.env = { PETRI_ADDRESS: slot.address, PETRI_GATEWAY: gateway };
+    this.last = base;
+  }
+
+  wrap(command: string[]): string[] {
+    return [NSENTER, `--net=${netnsPath(this.slot.netns)}`, '--', ...command];
+  }
+
+  /** Host veth counters: what the host sends is what the instance receives. */
+  async usage(): Promise<Partial<Usage>> {
+    this.last = (await readCounters(this.slot.hostVeth)) ?? this.last;
+    return {
+      netRxBytes: this.last.txBytes - this.base.txBytes,
+      netTxBytes: this.last.rxBytes - this.base.rxBytes,
+    };
+  }
+
+  destroy(): Promise<void> {
+    this.destroying ??= this.remove();
+    return this.destroying;
+  }
+}
+
+function identityInstance(): LayerInstance {
+  return { wrap: (command) => command, destroy: async () => undefined };
+}
+
+function inactive(name: MechanismName, reason: string): MechanismStatus {
+  return { name, active: false, reason };
+}
+
+/**
+ * Which mechanisms this node can use. Runs once at start, synchronously: a
+ * handful of short commands (~tens of ms), so the layer can answer
+ * `mechanisms()` at once.
+ */
+function probe(config: NodeConfig, tag: string): Record<MechanismName, MechanismStatus> {
+  const netns = probeNetns(config);
+  const needsNetns = (name: MechanismName): MechanismStatus =>
+    inactive(name, `needs netns (${netns.reason})`);
+  if (!netns.active) {
+    return { netns, shaping: needsNetns('shaping'), 'egress-nat': needsNetns('egress-nat') };
+  }
+  return { netns, shaping: probeShaping(config, tag), 'egress-nat': probeEgress() };
+}
+
+function probeNetns(config: NodeConfig): MechanismStatus {
+  if (config.isolation.network === 'off') return inactive('netns', 'off in config');
+  if (process.getuid?.() !== 0) return inactive('netns', 'needs root');
+  if (!succeedsSync('ip', ['-V'])) return inactive('netns', 'ip (iproute2) not found');
+  if (!succeedsSync(NSENTER, ['--version'])) return inactive('netns', 'nsenter not found');
+  return { name: 'netns', active: true };
+}
+
+function probeShaping(config: NodeConfig, tag: string): MechanismStatus {
+  if (config.isolation.shaping === 'off') return inactive('shaping', 'off in config');
+  if (!succeedsSync('tc', ['-V'])) return inactive('shaping', 'tc (iproute2) not found');
+  // Slot number 0 is never handed out, and reconcile's pattern covers it.
+  const ifb = slotNames(tag, 0).ifb;
+  const works =
+    succeedsSync('ip', ['link', 'add', ifb, 'type', 'ifb']) &&
+    succeedsSync('tc', ['qdisc', 'add', 'dev', ifb, 'root', 'tbf', ...TBF_PROBE]);
+  succeedsSync('ip', ['link', 'del', ifb]);
+  return works
+    ? { name: 'shaping', active: true }
+    : inactive('shaping', 'ifb devices or the tbf qdisc are unavailable');
+}
+
+function probeEgress(): MechanismStatus {
+  const works =
+    succeedsSync('iptables', ['-w', '-S', 'FORWARD']) &&
+    succeedsSync('iptables', ['-w', '-t', 'nat', '-S', 'POSTROUTING']);
+  return works
+    ? { name: 'egress-nat', active: true }
+    : inactive('egress-nat', 'iptables (filter and nat tables) not working');
+}

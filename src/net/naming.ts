@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Names of what Petri makes in the kernel. Network namespace names are global
+ * on the host (files under /run/netns) and interface names are limited to 15
+ * characters, so every name carries the node's tag: two nodes on one host, or
+ * a test next to a running node, never touch each other's leftovers.
+ */
+
+const TAG_PATTERN = /^[a-z][a-z0-9]{0,5}$/;
+const IFNAME_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+const IFNAME_MAX = 15;
+
+/** A node tag of five lowercase letters derived from the state directory. */
+export function nodeTagFrom(stateDir: string): string {
+  const digest = createHash('sha256').update(stateDir).digest();
+  // Letters only, so `pv<tag><n>` splits unambiguously into tag and number.
+  return Array.from(digest.subarray(0, 5), (byte) => String.fromCharCode(97 + (byte % 26))).join(
+    '',
+  );
+}
+
+/** Throws unless `tag` is 1–6 chars of [a-z0-9] starting with a letter. */
+export function assertNodeTag(tag: string): void {
+  if (!TAG_PATTERN.test(tag)) {
+    throw new Error(`node tag must match ${TAG_PATTERN} (got "${tag}")`);
+  }
+}
+
+/** Throws unless `name` is a valid interface name (it is written into batch input). */
+export function assertIfName(name: string): void {
+  if (!IFNAME_PATTERN.test(name)) throw new Error(`invalid interface name "${name}"`);
+}
+
+export interface SlotNames {
+  /** Network namespace, `petri-<tag>-<n>`. */
+  netns: string;
+  /** Host side of the veth pair, `pv<tag><n>`; its peer is `eth0` inside the namespace. */
+  hostVeth: string;
+  /** IFB device that carries the instance's upload through a TBF, `pi<tag><n>`. */
+  ifb: string;
+}
+
+export function slotNames(tag: string, n: number): SlotNames {
+  assertNodeTag(tag);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad slot number ${n}`);
+  const names = { netns: `petri-${tag}-${n}`, hostVeth: `pv${tag}${n}`, ifb: `pi${tag}${n}` };
+  if (names.hostVeth.length > IFNAME_MAX) throw new Error(`slot number ${n} too large`);
+  return names;
+}
+
+/** Matchers for this tag's leftovers (used by reconcile and cleanupAll). */
+export function leftoverMatchers(tag: string): { netns: RegExp; link: RegExp } {
+  assertNodeTag(tag);
+  return { netns: new RegExp(`^petri-${tag}-\\d+$`), link: new RegExp(`^p[vi]${tag}\\d+$`) };
+}
+
+/** iptables chain names for this node (≤ 28 chars). */
+export function chainNames(tag: string): { forward: string; nat: string } {
+  assertNodeTag(tag);
+  const upper = tag.toUpperCase();
+  return { forward: `PETRI-${upper}-FWD`, nat: `PETRI-${upper}-NAT` };
+}
+
+/** Where `ip netns add` mounts a namespace; nsenter joins it by this path. */
+export function netnsPath(netns: string): string {
+  return `/run/netns/${netns}`;
+}

@@ -1,0 +1,71 @@
+import type { SlotNames } from './naming.ts';
+
+/** One ready network namespace: veth on the bridge, IFB, address configured. */
+export interface Slot extends SlotNames {
+  n: number;
+  address: string;
+}
+
+/**
+ * Keeps `size` ready namespaces so a cold start only pays for shaping (one
+ * `tc -batch` round) instead of `ip netns add` plus two `ip -batch` rounds.
+ * Refills one slot at a time in the background: on two cores a burst of
+ * parallel `ip` processes would slow the cold starts it is meant to speed up.
+ */
+export class NamespacePool {
+  private readonly ready: Slot[] = [];
+  private filling: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly size: number,
+    private readonly create: () => Promise<Slot>,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** A ready slot, or undefined when the pool is empty. */
+  take(): Slot | undefined {
+    return this.ready.shift();
+  }
+
+  /** Starts a background refill unless one is running or the pool is full. */
+  refill(): void {
+    if (this.filling || this.closed || this.ready.length >= this.size) return;
+    this.filling = this.fill().finally(() => {
+      this.filling = undefined;
+    });
+  }
+
+  private async fill(): Promise<void> {
+    while (!this.closed && this.ready.length < this.size) {
+      try {
+        this.ready.push(await this.create());
+      } catch (error) {
+        // Stop instead of spinning on a broken node; the next prepare retries.
+        this.onError(error);
+        return;
+      }
+    }
+  }
+
+  /** Resolves when no refill is running (the pool is full, closed or failed). */
+  async idle(): Promise<void> {
+    while (this.filling) await this.filling;
+  }
+
+  get readyCount(): number {
+    return this.ready.length;
+  }
+
+  /** Names of the ready slots (reconcile must keep them). */
+  names(): string[] {
+    return this.ready.flatMap((slot) => [slot.netns, slot.hostVeth, slot.ifb]);
+  }
+
+  /** Stops refilling and hands back every ready slot for tear-down. */
+  async drain(): Promise<Slot[]> {
+    this.closed = true;
+    await this.idle();
+    return this.ready.splice(0);
+  }
+}

@@ -1,0 +1,106 @@
+import type { FromInstance, ToInstance } from '../../src/runtime/index.ts';
+import type {
+  IsolationReport,
+  Sandbox,
+  SandboxDriver,
+  SandboxEvents,
+  SandboxExit,
+  SandboxSpec,
+  Usage,
+} from '../../src/sandbox/index.ts';
+
+/**
+ * An in-memory driver for pool and API tests: no processes. Each sandbox
+ * answers `invoke` according to the event:
+ *   {sleepMs}  answer after that long;   {crash: true}  exit with code 3;
+ *   {fail: "message"}  handler error;    {oom: true}  killed for memory;
+ *   anything else      echoed back.
+ */
+export class FakeDriver implements SandboxDriver {
+  readonly name = 'fake';
+  readonly created: FakeSandbox[] = [];
+  startDelayMs = 0;
+  failStart: string | undefined;
+
+  capabilities(): IsolationReport {
+    return { driver: this.name, mechanisms: [] };
+  }
+
+  async create(spec: SandboxSpec): Promise<Sandbox> {
+    const sandbox = new FakeSandbox(spec);
+    this.created.push(sandbox);
+    const failure = this.failStart;
+    setTimeout(() => {
+      if (failure) sandbox.die({ code: 1, signal: null, oomKilled: false, stderrTail: failure });
+      else sandbox.emit('message', { type: 'ready' });
+    }, this.startDelayMs);
+    return sandbox;
+  }
+
+  live(): FakeSandbox[] {
+    return this.created.filter((sandbox) => !sandbox.dead);
+  }
+
+  async reconcile(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+export class FakeSandbox implements Sandbox {
+  readonly id: string;
+  readonly pid = 1;
+  dead = false;
+  readonly received: ToInstance[] = [];
+  private readonly listeners: { [E in keyof SandboxEvents]: SandboxEvents[E][] } = {
+    message: [],
+    output: [],
+    exit: [],
+  };
+
+  constructor(readonly spec: SandboxSpec) {
+    this.id = spec.instanceId;
+  }
+
+  send(message: ToInstance): void {
+    this.received.push(message);
+    if (message.type !== 'invoke') return;
+    const event = (message.event ?? {}) as Record<string, unknown>;
+    const reply = (frame: FromInstance): void => {
+      if (!this.dead) this.emit('message', frame);
+    };
+    setTimeout(() => {
+      if (event.crash) return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
+      if (event.oom) return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
+      this.emit('output', 'stdout', `handling ${message.id}`);
+      if (typeof event.fail === 'string') {
+        return reply({ type: 'error', id: message.id, code: 'HandlerError', message: event.fail });
+      }
+      reply({ type: 'result', id: message.id, value: message.event });
+    }, Number(event.sleepMs ?? 0));
+  }
+
+  on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {
+    this.listeners[event].push(listener);
+  }
+
+  emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): void {
+    for (const listener of this.listeners[event]) {
+      (listener as (...a: Parameters<SandboxEvents[E]>) => void)(...args);
+    }
+  }
+
+  die(exit: SandboxExit): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.emit('exit', exit);
+  }
+
+  async setCpu(): Promise<void> {}
+
+  async usage(): Promise<Usage> {
+    return { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
+  }
+
+  async destroy(): Promise<void> {
+    this.die({ code: null, signal: 'SIGKILL', oomKilled: false, stderrTail: '' });
+  }
+}
