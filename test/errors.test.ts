@@ -17,7 +17,11 @@ describe('error registry', () => {
     const documented = documentedCodes();
     assert.deepEqual([...documented.keys()].sort(), Object.keys(ERROR_CODES).sort());
     for (const [code, entry] of Object.entries(ERROR_CODES)) {
-      assert.deepEqual(documented.get(code), { status: entry.status, meaning: entry.meaning }, code);
+      assert.deepEqual(
+        documented.get(code),
+        { status: entry.status, meaning: entry.meaning },
+        code,
+      );
     }
   });
 

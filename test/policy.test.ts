@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FixedKeepAlive, type InstanceView, type KeepAlivePolicy, type NodeView } from '../src/policy/index.ts';
+import {
+  FixedKeepAlive,
+  type InstanceView,
+  type KeepAlivePolicy,
+  type NodeView,
+} from '../src/policy/index.ts';
 
 function instance(id: string, over: Partial<InstanceView> = {}): InstanceView {
   return {
@@ -25,7 +30,10 @@ function nodeView(instances: InstanceView[]): NodeView {
 function keepAliveConformance(name: string, make: () => KeepAlivePolicy): void {
   describe(`keep-alive policy conformance: ${name}`, () => {
     it('never picks busy or starting instances as victims', () => {
-      const view = nodeView([instance('busy', { state: 'busy' }), instance('starting', { state: 'starting' })]);
+      const view = nodeView([
+        instance('busy', { state: 'busy' }),
+        instance('starting', { state: 'starting' }),
+      ]);
       assert.deepEqual(make().victims(128, view), []);
     });
     it('picks no victim when nothing is needed', () => {

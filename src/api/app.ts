@@ -80,7 +80,10 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
     try {
       done(null, JSON.parse(text));
     } catch (err) {
-      done(new PetriError('InvalidRequest', `body is not valid JSON: ${(err as Error).message}`), undefined);
+      done(
+        new PetriError('InvalidRequest', `body is not valid JSON: ${(err as Error).message}`),
+        undefined,
+      );
     }
   });
 

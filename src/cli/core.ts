@@ -32,6 +32,7 @@ import {
   table,
   type Cell,
 } from './format.ts';
+import { rootCommand } from './program.ts';
 import { registerServeCommand } from './serve.ts';
 
 /** Where the verbs write, and the knobs tests need. */
@@ -111,10 +112,7 @@ export async function runCli(
       io.setExitCode?.(code);
     },
   };
-  // Same globals as main.ts' buildProgram, which cannot be imported: main.ts runs on import.
-  const program = new Command('petri')
-    .option('--url <url>', 'node API URL (or PETRI_URL)', env.PETRI_URL ?? 'http://127.0.0.1:8080')
-    .option('--json', 'print JSON for scripts instead of tables')
+  const program = rootCommand(env)
     .exitOverride()
     .configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
   registerCoreCommands(program, full);

@@ -1,21 +1,16 @@
-import { Command } from 'commander';
+import { CommanderError } from 'commander';
 import { registerCoreCommands } from './core.ts';
+import { rootCommand } from './program.ts';
 import { registerWorkloadCommands } from './workload.ts';
 
-/** The `petri` command: one module per verb group registers its verbs here. */
-export function buildProgram(): Command {
-  const program = new Command('petri')
-    .description('Petri: a serverless platform and workbench for one Linux node')
-    .option(
-      '--url <url>',
-      'node API URL (or PETRI_URL)',
-      process.env.PETRI_URL ?? 'http://127.0.0.1:8080',
-    )
-    .option('--json', 'print JSON for scripts instead of tables')
-    .showHelpAfterError();
-  registerCoreCommands(program);
-  registerWorkloadCommands(program);
-  return program;
+/** The `petri` command: each verb group's module registers its verbs here. */
+const program = rootCommand().exitOverride();
+registerCoreCommands(program);
+registerWorkloadCommands(program);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (!(err instanceof CommanderError)) throw err;
+  // Help and version exit 0; usage errors exit 2, as for most Unix tools.
+  process.exitCode = err.exitCode === 0 ? 0 : 2;
 }
-
-await buildProgram().parseAsync(process.argv);

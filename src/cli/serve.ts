@@ -15,7 +15,10 @@ interface ServeOptions {
   examples?: boolean | string;
 }
 
-const DEFAULT_EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
+const DEFAULT_EXAMPLES = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../examples',
+);
 
 async function readConfigFile(file: string | undefined): Promise<Record<string, unknown>> {
   if (!file) return {};
@@ -89,7 +92,8 @@ export function registerServeCommand(program: Command): void {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const dir = typeof options.examples === 'string' ? path.resolve(options.examples) : DEFAULT_EXAMPLES;
+      const dir =
+        typeof options.examples === 'string' ? path.resolve(options.examples) : DEFAULT_EXAMPLES;
       const names = options.examples ? await deployExamples(running, dir) : [];
       process.stdout.write(howToInvoke(running.url, names) + '\n');
     });

@@ -30,7 +30,8 @@ function invalidSource(message: string): PetriError {
 async function copyFromPath(from: string, to: string): Promise<void> {
   if (!path.isAbsolute(from)) throw invalidSource(`source.path must be absolute, got "${from}"`);
   const stat = await fs.stat(from).catch(() => undefined);
-  if (!stat?.isDirectory()) throw invalidSource(`source.path "${from}" is not a folder on the node`);
+  if (!stat?.isDirectory())
+    throw invalidSource(`source.path "${from}" is not a folder on the node`);
   await fs.cp(from, to, {
     recursive: true,
     filter: (src) => path.basename(src) !== '.git',

@@ -1,4 +1,10 @@
-export { PetriNode, type NodeDeps, type FunctionView, type NodeInfo, type InvokeResult } from './node.ts';
+export {
+  PetriNode,
+  type NodeDeps,
+  type FunctionView,
+  type NodeInfo,
+  type InvokeResult,
+} from './node.ts';
 export {
   parseSpec,
   parseDeployBody,

@@ -51,7 +51,9 @@ export class Instance implements InstanceView {
     this.startedAt = Date.now();
     this.lastUsedAt = this.startedAt;
     sandbox.on('message', (message) => this.onMessage(message));
-    sandbox.on('output', (stream, line) => this.hooks.onLog(this, stream, line, this.soleInvocation()));
+    sandbox.on('output', (stream, line) =>
+      this.hooks.onLog(this, stream, line, this.soleInvocation()),
+    );
     sandbox.on('exit', (exit) => this.onExit(exit));
   }
 
@@ -86,7 +88,9 @@ export class Instance implements InstanceView {
   }
 
   hasRoom(): boolean {
-    return this.state === 'idle' || (this.state === 'busy' && this.inFlight < this.fn.spec.concurrency);
+    return (
+      this.state === 'idle' || (this.state === 'busy' && this.inFlight < this.fn.spec.concurrency)
+    );
   }
 
   /** Takes one of the instance's concurrency slots for an invocation about to be sent. */
@@ -141,7 +145,8 @@ export class Instance implements InstanceView {
     });
   }
 
-  private readyWaiter: { resolve(): void; reject(err: PetriError): void; timer: NodeJS.Timeout } | undefined;
+  private readyWaiter:
+    { resolve(): void; reject(err: PetriError): void; timer: NodeJS.Timeout } | undefined;
 
   private settleReady(error?: PetriError): void {
     const waiter = this.readyWaiter;
@@ -210,7 +215,11 @@ export class Instance implements InstanceView {
     this.settleReady(exitError(exit, 'while starting'));
     for (const id of [...this.pending.keys()]) {
       this.settle(id, (p) =>
-        p.reject(wasStopping ? new PetriError('InstanceCrashed', 'instance was stopped') : exitError(exit, 'during the invocation')),
+        p.reject(
+          wasStopping
+            ? new PetriError('InstanceCrashed', 'instance was stopped')
+            : exitError(exit, 'during the invocation'),
+        ),
       );
     }
   }

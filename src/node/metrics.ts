@@ -25,7 +25,9 @@ export class NodeMetrics {
       name: 'petri_invocation_duration_seconds',
       help: 'Time from request received to result, by function and start path.',
       labelNames: ['function', 'start'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      buckets: [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+      ],
       registers,
     });
     new Gauge({
@@ -44,7 +46,8 @@ export class NodeMetrics {
       labelNames: ['state'],
       registers,
       collect() {
-        for (const [state, count] of Object.entries(source.instanceCounts())) this.set({ state }, count);
+        for (const [state, count] of Object.entries(source.instanceCounts()))
+          this.set({ state }, count);
       },
     });
     new Gauge({

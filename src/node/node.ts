@@ -57,7 +57,6 @@ export interface NodeInfo {
 
 const PETRI_VERSION = '0.1.0';
 
-
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
@@ -103,7 +102,8 @@ export class PetriNode {
       'the node restarted while the invocation was queued or running',
       Date.now(),
     );
-    if (failed > 0) this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
+    if (failed > 0)
+      this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
   }
@@ -114,25 +114,27 @@ export class PetriNode {
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
     const { spec, source } = parseDeployBody(name, body);
     const previous = this.deploying.get(name) ?? Promise.resolve();
-    const task = previous.catch(() => {}).then(async () => {
-      const existing = this.deps.store.getFunction(name);
-      const version = this.deps.store.lastVersion(name) + 1;
-      const layout = versionLayout(this.deps.config.stateDir, name, version);
-      await materialize(layout, spec, source);
-      const at = Date.now();
-      const record: FunctionRecord = {
-        name,
-        version,
-        spec,
-        codeDir: layout.dir,
-        createdAt: existing?.createdAt ?? at,
-        updatedAt: at,
-      };
-      this.deps.store.saveFunctionVersion(record);
-      this.pool.setFunction(record);
-      this.deps.log.info({ function: name, version }, 'deployed');
-      return { view: this.functionView(this.pool.entry(name)!), created: !existing };
-    });
+    const task = previous
+      .catch(() => {})
+      .then(async () => {
+        const existing = this.deps.store.getFunction(name);
+        const version = this.deps.store.lastVersion(name) + 1;
+        const layout = versionLayout(this.deps.config.stateDir, name, version);
+        await materialize(layout, spec, source);
+        const at = Date.now();
+        const record: FunctionRecord = {
+          name,
+          version,
+          spec,
+          codeDir: layout.dir,
+          createdAt: existing?.createdAt ?? at,
+          updatedAt: at,
+        };
+        this.deps.store.saveFunctionVersion(record);
+        this.pool.setFunction(record);
+        this.deps.log.info({ function: name, version }, 'deployed');
+        return { view: this.functionView(this.pool.entry(name)!), created: !existing };
+      });
     this.deploying.set(name, task);
     try {
       return await task;
@@ -255,7 +257,11 @@ export class PetriNode {
     };
   }
 
-  private async run(entry: FunctionEntry, record: InvocationRecord, event: unknown): Promise<InvokeResult> {
+  private async run(
+    entry: FunctionEntry,
+    record: InvocationRecord,
+    event: unknown,
+  ): Promise<InvokeResult> {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
@@ -272,6 +278,8 @@ export class PetriNode {
       });
       if (record.mode === 'async') this.deps.store.recordInvocation({ ...record });
       const value = await slot.instance.invoke(record.id, event);
+      // Only async callers fetch results later; sync results go back in the response.
+      if (record.mode === 'async') record.result = value;
       this.finish(record, slot, undefined);
       return { record, value };
     } catch (err) {
@@ -282,7 +290,11 @@ export class PetriNode {
     }
   }
 
-  private finish(record: InvocationRecord, slot: Slot | undefined, error: PetriError | undefined): void {
+  private finish(
+    record: InvocationRecord,
+    slot: Slot | undefined,
+    error: PetriError | undefined,
+  ): void {
     const finished = now();
     record.finishedAt = finished;
     record.status = error ? 'failed' : 'succeeded';
@@ -296,7 +308,11 @@ export class PetriNode {
       record.queuedMs = record.totalMs;
     }
     const start = record.startPath ?? 'none';
-    this.metrics.invocations.inc({ function: record.functionName, start, outcome: error?.code ?? 'success' });
+    this.metrics.invocations.inc({
+      function: record.functionName,
+      start,
+      outcome: error?.code ?? 'success',
+    });
     this.metrics.duration.observe({ function: record.functionName, start }, record.totalMs / 1000);
     // Resources are read after the reply is on its way, then the record is stored.
     if (!slot) return this.deps.store.recordInvocation(record);
@@ -331,7 +347,11 @@ export class PetriNode {
     const layout = versionLayout(this.deps.config.stateDir, record.name, record.version);
     const entry: SandboxSpec['entry'] =
       spec.runtime === 'node'
-        ? { runtime: 'node', bundle: layout.bundle, exportName: parseHandler(spec.handler).exportName }
+        ? {
+            runtime: 'node',
+            bundle: layout.bundle,
+            exportName: parseHandler(spec.handler).exportName,
+          }
         : { runtime: spec.runtime, command: spec.command ?? [] };
     return {
       instanceId: `${record.name}-${record.version}-${randomUUID().slice(0, 8)}`,
@@ -380,4 +400,3 @@ function usageDelta(before: Usage, after: Usage): Partial<InvocationRecord> {
     netTxBytes: Math.max(0, after.netTxBytes - before.netTxBytes),
   };
 }
-

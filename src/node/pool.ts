@@ -68,7 +68,8 @@ export class Pool {
     }
     entry.record = record;
     for (const instance of entry.instances) {
-      if (instance.version !== record.version && instance.state === 'idle') void this.retire(instance);
+      if (instance.version !== record.version && instance.state === 'idle')
+        void this.retire(instance);
     }
   }
 
@@ -81,7 +82,8 @@ export class Pool {
       clearTimeout(waiter.timer);
       waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
     }
-    for (const instance of entry.instances) if (instance.state === 'idle') void this.retire(instance);
+    for (const instance of entry.instances)
+      if (instance.state === 'idle') void this.retire(instance);
   }
 
   /** Finds or makes room for one invocation; may wait in the function's queue. */
@@ -121,7 +123,8 @@ export class Pool {
   memoryInUseMb(): number {
     let total = this.startingMb;
     for (const entry of this.functions.values()) {
-      for (const instance of entry.instances) if (instance.state !== 'dead') total += instance.memoryMb;
+      for (const instance of entry.instances)
+        if (instance.state !== 'dead') total += instance.memoryMb;
     }
     return total;
   }
@@ -131,7 +134,13 @@ export class Pool {
   }
 
   instanceCounts(): Record<InstanceState, number> {
-    const counts: Record<InstanceState, number> = { starting: 0, idle: 0, busy: 0, stopping: 0, dead: 0 };
+    const counts: Record<InstanceState, number> = {
+      starting: 0,
+      idle: 0,
+      busy: 0,
+      stopping: 0,
+      dead: 0,
+    };
     for (const instance of this.allInstances()) counts[instance.state] += 1;
     for (const entry of this.functions.values()) counts.starting += entry.starting;
     return counts;

@@ -19,9 +19,7 @@ export function parseHandler(handler: string): { file: string; exportName: strin
 }
 
 async function findEntry(codeDir: string, file: string): Promise<string> {
-  const candidates = path.extname(file)
-    ? [file]
-    : HANDLER_EXTENSIONS.map((ext) => file + ext);
+  const candidates = path.extname(file) ? [file] : HANDLER_EXTENSIONS.map((ext) => file + ext);
   for (const candidate of candidates) {
     const full = path.join(codeDir, candidate);
     try {
@@ -31,7 +29,9 @@ async function findEntry(codeDir: string, file: string): Promise<string> {
     }
   }
   throw new PetriError('InvalidSpec', `handler file "${file}" not found in the function code`, {
-    issues: [{ field: 'handler', message: `no ${file}{${HANDLER_EXTENSIONS.join(',')}} in the code` }],
+    issues: [
+      { field: 'handler', message: `no ${file}{${HANDLER_EXTENSIONS.join(',')}} in the code` },
+    ],
   });
 }
 
@@ -39,7 +39,11 @@ async function findEntry(codeDir: string, file: string): Promise<string> {
  * Bundles a `node` function's handler module (JS or TS, ESM or CJS) and its
  * dependencies into one ESM file, so compile errors surface at deploy time.
  */
-export async function bundleHandler(codeDir: string, handler: string, outFile: string): Promise<void> {
+export async function bundleHandler(
+  codeDir: string,
+  handler: string,
+  outFile: string,
+): Promise<void> {
   const entry = await findEntry(codeDir, parseHandler(handler).file);
   try {
     await esbuild.build({

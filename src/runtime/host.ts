@@ -153,7 +153,10 @@ function canConnect(port: number): Promise<boolean> {
 async function httpAdapter(): Promise<Adapter> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const [file, ...args] = command();
-  child = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...env, PORT: String(port) } });
+  child = spawn(file, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...env, PORT: String(port) },
+  });
   // The server is the instance: when it dies, so does the instance, with its status.
   child.on('exit', (code, signal) => {
     if (signal) process.kill(process.pid, signal);
@@ -187,7 +190,9 @@ function forward(agent: http.Agent, port: number, message: Invoke): Promise<unkn
           const text = Buffer.concat(chunks).toString('utf8');
           const status = response.statusCode ?? 0;
           if (status >= 400) {
-            reject(new CodedError('HandlerError', `server answered ${status}: ${text.slice(0, 500)}`));
+            reject(
+              new CodedError('HandlerError', `server answered ${status}: ${text.slice(0, 500)}`),
+            );
             return;
           }
           const isJson = (response.headers['content-type'] ?? '').includes('json');
@@ -195,7 +200,9 @@ function forward(agent: http.Agent, port: number, message: Invoke): Promise<unkn
           try {
             resolve(text === '' ? null : JSON.parse(text));
           } catch {
-            reject(new CodedError('BadResponse', `server sent invalid JSON: ${text.slice(0, 200)}`));
+            reject(
+              new CodedError('BadResponse', `server sent invalid JSON: ${text.slice(0, 200)}`),
+            );
           }
         });
       },

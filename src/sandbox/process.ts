@@ -1,7 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { FrameDecoder, encodeFrame, type FromInstance, type ToInstance } from '../runtime/protocol.ts';
+import {
+  FrameDecoder,
+  encodeFrame,
+  type FromInstance,
+  type ToInstance,
+} from '../runtime/protocol.ts';
 import type { IsolationLayer, LayerInstance } from './layer.ts';
 import type {
   CpuLimit,
@@ -131,7 +136,9 @@ class ProcessSandbox implements Sandbox {
     this.channel = this.child.stdio[3] as Writable;
     this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
     const decoder = new FrameDecoder<FromInstance>((message) => this.emit('message', message));
-    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) => decoder.push(chunk));
+    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) =>
+      decoder.push(chunk),
+    );
     onLines(this.child.stdout!, (line) => this.emit('output', 'stdout', line));
     onLines(this.child.stderr!, (line) => {
       this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
@@ -204,7 +211,10 @@ class ProcessSandbox implements Sandbox {
     this.emit('exit', exit);
   }
 
-  private emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): void {
+  private emit<E extends keyof SandboxEvents>(
+    event: E,
+    ...args: Parameters<SandboxEvents[E]>
+  ): void {
     for (const listener of this.listeners[event]) {
       (listener as (...a: Parameters<SandboxEvents[E]>) => void)(...args);
     }

@@ -155,8 +155,7 @@ export class Store {
     const pending = this.pendingInvocations.get(id);
     if (pending) return pending;
     const row = this.db.prepare('SELECT * FROM invocations WHERE id = ?').get(id) as
-      | Row
-      | undefined;
+      Row | undefined;
     return row ? toInvocationRecord(row) : undefined;
   }
 
@@ -231,7 +230,7 @@ export class Store {
       params.push(query.invocationId);
     }
     if (query.since !== undefined) {
-      where.push('at > ?');
+      where.push('at >= ?');
       params.push(query.since);
     }
     const rows = this.db
@@ -296,7 +295,8 @@ export class Store {
   }
 
   private scheduleFlush(): void {
-    const pending = this.pendingInvocations.size + this.pendingEvents.length + this.pendingLogs.length;
+    const pending =
+      this.pendingInvocations.size + this.pendingEvents.length + this.pendingLogs.length;
     if (pending >= FLUSH_MAX_PENDING) {
       setImmediate(() => this.flush());
       return;

@@ -143,6 +143,7 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
 
 /** Divides by the mean so the whole trace's values average 1 (all-zero minutes stay 0). */
 function normalise(values: Float64Array): Float64Array {
+  if (process.env.WD_LOG) values = values.map((v) => Math.log1p(v));
   let sum = 0;
   for (const v of values) sum += v;
   const mean = sum / values.length;

@@ -67,15 +67,25 @@ export class FakeSandbox implements Sandbox {
     const reply = (frame: FromInstance): void => {
       if (!this.dead) this.emit('message', frame);
     };
-    setTimeout(() => {
-      if (event.crash) return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
-      if (event.oom) return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
-      this.emit('output', 'stdout', `handling ${message.id}`);
-      if (typeof event.fail === 'string') {
-        return reply({ type: 'error', id: message.id, code: 'HandlerError', message: event.fail });
-      }
-      reply({ type: 'result', id: message.id, value: message.event });
-    }, Number(event.sleepMs ?? 0));
+    setTimeout(
+      () => {
+        if (event.crash)
+          return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
+        if (event.oom)
+          return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
+        this.emit('output', 'stdout', `handling ${message.id}`);
+        if (typeof event.fail === 'string') {
+          return reply({
+            type: 'error',
+            id: message.id,
+            code: 'HandlerError',
+            message: event.fail,
+          });
+        }
+        reply({ type: 'result', id: message.id, value: message.event });
+      },
+      Number(event.sleepMs ?? 0),
+    );
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {

@@ -44,6 +44,9 @@ export function handlerDir(source = 'export async function handler(e) { return e
   return dir;
 }
 
-export function deployBody(dir: string, spec: Record<string, unknown> = {}): Record<string, unknown> {
+export function deployBody(
+  dir: string,
+  spec: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { runtime: 'node', handler: 'index.handler', ...spec, source: { path: dir } };
 }

@@ -9,10 +9,14 @@ afterEach(async () => {
   current = undefined;
 });
 
-async function nodeWith(fns: Record<string, Record<string, unknown>>, config = {}): Promise<FakeNode> {
+async function nodeWith(
+  fns: Record<string, Record<string, unknown>>,
+  config = {},
+): Promise<FakeNode> {
   current = await fakeNode(config);
   const dir = handlerDir();
-  for (const [name, spec] of Object.entries(fns)) await current.node.deploy(name, deployBody(dir, spec));
+  for (const [name, spec] of Object.entries(fns))
+    await current.node.deploy(name, deployBody(dir, spec));
   return current;
 }
 
@@ -76,7 +80,10 @@ describe('pool', () => {
     await node.invoke('a', {});
     await node.invoke('b', {});
     await node.invoke('c', {});
-    const live = driver.live().map((s) => s.spec.functionName).sort();
+    const live = driver
+      .live()
+      .map((s) => s.spec.functionName)
+      .sort();
     assert.deepEqual(live, ['b', 'c']);
     assert.equal(node.info().memoryInUseMb, 256);
   });

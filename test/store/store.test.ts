@@ -19,7 +19,15 @@ function tempFile(): string {
 }
 
 function invocation(id: string, over: Partial<InvocationRecord> = {}): InvocationRecord {
-  return { id, functionName: 'f', version: 1, mode: 'sync', status: 'succeeded', receivedAt: 1000, ...over };
+  return {
+    id,
+    functionName: 'f',
+    version: 1,
+    mode: 'sync',
+    status: 'succeeded',
+    receivedAt: 1000,
+    ...over,
+  };
 }
 
 describe('store', () => {
@@ -39,8 +47,22 @@ describe('store', () => {
   it('keeps function versions and returns the latest', () => {
     const store = Store.open(tempFile());
     const spec = parseSpec({ name: 'f', runtime: 'node' });
-    store.saveFunctionVersion({ name: 'f', version: 1, spec, codeDir: '/a', createdAt: 1, updatedAt: 1 });
-    store.saveFunctionVersion({ name: 'f', version: 2, spec: { ...spec, memoryMb: 256 }, codeDir: '/b', createdAt: 1, updatedAt: 2 });
+    store.saveFunctionVersion({
+      name: 'f',
+      version: 1,
+      spec,
+      codeDir: '/a',
+      createdAt: 1,
+      updatedAt: 1,
+    });
+    store.saveFunctionVersion({
+      name: 'f',
+      version: 2,
+      spec: { ...spec, memoryMb: 256 },
+      codeDir: '/b',
+      createdAt: 1,
+      updatedAt: 2,
+    });
     const latest = store.getFunction('f')!;
     assert.equal(latest.version, 2);
     assert.equal(latest.spec.memoryMb, 256);
@@ -55,12 +77,21 @@ describe('store', () => {
     const file = tempFile();
     const store = Store.open(file);
     store.recordInvocation(invocation('a', { status: 'running' }));
-    store.recordInvocation(invocation('a', { status: 'succeeded', result: { ok: true }, totalMs: 3 }));
+    store.recordInvocation(
+      invocation('a', { status: 'succeeded', result: { ok: true }, totalMs: 3 }),
+    );
     assert.equal(store.getInvocation('a')?.status, 'succeeded', 'served from the buffer');
     const raw = new Database(file, { readonly: true });
-    assert.equal(raw.prepare('SELECT COUNT(*) AS n FROM invocations').get().n, 0, 'not written yet');
+    assert.equal(
+      (raw.prepare('SELECT COUNT(*) AS n FROM invocations').get() as { n: number }).n,
+      0,
+      'not written yet',
+    );
     store.flush();
-    assert.equal(raw.prepare('SELECT COUNT(*) AS n FROM invocations').get().n, 1);
+    assert.equal(
+      (raw.prepare('SELECT COUNT(*) AS n FROM invocations').get() as { n: number }).n,
+      1,
+    );
     raw.close();
     assert.deepEqual(store.getInvocation('a')?.result, { ok: true });
     store.close();
@@ -71,10 +102,22 @@ describe('store', () => {
     store.recordInvocation(invocation('1', { receivedAt: 1 }));
     store.recordInvocation(invocation('2', { receivedAt: 2, functionName: 'g' }));
     store.recordInvocation(invocation('3', { receivedAt: 3 }));
-    assert.deepEqual(store.listInvocations({ limit: 10 }).map((r) => r.id), ['3', '2', '1']);
-    assert.deepEqual(store.listInvocations({ limit: 10, functionName: 'f' }).map((r) => r.id), ['3', '1']);
-    assert.deepEqual(store.listInvocations({ limit: 10, since: 2 }).map((r) => r.id), ['3', '2']);
-    assert.deepEqual(store.listInvocations({ limit: 1 }).map((r) => r.id), ['3']);
+    assert.deepEqual(
+      store.listInvocations({ limit: 10 }).map((r) => r.id),
+      ['3', '2', '1'],
+    );
+    assert.deepEqual(
+      store.listInvocations({ limit: 10, functionName: 'f' }).map((r) => r.id),
+      ['3', '1'],
+    );
+    assert.deepEqual(
+      store.listInvocations({ limit: 10, since: 2 }).map((r) => r.id),
+      ['3', '2'],
+    );
+    assert.deepEqual(
+      store.listInvocations({ limit: 1 }).map((r) => r.id),
+      ['3'],
+    );
     store.close();
   });
 
@@ -100,13 +143,43 @@ describe('store', () => {
   it('keeps log lines and instance events in order', () => {
     const store = Store.open(tempFile());
     for (let i = 0; i < 5; i++) {
-      store.recordLog({ functionName: 'f', version: 1, instanceId: 'i', invocationId: i % 2 ? 'x' : undefined, stream: 'stdout', line: `l${i}`, at: i });
+      store.recordLog({
+        functionName: 'f',
+        version: 1,
+        instanceId: 'i',
+        invocationId: i % 2 ? 'x' : undefined,
+        stream: 'stdout',
+        line: `l${i}`,
+        at: i,
+      });
     }
-    store.recordInstanceEvent({ instanceId: 'i', functionName: 'f', version: 1, event: 'starting', at: 1 });
-    store.recordInstanceEvent({ instanceId: 'i', functionName: 'f', version: 1, event: 'idle', at: 2, details: { pid: 3 } });
-    assert.deepEqual(store.listLogs({ functionName: 'f', limit: 3 }).map((l) => l.line), ['l2', 'l3', 'l4']);
-    assert.deepEqual(store.listLogs({ functionName: 'f', limit: 9, invocationId: 'x' }).map((l) => l.line), ['l1', 'l3']);
-    assert.deepEqual(store.listInstanceEvents('i').map((e) => e.event), ['starting', 'idle']);
+    store.recordInstanceEvent({
+      instanceId: 'i',
+      functionName: 'f',
+      version: 1,
+      event: 'starting',
+      at: 1,
+    });
+    store.recordInstanceEvent({
+      instanceId: 'i',
+      functionName: 'f',
+      version: 1,
+      event: 'idle',
+      at: 2,
+      details: { pid: 3 },
+    });
+    assert.deepEqual(
+      store.listLogs({ functionName: 'f', limit: 3 }).map((l) => l.line),
+      ['l2', 'l3', 'l4'],
+    );
+    assert.deepEqual(
+      store.listLogs({ functionName: 'f', limit: 9, invocationId: 'x' }).map((l) => l.line),
+      ['l1', 'l3'],
+    );
+    assert.deepEqual(
+      store.listInstanceEvents('i').map((e) => e.event),
+      ['starting', 'idle'],
+    );
     assert.deepEqual(store.listInstanceEvents('i')[1].details, { pid: 3 });
     store.close();
   });

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { detectCgroups, type CgroupSystem } from '../../src/cgroup/index.ts';
+import { exists, fakeRoot, files, read, removeFakeDir } from './fake.ts';
+
+const MB = 1024 * 1024;
+const limits128 = { cpu: 0.072, memoryBytes: 128 * MB, pidsMax: 256 };
+const NAME = 'petri/tag/i1';
+
+/** A hierarchy directory as the kernel shows it; `extra` are the controller's own files. */
+const hierarchy = (extra: Record<string, string> = {}) => ({ 'cgroup.procs': '', ...extra });
+
+const CPU_LEAF = hierarchy({ 'cpu.cfs_period_us': '100000\n', 'cpu.cfs_quota_us': '-1\n', 'cpuacct.usage': '0\n' });
+const MEMORY_LEAF = hierarchy({
+  'memory.limit_in_bytes': '9223372036854771712\n',
+  'memory.memsw.limit_in_bytes': '9223372036854771712\n',
+  'memory.swappiness': '60\n',
+  'memory.max_usage_in_bytes': '0\n',
+  'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n',
+  'memory.failcnt': '0\n',
+});
+const PIDS_LEAF = hierarchy({ 'pids.max': 'max\n' });
+
+/** Like a systemd host: a joint cpu,cpuacct mount with cpu and cpuacct symlinks to it. */
+async function v1Tree(root: string, options: { pids?: boolean } = {}): Promise<void> {
+  await files(path.join(root, 'cpu,cpuacct'), hierarchy());
+  await fs.symlink('cpu,cpuacct', path.join(root, 'cpu'));
+  await fs.symlink('cpu,cpuacct', path.join(root, 'cpuacct'));
+  await files(path.join(root, 'memory'), hierarchy());
+  await files(path.join(root, 'cpuset'), hierarchy({ 'cpuset.cpus': '0-1\n', 'cpuset.mems': '0\n' }));
+  if (options.pids !== false) await files(path.join(root, 'pids'), hierarchy());
+  await files(path.join(root, 'unified'), { 'cgroup.controllers': '', 'cgroup.procs': '' });
+  await files(path.join(root, 'cpu,cpuacct', NAME), CPU_LEAF);
+  await files(path.join(root, 'memory', NAME), MEMORY_LEAF);
+  if (options.pids !== false) await files(path.join(root, 'pids', NAME), PIDS_LEAF);
+}
+
+describe('cgroup v1 on a fake tree', () => {
+  let root: string;
+  let system: CgroupSystem;
+  const cpuDir = () => path.join(root, 'cpu,cpuacct', NAME);
+  const memDir = () => path.join(root, 'memory', NAME);
+
+  beforeEach(async () => {
+    root = await fakeRoot();
+    await v1Tree(root);
+    system = detectCgroups(root, { removeDir: removeFakeDir, killTimeoutMs: 1000 });
+  });
+  afterEach(() => fs.rm(root, { recursive: true, force: true }));
+
+  test('detects v1 with a joint cpu,cpuacct hierarchy', () => {
+    assert.equal(system.version, 'v1');
+    assert.ok(system.controllers().every((c) => c.usable));
+  });
+
+  test('create writes cfs period and quota, memory and memsw limits, pids.max', async () => {
+    const cg = await system.create(NAME, limits128);
+    assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_period_us')), '100000');
+    assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_quota_us')), '7200');
+    assert.equal(await read(path.join(memDir(), 'memory.limit_in_bytes')), String(128 * MB));
+    assert.equal(await read(path.join(memDir(), 'memory.memsw.limit_in_bytes')), String(128 * MB));
+    assert.equal(await read(path.join(memDir(), 'memory.swappiness')), '60\n');
+    assert.equal(await read(path.join(root, 'pids', NAME, 'pids.max')), '256');
+    // One procs file per hierarchy; no cpuset unless a cpuset is asked for.
+    assert.deepEqual(cg.procsFiles().sort(), [
+      path.join(cpuDir(), 'cgroup.procs'),
+      path.join(memDir(), 'cgroup.procs'),
+      path.join(root, 'pids', NAME, 'cgroup.procs'),
+    ]);
+    assert.equal(await exists(path.join(root, 'cpuset/petri')), false);
+  });
+
+  test('without memsw it sets swappiness to 0 instead', async () => {
+    await fs.rm(path.join(memDir(), 'memory.memsw.limit_in_bytes'));
+    await system.create(NAME, limits128);
+    assert.equal(await read(path.join(memDir(), 'memory.swappiness')), '0');
+    assert.equal(await exists(path.join(memDir(), 'memory.memsw.limit_in_bytes')), false);
+  });
+
+  test('setCpu with a cpuset creates the cpuset cgroup, copying cpus/mems down the path', async () => {
+    const cg = await system.create(NAME, limits128);
+    await cg.setCpu({ cpu: 0.5, cpus: '1' });
+    assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_quota_us')), '50000');
+    assert.equal(await read(path.join(root, 'cpuset/petri/cpuset.cpus')), '0-1');
+    assert.equal(await read(path.join(root, 'cpuset/petri/tag/cpuset.mems')), '0');
+    assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.cpus')), '1');
+    assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.mems')), '0');
+    assert.equal(cg.procsFiles().length, 4);
+    await cg.setCpu({ cpu: 0 });
+    assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_quota_us')), '-1');
+    assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.cpus')), '0-1');
+  });
+
+  test('usage reads cpuacct.usage (ns) and memory.max_usage_in_bytes; resetPeak writes 0', async () => {
+    const cg = await system.create(NAME, limits128);
+    await files(cpuDir(), { 'cpuacct.usage': '2500000\n' });
+    await files(memDir(), { 'memory.max_usage_in_bytes': '1048576\n' });
+    assert.deepEqual(await cg.usage(), { cpuMs: 2.5, peakMemoryBytes: MB });
+    assert.equal(await cg.resetPeak(), true);
+    assert.equal(await read(path.join(memDir(), 'memory.max_usage_in_bytes')), '0');
+  });
+
+  test('oomKilled reads oom_kill from memory.oom_control, else failcnt', async () => {
+    const cg = await system.create(NAME, limits128);
+    assert.equal(await cg.oomKilled(), false);
+    await files(memDir(), { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n' });
+    assert.equal(await cg.oomKilled(), true);
+    await files(memDir(), { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\n', 'memory.failcnt': '3\n' });
+    assert.equal(await cg.oomKilled(), true);
+  });
+
+  test('destroy SIGKILLs every pid in every hierarchy and removes each directory', async () => {
+    const cg = await system.create(NAME, limits128);
+    const a = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const b = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const exits = [once(a, 'exit'), once(b, 'exit')];
+    await files(cpuDir(), { 'cgroup.procs': `${a.pid}\n${b.pid}\n` });
+    await files(memDir(), { 'cgroup.procs': `${a.pid}\n` });
+    await cg.destroy();
+    for (const [, signal] of await Promise.all(exits)) assert.equal(signal, 'SIGKILL');
+    assert.equal(await exists(cpuDir()), false);
+    assert.equal(await exists(memDir()), false);
+    assert.equal(await exists(path.join(root, 'pids', NAME)), false);
+    await cg.destroy();
+  });
+
+  test('cleanup removes petri/<tag> in every hierarchy, then petri when empty', async () => {
+    await files(path.join(root, 'memory/petri/tag/i2'), MEMORY_LEAF);
+    await files(path.join(root, 'cpuset/petri/tag/i3'), hierarchy());
+    assert.equal(await system.cleanup('petri/tag'), 3);
+    for (const h of ['cpu,cpuacct', 'memory', 'pids', 'cpuset']) {
+      assert.equal(await exists(path.join(root, h, 'petri')), false, h);
+    }
+  });
+
+  test('an unmounted controller is reported with its reason', async () => {
+    const bare = await fakeRoot();
+    await v1Tree(bare, { pids: false });
+    const sys = detectCgroups(bare, { removeDir: removeFakeDir });
+    assert.deepEqual(
+      sys.controllers().find((c) => c.name === 'pids'),
+      { name: 'pids', usable: false, reason: 'controller pids not mounted' },
+    );
+    const cg = await sys.create(NAME, limits128);
+    assert.equal(cg.procsFiles().length, 2);
+    await fs.rm(bare, { recursive: true });
+  });
+
+  test('nests under the node’s own cgroup per hierarchy (/proc/self/cgroup)', async () => {
+    await files(path.join(root, 'memory/job'), hierarchy());
+    await files(path.join(root, 'memory/job', NAME), MEMORY_LEAF);
+    const sys = detectCgroups(root, { selfCgroup: '4:memory:/job\n3:cpu,cpuacct:/\n', removeDir: removeFakeDir });
+    const cg = await sys.create(NAME, limits128);
+    assert.ok(cg.procsFiles().includes(path.join(root, 'memory/job', NAME, 'cgroup.procs')));
+    assert.equal(await read(path.join(root, 'memory/job', NAME, 'memory.limit_in_bytes')), String(128 * MB));
+  });
+});

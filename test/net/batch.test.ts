@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  bridgeLines,
+  chainNames,
+  egressRouteLines,
+  nodeTagFrom,
+  parseIperfJson,
+  parseNetDev,
+  shapingLines,
+  slotHostLines,
+  slotInnerLines,
+  slotNames,
+  slotTeardownLines,
+} from '../../src/net/index.ts';
+import { forwardRules, natRule } from '../../src/net/firewall.ts';
+import { leftoverMatchers } from '../../src/net/naming.ts';
+
+test('names carry the node tag and fit in 15 characters', () => {
+  assert.deepEqual(slotNames('abcde', 12), {
+    netns: 'petri-abcde-12',
+    hostVeth: 'pvabcde12',
+    ifb: 'piabcde12',
+  });
+  assert.ok(slotNames('abcdef', 9_999_999).hostVeth.length <= 15);
+  assert.throws(() => slotNames('abcdef', 99_999_999), /too large/);
+  assert.throws(() => slotNames('Bad', 1), /node tag/);
+  assert.throws(() => slotNames('a;b', 1), /node tag/);
+  assert.deepEqual(chainNames('abc'), { forward: 'PETRI-ABC-FWD', nat: 'PETRI-ABC-NAT' });
+});
+
+test('node tags from the state dir are stable letters', () => {
+  const tag = nodeTagFrom('/var/lib/petri');
+  assert.match(tag, /^[a-z]{5}$/);
+  assert.equal(nodeTagFrom('/var/lib/petri'), tag);
+  assert.notEqual(nodeTagFrom('/var/lib/petri2'), tag);
+});
+
+test("leftover patterns match only this tag's names", () => {
+  const m = leftoverMatchers('ab');
+  assert.ok(m.netns.test('petri-ab-3'));
+  assert.ok(!m.netns.test('petri-abc-3'));
+  assert.ok(m.link.test('pvab3') && m.link.test('piab0'));
+  assert.ok(!m.link.test('pvabc3') && !m.link.test('petri0') && !m.link.test('pvab'));
+});
+
+test('the bridge round creates the bridge only when missing', () => {
+  const spec = { bridge: 'petri0', gateway: '10.213.0.1', prefixLength: 16 };
+  assert.deepEqual(bridgeLines(spec, false), [
+    'link add petri0 type bridge',
+    'addr replace 10.213.0.1/16 dev petri0',
+    'link set petri0 up',
+  ]);
+  assert.equal(bridgeLines(spec, true).length, 2);
+});
+
+test('a slot is one host round and one in-namespace round', () => {
+  const names = slotNames('abc', 7);
+  assert.deepEqual(slotHostLines(names, 'petri0'), [
+    'netns add petri-abc-7',
+    'link add pvabc7 type veth peer name eth0 netns petri-abc-7',
+    'link set pvabc7 master petri0 up',
+    'link add piabc7 type ifb',
+    'link set piabc7 up',
+  ]);
+  // The address's prefix gives the only route: the bridge subnet. No default route.
+  assert.deepEqual(slotInnerLines('10.213.0.9', 16), [
+    'link set lo up',
+    'addr add 10.213.0.9/16 dev eth0',
+    'link set eth0 up',
+  ]);
+  assert.deepEqual(egressRouteLines('10.213.0.1'), [
+    'route replace default via 10.213.0.1 dev eth0',
+  ]);
+  assert.deepEqual(slotTeardownLines(names), [
+    'link del pvabc7',
+    'link del piabc7',
+    'netns del petri-abc-7',
+  ]);
+});
+
+test('shaping is a host-side TBF each way, upload via ingress → IFB', () => {
+  const lines = shapingLines({
+    hostVeth: 'pvabc7',
+    ifb: 'piabc7',
+    bandwidthMbit: 43.4,
+    burstBytes: 262144,
+  });
+  assert.deepEqual(lines, [
+    'qdisc add dev pvabc7 root handle 1: tbf rate 43400kbit burst 262144 latency 50ms',
+    'qdisc add dev pvabc7 handle ffff: ingress',
+    'filter add dev pvabc7 parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev piabc7',
+    'qdisc add dev piabc7 root handle 1: tbf rate 43400kbit burst 262144 latency 50ms',
+  ]);
+});
+
+test('a burst below one frame is raised so TBF can pass packets', () => {
+  const [root] = shapingLines({ hostVeth: 'a', ifb: 'b', bandwidthMbit: 1, burstBytes: 100 });
+  assert.match(root, /burst 3028 /);
+});
+
+test('firewall rules: replies in, strangers out, non-egress traffic dropped, subnet NATed', () => {
+  const spec = { tag: 'abc', bridge: 'petri0', subnet: '10.213.0.0/16' };
+  assert.deepEqual(forwardRules(spec).at(-1), ['-i', 'petri0', '!', '-d', '10.213.0.0/16', '-j', 'DROP']);
+  assert.deepEqual(natRule(spec), ['-s', '10.213.0.0/16', '!', '-d', '10.213.0.0/16', '-j', 'MASQUERADE']);
+});
+
+test('parses /proc/net/dev', () => {
+  const text = [
+    'Inter-|   Receive                                                |  Transmit',
+    ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+    '    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0',
+    'pvabc7: 5000 10 0 0 0 0 0 0 7000 12 0 0 0 0 0 0',
+  ].join('\n');
+  const map = parseNetDev(text);
+  assert.deepEqual(map.get('pvabc7'), { rxBytes: 5000, txBytes: 7000 });
+  assert.deepEqual(map.get('lo'), { rxBytes: 100, txBytes: 100 });
+});
+
+test('parses iperf3 -J output and surfaces its errors', () => {
+  const ok = JSON.stringify({
+    end: {
+      sum_sent: { bits_per_second: 5e7, bytes: 1, retransmits: 3 },
+      sum_received: { bits_per_second: 4.8e7, bytes: 12_000_000 },
+    },
+  });
+  assert.deepEqual(parseIperfJson(ok), {
+    receivedBitsPerSecond: 4.8e7,
+    sentBitsPerSecond: 5e7,
+    receivedBytes: 12_000_000,
+    retransmits: 3,
+  });
+  assert.throws(() => parseIperfJson('{"error":"unable to connect"}'), /unable to connect/);
+});
