@@ -27,7 +27,10 @@ export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
  * const cgroups = detectCgroups();
  * const cg = await cgroups.create('petri/ab12cd34/i-1', { cpu: 0.072, memoryBytes: 128 << 20, pidsMax: 256 });
  */
-export function detectCgroups(root = DEFAULT_CGROUP_ROOT, options: DetectOptions = {}): CgroupSystem {
+export function detectCgroups(
+  root = DEFAULT_CGROUP_ROOT,
+  options: DetectOptions = {},
+): CgroupSystem {
   const self = parseSelfCgroup(options.selfCgroup ?? readSelfCgroup(root));
   const removeDir = options.removeDir ?? ((dir: string) => rmdirCgroup(dir));
   const killTimeoutMs = options.killTimeoutMs ?? 2000;
@@ -131,7 +134,9 @@ abstract class BaseSystem implements CgroupSystem {
   ) {}
 
   controllers(): ControllerStatus[] {
-    return CONTROLLERS.map((name) => this.statuses.get(name) ?? { name, usable: false, reason: 'unknown' });
+    return CONTROLLERS.map(
+      (name) => this.statuses.get(name) ?? { name, usable: false, reason: 'unknown' },
+    );
   }
 
   usable(controller: Controller): boolean {
@@ -245,13 +250,18 @@ class V2System extends BaseSystem {
         // v2 accounts CPU time in cpu.stat without a controller of its own.
         this.statuses.set(name, { name, usable: reason === undefined && available.has('cpu') });
       } else if (!available.has(name)) {
-        this.statuses.set(name, { name, usable: false, reason: `controller ${name} not available in cgroup v2` });
+        this.statuses.set(name, {
+          name,
+          usable: false,
+          reason: `controller ${name} not available in cgroup v2`,
+        });
       } else {
         this.statuses.set(name, reason ? { name, usable: false, reason } : { name, usable: true });
       }
     }
     const cpuacct = this.statuses.get('cpuacct');
-    if (cpuacct && !cpuacct.usable) cpuacct.reason = reason ?? 'controller cpu not available in cgroup v2';
+    if (cpuacct && !cpuacct.usable)
+      cpuacct.reason = reason ?? 'controller cpu not available in cgroup v2';
   }
 
   /**

@@ -65,7 +65,8 @@ export function cgroupLayer(
   const system = disabled ? undefined : (options.system ?? detectCgroups(options.root));
   const statuses = mechanismStatuses(system);
   for (const status of statuses) {
-    if (!status.active && !disabled) options.warn?.(`${status.name} isolation inactive: ${status.reason}`);
+    if (!status.active && !disabled)
+      options.warn?.(`${status.name} isolation inactive: ${status.reason}`);
   }
   const active = system && statuses.some((status) => status.active) ? system : undefined;
   const prefix = `${CGROUP_PREFIX}/${nodeTag}`;
@@ -84,7 +85,8 @@ export function cgroupLayer(
 
 function mechanismStatuses(system: CgroupSystem | undefined): MechanismStatus[] {
   return Object.entries(MECHANISMS).map(([name, needs]) => {
-    if (!system) return { name, active: false, reason: 'disabled by config (isolation.cgroups=off)' };
+    if (!system)
+      return { name, active: false, reason: 'disabled by config (isolation.cgroups=off)' };
     const missing = system.controllers().find((c) => needs.includes(c.name) && !c.usable);
     return missing ? { name, active: false, reason: missing.reason } : { name, active: true };
   });

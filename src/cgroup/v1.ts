@@ -112,7 +112,8 @@ export class V1Cgroup implements Cgroup {
     const memsw = path.join(dir, 'memory.memsw.limit_in_bytes');
     try {
       await writeControl(limit, bytes);
-      if (!(await writeIfPresent(memsw, bytes))) await writeIfPresent(path.join(dir, 'memory.swappiness'), 0);
+      if (!(await writeIfPresent(memsw, bytes)))
+        await writeIfPresent(path.join(dir, 'memory.swappiness'), 0);
     } catch (error) {
       // The kernel keeps limit <= memsw: raising a limit must raise memsw first.
       if (errnoCode(error) !== 'EINVAL') throw error;

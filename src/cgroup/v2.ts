@@ -87,7 +87,10 @@ export class V2Cgroup implements Cgroup {
       await writeIfPresent(this.file('memory.oom.group'), 1);
     }
     if (has('pids')) {
-      await writeControl(this.file('pids.max'), Number.isFinite(limits.pidsMax) ? limits.pidsMax : 'max');
+      await writeControl(
+        this.file('pids.max'),
+        Number.isFinite(limits.pidsMax) ? limits.pidsMax : 'max',
+      );
     }
     await this.setCpu(limits);
   }
@@ -98,7 +101,10 @@ export class V2Cgroup implements Cgroup {
 
   async setCpu(setting: CpuSetting): Promise<void> {
     if (this.ctx.controllers.has('cpu')) {
-      await writeControl(this.file('cpu.max'), `${cpuQuotaUs(setting.cpu) ?? 'max'} ${CFS_PERIOD_US}`);
+      await writeControl(
+        this.file('cpu.max'),
+        `${cpuQuotaUs(setting.cpu) ?? 'max'} ${CFS_PERIOD_US}`,
+      );
     }
     if (this.ctx.controllers.has('cpuset') && (await exists(this.file('cpuset.cpus')))) {
       // An empty cpuset.cpus in v2 means "inherit the parent's".

@@ -69,7 +69,8 @@ function probe(binary: string): string | undefined {
   const args = [...namespaceArgs(), '--ro-bind', '/', '/', '--proc', '/proc', '--', '/bin/true'];
   const result = spawnSync(binary, args, { encoding: 'utf8', timeout: 5000 });
   if (result.error) return `bwrap failed to start: ${result.error.message}`;
-  if (result.status !== 0) return `bwrap failed: ${result.stderr.trim() || `exit ${result.status}`}`;
+  if (result.status !== 0)
+    return `bwrap failed: ${result.stderr.trim() || `exit ${result.status}`}`;
   return undefined;
 }
 
@@ -117,7 +118,7 @@ function bwrapInstance(
         if (hidden.some((top) => isUnder(dir, top))) binds.add(dir);
       }
       const bindArgs = [...binds].flatMap((dir) => ['--ro-bind', dir, dir]);
-      return [binary, ...base, ...bindArgs, '--chdir', codeDir, '--', ...command];
+      return [binary, ...base, ...bindArgs, '--chdir', path.resolve(spec.cwd), '--', ...command];
     },
     destroy: async () => undefined,
   };

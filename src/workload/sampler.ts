@@ -13,7 +13,16 @@ import { ReferenceDistribution } from './wasserstein.ts';
  * per-function mean in that minute, so the two WDs are unit-free and weigh
  * the same in the score (a WD of 0.5 = half the mean function's load).
  */
+/**
+ * `log` compares log(1 + value): per-function load in the Azure trace spans
+ * eight orders of magnitude, and on a linear scale W1 only measures whether a
+ * summary happened to catch one of the few hottest functions (a summary of
+ * 10 can't represent the top 0.1 %). `linear` is the plain definition.
+ */
+export type WdScale = 'log' | 'linear';
+
 export interface SamplerOptions {
+  scale?: WdScale;
   minSize: number;
   maxSize: number;
   step: number;
@@ -46,7 +55,7 @@ export class TraceScorer {
   private readonly resource: ReferenceDistribution[];
   private readonly buffer: Int32Array;
 
-  constructor(trace: Trace) {
+  constructor(trace: Trace, scale: WdScale = 'log') {
     const n = trace.functions.length;
     this.minutes = trace.minutes;
     this.invocation = [];
@@ -58,8 +67,8 @@ export class TraceScorer {
         counts[f] = fn.counts[m];
         resources[f] = fn.counts[m] * fn.duration.average * fn.memory.average;
       });
-      this.invocation.push(new ReferenceDistribution(normalise(counts)));
-      this.resource.push(new ReferenceDistribution(normalise(resources)));
+      this.invocation.push(new ReferenceDistribution(normalise(counts, scale)));
+      this.resource.push(new ReferenceDistribution(normalise(resources, scale)));
     }
     this.buffer = new Int32Array(n);
   }
@@ -101,7 +110,7 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   let done = 0;
   const progress = (): void => options.onProgress?.(++done, total);
 
-  const scorer = new TraceScorer(trace);
+  const scorer = new TraceScorer(trace, options.scale ?? 'log');
   const rng = new Rng(options.seed);
   const all = Int32Array.from({ length: n }, (_, i) => i);
   const results: SampleResult[] = [];
@@ -141,9 +150,12 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   return results.reverse();
 }
 
-/** Divides by the mean so the whole trace's values average 1 (all-zero minutes stay 0). */
-function normalise(values: Float64Array): Float64Array {
-  if (process.env.WD_LOG) values = values.map((v) => Math.log1p(v));
+/**
+ * Puts one minute's values on the chosen scale, then divides by the mean so
+ * the whole trace's values average 1 (all-zero minutes stay 0).
+ */
+function normalise(raw: Float64Array, scale: WdScale): Float64Array {
+  const values = scale === 'log' ? raw.map((v) => Math.log1p(v)) : raw;
   let sum = 0;
   for (const v of values) sum += v;
   const mean = sum / values.length;

@@ -14,7 +14,11 @@ const NAME = 'petri/tag/i1';
 /** A hierarchy directory as the kernel shows it; `extra` are the controller's own files. */
 const hierarchy = (extra: Record<string, string> = {}) => ({ 'cgroup.procs': '', ...extra });
 
-const CPU_LEAF = hierarchy({ 'cpu.cfs_period_us': '100000\n', 'cpu.cfs_quota_us': '-1\n', 'cpuacct.usage': '0\n' });
+const CPU_LEAF = hierarchy({
+  'cpu.cfs_period_us': '100000\n',
+  'cpu.cfs_quota_us': '-1\n',
+  'cpuacct.usage': '0\n',
+});
 const MEMORY_LEAF = hierarchy({
   'memory.limit_in_bytes': '9223372036854771712\n',
   'memory.memsw.limit_in_bytes': '9223372036854771712\n',
@@ -31,7 +35,10 @@ async function v1Tree(root: string, options: { pids?: boolean } = {}): Promise<v
   await fs.symlink('cpu,cpuacct', path.join(root, 'cpu'));
   await fs.symlink('cpu,cpuacct', path.join(root, 'cpuacct'));
   await files(path.join(root, 'memory'), hierarchy());
-  await files(path.join(root, 'cpuset'), hierarchy({ 'cpuset.cpus': '0-1\n', 'cpuset.mems': '0\n' }));
+  await files(
+    path.join(root, 'cpuset'),
+    hierarchy({ 'cpuset.cpus': '0-1\n', 'cpuset.mems': '0\n' }),
+  );
   if (options.pids !== false) await files(path.join(root, 'pids'), hierarchy());
   await files(path.join(root, 'unified'), { 'cgroup.controllers': '', 'cgroup.procs': '' });
   await files(path.join(root, 'cpu,cpuacct', NAME), CPU_LEAF);
@@ -107,9 +114,14 @@ describe('cgroup v1 on a fake tree', () => {
   test('oomKilled reads oom_kill from memory.oom_control, else failcnt', async () => {
     const cg = await system.create(NAME, limits128);
     assert.equal(await cg.oomKilled(), false);
-    await files(memDir(), { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n' });
+    await files(memDir(), {
+      'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n',
+    });
     assert.equal(await cg.oomKilled(), true);
-    await files(memDir(), { 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\n', 'memory.failcnt': '3\n' });
+    await files(memDir(), {
+      'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\n',
+      'memory.failcnt': '3\n',
+    });
     assert.equal(await cg.oomKilled(), true);
   });
 
@@ -153,9 +165,15 @@ describe('cgroup v1 on a fake tree', () => {
   test('nests under the node’s own cgroup per hierarchy (/proc/self/cgroup)', async () => {
     await files(path.join(root, 'memory/job'), hierarchy());
     await files(path.join(root, 'memory/job', NAME), MEMORY_LEAF);
-    const sys = detectCgroups(root, { selfCgroup: '4:memory:/job\n3:cpu,cpuacct:/\n', removeDir: removeFakeDir });
+    const sys = detectCgroups(root, {
+      selfCgroup: '4:memory:/job\n3:cpu,cpuacct:/\n',
+      removeDir: removeFakeDir,
+    });
     const cg = await sys.create(NAME, limits128);
     assert.ok(cg.procsFiles().includes(path.join(root, 'memory/job', NAME, 'cgroup.procs')));
-    assert.equal(await read(path.join(root, 'memory/job', NAME, 'memory.limit_in_bytes')), String(128 * MB));
+    assert.equal(
+      await read(path.join(root, 'memory/job', NAME, 'memory.limit_in_bytes')),
+      String(128 * MB),
+    );
   });
 });

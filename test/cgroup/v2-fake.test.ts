@@ -84,7 +84,10 @@ describe('cgroup v2 on a fake tree', () => {
 
   test('usage reads cpu.stat usage_usec and memory.peak', async () => {
     const cg = await system.create('petri/tag/i1', limits128);
-    await files(leaf(), { 'cpu.stat': 'usage_usec 1500\nuser_usec 1000\n', 'memory.peak': '4096\n' });
+    await files(leaf(), {
+      'cpu.stat': 'usage_usec 1500\nuser_usec 1000\n',
+      'memory.peak': '4096\n',
+    });
     assert.deepEqual(await cg.usage(), { cpuMs: 1.5, peakMemoryBytes: 4096 });
   });
 
@@ -141,14 +144,22 @@ describe('cgroup v2 on a fake tree', () => {
   });
 
   test('a node cgroup with processes and no delegation is reported, not used', async () => {
-    await files(path.join(root, 'svc'), { 'cgroup.controllers': 'cpu memory pids', 'cgroup.procs': '42\n', 'cgroup.subtree_control': '' });
+    await files(path.join(root, 'svc'), {
+      'cgroup.controllers': 'cpu memory pids',
+      'cgroup.procs': '42\n',
+      'cgroup.subtree_control': '',
+    });
     const sys = detectCgroups(root, { selfCgroup: '0::/svc\n', removeDir: removeFakeDir });
     assert.equal(sys.usable('memory'), false);
     assert.match(sys.controllers().find((c) => c.name === 'memory')?.reason ?? '', /delegat/);
   });
 
   test('nests under the node’s own cgroup when it is delegated', async () => {
-    await files(path.join(root, 'svc'), { 'cgroup.controllers': 'cpu memory pids', 'cgroup.procs': '', 'cgroup.subtree_control': '' });
+    await files(path.join(root, 'svc'), {
+      'cgroup.controllers': 'cpu memory pids',
+      'cgroup.procs': '',
+      'cgroup.subtree_control': '',
+    });
     await files(path.join(root, 'svc/petri/tag/i1'), LEAF_FILES);
     const sys = detectCgroups(root, { selfCgroup: '0::/svc\n', removeDir: removeFakeDir });
     const cg = await sys.create('petri/tag/i1', limits128);
@@ -164,14 +175,20 @@ describe('cgroup layer over a fake v2 tree', () => {
   });
   afterEach(() => fs.rm(root, { recursive: true, force: true }));
 
-  const spec = { instanceId: 'i1', resources: { cpu: 0.5, memoryMb: 256, pidsMax: 64 } } as SandboxSpec;
+  const spec = {
+    instanceId: 'i1',
+    resources: { cpu: 0.5, memoryMb: 256, pidsMax: 64 },
+  } as SandboxSpec;
 
   test('reports its mechanisms, joins the cgroup in wrap, and cleans up on close', async () => {
     await v2Tree(root);
     await files(path.join(root, 'petri/tag/i1'), LEAF_FILES);
     const warnings: string[] = [];
     const system = detectCgroups(root, { removeDir: removeFakeDir });
-    const layer = cgroupLayer({ isolation: isolation('auto') }, 'tag', { system, warn: (m) => warnings.push(m) });
+    const layer = cgroupLayer({ isolation: isolation('auto') }, 'tag', {
+      system,
+      warn: (m) => warnings.push(m),
+    });
     assert.deepEqual(
       layer.mechanisms().map((m) => [m.name, m.active]),
       [
@@ -200,7 +217,10 @@ describe('cgroup layer over a fake v2 tree', () => {
     await v2Tree(root, 'cpu');
     const warnings: string[] = [];
     const system = detectCgroups(root, { removeDir: removeFakeDir });
-    const layer = cgroupLayer({ isolation: isolation('auto') }, 'tag', { system, warn: (m) => warnings.push(m) });
+    const layer = cgroupLayer({ isolation: isolation('auto') }, 'tag', {
+      system,
+      warn: (m) => warnings.push(m),
+    });
     assert.equal(warnings.length, 2);
     assert.match(warnings[0], /^cgroup-memory isolation inactive/);
     assert.match(warnings[1], /^cgroup-pids isolation inactive/);
@@ -210,7 +230,10 @@ describe('cgroup layer over a fake v2 tree', () => {
 
   test('off: inactive with a reason, no warnings, wrap is the identity', async () => {
     const warnings: string[] = [];
-    const layer = cgroupLayer({ isolation: isolation('off') }, 'tag', { root, warn: (m) => warnings.push(m) });
+    const layer = cgroupLayer({ isolation: isolation('off') }, 'tag', {
+      root,
+      warn: (m) => warnings.push(m),
+    });
     assert.ok(layer.mechanisms().every((m) => !m.active && /off/.test(m.reason ?? '')));
     const instance = await layer.prepare(spec);
     assert.deepEqual(instance.wrap(['node', 'x']), ['node', 'x']);

@@ -10,14 +10,18 @@ export type MechanismCheck = () => string | undefined;
  *
  * @example test('memory limit', (t) => { if (!requireRoot(t, () => missingMemory())) return; … })
  */
-export function requireRoot(t: TestContext, mechanismCheck: MechanismCheck = () => undefined): boolean {
+export function requireRoot(
+  t: TestContext,
+  mechanismCheck: MechanismCheck = () => undefined,
+): boolean {
   if (process.geteuid?.() !== 0) {
     t.skip('needs root');
     return false;
   }
   const missing = mechanismCheck();
   if (missing === undefined) return true;
-  if (process.env.CI === 'true') throw new Error(`isolation mechanism missing under CI: ${missing}`);
+  if (process.env.CI === 'true')
+    throw new Error(`isolation mechanism missing under CI: ${missing}`);
   t.skip(`mechanism missing: ${missing}`);
   return false;
 }
