@@ -5,7 +5,13 @@
 const BENCHMARKS: Record<
   string,
   { description: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }
-> = {};
+> = {
+  invoke: {
+    description:
+      'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
+    load: () => import('./invoke.ts'),
+  },
+};
 
 const [name, ...argv] = process.argv.slice(2);
 const bench = name ? BENCHMARKS[name] : undefined;

@@ -92,3 +92,25 @@ export function shapingLines(spec: ShapingSpec): string[] {
     `qdisc add dev ${spec.ifb} root handle 1: ${tbf(spec)}`,
   ];
 }
+
+/** New rate/burst for a slot the pool already shaped at another rate. */
+export function reshapeLines(spec: ShapingSpec): string[] {
+  return [
+    `qdisc change dev ${spec.hostVeth} root handle 1: ${tbf(spec)}`,
+    `qdisc change dev ${spec.ifb} root handle 1: ${tbf(spec)}`,
+  ];
+}
+
+/** Removes a pool slot's shaping for an instance that is not shaped. */
+export function unshapeLines(names: Pick<ShapingSpec, 'hostVeth' | 'ifb'>): string[] {
+  return [
+    `qdisc del dev ${names.hostVeth} root`,
+    `qdisc del dev ${names.hostVeth} ingress`,
+    `qdisc del dev ${names.ifb} root`,
+  ];
+}
+
+/** Identifies the TBF parameters a slot is shaped with (pool reuse test). */
+export function shapeKey(spec: Pick<ShapingSpec, 'bandwidthMbit' | 'burstBytes'>): string {
+  return tbf({ hostVeth: '', ifb: '', ...spec });
+}

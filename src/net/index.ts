@@ -18,6 +18,9 @@ export {
   slotInnerLines,
   slotTeardownLines,
   shapingLines,
+  reshapeLines,
+  unshapeLines,
+  shapeKey,
   egressRouteLines,
   type ShapingSpec,
 } from './batch.ts';

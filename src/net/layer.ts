@@ -5,10 +5,13 @@ import { AddressAllocator } from './address.ts';
 import {
   bridgeLines,
   egressRouteLines,
+  reshapeLines,
+  shapeKey,
   shapingLines,
   slotHostLines,
   slotInnerLines,
   slotTeardownLines,
+  unshapeLines,
 } from './batch.ts';
 import { removeLeftovers } from './cleanup.ts';
 import { ipBatch, run, succeedsSync, tcBatch } from './exec.ts';
@@ -37,8 +40,11 @@ export interface NetworkLayer extends IsolationLayer {
 }
 
 type MechanismName = 'netns' | 'shaping' | 'egress-nat';
+type Shape = { bandwidthMbit: number; burstBytes: number };
 
 const NSENTER = 'nsenter';
+/** How long a refill waits after a prepare, so the instance spawns first. */
+const REFILL_DELAY_MS = 30;
 const TBF_PROBE = ['rate', '1mbit', 'burst', '4096', 'latency', '50ms'];
 
 /**
@@ -74,6 +80,8 @@ class NetLayer implements NetworkLayer {
   private readonly warned = new Set<string>();
   private readonly firewall: FirewallSpec;
   private counter = 1;
+  /** Shaping of the latest prepare; the pool pre-shapes new slots with it. */
+  private poolShape: Shape | undefined;
   private started: Promise<void> | undefined;
   private previousForwarding: string | undefined;
   private closed = false;
@@ -92,7 +100,7 @@ class NetLayer implements NetworkLayer {
     this.status = probe(config, tag);
     this.pool = new NamespacePool(
       config.network.poolSize,
-      () => this.createSlot(),
+      () => this.createSlot(this.poolShape),
       (error) => this.warnOnce('pool', `network namespace pool refill failed: ${String(error)}`),
     );
     for (const status of Object.values(this.status)) {
@@ -127,7 +135,7 @@ class NetLayer implements NetworkLayer {
       await this.teardown(slot, egress || spec.network.egress);
       throw error;
     } finally {
-      this.pool.refill();
+      this.pool.refill(REFILL_DELAY_MS);
     }
     const base = (await readCounters(slot.hostVeth)) ?? { rxBytes: 0, txBytes: 0 };
     const instance = new NetInstance(slot, this.gateway, egress, base, async () => {
@@ -195,7 +203,8 @@ class NetLayer implements NetworkLayer {
     this.pool.refill();
   }
 
-  private async createSlot(): Promise<Slot> {
+  /** Namespace, veth, IFB and address; with `shape`, its shaping too (pool slots). */
+  private async createSlot(shape?: Shape): Promise<Slot> {
     const n = this.counter++;
     const slot: Slot = { ...slotNames(this.tag, n), n, address: this.allocator.allocate() };
     this.creating.add(slot);
@@ -203,6 +212,10 @@ class NetLayer implements NetworkLayer {
       await ipBatch(slotHostLines(slot, this.bridge));
       const inner = slotInnerLines(slot.address, this.allocator.subnet.prefixLength);
       await ipBatch(inner, { netns: slot.netns });
+      if (shape && this.status.shaping.active) {
+        await tcBatch(shapingLines({ ...slot, ...shape }));
+        slot.shaped = shapeKey(shape);
+      }
       return slot;
     } catch (error) {
       await this.teardown(slot, false);
@@ -212,12 +225,26 @@ class NetLayer implements NetworkLayer {
     }
   }
 
+  /**
+   * Gives the slot the spec's shaping. A pool slot usually already has it
+   * (the pool shapes new slots like the latest prepare), which saves the one
+   * `tc` process a cold start would otherwise wait for.
+   */
   private async applyShaping(slot: Slot, spec: SandboxSpec): Promise<void> {
+    if (!this.status.shaping.active) return;
     const { bandwidthMbit, burstBytes } = spec.resources;
-    if (!this.status.shaping.active || !(bandwidthMbit > 0)) return;
-    await tcBatch(
-      shapingLines({ hostVeth: slot.hostVeth, ifb: slot.ifb, bandwidthMbit, burstBytes }),
-    );
+    if (!(bandwidthMbit > 0)) {
+      if (slot.shaped) await tcBatch(unshapeLines(slot));
+      slot.shaped = undefined;
+      return;
+    }
+    const shape = { bandwidthMbit, burstBytes };
+    const key = shapeKey(shape);
+    this.poolShape = shape;
+    if (slot.shaped === key) return;
+    const lines = slot.shaped ? reshapeLines : shapingLines;
+    await tcBatch(lines({ ...slot, ...shape }));
+    slot.shaped = key;
   }
 
   /** Default route plus a firewall ACCEPT for this source; false when not granted. */

@@ -4,7 +4,11 @@ import type { SlotNames } from './naming.ts';
 export interface Slot extends SlotNames {
   n: number;
   address: string;
+  /** `shapeKey` of the shaping already installed, if any. */
+  shaped?: string;
 }
+
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * Keeps `size` ready namespaces so a cold start only pays for shaping (one
@@ -28,12 +32,20 @@ export class NamespacePool {
     return this.ready.shift();
   }
 
-  /** Starts a background refill unless one is running or the pool is full. */
-  refill(): void {
+  /**
+   * Starts a background refill unless one is running or the pool is full.
+   * `delayMs` keeps it off a cold start's critical path: node's spawn() blocks
+   * the event loop for a few ms (fork of a large process), so a refill
+   * started at once would delay the instance's own spawn.
+   */
+  refill(delayMs = 0): void {
     if (this.filling || this.closed || this.ready.length >= this.size) return;
-    this.filling = this.fill().finally(() => {
-      this.filling = undefined;
-    });
+    const start = delayMs > 0 ? sleep(delayMs) : Promise.resolve();
+    this.filling = start
+      .then(() => this.fill())
+      .finally(() => {
+        this.filling = undefined;
+      });
   }
 
   private async fill(): Promise<void> {

@@ -7,6 +7,9 @@ import {
   nodeTagFrom,
   parseIperfJson,
   parseNetDev,
+  reshapeLines,
+  shapeKey,
+  unshapeLines,
   shapingLines,
   slotHostLines,
   slotInnerLines,
@@ -94,6 +97,21 @@ test('shaping is a host-side TBF each way, upload via ingress → IFB', () => {
   ]);
 });
 
+test('a pool slot shaped at another rate is re-shaped in place, or unshaped', () => {
+  const spec = { hostVeth: 'pva1', ifb: 'pia1', bandwidthMbit: 600, burstBytes: 262144 };
+  assert.deepEqual(reshapeLines(spec), [
+    'qdisc change dev pva1 root handle 1: tbf rate 600000kbit burst 262144 latency 50ms',
+    'qdisc change dev pia1 root handle 1: tbf rate 600000kbit burst 262144 latency 50ms',
+  ]);
+  assert.deepEqual(unshapeLines(spec), [
+    'qdisc del dev pva1 root',
+    'qdisc del dev pva1 ingress',
+    'qdisc del dev pia1 root',
+  ]);
+  assert.equal(shapeKey(spec), shapeKey({ bandwidthMbit: 600, burstBytes: 262144 }));
+  assert.notEqual(shapeKey(spec), shapeKey({ bandwidthMbit: 601, burstBytes: 262144 }));
+});
+
 test('a burst below one frame is raised so TBF can pass packets', () => {
   const [root] = shapingLines({ hostVeth: 'a', ifb: 'b', bandwidthMbit: 1, burstBytes: 100 });
   assert.match(root, /burst 3028 /);
@@ -101,8 +119,24 @@ test('a burst below one frame is raised so TBF can pass packets', () => {
 
 test('firewall rules: replies in, strangers out, non-egress traffic dropped, subnet NATed', () => {
   const spec = { tag: 'abc', bridge: 'petri0', subnet: '10.213.0.0/16' };
-  assert.deepEqual(forwardRules(spec).at(-1), ['-i', 'petri0', '!', '-d', '10.213.0.0/16', '-j', 'DROP']);
-  assert.deepEqual(natRule(spec), ['-s', '10.213.0.0/16', '!', '-d', '10.213.0.0/16', '-j', 'MASQUERADE']);
+  assert.deepEqual(forwardRules(spec).at(-1), [
+    '-i',
+    'petri0',
+    '!',
+    '-d',
+    '10.213.0.0/16',
+    '-j',
+    'DROP',
+  ]);
+  assert.deepEqual(natRule(spec), [
+    '-s',
+    '10.213.0.0/16',
+    '!',
+    '-d',
+    '10.213.0.0/16',
+    '-j',
+    'MASQUERADE',
+  ]);
 });
 
 test('parses /proc/net/dev', () => {

@@ -56,12 +56,28 @@ async function inTestNamespace(t: TestContext, scenario: string): Promise<Record
   await ok('ip', ['netns', 'add', testNs]);
   try {
     await ok('ip', ['-n', testNs, 'link', 'set', 'lo', 'up']);
-    const args = ['netns', 'exec', testNs, process.execPath, '--import', 'tsx', SCENARIOS, scenario, tag];
+    const args = [
+      'netns',
+      'exec',
+      testNs,
+      process.execPath,
+      '--import',
+      'tsx',
+      SCENARIOS,
+      scenario,
+      tag,
+    ];
     const out = await exec('ip', args);
     assert.equal(out.code, 0, `scenario ${scenario} failed:\n${out.stderr}\n${out.stdout}`);
     // Inside the test namespace only lo is left: no bridge, veth, IFB (nor their qdiscs).
     const links = await ok('ip', ['-n', testNs, '-o', 'link', 'show']);
-    assert.deepEqual(links.trim().split('\n').map((l) => l.split(': ')[1]), ['lo']);
+    assert.deepEqual(
+      links
+        .trim()
+        .split('\n')
+        .map((l) => l.split(': ')[1]),
+      ['lo'],
+    );
     const line = out.stdout.split('\n').find((l) => l.startsWith('RESULT '));
     assert.ok(line, `no RESULT line:\n${out.stdout}`);
     const figures = JSON.parse(line.slice('RESULT '.length)) as Record<string, unknown>;

@@ -39,6 +39,7 @@ function spec(id: string, egress: boolean, bandwidthMbit = 600): SandboxSpec {
     functionName: 'net-test',
     version: 1,
     codeDir: '/tmp',
+    cwd: '/tmp',
     entry: { runtime: 'exec', command: ['true'] },
     env: {},
     resources: {
@@ -76,7 +77,13 @@ function connectFrom(from: LayerInstance, host: string, port: number): Promise<s
 
 /** A TCP server inside an instance; resolves once it listens. */
 function serveIn(instance: LayerInstance, port: number): Promise<() => void> {
-  const [file, ...args] = instance.wrap([process.execPath, '-e', SERVE, instance.address ?? '', String(port)]);
+  const [file, ...args] = instance.wrap([
+    process.execPath,
+    '-e',
+    SERVE,
+    instance.address ?? '',
+    String(port),
+  ]);
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.stdout.once('data', () => resolve(() => child.kill()));
@@ -105,14 +112,20 @@ async function topology(): Promise<Figures> {
   const b = await layer.prepare(spec('b', true));
   assert.ok(a.address?.startsWith('10.213.') && b.address?.startsWith('10.213.'));
   assert.notEqual(a.address, b.address);
-  assert.match(await inside(a, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']), new RegExp(`${a.address}/16`));
+  assert.match(
+    await inside(a, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']),
+    new RegExp(`${a.address}/16`),
+  );
 
   // Without egress there is no route out: the lookup fails locally, nothing is sent.
   const nsA = netnsOf(a);
   const nsB = netnsOf(b);
   await assert.rejects(run('ip', ['-n', nsA, 'route', 'get', '192.0.2.1']), /unreachable/i);
   assert.equal((await run('ip', ['-n', nsA, 'route', 'show', 'default'])).trim(), '');
-  assert.match(await run('ip', ['-n', nsB, 'route', 'get', '192.0.2.1']), new RegExp(`via ${layer.gateway}`));
+  assert.match(
+    await run('ip', ['-n', nsB, 'route', 'get', '192.0.2.1']),
+    new RegExp(`via ${layer.gateway}`),
+  );
   const chain = await listForwardChain(tag);
   assert.match(chain, new RegExp(`-s ${b.address}/32`));
   assert.doesNotMatch(chain, new RegExp(`-s ${a.address}/32`));
@@ -164,8 +177,13 @@ function hostQdiscs(dev: string): Promise<string> {
 async function shaping(): Promise<Figures> {
   const layer = makeLayer(1);
   await layer.reconcile();
+  await layer.poolIdle();
+  // Warm the pool at 600 Mbit/s, so the 50 Mbit/s instance takes the re-shape path.
+  await (await layer.prepare(spec('warm', false, 600))).destroy();
+  await layer.poolIdle();
   const mbit = 50;
   const a = await layer.prepare(spec('a', false, mbit));
+  assert.equal(netnsOf(a), `petri-${tag}-2`, 'a pool slot pre-shaped at 600 Mbit/s');
   const hostVeth = `pv${tag}${netnsOf(a).split('-').at(-1)}`;
   const ifb = `pi${tag}${netnsOf(a).split('-').at(-1)}`;
   assert.match(await hostQdiscs(hostVeth), /tbf 1: root .*rate 50Mbit/);
@@ -188,8 +206,14 @@ async function shaping(): Promise<Figures> {
     const up = upload.receivedBitsPerSecond / 1e6;
     const down = download.receivedBitsPerSecond / 1e6;
     const usage = await a.usage?.();
-    for (const [name, got] of [['upload', up], ['download', down]] as const) {
-      assert.ok(Math.abs(got - expected) <= 0.1 * expected, `${name} ${got.toFixed(1)} Mbit/s vs ${expected}`);
+    for (const [name, got] of [
+      ['upload', up],
+      ['download', down],
+    ] as const) {
+      assert.ok(
+        Math.abs(got - expected) <= 0.1 * expected,
+        `${name} ${got.toFixed(1)} Mbit/s vs ${expected}`,
+      );
     }
     assert.ok((usage?.netTxBytes ?? 0) >= upload.receivedBytes, 'tx counts the upload');
     assert.ok((usage?.netRxBytes ?? 0) >= download.receivedBytes, 'rx counts the download');
@@ -208,7 +232,12 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-async function timePrepare(poolSize: number, egress: boolean, runs: number): Promise<Figures> {
+async function timePrepare(
+  poolSize: number,
+  egress: boolean,
+  runs: number,
+  rate: (i: number) => number = () => 50,
+): Promise<Figures> {
   const layer = makeLayer(poolSize);
   await layer.reconcile();
   const prepare: number[] = [];
@@ -216,7 +245,7 @@ async function timePrepare(poolSize: number, egress: boolean, runs: number): Pro
   for (let i = 0; i < runs; i++) {
     await layer.poolIdle();
     const t0 = performance.now();
-    const instance = await layer.prepare(spec(`m${i}`, egress, 50));
+    const instance = await layer.prepare(spec(`m${i}`, egress, rate(i)));
     const t1 = performance.now();
     await instance.destroy();
     destroy.push(performance.now() - t1);
@@ -241,8 +270,10 @@ async function measure(): Promise<Figures> {
   const pooled = await timePrepare(4, false, runs);
   const unpooled = await timePrepare(0, false, runs);
   const pooledEgress = await timePrepare(4, true, runs);
+  // Every prepare wants another rate than the pool pre-shaped with: one `tc` round.
+  const pooledReshape = await timePrepare(4, false, runs, (i) => 40 + (i % 2) * 10);
   await assertNothingLeft();
-  return { runs, pooled, unpooled, pooledEgress, bareNodeMs: await bareNodeMs(10) };
+  return { runs, pooled, pooledReshape, unpooled, pooledEgress, bareNodeMs: await bareNodeMs(10) };
 }
 
 const scenarios: Record<string, () => Promise<Figures>> = { topology, crash, shaping, measure };

@@ -1,0 +1,313 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+import { spawnDaemon, type Daemon } from '../api/daemon.ts';
+import { canMakeTestbed, createTestbed, type Testbed } from '../net/testbed.ts';
+import { table } from '../report/index.ts';
+import { benchArgs, machineFacts, ratio, summarize, writeJson, type Summary } from './common.ts';
+
+const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
+const BODY = JSON.stringify({ hello: 'world', n: 42 });
+
+/** A raw node:http server that echoes the body: the floor any HTTP invoke path sits on. */
+const ECHO_SERVER = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => { res.setHeader('content-type', 'application/json'); res.end(Buffer.concat(chunks)); });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, process.argv[1], () => console.log('port ' + server.address().port));
+`;
+
+interface Target {
+  origin: string;
+  path: string;
+}
+
+function progress(message: string): void {
+  process.stderr.write(`[bench invoke] ${message}\n`);
+}
+
+async function startEchoServer(
+  host: string,
+  testbed?: Testbed,
+): Promise<{ origin: string; stop(): void }> {
+  const command = [...(testbed?.nsenterArgs() ?? []), process.execPath, '-e', ECHO_SERVER, host];
+  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      const match = /port (\d+)/.exec(text);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`echo server exited with ${code}`)));
+  });
+  return { origin: `http://${host}:${port}`, stop: () => child.kill('SIGKILL') };
+}
+
+async function post(
+  pool: Pool,
+  target: Target,
+): Promise<Record<string, string | string[] | undefined>> {
+  const response = await pool.request({
+    method: 'POST',
+    path: target.path,
+    body: BODY,
+    headers: { 'content-type': 'application/json' },
+  });
+  await response.body.text();
+  if (response.statusCode !== 200)
+    throw new Error(`${target.path} answered ${response.statusCode}`);
+  return response.headers;
+}
+
+/** Sequential requests on one connection; returns each one's latency in ms. */
+async function latencies(target: Target, count: number): Promise<number[]> {
+  const pool = new Pool(target.origin, { connections: 1 });
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      await post(pool, target);
+      samples.push(performance.now() - started);
+    }
+  } finally {
+    await pool.close();
+  }
+  return samples;
+}
+
+/** Completed requests per second with `connections` requests always in flight. */
+async function throughput(target: Target, connections: number, seconds: number): Promise<number> {
+  const pool = new Pool(target.origin, { connections });
+  let completed = 0;
+  const until = performance.now() + seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < until) {
+      await post(pool, target);
+      completed += 1;
+    }
+  };
+  const started = performance.now();
+  try {
+    await Promise.all(Array.from({ length: connections }, worker));
+  } finally {
+    await pool.close();
+  }
+  return completed / ((performance.now() - started) / 1000);
+}
+
+/** Time from spawn to exit of `node -e 0`: the cost of starting the runtime at all. */
+async function bareNodeStart(): Promise<number> {
+  const started = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+    child.once('exit', () => resolve());
+    child.once('error', reject);
+  });
+  return performance.now() - started;
+}
+
+async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown>): Promise<void> {
+  const pool = new Pool(daemon.url, { connections: 1 });
+  const response = await pool.request({
+    method: 'PUT',
+    path: `/v1/functions/${name}`,
+    body: JSON.stringify({
+      runtime: 'node',
+      handler: 'index.handler',
+      memoryMb: 128,
+      ...spec,
+      source: { path: path.join(EXAMPLES, 'echo') },
+    }),
+    headers: { 'content-type': 'application/json' },
+  });
+  const text = await response.body.text();
+  await pool.close();
+  if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
+}
+
+async function coldStarts(
+  daemon: Daemon,
+  count: number,
+): Promise<{ cold: number[]; bare: number[] }> {
+  const target = { origin: daemon.url, path: '/v1/functions/echo-cold/invoke' };
+  const cold: number[] = [];
+  const bare: number[] = [];
+  const pool = new Pool(daemon.url, { connections: 1 });
+  try {
+    for (let i = 0; cold.length < count && i < count * 3; i++) {
+      bare.push(await bareNodeStart());
+      const started = performance.now();
+      const headers = await post(pool, target);
+      const elapsed = performance.now() - started;
+      if (headers['x-petri-start'] === 'cold') cold.push(elapsed);
+      // keepAlive 0 stops the instance right away; give it a moment to go.
+      await sleep(100);
+    }
+  } finally {
+    await pool.close();
+  }
+  return { cold, bare };
+}
+
+async function mechanisms(daemon: Daemon): Promise<string[]> {
+  const response = await fetch(`${daemon.url}/v1/node`);
+  const node = (await response.json()) as {
+    isolation: { mechanisms: { name: string; active: boolean }[] };
+  };
+  return node.isolation.mechanisms.filter((m) => m.active).map((m) => m.name);
+}
+
+function row(
+  name: string,
+  value: number,
+  baseline: number,
+  unit: string,
+  target: string,
+): string[] {
+  return [
+    name,
+    `${value.toFixed(unit === 'req/s' ? 0 : 3)} ${unit}`,
+    `${baseline.toFixed(unit === 'req/s' ? 0 : 3)} ${unit}`,
+    String(ratio(value, baseline)),
+    target,
+  ];
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const args = benchArgs(argv, {
+    requests: { type: 'string', default: '2000' },
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '32' },
+    cold: { type: 'string', default: '30' },
+  });
+  const requests = Number(args.requests);
+  const rounds = Number(args.rounds);
+  const connections = Number(args.connections);
+  const testbed = canMakeTestbed() ? await createTestbed() : undefined;
+  const host = testbed?.innerAddress ?? '127.0.0.1';
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-'));
+  progress(
+    testbed ? `running in network namespace ${testbed.name}` : 'not root: running on loopback',
+  );
+  const echo = await startEchoServer(host, testbed);
+  const daemon = await spawnDaemon({ stateDir, testbed });
+  try {
+    await deploy(daemon, 'echo', {});
+    await deploy(daemon, 'echo-cold', { keepAlive: { ms: 0 } });
+    const baseTarget = { origin: echo.origin, path: '/' };
+    const petriTarget = { origin: daemon.url, path: '/v1/functions/echo/invoke' };
+    progress('warming up');
+    await latencies(baseTarget, 300);
+    await latencies(petriTarget, 300);
+    const base: number[] = [];
+    const petri: number[] = [];
+    const baseRps: number[] = [];
+    const petriRps: number[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      progress(`round ${round}/${rounds}: latency at 1 connection (${requests} requests each)`);
+      base.push(...(await latencies(baseTarget, requests)));
+      petri.push(...(await latencies(petriTarget, requests)));
+      progress(
+        `round ${round}/${rounds}: throughput at ${connections} connections (${args.seconds} s each)`,
+      );
+      baseRps.push(await throughput(baseTarget, connections, Number(args.seconds)));
+      petriRps.push(await throughput(petriTarget, connections, Number(args.seconds)));
+    }
+    progress(`cold starts (${args.cold}, each against a bare node -e 0)`);
+    const { cold, bare } = await coldStarts(daemon, Number(args.cold));
+    const active = await mechanisms(daemon);
+    const result = report(
+      summarize(base),
+      summarize(petri),
+      baseRps,
+      petriRps,
+      summarize(cold),
+      summarize(bare),
+    );
+    console.log(
+      table(
+        ['figure', 'petri', 'baseline', 'ratio', 'target'],
+        [
+          row('warm p50 (1 conn)', result.warm.petri.p50, result.warm.baseline.p50, 'ms', '≤ 2'),
+          row('warm p99 (1 conn)', result.warm.petri.p99, result.warm.baseline.p99, 'ms', ''),
+          row(
+            `throughput (${connections} conn)`,
+            result.throughput.petri,
+            result.throughput.baseline,
+            'req/s',
+            '≥ 0.3',
+          ),
+          row('cold start p50', result.cold.petri.p50, result.cold.baseline.p50, 'ms', '≤ 1.5'),
+        ],
+        {
+          title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'}`,
+        },
+      ),
+    );
+    await writeJson(args.json as string | undefined, {
+      benchmark: 'invoke',
+      machine: machineFacts(),
+      network: testbed ? 'test namespace over veth' : 'loopback',
+      isolation: active,
+      settings: {
+        requests,
+        rounds,
+        connections,
+        seconds: Number(args.seconds),
+        cold: Number(args.cold),
+      },
+      ...result,
+    });
+  } finally {
+    echo.stop();
+    await daemon.close();
+    await testbed?.close();
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+function median(values: number[]): number {
+  return summarize(values).p50;
+}
+
+function report(
+  base: Summary,
+  petri: Summary,
+  baseRps: number[],
+  petriRps: number[],
+  cold: Summary,
+  bare: Summary,
+) {
+  return {
+    warm: {
+      baseline: base,
+      petri,
+      ratioP50: ratio(petri.p50, base.p50),
+      ratioP99: ratio(petri.p99, base.p99),
+      targetP50: 2,
+      met: petri.p50 <= 2 * base.p50,
+    },
+    throughput: {
+      baseline: median(baseRps),
+      petri: median(petriRps),
+      ratio: ratio(median(petriRps), median(baseRps)),
+      target: 0.3,
+      met: median(petriRps) >= 0.3 * median(baseRps),
+    },
+    cold: {
+      baseline: bare,
+      petri: cold,
+      ratioP50: ratio(cold.p50, bare.p50),
+      target: 1.5,
+      met: cold.p50 <= 1.5 * bare.p50,
+    },
+  };
+}

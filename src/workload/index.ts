@@ -1,0 +1,44 @@
+/**
+ * The workload toolkit (In-Vitro): Azure trace ingestion and synthesis,
+ * Wasserstein sampling into nested summaries, an open-loop load generator
+ * with a synthetic function, and slowdown analysis and load sweeps.
+ */
+export * from './trace.ts';
+export { Rng } from './rng.ts';
+export { FILES as AZURE2019_FILES, writeTrace } from './azure2019.ts';
+export {
+  type PreprocessReport,
+  type ReadOptions,
+  type WindowStart,
+  loadTrace,
+  parseWindowStart,
+  preprocess,
+  readTraceWindow,
+} from './preprocess.ts';
+export { type SynthOptions, synthesize } from './synth.ts';
+export { ReferenceDistribution, wasserstein1 } from './wasserstein.ts';
+export {
+  type SampleResult,
+  type SamplerOptions,
+  type WdScale,
+  type WdScore,
+  TraceScorer,
+  sampleSizes,
+  sampleTrace,
+} from './sampler.ts';
+export { writeSamples } from './sample-output.ts';
+export { type IatDistribution, type Schedule, type ScheduleOptions, buildSchedule } from './schedule.ts';
+export { type Clock, type DispatchOptions, dispatch, realClock } from './dispatcher.ts';
+export {
+  type InvocationOutcome,
+  type InvocationRequest,
+  type LoadTarget,
+  HttpTarget,
+  PetriTarget,
+  SYNTHETIC_FUNCTION_DIR,
+} from './targets.ts';
+export { type LoadOptions, runLoad } from './loadgen.ts';
+export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
+export { type RunAnalysis, analyseRun, formatAnalysis, percentiles, writeReport } from './analysis.ts';
+export { type SweepOptions, type SweepPoint, listSampleSizes, runSweep } from './sweep.ts';
+export { calibrateSpin, spin } from './synthetic-function/spin.ts';

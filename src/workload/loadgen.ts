@@ -1,0 +1,111 @@
+import os from 'node:os';
+import { CpuMonitor } from './cpu.ts';
+import { type Clock, dispatch } from './dispatcher.ts';
+import { type RunData, emptyRunData, writeRun } from './results.ts';
+import { type ScheduleOptions, buildSchedule } from './schedule.ts';
+import { type LoadTarget, START_PATHS } from './targets.ts';
+import { type Trace, syntheticFunctionName } from './trace.ts';
+
+export interface LoadOptions extends ScheduleOptions {
+  target: LoadTarget;
+  /** Where results go (run.json, invocations.csv, results.db); none when omitted. */
+  out?: string;
+  /** Describes the trace in the results (its directory). */
+  traceLabel?: string;
+  label?: string;
+  /** How long to wait for responses after the last send before counting them as lost. */
+  drainTimeoutMs?: number;
+  clock?: Clock;
+  onPhase?: (phase: 'prepare' | 'run' | 'drain' | 'write') => void;
+  onProgress?: (sent: number, total: number) => void;
+}
+
+/**
+ * Runs a trace against a target: computes the schedule first, prepares the
+ * target (Petri: deploy and calibrate), dispatches open loop, waits for the
+ * stragglers, and writes every invocation's record.
+ */
+export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunData> {
+  const schedule = buildSchedule(trace, options);
+  const n = schedule.atMs.length;
+  options.onPhase?.('prepare');
+  await options.target.prepare(trace);
+
+  const measuredMinutes = schedule.minutes;
+  let measured = 0;
+  for (let i = 0; i < n; i++) measured += schedule.warmup[i] ? 0 : 1;
+  const meta = {
+    label: options.label ?? 'load',
+    target: options.target.description,
+    trace: options.traceLabel ?? '',
+    functions: trace.functions.length,
+    functionNames: trace.functions.map(syntheticFunctionName),
+    minutes: schedule.minutes,
+    warmupMinutes: schedule.warmupMinutes,
+    minuteMs: schedule.minuteMs,
+    iat: options.iat,
+    seed: options.seed,
+    startedAt: new Date().toISOString(),
+    wallSeconds: 0,
+    scheduled: n,
+    offeredRate: measured / ((measuredMinutes * schedule.minuteMs) / 1000),
+    nodeCpuUtilisation: null as number | null,
+    itersPerMs: 'itersPerMs' in options.target ? Number(options.target.itersPerMs) || null : null,
+    cores: os.availableParallelism(),
+  };
+  const data = emptyRunData(meta, n);
+  data.fn.set(schedule.fn);
+  data.warmup.set(schedule.warmup);
+  data.scheduledMs.set(schedule.atMs);
+  data.requestedDurationMs.set(schedule.durationMs);
+  data.requestedMemoryMb.set(schedule.memoryMb);
+
+  const cpu = new CpuMonitor();
+  let outstanding = 0;
+  let drained: (() => void) | undefined;
+  let startedAt = 0;
+  const now = options.clock ? () => options.clock!.now() : () => performance.now();
+  const send = (i: number): void => {
+    outstanding++;
+    const request = { fn: schedule.fn[i], durationMs: schedule.durationMs[i], memoryMb: schedule.memoryMb[i] };
+    void options.target.invoke(request).then((outcome) => {
+      data.doneMs[i] = now() - startedAt;
+      data.status[i] = outcome.status;
+      data.errorCode[i] = outcome.errorCode;
+      data.start[i] = START_PATHS.indexOf(outcome.start);
+      data.actualDurationMs[i] = outcome.actualDurationMs;
+      if (--outstanding === 0) drained?.();
+    });
+  };
+
+  options.onPhase?.('run');
+  cpu.start();
+  const wallStart = performance.now();
+  startedAt = now();
+  const { sentMs } = await dispatch(schedule.atMs, send, {
+    clock: options.clock,
+    onProgress: (sent) => options.onProgress?.(sent, n),
+  });
+  data.sentMs.set(sentMs);
+  options.onPhase?.('drain');
+  if (outstanding > 0)
+    await new Promise<void>((resolve) => {
+      drained = resolve;
+      setTimeout(resolve, options.drainTimeoutMs ?? maxDrainMs(schedule.durationMs)).unref();
+    });
+  meta.nodeCpuUtilisation = cpu.stop();
+  meta.wallSeconds = (performance.now() - wallStart) / 1000;
+  await options.target.close();
+  if (options.out) {
+    options.onPhase?.('write');
+    await writeRun(options.out, data);
+  }
+  return data;
+}
+
+/** Waits long enough for the longest requested invocation, plus slack for queueing. */
+function maxDrainMs(durations: Float64Array): number {
+  let longest = 0;
+  for (const d of durations) longest = Math.max(longest, d);
+  return Math.min(16 * 60_000, longest * 3 + 30_000);
+}

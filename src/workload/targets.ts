@@ -1,0 +1,256 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { PetriError } from '../errors.ts';
+import { calibrateSpin } from './synthetic-function/spin.ts';
+import { type Trace, type TraceFunction, syntheticFunctionName } from './trace.ts';
+
+/** What one invocation asks for. */
+export interface InvocationRequest {
+  fn: number;
+  durationMs: number;
+  memoryMb: number;
+}
+
+/** Start paths a target may report (Petri's x-petri-start); '' when it does not say. */
+export const START_PATHS = ['', 'warm', 'prewarm', 'restore', 'cold'] as const;
+export type StartPath = (typeof START_PATHS)[number];
+
+export interface InvocationOutcome {
+  /** HTTP status, or 0 when no response came (connection error, timeout). */
+  status: number;
+  /** '' on success; the error code from the body, or the client error's code. */
+  errorCode: string;
+  start: StartPath;
+  /** The duration the function itself reports, if it does. */
+  actualDurationMs: number;
+}
+
+/** Where `petri load` sends invocations. */
+export interface LoadTarget {
+  readonly kind: 'petri' | 'http';
+  readonly description: string;
+  /** Deploys or checks what the run needs; called before the schedule starts. */
+  prepare(trace: Trace): Promise<void>;
+  invoke(request: InvocationRequest): Promise<InvocationOutcome>;
+  /** Removes what `prepare` made and closes connections. */
+  close(): Promise<void>;
+}
+
+export interface PoolOptions {
+  /** Most concurrent connections per origin; open loop needs as many as requests in flight. */
+  connections?: number;
+  /** Longest wait for a response before it counts as failed. */
+  timeoutMs?: number;
+}
+
+function makePool(origin: string, options: PoolOptions): Pool {
+  const timeout = options.timeoutMs ?? 16 * 60_000;
+  return new Pool(origin, {
+    connections: options.connections ?? 1024,
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+    headersTimeout: timeout,
+    bodyTimeout: timeout,
+  });
+}
+
+/** Any HTTP endpoint: `{function}`, `{index}`, `{durationMs}`, `{memoryMb}` in the template are filled in. */
+export class HttpTarget implements LoadTarget {
+  readonly kind = 'http';
+  readonly description: string;
+  private readonly pools = new Map<string, Pool>();
+  private names: string[] = [];
+
+  constructor(
+    private readonly urlTemplate: string,
+    private readonly options: PoolOptions = {},
+  ) {
+    this.description = `http ${urlTemplate}`;
+    try {
+      new URL(fill(urlTemplate, { function: 'f', index: '0', durationMs: '1', memoryMb: '1' }));
+    } catch {
+      throw new PetriError('InvalidRequest', `--url-template is not a URL: ${urlTemplate}`);
+    }
+  }
+
+  async prepare(trace: Trace): Promise<void> {
+    this.names = trace.functions.map(syntheticFunctionName);
+  }
+
+  async invoke(request: InvocationRequest): Promise<InvocationOutcome> {
+    const url = new URL(
+      fill(this.urlTemplate, {
+        function: this.names[request.fn],
+        index: String(request.fn),
+        durationMs: String(Math.round(request.durationMs)),
+        memoryMb: String(Math.round(request.memoryMb)),
+      }),
+    );
+    let pool = this.pools.get(url.origin);
+    if (!pool) {
+      pool = makePool(url.origin, this.options);
+      this.pools.set(url.origin, pool);
+    }
+    return send(pool, url.pathname + url.search, request);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.pools.clear();
+  }
+}
+
+/** Options for deploying the synthetic functions on a Petri node. */
+export interface PetriTargetOptions extends PoolOptions {
+  /** Memory (MB) left to the runtime itself; the function touches at most memoryMb − this. */
+  headroomMb?: number;
+  /** Remove the functions after the run. */
+  cleanup?: boolean;
+  /** Deploys in flight at once. */
+  deployConcurrency?: number;
+}
+
+/** Default location of the synthetic function's code. */
+export const SYNTHETIC_FUNCTION_DIR = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  'synthetic-function',
+);
+
+/**
+ * A Petri node: deploys one synthetic function per trace function (named
+ * `synth-<i>-…`) with that function's memory, then invokes them synchronously.
+ */
+export class PetriTarget implements LoadTarget {
+  readonly kind = 'petri';
+  readonly description: string;
+  private readonly pool: Pool;
+  private names: string[] = [];
+  itersPerMs = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly options: PetriTargetOptions = {},
+  ) {
+    this.description = `petri ${url}`;
+    let origin: string;
+    try {
+      origin = new URL(url).origin;
+    } catch {
+      throw new PetriError('InvalidRequest', `--url is not a URL: ${url}`);
+    }
+    this.pool = makePool(origin, options);
+  }
+
+  async prepare(trace: Trace): Promise<void> {
+    this.itersPerMs = calibrateSpin();
+    this.names = trace.functions.map(syntheticFunctionName);
+    const specs = trace.functions.map((fn, i) => this.specFor(fn, this.names[i]));
+    await forEachLimited(specs, this.options.deployConcurrency ?? 8, async ({ name, body }) => {
+      const response = await this.pool.request({
+        method: 'PUT',
+        path: `/v1/functions/${name}`,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await response.body.text();
+      if (response.statusCode >= 300)
+        throw new PetriError('InvalidRequest', `deploying ${name} failed (${response.statusCode}): ${text}`);
+    });
+  }
+
+  specFor(fn: TraceFunction, name: string): { name: string; body: Record<string, unknown> } {
+    const memoryMb = Math.min(10240, Math.max(64, Math.ceil(fn.memory.p100)));
+    const headroom = this.options.headroomMb ?? 48;
+    const timeoutMs = Math.min(900_000, Math.max(5_000, Math.ceil(fn.duration.p100 * 4 + 5_000)));
+    return {
+      name,
+      body: {
+        runtime: 'node',
+        handler: 'index.handler',
+        memoryMb,
+        timeoutMs,
+        env: {
+          PETRI_SYNTH_ITERS_PER_MS: String(Math.round(this.itersPerMs)),
+          PETRI_SYNTH_MEMORY_CAP_MB: String(Math.max(0, memoryMb - headroom)),
+        },
+        source: { path: SYNTHETIC_FUNCTION_DIR },
+      },
+    };
+  }
+
+  invoke(request: InvocationRequest): Promise<InvocationOutcome> {
+    return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request);
+  }
+
+  async close(): Promise<void> {
+    if (this.options.cleanup ?? true)
+      await forEachLimited(this.names, 8, async (name) => {
+        const response = await this.pool.request({ method: 'DELETE', path: `/v1/functions/${name}` });
+        await response.body.dump();
+      }).catch(() => undefined);
+    await this.pool.close();
+  }
+}
+
+async function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<InvocationOutcome> {
+  try {
+    const response = await pool.request({
+      method: 'POST',
+      path: urlPath,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ durationMs: request.durationMs, memoryMb: request.memoryMb }),
+    });
+    const text = await response.body.text();
+    const start = startPath(response.headers['x-petri-start']);
+    const headerDuration = Number(response.headers['x-petri-duration-ms']);
+    if (response.statusCode >= 400)
+      return { status: response.statusCode, errorCode: errorCodeOf(text), start, actualDurationMs: NaN };
+    return {
+      status: response.statusCode,
+      errorCode: '',
+      start,
+      actualDurationMs: Number.isFinite(headerDuration) ? headerDuration : reportedDuration(text),
+    };
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return { status: 0, errorCode: typeof code === 'string' ? code : 'ClientError', start: '', actualDurationMs: NaN };
+  }
+}
+
+function startPath(header: string | string[] | undefined): StartPath {
+  const value = Array.isArray(header) ? header[0] : header;
+  return (START_PATHS as readonly string[]).includes(value ?? '') ? (value as StartPath) : '';
+}
+
+function errorCodeOf(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown } };
+    return typeof parsed.error?.code === 'string' ? parsed.error.code : 'HttpError';
+  } catch {
+    return 'HttpError';
+  }
+}
+
+function reportedDuration(body: string): number {
+  try {
+    const parsed = JSON.parse(body) as { durationMs?: unknown };
+    return typeof parsed.durationMs === 'number' ? parsed.durationMs : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+function fill(template: string, values: Record<string, string>): string {
+  return template.replace(/\{(\w+)\}/g, (match, key: string) =>
+    values[key] !== undefined ? encodeURIComponent(values[key]) : match,
+  );
+}
+
+async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  });
+  await Promise.all(workers);
+}
