@@ -11,6 +11,10 @@ const BENCHMARKS: Record<
       'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
     load: () => import('./invoke.ts'),
   },
+  workload: {
+    description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
+    load: () => import('./workload.ts'),
+  },
 };
 
 const [name, ...argv] = process.argv.slice(2);

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -9,10 +10,14 @@ export function errnoCode(error: unknown): string | undefined {
     : undefined;
 }
 
-/** Reads a control file, or undefined when it does not exist (the kernel lacks the feature). */
+/**
+ * Reads a control file, or undefined when it does not exist (the kernel lacks
+ * the feature). Synchronous on purpose: usage is read after every invocation,
+ * and a tiny cgroupfs read costs microseconds, less than an async round trip.
+ */
 export async function readOptional(file: string): Promise<string | undefined> {
   try {
-    return await fs.readFile(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw error;

@@ -15,3 +15,4 @@ export {
   type CgroupLayerOptions,
   type CgroupLayerInstance,
 } from './layer.ts';
+export { enableFastCgroupMoves, type FastMovesResult } from './fast-moves.ts';

@@ -97,9 +97,10 @@ async function prepareCgroup(
   nodeTag: string,
   spec: SandboxSpec,
 ): Promise<CgroupLayerInstance> {
-  const { cpu, memoryMb, pidsMax } = spec.resources;
+  const { initCpu, memoryMb, pidsMax } = spec.resources;
+  // Start with the init share; the node applies the instance's own share once it is ready.
   const cgroup = await system.create(instanceCgroupName(nodeTag, spec.instanceId), {
-    cpu,
+    cpu: initCpu,
     memoryBytes: memoryMb * 1024 * 1024,
     pidsMax,
   });

@@ -1,4 +1,435 @@
+import path from 'node:path';
+import { SingleBar, Presets } from 'cli-progress';
 import type { Command } from 'commander';
+import { z } from 'zod';
+import { PetriError } from '../errors.ts';
+import { table } from '../report/index.ts';
+import {
+  type LoadTarget,
+  HttpTarget,
+  PetriTarget,
+  Rng,
+  formatAnalysis,
+  loadTrace,
+  parseWindowStart,
+  preprocess,
+  readRun,
+  runLoad,
+  runSweep,
+  sampleTrace,
+  synthesize,
+  writeReport,
+  writeSamples,
+  writeTrace,
+} from '../workload/index.ts';
 
 /** Verbs of the workload toolkit: trace, load, report, sweep. */
-export function registerWorkloadCommands(_program: Command): void {}
+export function registerWorkloadCommands(program: Command): void {
+  const trace = program
+    .command('trace')
+    .description('Azure traces: preprocess, synthesise, sample');
+
+  trace
+    .command('preprocess')
+    .description(
+      'slice a window of an Azure 2019 (or 2021) trace, join its files, drop unusable rows',
+    )
+    .requiredOption('--trace <dir>', 'trace directory (or a 2021 per-invocation file)')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--start <dd:hh:mm>', 'window start: day (1-based), hour, minute', '01:00:00')
+    .option('--minutes <n>', 'window length in minutes', '60')
+    .option('--lenient', 'skip and count malformed rows instead of failing')
+    .option('--memory-mb <mb>', 'memory for traces without memory data (Azure 2021)', '256')
+    .action(
+      action(program, PreprocessOptions, async (o) => {
+        const report = await preprocess(o.trace, o.out, {
+          start: parseWindowStart(o.start),
+          minutes: o.minutes,
+          lenient: o.lenient,
+          defaultMemoryMb: o.memoryMb,
+        });
+        if (json(program)) return report;
+        const malformed = report.malformedRows;
+        console.log(
+          table(
+            ['', 'functions'],
+            [
+              ['read', report.functionsRead],
+              ['kept', report.functionsKept],
+              ['dropped: no invocations in window', report.dropped.noInvocationsInWindow],
+              ['dropped: zero average duration', report.dropped.zeroAverageDuration],
+              ['dropped: no duration row', report.dropped.noDurationRow],
+              ['dropped: no memory row (app)', report.dropped.noMemoryRow],
+              ['duplicate rows ignored', report.dropped.duplicateRows],
+              ['malformed rows skipped (invocations)', malformed.invocations.count],
+              ['malformed rows skipped (durations)', malformed.durations.count],
+              ['malformed rows skipped (memory)', malformed.memory.count],
+            ],
+            {
+              title: `${report.format}, window ${report.window.start} + ${report.window.minutes} min`,
+            },
+          ),
+        );
+        for (const note of report.notes) console.log(`note: ${note}`);
+        console.log(`${report.invocationsKept} invocations kept; wrote ${o.out}`);
+        return undefined;
+      }),
+    );
+
+  trace
+    .command('synth')
+    .description(
+      'write a synthetic Azure-2019-format trace with the published shape of the real one',
+    )
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--functions <n>', 'number of functions', '10000')
+    .option('--minutes <n>', 'minutes', '60')
+    .option('--seed <n>', 'PRNG seed', '1')
+    .option('--start-hour <h>', 'hour of day the window starts (diurnal cycle)', '0')
+    .action(
+      action(program, SynthOptions, async (o) => {
+        const result = synthesize(
+          { functions: o.functions, minutes: o.minutes, startMinuteOfDay: o.startHour * 60 },
+          new Rng(o.seed),
+        );
+        await writeTrace(o.out, result);
+        const invocations = result.functions.reduce(
+          (s, f) => s + f.counts.reduce((a, b) => a + b, 0),
+          0,
+        );
+        const summary = {
+          functions: result.functions.length,
+          minutes: result.minutes,
+          invocations,
+          out: o.out,
+        };
+        if (json(program)) return summary;
+        console.log(
+          `wrote ${summary.functions} functions × ${summary.minutes} min (${invocations} invocations) to ${o.out}`,
+        );
+        return undefined;
+      }),
+    );
+
+  trace
+    .command('sample')
+    .description(
+      'In-Vitro sampling: nested summaries of increasing size, scored by Wasserstein distance',
+    )
+    .requiredOption('--trace <dir>', 'trace directory (preprocessed or synthetic)')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--min <n>', 'smallest summary', '10')
+    .option('--max <n>', 'largest summary', '1000')
+    .option('--step <n>', 'size step', '10')
+    .option('--trials <n>', 'random draws per size; the best is kept', '16')
+    .option('--seed <n>', 'PRNG seed', '1')
+    .option('--baseline <kind>', '"random": also score plain random sampling (median of 5 runs)')
+    .option('--scale <scale>', 'values compared on a "log" or "linear" scale', 'log')
+    .option('--no-png', 'skip the PNG chart')
+    .action(
+      action(program, SampleOptions, async (o) => {
+        const whole = await loadTrace(o.trace);
+        const bar = progressBar('sampling');
+        const started = performance.now();
+        const results = sampleTrace(whole, {
+          minSize: o.min,
+          maxSize: o.max,
+          step: o.step,
+          trials: o.trials,
+          seed: o.seed,
+          scale: o.scale,
+          baseline: o.baseline === 'random',
+          onProgress: bar?.update,
+        });
+        bar?.stop();
+        await writeSamples(o.out, whole, results, {
+          png: o.png,
+          seed: o.seed,
+          trials: o.trials,
+          scale: o.scale,
+        });
+        const seconds = (performance.now() - started) / 1000;
+        if (json(program))
+          return { seconds, sizes: results.map(({ functions: _f, ...rest }) => rest) };
+        const every = Math.max(1, Math.floor(results.length / 20));
+        console.log(
+          table(
+            [
+              'size',
+              'invocations',
+              'invocation WD',
+              'resource WD',
+              'random inv. WD',
+              'random res. WD',
+              'ratio',
+            ],
+            results
+              .filter((_, i) => i % every === 0 || i === results.length - 1)
+              .map((r) => [
+                r.size,
+                r.invocations,
+                r.invocationWd,
+                r.resourceWd,
+                r.random?.invocationWd,
+                r.random?.resourceWd,
+                r.random ? r.score / r.random.score : undefined,
+              ]),
+          ),
+        );
+        console.log(
+          `${results.length} summaries in ${seconds.toFixed(1)} s; wrote ${o.out}/samples, wd.csv, wd.json, wd.svg`,
+        );
+        return undefined;
+      }),
+    );
+
+  program
+    .command('load')
+    .description(
+      'replay a trace open loop against Petri (synthetic functions) or any HTTP endpoint',
+    )
+    .requiredOption('--trace <dir>', 'trace directory (e.g. a summary samples/<N>)')
+    .requiredOption('--out <dir>', 'results directory')
+    .option('--target <kind>', '"petri" (uses --url) or "http" (uses --url-template)', 'petri')
+    .option(
+      '--url-template <t>',
+      'for --target http: URL with {function}, {index}, {durationMs}, {memoryMb}',
+    )
+    .option('--minutes <n>', 'measured minutes', '1')
+    .option('--warmup <n>', 'warm-up minutes (sent, excluded from results)', '0')
+    .option(
+      '--iat <kind>',
+      'inter-arrival gaps: exponential, uniform or equidistant',
+      'exponential',
+    )
+    .option('--seed <n>', 'PRNG seed', '1')
+    .option('--minute-ms <ms>', 'length of a trace minute (compress time for quick runs)', '60000')
+    .option('--connections <n>', 'most concurrent connections', '1024')
+    .option('--keep', 'for --target petri: leave the synthetic functions deployed')
+    .action(
+      action(program, LoadCommandOptions, async (o, cmd) => {
+        const url = globalUrl(cmd);
+        const target = makeTarget(o, url);
+        const whole = await loadTrace(o.trace);
+        const bar = progressBar('dispatch');
+        const data = await runLoad(whole, {
+          target,
+          minutes: o.minutes,
+          warmupMinutes: o.warmup,
+          iat: o.iat,
+          seed: o.seed,
+          minuteMs: o.minuteMs,
+          out: o.out,
+          traceLabel: path.resolve(o.trace),
+          onPhase: (phase) => {
+            if (!bar) process.stderr.write(`${phase}…\n`);
+          },
+          onProgress: (sent, total) => bar?.update(sent, total),
+        });
+        bar?.stop();
+        const report = await writeReport(o.out, data);
+        if (json(program)) return report.analysis;
+        console.log(formatAnalysis(report.analysis));
+        console.log(`wrote ${o.out}/invocations.csv, results.db, run.json, report.html`);
+        return undefined;
+      }),
+    );
+
+  program
+    .command('report')
+    .description('slowdown, latency, cold starts and failures of a load run; writes report.html')
+    .argument('<results>', 'a `petri load` results directory')
+    .action(
+      action(program, z.object({}), async (_o, cmd) => {
+        const dir = cmd.args[0];
+        const { analysis, html } = await writeReport(dir, await readRun(dir));
+        if (json(program)) return analysis;
+        console.log(formatAnalysis(analysis));
+        console.log(`wrote ${html}`);
+        return undefined;
+      }),
+    );
+
+  program
+    .command('sweep')
+    .description('run nested summaries in increasing size until slowdown passes a threshold')
+    .requiredOption('--samples <dir>', 'the samples/ directory of `petri trace sample`')
+    .requiredOption('--out <dir>', 'results directory')
+    .option('--target <kind>', '"petri" (uses --url) or "http" (uses --url-template)', 'petri')
+    .option('--url-template <t>', 'for --target http')
+    .option('--minutes <n>', 'measured minutes per size', '1')
+    .option('--warmup <n>', 'warm-up minutes per size', '0')
+    .option('--iat <kind>', 'exponential, uniform or equidistant', 'exponential')
+    .option('--seed <n>', 'PRNG seed', '1')
+    .option('--minute-ms <ms>', 'length of a trace minute', '60000')
+    .option('--connections <n>', 'most concurrent connections', '1024')
+    .option('--threshold <x>', 'stop once slowdown exceeds this', '5')
+    .option('--keep', 'leave the synthetic functions deployed')
+    .action(
+      action(program, SweepCommandOptions, async (o, cmd) => {
+        const url = globalUrl(cmd);
+        const points = await runSweep({
+          samplesDir: o.samples,
+          out: o.out,
+          makeTarget: () => makeTarget(o, url),
+          minutes: o.minutes,
+          warmupMinutes: o.warmup,
+          iat: o.iat,
+          seed: o.seed,
+          minuteMs: o.minuteMs,
+          threshold: o.threshold,
+          onRun: (size, point) => {
+            if (!point) process.stderr.write(`size ${size}…\n`);
+          },
+        });
+        if (json(program)) return points;
+        console.log(
+          table(
+            ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'node CPU'],
+            points.map((p) => [
+              p.size,
+              p.offeredRate,
+              p.slowdown,
+              p.p99LatencyMs,
+              p.failureRate,
+              p.nodeCpuUtilisation ?? 'n/a',
+            ]),
+          ),
+        );
+        console.log(
+          `wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-cpu.svg, report.html`,
+        );
+        return undefined;
+      }),
+    );
+}
+
+const int = (min: number) => z.coerce.number().int().min(min);
+const iat = z.enum(['exponential', 'uniform', 'equidistant']);
+
+const PreprocessOptions = z.object({
+  trace: z.string(),
+  out: z.string(),
+  start: z.string(),
+  minutes: int(1),
+  lenient: z.boolean().default(false),
+  memoryMb: int(1),
+});
+const SynthOptions = z.object({
+  out: z.string(),
+  functions: int(1),
+  minutes: int(1),
+  seed: int(0),
+  startHour: z.coerce.number().min(0).max(23),
+});
+const SampleOptions = z.object({
+  trace: z.string(),
+  out: z.string(),
+  min: int(1),
+  max: int(1),
+  step: int(1),
+  trials: int(1),
+  seed: int(0),
+  baseline: z.enum(['random']).optional(),
+  scale: z.enum(['log', 'linear']),
+  png: z.boolean().default(true),
+});
+const TargetOptions = z.object({
+  target: z.enum(['petri', 'http']),
+  urlTemplate: z.string().optional(),
+  connections: int(1),
+  keep: z.boolean().default(false),
+});
+const RunOptions = z.object({
+  out: z.string(),
+  minutes: int(1),
+  warmup: int(0),
+  iat,
+  seed: int(0),
+  minuteMs: z.coerce.number().positive(),
+});
+const LoadCommandOptions = RunOptions.merge(TargetOptions).extend({ trace: z.string() });
+const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
+  samples: z.string(),
+  threshold: z.coerce.number().positive(),
+});
+
+function makeTarget(o: z.infer<typeof TargetOptions>, url: string): LoadTarget {
+  if (o.target === 'http') {
+    if (!o.urlTemplate)
+      throw new PetriError('InvalidRequest', '--target http needs --url-template');
+    return new HttpTarget(o.urlTemplate, { connections: o.connections });
+  }
+  return new PetriTarget(url, { connections: o.connections, cleanup: !o.keep });
+}
+
+function globalUrl(cmd: Command): string {
+  const { url } = cmd.optsWithGlobals<{ url?: string }>();
+  return url ?? 'http://127.0.0.1:8080';
+}
+
+function json(program: Command): boolean {
+  return program.opts<{ json?: boolean }>().json === true;
+}
+
+/**
+ * Wraps a command's action: validates its options with zod, prints the
+ * returned value as JSON under --json, and turns a PetriError into
+ * "Code: message" on stderr with a non-zero exit.
+ */
+function action<S extends z.ZodTypeAny>(
+  program: Command,
+  schema: S,
+  run: (options: z.infer<S>, cmd: Command) => Promise<unknown>,
+): (...args: unknown[]) => Promise<void> {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    try {
+      const parsed = schema.safeParse(cmd.opts());
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new PetriError(
+          'InvalidRequest',
+          `--${kebab(String(issue?.path[0] ?? ''))}: ${issue?.message}`,
+        );
+      }
+      const result = await run(parsed.data, cmd);
+      if (result !== undefined && json(program)) console.log(JSON.stringify(result, null, 2));
+    } catch (err) {
+      if (!(err instanceof PetriError)) throw err;
+      console.error(`${err.code}: ${err.message}`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** A progress bar on stderr when stdout is a terminal; undefined otherwise. */
+function progressBar(
+  label: string,
+): { update: (done: number, total: number) => void; stop: () => void } | undefined {
+  if (!process.stdout.isTTY) return undefined;
+  const bar = new SingleBar(
+    {
+      format: `${label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted}`,
+      stream: process.stderr,
+    },
+    Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update: (done, total) => {
+      if (!started) {
+        bar.start(total, 0);
+        started = true;
+      }
+      bar.update(done);
+    },
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}

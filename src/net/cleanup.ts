@@ -34,10 +34,14 @@ export interface Leftovers {
   links: string[];
 }
 
+/** Names to keep: a set, or a function read after the listing (live names change meanwhile). */
+export type KeepNames = ReadonlySet<string> | (() => ReadonlySet<string>);
+
 /** This tag's namespaces and links, minus the names in `keep` (live ones). */
-export async function findLeftovers(tag: string, keep: ReadonlySet<string>): Promise<Leftovers> {
+export async function findLeftovers(tag: string, keepNames: KeepNames): Promise<Leftovers> {
   const match = leftoverMatchers(tag);
   const [netns, links] = await Promise.all([listNetns(), listLinks()]);
+  const keep = typeof keepNames === 'function' ? keepNames() : keepNames;
   return {
     netns: netns.filter((name) => match.netns.test(name) && !keep.has(name)),
     links: links.filter((name) => match.link.test(name) && !keep.has(name)),
@@ -48,7 +52,7 @@ export async function findLeftovers(tag: string, keep: ReadonlySet<string>): Pro
  * Removes a tag's namespaces and links in one forced batch round (qdiscs go
  * with their devices). Links first, for the reason given in slotTeardownLines.
  */
-export async function removeLeftovers(tag: string, keep: ReadonlySet<string>): Promise<Leftovers> {
+export async function removeLeftovers(tag: string, keep: KeepNames): Promise<Leftovers> {
   const found = await findLeftovers(tag, keep);
   const lines = [
     ...found.links.map((name) => `link del ${name}`),

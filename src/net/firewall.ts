@@ -97,15 +97,10 @@ export function listForwardChain(tag: string): Promise<string> {
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
 /**
- * Turns on IPv4 forwarding in the node's namespace; returns the previous
- * value so `close()` can put back what it found.
+ * Turns on IPv4 forwarding in the node's namespace (needed for egress NAT).
+ * It is left on at close, as Docker and Podman do: other software may rely
+ * on it by then, and this node's DROP rules are what confine instances.
  */
-export async function enableForwarding(): Promise<string> {
-  const previous = (await readFile(IP_FORWARD, 'utf8')).trim();
-  if (previous !== '1') await writeFile(IP_FORWARD, '1');
-  return previous;
-}
-
-export async function restoreForwarding(previous: string): Promise<void> {
-  await writeFile(IP_FORWARD, previous).catch(() => undefined);
+export async function enableForwarding(): Promise<void> {
+  if ((await readFile(IP_FORWARD, 'utf8')).trim() !== '1') await writeFile(IP_FORWARD, '1');
 }

@@ -20,7 +20,6 @@ import {
   enableForwarding,
   installFirewall,
   removeFirewall,
-  restoreForwarding,
   revokeEgress,
   type FirewallSpec,
 } from './firewall.ts';
@@ -76,14 +75,15 @@ class NetLayer implements NetworkLayer {
   private readonly status: Record<MechanismName, MechanismStatus>;
   private readonly pool: NamespacePool;
   private readonly instances = new Set<NetInstance>();
-  private readonly creating = new Set<Slot>();
+  /** Every slot made and not yet torn down: pool, in use, or being built. */
+  private readonly slots = new Set<Slot>();
   private readonly warned = new Set<string>();
   private readonly firewall: FirewallSpec;
   private counter = 1;
   /** Shaping of the latest prepare; the pool pre-shapes new slots with it. */
   private poolShape: Shape | undefined;
   private started: Promise<void> | undefined;
-  private previousForwarding: string | undefined;
+  private forwardingOn = false;
   private closed = false;
 
   constructor(
@@ -104,7 +104,9 @@ class NetLayer implements NetworkLayer {
       (error) => this.warnOnce('pool', `network namespace pool refill failed: ${String(error)}`),
     );
     for (const status of Object.values(this.status)) {
-      if (!status.active && !status.reason?.startsWith('off in config')) {
+      // Switched off on purpose, or already covered by the netns warning: not news.
+      const expected = /^(off in config|needs netns)/.test(status.reason ?? '');
+      if (!status.active && !expected) {
         this.warnOnce(status.name, `${status.name} inactive: ${status.reason}`);
       }
     }
@@ -143,12 +145,18 @@ class NetLayer implements NetworkLayer {
       await this.teardown(slot, egress);
     });
     this.instances.add(instance);
+    if (this.closed) {
+      // close() ran while this prepare was in flight and could not see it.
+      await instance.destroy();
+      throw new Error('network layer is closed');
+    }
     return instance;
   }
 
   async reconcile(): Promise<void> {
     if (!this.status.netns.active || this.closed) return;
-    await removeLeftovers(this.tag, this.liveNames());
+    // Live names are read after the listing, so a slot born meanwhile is kept.
+    await removeLeftovers(this.tag, () => this.liveNames());
     // Chains are rebuilt by start; once started they hold live egress rules.
     if (!this.started) await removeFirewall(this.tag).catch(() => undefined);
     await this.ensureStarted();
@@ -167,7 +175,6 @@ class NetLayer implements NetworkLayer {
     if (!this.started) return;
     await this.started.catch(() => undefined);
     if (this.status['egress-nat'].active) await removeFirewall(this.tag).catch(() => undefined);
-    if (this.previousForwarding !== undefined) await restoreForwarding(this.previousForwarding);
     await ipBatch([`link del ${this.bridge}`]).catch(() => undefined);
   }
 
@@ -207,7 +214,7 @@ class NetLayer implements NetworkLayer {
   private async createSlot(shape?: Shape): Promise<Slot> {
     const n = this.counter++;
     const slot: Slot = { ...slotNames(this.tag, n), n, address: this.allocator.allocate() };
-    this.creating.add(slot);
+    this.slots.add(slot);
     try {
       await ipBatch(slotHostLines(slot, this.bridge));
       const inner = slotInnerLines(slot.address, this.allocator.subnet.prefixLength);
@@ -220,8 +227,6 @@ class NetLayer implements NetworkLayer {
     } catch (error) {
       await this.teardown(slot, false);
       throw error;
-    } finally {
-      this.creating.delete(slot);
     }
   }
 
@@ -255,7 +260,10 @@ class NetLayer implements NetworkLayer {
       this.warnOnce('egress', `egress requested but egress-nat is inactive: ${nat.reason}`);
       return false;
     }
-    this.previousForwarding ??= await enableForwarding();
+    if (!this.forwardingOn) {
+      await enableForwarding();
+      this.forwardingOn = true;
+    }
     await Promise.all([
       ipBatch(egressRouteLines(this.gateway), { netns: slot.netns }),
       allowEgress(this.firewall, slot.address),
@@ -269,14 +277,12 @@ class NetLayer implements NetworkLayer {
       this.warn(`network tear-down of ${slot.netns}: ${String(error)}`),
     );
     this.allocator.release(slot.address);
+    this.slots.delete(slot);
   }
 
   private liveNames(): Set<string> {
-    const names = new Set(this.pool.names());
-    const slots = [...this.creating, ...[...this.instances].map((instance) => instance.slot)];
-    for (const slot of slots) {
-      names.add(slot.netns).add(slot.hostVeth).add(slot.ifb);
-    }
+    const names = new Set<string>();
+    for (const slot of this.slots) names.add(slot.netns).add(slot.hostVeth).add(slot.ifb);
     return names;
   }
 

@@ -79,11 +79,13 @@ export class Instance implements InstanceView {
     fn: FunctionRecord,
     spec: SandboxSpec,
     hooks: InstanceHooks,
+    startTimeoutMs: number,
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
     const instance = new Instance(fn, sandbox, hooks);
     hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
-    await instance.waitReady(fn.spec.timeoutMs);
+    await instance.waitReady(startTimeoutMs);
+    await sandbox.setCpu({ cpu: spec.resources.cpu });
     return instance;
   }
 

@@ -325,7 +325,7 @@ export class PetriNode {
   private async recordUsage(record: InvocationRecord, instance: Instance): Promise<void> {
     try {
       if (instance.state !== 'dead') {
-        const usage = await instance.sandbox.usage();
+        const usage = await instance.sandbox.usage({ resetPeak: true });
         Object.assign(record, usageDelta(instance.baseline, usage));
         instance.baseline = usage;
       }
@@ -337,7 +337,13 @@ export class PetriNode {
 
   private async startInstance(record: FunctionRecord): Promise<Instance> {
     const spec = this.sandboxSpec(record);
-    const instance = await Instance.start(this.deps.driver, record, spec, this.instanceHooks);
+    const instance = await Instance.start(
+      this.deps.driver,
+      record,
+      spec,
+      this.instanceHooks,
+      this.deps.config.startTimeoutMs,
+    );
     instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
     return instance;
   }

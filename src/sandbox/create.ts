@@ -1,15 +1,31 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
+import { cgroupLayer, enableFastCgroupMoves, nodeTagFor } from '../cgroup/index.ts';
 import type { NodeConfig } from '../config.ts';
+import { bwrapLayer } from './bwrap.ts';
 import type { IsolationLayer } from './layer.ts';
 import { ProcessDriver } from './process.ts';
 import type { SandboxDriver } from './types.ts';
 
-/** Builds the node's sandbox driver with every isolation layer this node can use. */
+/**
+ * Builds the node's sandbox driver with every isolation layer this node can
+ * use, innermost first: bubblewrap, then the network namespace, then the
+ * cgroup join (so the process is in its cgroup before anything else runs).
+ */
 export async function createDriver(
-  _config: NodeConfig,
+  config: NodeConfig,
   hostScript: string,
-  _log: Logger,
+  log: Logger,
 ): Promise<SandboxDriver> {
-  const layers: IsolationLayer[] = [];
+  const warn = (message: string): void => log.warn(message);
+  const tag = nodeTagFor(config.stateDir);
+  if (config.isolation.cgroups !== 'off' && config.isolation.fastCgroupMoves !== 'off') {
+    const result = enableFastCgroupMoves();
+    if (result === 'enabled') log.info('remounted cgroup2 with favordynmods for fast cgroup moves');
+  }
+  const layers: IsolationLayer[] = [
+    bwrapLayer(config, { warn, readOnlyPaths: [path.dirname(hostScript)] }),
+    cgroupLayer(config, tag, { warn }),
+  ];
   return new ProcessDriver({ hostScript, layers });
 }

@@ -29,6 +29,8 @@ export interface LayerInstance {
   address?: string;
   setCpu?(limit: CpuLimit): Promise<void>;
   usage?(): Promise<Partial<Usage>>;
+  /** Starts a new peak-memory window (after each invocation's usage is read). */
+  resetPeak?(): Promise<boolean>;
   /** True when the kernel killed the instance for its memory limit. */
   oomKilled?(): Promise<boolean>;
   /** Kills what is left in the layer and removes it. Idempotent. */

@@ -171,15 +171,18 @@ class ProcessSandbox implements Sandbox {
     for (const layer of this.layers) await layer.setCpu?.(limit);
   }
 
-  async usage(): Promise<Usage> {
+  async usage(options: { resetPeak?: boolean } = {}): Promise<Usage> {
     const usage: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
     let fromLayers = false;
     for (const layer of this.layers) {
       const part = await layer.usage?.();
       if (part) {
-        Object.assign(usage, part);
+        for (const [key, value] of Object.entries(part)) {
+          if (value !== undefined) usage[key as keyof Usage] = value;
+        }
         fromLayers = fromLayers || part.cpuMs !== undefined;
       }
+      if (options.resetPeak) await layer.resetPeak?.();
     }
     if (!fromLayers && this.child.pid && !this.exited) {
       Object.assign(usage, await procUsage(this.child.pid));

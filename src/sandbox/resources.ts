@@ -14,9 +14,11 @@ export function resourcesFor(
   cores = os.availableParallelism(),
 ): ResourceLimits {
   const share = memoryMb / rules.mbPerVcpu;
+  const cpu = Math.min(cores, Math.max(rules.minVcpu, share));
   return {
     memoryMb,
-    cpu: Math.min(cores, Math.max(rules.minVcpu, share)),
+    cpu,
+    initCpu: Math.min(cores, Math.max(cpu, rules.initVcpu)),
     bandwidthMbit: share * rules.mbitPerVcpu,
     burstBytes: rules.burstBytes,
     pidsMax: rules.pidsMax,

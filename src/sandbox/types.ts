@@ -5,6 +5,8 @@ export interface ResourceLimits {
   memoryMb: number;
   /** vCPUs, e.g. 0.072 for 128 MB. */
   cpu: number;
+  /** vCPUs while the instance initialises (until `ready`), then `cpu` applies. */
+  initCpu: number;
   /** Shaped bandwidth, both directions, in Mbit/s. */
   bandwidthMbit: number;
   burstBytes: number;
@@ -84,7 +86,8 @@ export interface Sandbox {
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void;
   /** Moves the instance to another CPU limit (schedulers use it). */
   setCpu(limit: CpuLimit): Promise<void>;
-  usage(): Promise<Usage>;
+  /** Resources used since start; `resetPeak` then starts a new peak-memory window. */
+  usage(options?: { resetPeak?: boolean }): Promise<Usage>;
   /** Kills the instance and removes everything made for it. Idempotent. */
   destroy(): Promise<void>;
 }

@@ -1,6 +1,13 @@
 import path from 'node:path';
 import { quantileSorted } from 'simple-statistics';
-import { type ReportSection, type ChartSpec, lineChart, renderChart, table, writeHtmlReport } from '../report/index.ts';
+import {
+  type ReportSection,
+  type ChartSpec,
+  lineChart,
+  renderChart,
+  table,
+  writeHtmlReport,
+} from '../report/index.ts';
 import { type RunData, outcomeOf } from './results.ts';
 import { START_PATHS } from './targets.ts';
 
@@ -90,7 +97,8 @@ export function analyseRun(data: RunData): RunAnalysis {
     }))
     .sort((a, b) => a.slowdown - b.slowdown);
   const logMean =
-    slowdownPerFunction.reduce((s, f) => s + Math.log(f.slowdown), 0) / (slowdownPerFunction.length || 1);
+    slowdownPerFunction.reduce((s, f) => s + Math.log(f.slowdown), 0) /
+    (slowdownPerFunction.length || 1);
   const sentSpan = (lastSent - firstSent) / 1000;
   const scheduledSpan = (lastScheduled - firstScheduled) / 1000;
   return {
@@ -160,7 +168,8 @@ export function formatAnalysis(a: RunAnalysis): string {
 export function latencyEcdfChart(data: RunData): ChartSpec {
   const latencies: number[] = [];
   for (let i = 0; i < data.fn.length; i++)
-    if (!data.warmup[i] && outcomeOf(data, i) === 'ok') latencies.push(data.doneMs[i] - data.sentMs[i]);
+    if (!data.warmup[i] && outcomeOf(data, i) === 'ok')
+      latencies.push(data.doneMs[i] - data.sentMs[i]);
   latencies.sort((a, b) => a - b);
   const stride = Math.max(1, Math.floor(latencies.length / 2000));
   const values = latencies
@@ -186,13 +195,17 @@ export function slowdownChart(a: RunAnalysis): ChartSpec {
 }
 
 /** `petri report`: terminal tables plus `<dir>/report.html` with the charts. */
-export async function writeReport(dir: string, data: RunData): Promise<{ analysis: RunAnalysis; html: string }> {
+export async function writeReport(
+  dir: string,
+  data: RunData,
+): Promise<{ analysis: RunAnalysis; html: string }> {
   const analysis = analyseRun(data);
   const [ecdf, slowdown] = await Promise.all([
     renderChart(latencyEcdfChart(data)),
     renderChart(slowdownChart(analysis)),
   ]);
-  const p = (x: Percentiles): (string | number)[] => [x.p50, x.p90, x.p99, x.p999, x.max].map(round);
+  const p = (x: Percentiles): (string | number)[] =>
+    [x.p50, x.p90, x.p99, x.p999, x.max].map(round);
   const sections: ReportSection[] = [
     {
       title: 'Run',

@@ -24,7 +24,10 @@ export async function readAzure2021(
   window: Azure2021Window,
   options: CsvOptions,
 ): Promise<TraceFunction[]> {
-  const byFunction = new Map<string, { app: string; func: string; durationsMs: number[]; counts: Uint32Array }>();
+  const byFunction = new Map<
+    string,
+    { app: string; func: string; durationsMs: number[]; counts: Uint32Array }
+  >();
   const endSec = window.startSec + window.minutes * 60;
   await readCsv(
     file,
@@ -71,7 +74,8 @@ export function describe2021(file: string): string {
 
 function durationStats(values: number[]): DurationStats {
   const sorted = Float64Array.from(values).sort();
-  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const at = (q: number): number =>
+    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   let sum = 0;
   for (const v of sorted) sum += v;
   return {
@@ -90,5 +94,16 @@ function durationStats(values: number[]): DurationStats {
 }
 
 function flatMemory(mb: number): MemoryStats {
-  return { sampleCount: 1, average: mb, p1: mb, p5: mb, p25: mb, p50: mb, p75: mb, p95: mb, p99: mb, p100: mb };
+  return {
+    sampleCount: 1,
+    average: mb,
+    p1: mb,
+    p5: mb,
+    p25: mb,
+    p50: mb,
+    p75: mb,
+    p95: mb,
+    p99: mb,
+    p100: mb,
+  };
 }

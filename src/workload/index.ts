@@ -27,7 +27,12 @@ export {
   sampleTrace,
 } from './sampler.ts';
 export { writeSamples } from './sample-output.ts';
-export { type IatDistribution, type Schedule, type ScheduleOptions, buildSchedule } from './schedule.ts';
+export {
+  type IatDistribution,
+  type Schedule,
+  type ScheduleOptions,
+  buildSchedule,
+} from './schedule.ts';
 export { type Clock, type DispatchOptions, dispatch, realClock } from './dispatcher.ts';
 export {
   type InvocationOutcome,
@@ -39,6 +44,12 @@ export {
 } from './targets.ts';
 export { type LoadOptions, runLoad } from './loadgen.ts';
 export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
-export { type RunAnalysis, analyseRun, formatAnalysis, percentiles, writeReport } from './analysis.ts';
+export {
+  type RunAnalysis,
+  analyseRun,
+  formatAnalysis,
+  percentiles,
+  writeReport,
+} from './analysis.ts';
 export { type SweepOptions, type SweepPoint, listSampleSizes, runSweep } from './sweep.ts';
 export { calibrateSpin, spin } from './synthetic-function/spin.ts';

@@ -67,7 +67,11 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   const now = options.clock ? () => options.clock!.now() : () => performance.now();
   const send = (i: number): void => {
     outstanding++;
-    const request = { fn: schedule.fn[i], durationMs: schedule.durationMs[i], memoryMb: schedule.memoryMb[i] };
+    const request = {
+      fn: schedule.fn[i],
+      durationMs: schedule.durationMs[i],
+      memoryMb: schedule.memoryMb[i],
+    };
     void options.target.invoke(request).then((outcome) => {
       data.doneMs[i] = now() - startedAt;
       data.status[i] = outcome.status;

@@ -165,10 +165,14 @@ async function readWindowCounts(
         `the window needs ${FILES.invocations(day)}, which is not in ${dir}`,
       );
     const from = day === start.day ? offset : 0;
-    const to = Math.min(MINUTES_PER_DAY, from + (minutes - done));
+    // No length asked: read to the last minute column the file has.
+    const to =
+      requestedMinutes === undefined
+        ? Infinity
+        : Math.min(MINUTES_PER_DAY, from + (minutes - done));
     const rows = await readInvocations(path.join(dir, FILES.invocations(day)), from, to, csv);
     // Files with fewer columns (sliced traces) define the window length when none was asked for.
-    const width = rows[0]?.counts.length ?? to - from;
+    const width = rows[0]?.counts.length ?? (Number.isFinite(to) ? to - from : 0);
     if (requestedMinutes === undefined && day === start.day) minutes = width;
     const seenToday = new Set<string>();
     for (const row of rows) {
@@ -186,6 +190,7 @@ async function readWindowCounts(
       entry.counts.set(row.counts.subarray(0, minutes - done), done);
     }
     done += width;
+    if (width === 0) break;
   }
   return { byKey, minutes, duplicates };
 }
@@ -211,7 +216,12 @@ function join2019(
     if (memoryByApp.has(row.app)) duplicates++;
     else memoryByApp.set(row.app, row);
   }
-  const dropped = { noInvocationsInWindow: 0, zeroAverageDuration: 0, noDurationRow: 0, noMemoryRow: 0 };
+  const dropped = {
+    noInvocationsInWindow: 0,
+    zeroAverageDuration: 0,
+    noDurationRow: 0,
+    noMemoryRow: 0,
+  };
   const kept: { row: InvocationRow; duration: DurationRow; memory: MemoryRow }[] = [];
   for (const [key, row] of invocations) {
     const duration = durationByKey.get(key);
@@ -269,7 +279,11 @@ async function read2021(
         noMemoryRow: 0,
         duplicateRows: 0,
       },
-      malformedRows: { invocations: malformed, durations: emptyMalformed(), memory: emptyMalformed() },
+      malformedRows: {
+        invocations: malformed,
+        durations: emptyMalformed(),
+        memory: emptyMalformed(),
+      },
       notes: [
         'functions with no invocation starting in the window do not appear in a per-invocation trace',
         `the 2021 trace has no memory data: every function given ${options.defaultMemoryMb ?? 256} MB`,
@@ -290,7 +304,10 @@ async function find2021File(dirOrFile: string): Promise<string | undefined> {
     : [dirOrFile];
   for (const file of candidates) if (is2021Header(await firstLine(file))) return file;
   if (!info.isDirectory())
-    throw new PetriError('InvalidRequest', `${dirOrFile} is not an Azure 2021 trace file nor a directory`);
+    throw new PetriError(
+      'InvalidRequest',
+      `${dirOrFile} is not an Azure 2021 trace file nor a directory`,
+    );
   return undefined;
 }
 

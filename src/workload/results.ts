@@ -182,8 +182,14 @@ function writeDatabase(file: string, data: RunData, experiment: string): void {
     db.transaction(() => {
       const { meta } = data;
       const runId = Number(
-        insertRun.run(experimentId, meta.label, meta.startedAt, meta.target, meta.trace, JSON.stringify(meta))
-          .lastInsertRowid,
+        insertRun.run(
+          experimentId,
+          meta.label,
+          meta.startedAt,
+          meta.target,
+          meta.trace,
+          JSON.stringify(meta),
+        ).lastInsertRowid,
       );
       for (let i = 0; i < data.fn.length; i++)
         insert.run(

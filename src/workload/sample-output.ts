@@ -33,14 +33,24 @@ export async function writeSamples(
   }));
   await writeFile(
     path.join(out, 'wd.json'),
-    JSON.stringify({ seed: options.seed, trials: options.trials, scale: options.scale, sizes: rows }, null, 2) + '\n',
+    JSON.stringify(
+      { seed: options.seed, trials: options.trials, scale: options.scale, sizes: rows },
+      null,
+      2,
+    ) + '\n',
   );
   const header = Object.keys(rows[0] ?? {});
-  const csv = rows.map((row) => Object.values(row).map((v) => (v === null ? '' : String(v))).join(','));
+  const csv = rows.map((row) =>
+    Object.values(row)
+      .map((v) => (v === null ? '' : String(v)))
+      .join(','),
+  );
   await writeFile(path.join(out, 'wd.csv'), [header.join(','), ...csv].join('\n') + '\n');
   const values = rows.flatMap((row) => [
     { size: row.size, wd: row.score, method: 'In-Vitro (best of trials, nested)' },
-    ...(row.randomScore === null ? [] : [{ size: row.size, wd: row.randomScore, method: 'random (median of 5)' }]),
+    ...(row.randomScore === null
+      ? []
+      : [{ size: row.size, wd: row.randomScore, method: 'random (median of 5)' }]),
   ]);
   await writeChart(
     lineChart({

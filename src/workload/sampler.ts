@@ -138,7 +138,9 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
     if (runs === 0) break;
     const draws: WdScore[] = [];
     for (let r = 0; r < runs; r++) {
-      draws.push(scorer.score(new Rng(options.seed).fork('random', r, result.size).sample(all, result.size)));
+      draws.push(
+        scorer.score(new Rng(options.seed).fork('random', r, result.size).sample(all, result.size)),
+      );
       progress();
     }
     result.random = {
@@ -176,5 +178,8 @@ function validate(options: SamplerOptions, n: number): void {
       `need 1 ≤ min ≤ max, step ≥ 1 and trials ≥ 1 (got min ${minSize}, max ${maxSize}, step ${step}, trials ${trials})`,
     );
   if (maxSize > n)
-    throw new PetriError('InvalidRequest', `--max ${maxSize} is more than the trace's ${n} functions`);
+    throw new PetriError(
+      'InvalidRequest',
+      `--max ${maxSize} is more than the trace's ${n} functions`,
+    );
 }

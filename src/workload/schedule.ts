@@ -44,7 +44,8 @@ export interface Schedule {
 export function buildSchedule(trace: Trace, options: ScheduleOptions): Schedule {
   const minuteMs = options.minuteMs ?? 60_000;
   const totalMinutes = options.warmupMinutes + options.minutes;
-  if (trace.functions.length === 0) throw new PetriError('InvalidRequest', 'the trace has no functions');
+  if (trace.functions.length === 0)
+    throw new PetriError('InvalidRequest', 'the trace has no functions');
   if (!(options.minutes >= 1) || !(options.warmupMinutes >= 0))
     throw new PetriError('InvalidRequest', 'need --minutes ≥ 1 and --warmup ≥ 0');
 
@@ -69,7 +70,8 @@ export function buildSchedule(trace: Trace, options: ScheduleOptions): Schedule 
     trace.functions.forEach((fn, f) => {
       const count = fn.counts[m % trace.minutes];
       if (count === 0) return;
-      const times = count + 1 <= gaps.length ? gaps.subarray(0, count + 1) : new Float64Array(count + 1);
+      const times =
+        count + 1 <= gaps.length ? gaps.subarray(0, count + 1) : new Float64Array(count + 1);
       drawGaps(rng, options.iat, times);
       let sum = 0;
       for (const g of times) sum += g;
@@ -116,7 +118,13 @@ function sortRange(
   const order = Int32Array.from({ length: n }, (_, i) => from + i).sort(
     (a, b) => columns.atMs[a] - columns.atMs[b],
   );
-  for (const column of [columns.atMs, columns.fn, columns.durationMs, columns.memoryMb, columns.warmup]) {
+  for (const column of [
+    columns.atMs,
+    columns.fn,
+    columns.durationMs,
+    columns.memoryMb,
+    columns.warmup,
+  ]) {
     const copy = column.slice(from, to);
     for (let i = 0; i < n; i++) column[from + i] = copy[order[i] - from];
   }

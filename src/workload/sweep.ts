@@ -43,7 +43,10 @@ export async function listSampleSizes(dir: string): Promise<number[]> {
     .map((e) => Number(e.name))
     .sort((a, b) => a - b);
   if (sizes.length === 0)
-    throw new PetriError('InvalidRequest', `${dir} has no summaries (folders named by size, e.g. 10/)`);
+    throw new PetriError(
+      'InvalidRequest',
+      `${dir} has no summaries (folders named by size, e.g. 10/)`,
+    );
   return sizes;
 }
 
@@ -89,7 +92,10 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
 }
 
 async function writeSweep(out: string, points: SweepPoint[], threshold: number): Promise<void> {
-  await writeFile(path.join(out, 'sweep.json'), JSON.stringify({ threshold, points }, null, 2) + '\n');
+  await writeFile(
+    path.join(out, 'sweep.json'),
+    JSON.stringify({ threshold, points }, null, 2) + '\n',
+  );
   const columns = Object.keys(points[0] ?? {}) as (keyof SweepPoint)[];
   const csv = [columns.join(','), ...points.map((p) => columns.map((c) => p[c] ?? '').join(','))];
   await writeFile(path.join(out, 'sweep.csv'), csv.join('\n') + '\n');
@@ -108,7 +114,10 @@ async function writeSweep(out: string, points: SweepPoint[], threshold: number):
   const cpu = await writeChart(
     lineChart({
       title: 'Node CPU utilisation vs offered load',
-      values: points.map((p) => ({ load: p.offeredRate, cpu: (p.nodeCpuUtilisation ?? NaN) * 100 })),
+      values: points.map((p) => ({
+        load: p.offeredRate,
+        cpu: (p.nodeCpuUtilisation ?? NaN) * 100,
+      })),
       x: { field: 'load', title: 'offered load (invocations/s)' },
       y: { field: 'cpu', title: 'node CPU utilisation (%)' },
       points: true,

@@ -70,9 +70,10 @@ export function synthesize(options: SynthOptions, rng: Rng): Trace {
     const memory = appMemory(rng);
     for (let i = 0; i < size; i++) {
       const trigger = TRIGGER_MIX[rng.weighted(TRIGGER_MIX.map(([, w]) => w))][0];
-      const counts = trigger === 'timer'
-        ? timerCounts(rng, options.minutes)
-        : poissonCounts(rng, options.minutes, startMinute);
+      const counts =
+        trigger === 'timer'
+          ? timerCounts(rng, options.minutes)
+          : poissonCounts(rng, options.minutes, startMinute);
       ensureActive(rng, counts);
       functions.push({
         owner,
@@ -96,7 +97,11 @@ function functionsInApp(rng: Rng): number {
 }
 
 function poissonCounts(rng: Rng, minutes: number, startMinute: number): Uint32Array {
-  const log10Rate = clamp(rng.normal(RATE_LOG10.mu, RATE_LOG10.sigma), RATE_LOG10.min, RATE_LOG10.max);
+  const log10Rate = clamp(
+    rng.normal(RATE_LOG10.mu, RATE_LOG10.sigma),
+    RATE_LOG10.min,
+    RATE_LOG10.max,
+  );
   const rate = 10 ** log10Rate;
   const amplitude = rng.uniform(DIURNAL.minAmplitude, DIURNAL.maxAmplitude);
   const phase = rng.normal(0, 30);
@@ -105,7 +110,8 @@ function poissonCounts(rng: Rng, minutes: number, startMinute: number): Uint32Ar
   const counts = new Uint32Array(minutes);
   for (let m = 0; m < minutes; m++) {
     const minuteOfDay = startMinute + m + phase;
-    const diurnal = 1 + amplitude * Math.cos((2 * Math.PI * (minuteOfDay - DIURNAL.peakMinute)) / 1440);
+    const diurnal =
+      1 + amplitude * Math.cos((2 * Math.PI * (minuteOfDay - DIURNAL.peakMinute)) / 1440);
     const multiplier = Math.exp(burst * rng.normal() - (burst * burst) / 2);
     counts[m] = rng.poisson(rate * diurnal * multiplier);
   }

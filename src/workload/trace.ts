@@ -68,7 +68,10 @@ export function invocationsPerMinute(trace: Trace): Float64Array {
 
 /** A stable, Petri-safe function name for the i-th function of a trace. */
 export function syntheticFunctionName(fn: TraceFunction, index: number): string {
-  const suffix = fn.func.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 12);
+  const suffix = fn.func
+    .replace(/[^a-z0-9]/gi, '')
+    .toLowerCase()
+    .slice(0, 12);
   return `synth-${index}-${suffix}`.slice(0, 63);
 }
 

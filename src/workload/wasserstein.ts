@@ -78,7 +78,10 @@ export class ReferenceDistribution {
       const splitArea = area(split);
       const highArea = area(high);
       distance +=
-        value * (split - low) - (splitArea - lowArea) + (highArea - splitArea) - value * (high - split);
+        value * (split - low) -
+        (splitArea - lowArea) +
+        (highArea - splitArea) -
+        value * (high - split);
       lowArea = highArea;
     }
     return distance;

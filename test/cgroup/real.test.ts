@@ -143,7 +143,13 @@ describe('real cgroups (root)', () => {
   test('the layer cleans up after itself on close', async (t) => {
     if (!requireRoot(t, missing('cpu', 'memory', 'pids'))) return;
     const tag = `${TAG}-layer`;
-    const isolation = { cgroups: 'auto', bwrap: 'auto', network: 'auto', shaping: 'auto' } as const;
+    const isolation = {
+      cgroups: 'auto',
+      bwrap: 'auto',
+      network: 'auto',
+      shaping: 'auto',
+      fastCgroupMoves: 'auto',
+    } as const;
     const layer = cgroupLayer({ isolation }, tag, { system });
     assert.ok(layer.mechanisms().every((m) => m.active));
     const spec = {

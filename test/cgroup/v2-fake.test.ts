@@ -243,5 +243,11 @@ describe('cgroup layer over a fake v2 tree', () => {
 });
 
 function isolation(cgroups: 'auto' | 'off') {
-  return { cgroups, bwrap: 'auto', network: 'auto', shaping: 'auto' } as const;
+  return {
+    cgroups,
+    bwrap: 'auto',
+    network: 'auto',
+    shaping: 'auto',
+    fastCgroupMoves: 'auto',
+  } as const;
 }

@@ -87,7 +87,7 @@ async function inTestNamespace(t: TestContext, scenario: string): Promise<Record
     await exec('ip', ['netns', 'del', testNs]);
     // Instance namespace names are global; a failed scenario may leave some behind.
     const left = await findLeftovers(tag, new Set());
-    for (const name of left.netns) await exec('ip', ['netns', 'del', name]);
+    for (const name of [...left.netns, `ptout-${tag}`]) await exec('ip', ['netns', 'del', name]);
     assert.deepEqual(left, { netns: [], links: [] }, `leftovers of ${tag}`);
   }
 }

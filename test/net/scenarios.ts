@@ -19,7 +19,7 @@ import {
   startIperfServer,
   type NetworkLayer,
 } from '../../src/net/index.ts';
-import { run } from '../../src/net/exec.ts';
+import { ipBatch, run } from '../../src/net/exec.ts';
 import type { LayerInstance } from '../../src/sandbox/layer.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
 
@@ -67,23 +67,26 @@ function inside(instance: LayerInstance, command: string[]): Promise<string> {
 }
 
 const CONNECT = `const s=require('net').connect(+process.argv[2],process.argv[1]);
-s.setTimeout(2000,()=>process.exit(3));s.on('data',d=>{process.stdout.write(d);s.end()});s.on('error',e=>{console.error(e.code);process.exit(2)})`;
-const SERVE = `require('net').createServer(s=>s.end('hello from '+process.argv[1])).listen(+process.argv[2],process.argv[1],()=>console.log('ready'))`;
+s.setTimeout(1000,()=>process.exit(3));s.on('data',d=>{process.stdout.write(d);s.end()});s.on('error',e=>{console.error(e.code);process.exit(2)})`;
+const SERVE = `require('net').createServer(s=>s.end('hello from '+process.argv[1]+' to '+s.remoteAddress)).listen(+process.argv[2],process.argv[1],()=>console.log('ready'))`;
 
 /** Connects from inside `from` to host:port and returns what the server said. */
 function connectFrom(from: LayerInstance, host: string, port: number): Promise<string> {
   return inside(from, [process.execPath, '-e', CONNECT, host, String(port)]);
 }
 
-/** A TCP server inside an instance; resolves once it listens. */
-function serveIn(instance: LayerInstance, port: number): Promise<() => void> {
-  const [file, ...args] = instance.wrap([
+/** A TCP server inside a namespace; resolves once it listens. */
+function serveIn(netns: string, address: string, port: number): Promise<() => void> {
+  const [file, ...args] = [
+    'nsenter',
+    `--net=/run/netns/${netns}`,
+    '--',
     process.execPath,
     '-e',
     SERVE,
-    instance.address ?? '',
+    address,
     String(port),
-  ]);
+  ];
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.stdout.once('data', () => resolve(() => child.kill()));
@@ -135,9 +138,13 @@ async function topology(): Promise<Figures> {
   const gatewayServer = await serveOnGateway(layer.gateway, 7001);
   assert.equal(await connectFrom(a, layer.gateway, 7001), 'hello from gateway');
   gatewayServer.close();
-  const stop = await serveIn(b, 7002);
-  assert.equal(await connectFrom(a, b.address ?? '', 7002), `hello from ${b.address}`);
+  const stop = await serveIn(nsB, b.address ?? '', 7002);
+  assert.equal(
+    await connectFrom(a, b.address ?? '', 7002),
+    `hello from ${b.address} to ${a.address}`,
+  );
   stop();
+  const outside = await checkOutside(a, b, layer.gateway);
   const usage = await a.usage?.();
   assert.ok((usage?.netRxBytes ?? 0) > 0 && (usage?.netTxBytes ?? 0) > 0, JSON.stringify(usage));
 
@@ -147,8 +154,45 @@ async function topology(): Promise<Figures> {
   assert.doesNotMatch(await listForwardChain(tag), new RegExp(`-s ${b.address}/32`));
   await layer.close();
   await assertNothingLeft();
-  assert.equal((await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim(), '0');
-  return { usage, warnings };
+  return { usage, outside, warnings };
+}
+
+/**
+ * "Outside" is a namespace this scenario makes behind the test namespace
+ * (192.0.2.1, reached through the node's routing), so forwarding and NAT are
+ * exercised without a packet leaving the test's namespaces.
+ */
+async function checkOutside(a: LayerInstance, b: LayerInstance, gateway: string): Promise<Figures> {
+  const outNs = `ptout-${tag}`;
+  await ipBatch([
+    `netns add ${outNs}`,
+    `link add ptout type veth peer name eth0 netns ${outNs}`,
+    'addr add 192.0.2.254/24 dev ptout',
+    'link set ptout up',
+  ]);
+  try {
+    await ipBatch(['link set lo up', 'addr add 192.0.2.1/24 dev eth0', 'link set eth0 up'], {
+      netns: outNs,
+    });
+    const stop = await serveIn(outNs, '192.0.2.1', 7003);
+    try {
+      // Egress: allowed, and NATed to the node's outside address.
+      const viaNat = await connectFrom(b, '192.0.2.1', 7003);
+      assert.equal(viaNat, 'hello from 192.0.2.1 to 192.0.2.254');
+      // No egress, even after the function (root in its namespace) adds a default route itself.
+      await inside(a, ['ip', 'route', 'add', 'default', 'via', gateway]);
+      const blocked = await connectFrom(a, '192.0.2.1', 7003).then(
+        (reply) => `reached: ${reply}`,
+        () => 'blocked',
+      );
+      assert.equal(blocked, 'blocked', 'the forward chain drops a non-egress instance');
+      return { viaNat, blocked };
+    } finally {
+      stop();
+    }
+  } finally {
+    await ipBatch([`link del ptout`, `netns del ${outNs}`], { force: true }).catch(() => undefined);
+  }
 }
 
 async function crash(): Promise<Figures> {
@@ -271,7 +315,7 @@ async function measure(): Promise<Figures> {
   const unpooled = await timePrepare(0, false, runs);
   const pooledEgress = await timePrepare(4, true, runs);
   // Every prepare wants another rate than the pool pre-shaped with: one `tc` round.
-  const pooledReshape = await timePrepare(4, false, runs, (i) => 40 + (i % 2) * 10);
+  const pooledReshape = await timePrepare(4, false, runs, (i) => 40 + i);
   await assertNothingLeft();
   return { runs, pooled, pooledReshape, unpooled, pooledEgress, bareNodeMs: await bareNodeMs(10) };
 }

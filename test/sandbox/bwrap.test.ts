@@ -83,6 +83,7 @@ describe('bwrap layer (root)', () => {
       resources: {
         memoryMb: 128,
         cpu: 0.072,
+        initCpu: 1,
         bandwidthMbit: 43,
         burstBytes: 262144,
         pidsMax: 64,
