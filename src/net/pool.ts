@@ -69,11 +69,6 @@ export class NamespacePool {
     return this.ready.length;
   }
 
-  /** Names of the ready slots (reconcile must keep them). */
-  names(): string[] {
-    return this.ready.flatMap((slot) => [slot.netns, slot.hostVeth, slot.ifb]);
-  }
-
   /** Stops refilling and hands back every ready slot for tear-down. */
   async drain(): Promise<Slot[]> {
     this.closed = true;

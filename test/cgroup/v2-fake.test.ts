@@ -177,7 +177,7 @@ describe('cgroup layer over a fake v2 tree', () => {
 
   const spec = {
     instanceId: 'i1',
-    resources: { cpu: 0.5, memoryMb: 256, pidsMax: 64 },
+    resources: { cpu: 0.25, initCpu: 0.5, memoryMb: 256, pidsMax: 64 },
   } as SandboxSpec;
 
   test('reports its mechanisms, joins the cgroup in wrap, and cleans up on close', async () => {
@@ -207,6 +207,7 @@ describe('cgroup layer over a fake v2 tree', () => {
       'petri-join',
       'node',
       'host.js',
+    // The cgroup starts at the init share; the node lowers it to `cpu` once the instance is ready.
     ]);
     assert.equal(await read(path.join(root, 'petri/tag/i1/cpu.max')), '50000 100000');
     await layer.close();

@@ -21,6 +21,7 @@ import {
 } from '../../src/net/index.ts';
 import { ipBatch, run } from '../../src/net/exec.ts';
 import type { LayerInstance } from '../../src/sandbox/layer.ts';
+import { resourcesFor } from '../../src/sandbox/resources.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
 
 type Figures = Record<string, unknown>;
@@ -42,14 +43,8 @@ function spec(id: string, egress: boolean, bandwidthMbit = 600): SandboxSpec {
     cwd: '/tmp',
     entry: { runtime: 'exec', command: ['true'] },
     env: {},
-    resources: {
-      memoryMb: 128,
-      cpu: 0.1,
-      bandwidthMbit,
-      burstBytes: 256 * 1024,
-      pidsMax: 64,
-      tmpSizeMb: 16,
-    },
+    // Built by the real sizing rule so new resource fields need no change here.
+    resources: { ...resourcesFor(128, parseConfig({}).resources), bandwidthMbit },
     network: { inbound: true, egress },
   };
 }
