@@ -12,6 +12,7 @@ import { benchArgs, machineFacts, ratio, summarize, writeJson, type Summary } fr
 
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 const BODY = JSON.stringify({ hello: 'world', n: 42 });
+const ECHO_MEMORY_MB = 1769;
 
 /** A raw node:http server that echoes the body: the floor any HTTP invoke path sits on. */
 const ECHO_SERVER = `
@@ -200,7 +201,9 @@ export async function run(argv: string[]): Promise<void> {
   const echo = await startEchoServer(host, testbed);
   const daemon = await spawnDaemon({ stateDir, testbed });
   try {
-    await deploy(daemon, 'echo', {});
+    // One vCPU's worth of memory, like the single-threaded baseline server: a
+    // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
+    await deploy(daemon, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
     await deploy(daemon, 'echo-cold', { keepAlive: { ms: 0 } });
     const baseTarget = { origin: echo.origin, path: '/' };
     const petriTarget = { origin: daemon.url, path: '/v1/functions/echo/invoke' };

@@ -9,7 +9,6 @@ export { joinCgroupCommand, shellQuote } from './join.ts';
 export { cpuQuotaUs, CFS_PERIOD_US } from './files.ts';
 export {
   cgroupLayer,
-  nodeTagFor,
   instanceCgroupName,
   CGROUP_PREFIX,
   type CgroupLayerOptions,

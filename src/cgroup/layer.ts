@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import path from 'node:path';
 import type { NodeConfig } from '../config.ts';
 import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
 import type { MechanismStatus, SandboxSpec } from '../sandbox/types.ts';
@@ -9,16 +7,6 @@ import type { Cgroup, CgroupSystem, Controller } from './types.ts';
 
 /** Top directory of every Petri cgroup, under the node's own cgroup in each hierarchy. */
 export const CGROUP_PREFIX = 'petri';
-
-/**
- * A short tag for one node, from its state directory, so two nodes on one
- * machine keep their cgroups apart and never clean up each other's.
- *
- * @example nodeTagFor('/var/lib/petri') // 'a1b2c3d4e5'
- */
-export function nodeTagFor(stateDir: string): string {
-  return createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 10);
-}
 
 /** Relative cgroup name of one instance: `petri/<nodeTag>/<instanceId>`. */
 export function instanceCgroupName(nodeTag: string, instanceId: string): string {
@@ -53,7 +41,7 @@ const MECHANISMS: Record<string, Controller[]> = {
  * still works: its instances wrap nothing, and `mechanisms()` says why.
  *
  * @example
- * const layer = cgroupLayer(config, nodeTagFor(config.stateDir), { warn: (m) => log.warn(m) });
+ * const layer = cgroupLayer(config, nodeTag, { warn: (m) => log.warn(m) });
  * await layer.reconcile(); // removes cgroups of a crashed earlier run
  */
 export function cgroupLayer(

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import type { NodeConfig } from '../config.ts';
 import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
 import type { MechanismStatus, SandboxSpec, Usage } from '../sandbox/types.ts';
@@ -171,6 +172,7 @@ class NetLayer implements NetworkLayer {
       await ipBatch(slots.flatMap(slotTeardownLines), { force: true }).catch((error: unknown) =>
         this.warn(`network pool tear-down: ${String(error)}`),
       );
+      for (const slot of slots) this.slots.delete(slot);
     }
     if (!this.started) return;
     await this.started.catch(() => undefined);
@@ -196,6 +198,7 @@ class NetLayer implements NetworkLayer {
         prefixLength: this.allocator.subnet.prefixLength,
       };
       await ipBatch(bridgeLines(spec, exists));
+      await disableBridgeIpv6(this.bridge);
     } catch (error) {
       this.disable('netns', `bridge ${this.bridge} could not be set up: ${String(error)}`);
       this.disable('shaping', 'needs netns');
@@ -333,6 +336,16 @@ class NetInstance implements LayerInstance {
     this.destroying ??= this.remove();
     return this.destroying;
   }
+}
+
+/**
+ * Instances get no IPv6 route beyond the bridge: with no IPv6 on the bridge
+ * the node neither answers nor forwards it (NAT and the DROP rules are IPv4),
+ * while instances still reach each other over link-local IPv6 across it.
+ */
+async function disableBridgeIpv6(bridge: string): Promise<void> {
+  // Absent when the kernel has IPv6 off altogether, which is just as good.
+  await writeFile(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, '1').catch(() => undefined);
 }
 
 function identityInstance(): LayerInstance {

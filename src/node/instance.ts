@@ -40,6 +40,8 @@ export class Instance implements InstanceView {
   keepAliveTimer: NodeJS.Timeout | undefined;
   /** Resource counters at the end of the last invocation, to diff the next against. */
   baseline: Usage = ZERO_USAGE;
+  /** A usage read under way, shared by invocations that finish in the same turn. */
+  usageRead: Promise<{ before: Usage; after: Usage }> | undefined;
   exit: SandboxExit | undefined;
   private readonly pending = new Map<string, Pending>();
 

@@ -325,14 +325,31 @@ export class PetriNode {
   private async recordUsage(record: InvocationRecord, instance: Instance): Promise<void> {
     try {
       if (instance.state !== 'dead') {
-        const usage = await instance.sandbox.usage({ resetPeak: true });
-        Object.assign(record, usageDelta(instance.baseline, usage));
-        instance.baseline = usage;
+        const { before, after } = await this.sharedUsage(instance);
+        Object.assign(record, usageDelta(before, after));
       }
     } catch (err) {
       this.deps.log.debug({ err }, 'usage read failed');
     }
     this.deps.store.recordInvocation(record);
+  }
+
+  /**
+   * One usage read per instance per event-loop turn: invocations that finish
+   * together share it (with concurrency > 1 their use cannot be told apart).
+   */
+  private sharedUsage(instance: Instance): Promise<{ before: Usage; after: Usage }> {
+    instance.usageRead ??= (async () => {
+      const before = instance.baseline;
+      try {
+        const after = await instance.sandbox.usage({ resetPeak: true });
+        instance.baseline = after;
+        return { before, after };
+      } finally {
+        instance.usageRead = undefined;
+      }
+    })();
+    return instance.usageRead;
   }
 
   private async startInstance(record: FunctionRecord): Promise<Instance> {

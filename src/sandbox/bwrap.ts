@@ -89,7 +89,17 @@ function findOnPath(name: string): string | undefined {
 
 function namespaceArgs(): string[] {
   // --new-session stops the instance from pushing input into the node's terminal (TIOCSTI).
-  return ['--die-with-parent', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--new-session'];
+  // bwrap run as root keeps every capability unless told otherwise: without --cap-drop a
+  // function could remount its root read-write or rewrite its namespace's routes.
+  return [
+    '--die-with-parent',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+  ];
 }
 
 function bwrapInstance(

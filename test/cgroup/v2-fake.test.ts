@@ -207,7 +207,7 @@ describe('cgroup layer over a fake v2 tree', () => {
       'petri-join',
       'node',
       'host.js',
-    // The cgroup starts at the init share; the node lowers it to `cpu` once the instance is ready.
+      // The cgroup starts at the init share; the node lowers it to `cpu` once the instance is ready.
     ]);
     assert.equal(await read(path.join(root, 'petri/tag/i1/cpu.max')), '50000 100000');
     await layer.close();

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { findLeftovers, networkLayer } from '../../src/net/index.ts';
-import { parseConfig } from '../../src/config.ts';
+import { findLeftovers } from '../../src/net/index.ts';
 import { requireRoot } from '../helpers/root.ts';
 
 const SCENARIOS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scenarios.ts');
@@ -34,11 +33,44 @@ async function ok(file: string, args: string[]): Promise<string> {
   return out.stdout;
 }
 
-/** Why the live tests cannot run here, or undefined. Uses the layer's own probe. */
+function succeeds(file: string, args: string[]): boolean {
+  try {
+    execFileSync(file, args, { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why the live tests cannot run here, or undefined. Probes inside a
+ * throwaway namespace so not even a probe device touches the host's.
+ */
+const TBF_PROBE = 'qdisc add dev pprobe root tbf rate 1mbit burst 4k latency 50ms';
+
+let probed: { missing: string | undefined } | undefined;
+
 function missingMechanism(): string | undefined {
-  const layer = networkLayer(parseConfig({}), 'tprobe', () => undefined);
-  const off = layer.mechanisms().filter((m) => !m.active);
-  return off.length ? off.map((m) => `${m.name}: ${m.reason}`).join('; ') : undefined;
+  probed ??= { missing: probeMechanisms() };
+  return probed.missing;
+}
+
+function probeMechanisms(): string | undefined {
+  const ns = `ptest-probe-${process.pid}`;
+  if (!succeeds('ip', ['netns', 'add', ns])) return 'cannot create a network namespace';
+  try {
+    const checks: [string, string, string[]][] = [
+      ['nsenter', 'nsenter', ['--version']],
+      ['ifb', 'ip', ['-n', ns, 'link', 'add', 'pprobe', 'type', 'ifb']],
+      ['tbf', 'tc', ['-n', ns, ...TBF_PROBE.split(' ')]],
+      ['iptables nat', 'ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', 'nat', '-S']],
+      ['iperf3', 'iperf3', ['--version']],
+    ];
+    const missing = checks.filter(([, file, args]) => !succeeds(file, args)).map(([name]) => name);
+    return missing.length > 0 ? `missing: ${missing.join(', ')}` : undefined;
+  } finally {
+    succeeds('ip', ['netns', 'del', ns]);
+  }
 }
 
 function randomTag(): string {

@@ -124,6 +124,7 @@ async function topology(): Promise<Figures> {
     await run('ip', ['-n', nsB, 'route', 'get', '192.0.2.1']),
     new RegExp(`via ${layer.gateway}`),
   );
+  assert.equal((await readFile('/proc/sys/net/ipv6/conf/petri0/disable_ipv6', 'utf8')).trim(), '1');
   const chain = await listForwardChain(tag);
   assert.match(chain, new RegExp(`-s ${b.address}/32`));
   assert.doesNotMatch(chain, new RegExp(`-s ${a.address}/32`));

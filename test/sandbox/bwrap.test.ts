@@ -36,6 +36,7 @@ const result = {
   database: exists(env.STATE_DIR + '/petri.db'),
   stateDirEntries: fs.readdirSync(env.STATE_DIR),
   hostname: fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim(),
+  capEff: /CapEff:\\s+(\\w+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1],
 };
 fs.writeSync(3, 'fd3-ok');
 console.log(JSON.stringify(result));
@@ -137,6 +138,7 @@ describe('bwrap layer (root)', () => {
       `sees pids ${r.procPids}`,
     );
     assert.equal(r.hostPidVisible, false);
+    assert.equal(Number.parseInt(r.capEff, 16), 0, 'no capabilities, so no remounts');
     assert.equal(r.otherCode, false, "another function's code is hidden");
     assert.equal(r.database, false, 'the database is hidden');
     assert.deepEqual(r.stateDirEntries, ['functions']);
