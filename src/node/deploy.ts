@@ -67,7 +67,10 @@ export async function materialize(
   try {
     if ('path' in source) await copyFromPath(source.path, layout.code);
     else await extractArchive(source.archive, layout.code);
-    if (spec.runtime === 'node') await bundleHandler(layout.code, spec.handler, layout.bundle);
+    // A folder on the node bundles where it is, so imports resolve against the
+    // node_modules around it (as `node` would); an archive must bring its own.
+    const bundleFrom = 'path' in source ? source.path : layout.code;
+    if (spec.runtime === 'node') await bundleHandler(bundleFrom, spec.handler, layout.bundle);
   } catch (err) {
     await fs.rm(layout.dir, { recursive: true, force: true });
     throw err;
