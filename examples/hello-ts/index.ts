@@ -8,7 +8,10 @@ interface Context {
   remainingTimeMs(): number;
 }
 
-export async function handler(event: Event, context: Context): Promise<{ sum: number; by: string }> {
+export async function handler(
+  event: Event,
+  context: Context,
+): Promise<{ sum: number; by: string }> {
   const sum = (event.numbers ?? []).reduce((a, b) => a + b, 0);
   return { sum, by: context.functionName };
 }
