@@ -6,7 +6,8 @@ import { ERROR_CODES, PetriError, isErrorCode, toPetriError } from '../src/error
 function documentedCodes(): Map<string, { status: number; meaning: string }> {
   const text = fs.readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
   const rows = new Map<string, { status: number; meaning: string }>();
-  for (const match of text.matchAll(/^\| `(\w+)` \| (\d{3}) \| (.+) \|$/gm)) {
+  // Rows of the table, whatever padding a formatter adds: | `Code` | 404 | Meaning |
+  for (const match of text.matchAll(/^\|\s*`(\w+)`\s*\|\s*(\d{3})\s*\|\s*(.+?)\s*\|$/gm)) {
     rows.set(match[1], { status: Number(match[2]), meaning: match[3] });
   }
   return rows;
