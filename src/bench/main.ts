@@ -6,6 +6,10 @@ const BENCHMARKS: Record<
   string,
   { description: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }
 > = {
+  cpu: {
+    description: "each memory size's measured CPU share against its cgroup quota",
+    load: () => import('./cpu.ts'),
+  },
   invoke: {
     description:
       'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
