@@ -15,6 +15,11 @@ const BENCHMARKS: Record<
       'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
     load: () => import('./invoke.ts'),
   },
+  net: {
+    description:
+      'network isolation study: iperf3 and S3 bandwidth vs memory, N concurrent functions, cost map (root)',
+    load: () => import('./net.ts'),
+  },
   workload: {
     description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
     load: () => import('./workload.ts'),

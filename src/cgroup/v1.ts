@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { KeptFile } from '../sandbox/index.ts';
 import {
   cpuQuotaUs,
   CFS_PERIOD_US,
@@ -152,19 +153,31 @@ export class V1Cgroup implements Cgroup {
     }
   }
 
+  /** Usage is read after every invocation, so its files stay open (see KeptFile). */
+  private readonly kept = new Map<string, KeptFile | undefined>();
+
+  private keptFile(controller: Controller, name: string): KeptFile | undefined {
+    const key = `${controller}/${name}`;
+    if (!this.kept.has(key)) {
+      const file = this.file(controller, name);
+      this.kept.set(key, file === undefined ? undefined : new KeptFile(file));
+    }
+    return this.kept.get(key);
+  }
+
   async usage(): Promise<CgroupUsage> {
     const usage: CgroupUsage = {};
-    const cpuNs = await readOptionalNumber(this.file('cpuacct', 'cpuacct.usage'));
+    const cpuNs = this.keptFile('cpuacct', 'cpuacct.usage')?.readNumber();
     if (cpuNs !== undefined) usage.cpuMs = cpuNs / 1e6;
-    const peak = await readOptionalNumber(this.file('memory', 'memory.max_usage_in_bytes'));
+    const peak = this.keptFile('memory', 'memory.max_usage_in_bytes')?.readNumber();
     if (peak !== undefined) usage.peakMemoryBytes = peak;
     return usage;
   }
 
   async resetPeak(): Promise<boolean> {
-    const file = this.file('memory', 'memory.max_usage_in_bytes');
+    const file = this.keptFile('memory', 'memory.max_usage_in_bytes');
     if (!file) return false;
-    await writeControl(file, 0);
+    file.write(0);
     return true;
   }
 
@@ -185,11 +198,8 @@ export class V1Cgroup implements Cgroup {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    for (const file of this.kept.values()) file?.close();
     await killUntilEmpty(this.procsFiles(), this.ctx.killTimeoutMs);
     for (const dir of this.uniqueDirs()) await this.ctx.removeDir(dir);
   }
-}
-
-async function readOptionalNumber(file: string | undefined): Promise<number | undefined> {
-  return file === undefined ? undefined : readNumber(file);
 }

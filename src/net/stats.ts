@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { KeptFile } from '../sandbox/index.ts';
 
 export interface Counters {
   rxBytes: number;
@@ -28,7 +28,21 @@ export function parseNetDev(text: string): Map<string, Counters> {
   return result;
 }
 
-/** Counters of one interface in this process's namespace, undefined if it is gone. */
+/**
+ * Counters of one interface in this process's namespace, undefined if it is
+ * gone. Read after every invocation, so the file stays open (KeptFile) and
+ * only the interface's own line is parsed, not all of them.
+ */
+const netDev = new KeptFile('/proc/self/net/dev', 16 * 1024);
+
 export async function readCounters(ifname: string): Promise<Counters | undefined> {
-  return parseNetDev(await readFile('/proc/self/net/dev', 'utf8')).get(ifname);
+  const text = netDev.read() ?? '';
+  const at = text.indexOf(`${ifname}:`);
+  if (at < 0) return undefined;
+  const lineStart = text.lastIndexOf('\n', at) + 1;
+  const lineEnd = text.indexOf('\n', at);
+  const line = text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd);
+  // The name must be the whole field, not a suffix of a longer one ("pvab1" in "xpvab1").
+  if (line.slice(0, line.indexOf(':')).trim() !== ifname) return parseNetDev(text).get(ifname);
+  return parseNetDev(`\n\n${line}`).get(ifname);
 }

@@ -1,0 +1,200 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { spawnDaemon, type Daemon } from '../../api/daemon.ts';
+import { parseConfig } from '../../config.ts';
+import {
+  AddressAllocator,
+  listNetns,
+  nodeTagFrom,
+  startIperfServer,
+  type IperfServer,
+} from '../../net/index.ts';
+import { run as runCommand } from '../../net/exec.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const FUNCTIONS = path.resolve(HERE, '../net-functions');
+const REPO = path.resolve(HERE, '../../..');
+
+export type Mode = 'on' | 'off';
+
+/** The gateway (bridge) address of the default subnet: where the servers listen. */
+export const GATEWAY = new AddressAllocator(parseConfig({}).network.subnet).gateway;
+export const BUCKET = 'petri-bench';
+export const IPERF_BASE_PORT = 5201;
+export const S3_PORT = 9000;
+
+export interface EnvOptions {
+  mode: Mode;
+  /** iperf3 servers to start (one per concurrent client). */
+  iperfServers: number;
+  /** Objects to seed in the S3 server (0: no S3 server). */
+  s3Objects: number;
+  objectBytes: number;
+  log: (message: string) => void;
+}
+
+/**
+ * One isolation mode's world: a daemon in its own test namespace, iperf3
+ * servers and s3rver on the bridge's gateway inside that namespace. Every
+ * address used lives inside namespaces made here (DESIGN §10 safety rule).
+ */
+export class NetEnv {
+  readonly gateway = GATEWAY;
+  readonly s3Endpoint = `http://${GATEWAY}:${S3_PORT}`;
+  mechanisms: string[] = [];
+  private daemon: Daemon | undefined;
+  private readonly servers: IperfServer[] = [];
+  private s3rver: ChildProcess | undefined;
+  private readonly workDir: string;
+  private readonly stateDir: string;
+  private closing: Promise<void> | undefined;
+
+  constructor(readonly options: EnvOptions) {
+    this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), `petri-bench-net-${options.mode}-`));
+    this.stateDir = path.join(this.workDir, 'state');
+  }
+
+  get url(): string {
+    if (!this.daemon) throw new Error('daemon not started');
+    return this.daemon.url;
+  }
+
+  async start(): Promise<void> {
+    const { mode, log } = this.options;
+    const configFile = path.join(this.workDir, 'config.json');
+    // Off = no shaping, as on AWS Lambda; CPU and memory limits stay on in both modes.
+    const config = {
+      ...(mode === 'off' ? { isolation: { shaping: 'off' } } : {}),
+      queue: { maxWaitMs: 600_000 },
+    };
+    fs.writeFileSync(configFile, JSON.stringify(config));
+    this.daemon = await spawnDaemon({ stateDir: this.stateDir, configFile });
+    const testbed = this.daemon.testbed;
+    if (!testbed) throw new Error('the daemon did not get a test namespace');
+    log(`isolation ${mode}: daemon ${this.daemon.url} in namespace ${testbed.name}`);
+    await this.waitForBridge(testbed.name);
+    const node = (await this.get('/v1/node')) as {
+      isolation: { mechanisms: { name: string; active: boolean }[] };
+    };
+    this.mechanisms = node.isolation.mechanisms.filter((m) => m.active).map((m) => m.name);
+    for (let i = 0; i < this.options.iperfServers; i++) {
+      this.servers.push(
+        await startIperfServer({
+          address: GATEWAY,
+          port: IPERF_BASE_PORT + i,
+          netns: testbed.name,
+        }),
+      );
+    }
+    if (this.options.s3Objects > 0) await this.startS3rver(testbed.nsenterArgs());
+  }
+
+  private async waitForBridge(netns: string): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const out = await runCommand('ip', ['-n', netns, '-4', 'addr', 'show']).catch(() => '');
+      if (out.includes(`inet ${GATEWAY}/`)) return;
+      await sleep(50);
+    }
+    throw new Error(`bridge with ${GATEWAY} did not appear in ${netns}`);
+  }
+
+  private async startS3rver(nsenter: string[]): Promise<void> {
+    const dir = path.join(this.workDir, 's3');
+    fs.mkdirSync(dir);
+    const script = path.join(FUNCTIONS, 's3rver.ts');
+    const args = [GATEWAY, String(S3_PORT), dir, BUCKET];
+    args.push(String(this.options.s3Objects), String(this.options.objectBytes));
+    const command = [...nsenter, process.execPath, '--import', 'tsx', script, ...args];
+    const child = spawn(command[0], command.slice(1), {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.s3rver = child;
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`s3rver did not start:\n${output}`)), 120_000);
+      child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+        output += text;
+        if (output.includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`s3rver exited with ${code}:\n${output}`));
+      });
+    });
+    this.options.log(
+      `s3rver on ${this.s3Endpoint}, ${this.options.s3Objects} × ${this.options.objectBytes} B seeded`,
+    );
+  }
+
+  private async get(route: string): Promise<unknown> {
+    const response = await request(`${this.url}${route}`);
+    return response.body.json();
+  }
+
+  /** PUT /v1/functions/{name} from a folder under src/bench/net-functions. */
+  async deploy(name: string, folder: string, spec: Record<string, unknown>): Promise<void> {
+    const response = await request(`${this.url}/v1/functions/${name}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        runtime: 'node',
+        handler: 'index.handler',
+        keepAlive: { ms: 600_000 },
+        ...spec,
+        source: { path: path.join(FUNCTIONS, folder) },
+      }),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
+  }
+
+  async remove(name: string): Promise<void> {
+    const response = await request(`${this.url}/v1/functions/${name}`, { method: 'DELETE' });
+    await response.body.text();
+  }
+
+  /** Synchronous invoke; throws with the error body unless 200. */
+  async invoke<T>(name: string, event: unknown): Promise<T> {
+    const response = await request(`${this.url}/v1/functions/${name}/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(event),
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) {
+      throw new Error(`invoke ${name} answered ${response.statusCode}: ${text.slice(0, 500)}`);
+    }
+    return JSON.parse(text) as T;
+  }
+
+  /** Stops everything started here and removes every namespace; safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.s3rver?.kill('SIGKILL');
+    await Promise.all(this.servers.map((server) => server.stop().catch(() => undefined)));
+    await this.daemon?.close().catch(() => undefined);
+    // A daemon that died uncleanly may leave instance namespaces (their files are global).
+    const tag = nodeTagFrom(this.stateDir);
+    const pattern = new RegExp(`^petri-${tag}-\\d+$`);
+    for (const name of (await listNetns().catch(() => [])).filter((n) => pattern.test(n))) {
+      await runCommand('ip', ['netns', 'del', name]).catch(() => undefined);
+    }
+    fs.rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
