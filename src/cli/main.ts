@@ -1,4 +1,5 @@
 import { CommanderError } from 'commander';
+import { registerBenchCommand } from './bench.ts';
 import { registerCoreCommands } from './core.ts';
 import { rootCommand } from './program.ts';
 import { registerWorkloadCommands } from './workload.ts';
@@ -7,6 +8,7 @@ import { registerWorkloadCommands } from './workload.ts';
 const program = rootCommand().exitOverride();
 registerCoreCommands(program);
 registerWorkloadCommands(program);
+registerBenchCommand(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -1,0 +1,42 @@
+/**
+ * Every benchmark: `npm run bench -- NAME [options]` or `petri bench NAME`.
+ * Each module exports `run(argv)`, prints a table, and writes JSON with
+ * `--json FILE`; speed figures are ratios against a baseline from the same run.
+ */
+export const BENCHMARKS: Record<
+  string,
+  { description: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }
+> = {
+  cpu: {
+    description: "each memory size's measured CPU share against its cgroup quota",
+    load: () => import('./cpu.ts'),
+  },
+  invoke: {
+    description:
+      'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
+    load: () => import('./invoke.ts'),
+  },
+  net: {
+    description:
+      'network isolation study: iperf3 and S3 bandwidth vs memory, N concurrent functions, cost map (root)',
+    load: () => import('./net.ts'),
+  },
+  workload: {
+    description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
+    load: () => import('./workload.ts'),
+  },
+};
+
+/** Runs benchmark `name`; returns false when there is no such benchmark. */
+export async function runBenchmark(name: string, argv: string[]): Promise<boolean> {
+  const bench = BENCHMARKS[name];
+  if (!bench) return false;
+  await (await bench.load()).run(argv);
+  return true;
+}
+
+export function benchmarkList(): string {
+  return Object.entries(BENCHMARKS)
+    .map(([key, value]) => `  ${key.padEnd(10)} ${value.description}`)
+    .join('\n');
+}
