@@ -28,7 +28,8 @@ import { evaluateTargets, type Targets } from './net/targets.ts';
  *  (a) iperf3 bandwidth up and down per memory size, from inside a function
  *      to a server on the node side of the bridge;
  *  (b) 10 MB S3 downloads and uploads (AWS SDK v3 against s3rver) per size;
- *  (c) N concurrent 128 MB functions: per-function and aggregate bandwidth;
+ *  (c) N concurrent 128 MB functions: per-function and aggregate bandwidth,
+ *      all sharing one emulated link (the node's NIC, `--link-mbit`);
  *  (d) time and cost (GB-s at Lambda's list price) of fetching 100 objects.
  */
 
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<void> {
     sizes: { type: 'string', default: '128,256,512,1024,2048,3008' },
     concurrency: { type: 'string', default: '1,2,4,8,16,26' },
     'concurrency-memory': { type: 'string', default: '128' },
+    'link-mbit': { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '3' },
     omit: { type: 'string', default: '1' },
     reps: { type: 'string', default: '1' },
@@ -93,6 +95,8 @@ export async function run(argv: string[]): Promise<void> {
   const sizes = numbers(String(args.sizes), 'sizes');
   const counts = numbers(String(args.concurrency), 'concurrency');
   const concurrencyMemory = Number(args['concurrency-memory']);
+  const linkMbit = Number(args['link-mbit']);
+  if (!(linkMbit >= 0)) throw new Error('--link-mbit takes a rate in Mbit/s (0: no emulated link)');
   const objects = Math.round(Number(args.objects));
   const settings: Settings = {
     seconds: Number(args.seconds),
@@ -102,6 +106,7 @@ export async function run(argv: string[]): Promise<void> {
     objects,
     fetchConcurrency: Number(args['fetch-concurrency']),
     log: progress,
+    retries: [],
   };
   const s3Settings = { ...settings, reps: Number(args['s3-reps']) };
   const wantS3 = parts.has('b') || parts.has('d');
@@ -134,12 +139,20 @@ export async function run(argv: string[]): Promise<void> {
           result.bandwidth = await bandwidthVsMemory(env, sizes, settings);
         }
         if (parts.has('c')) {
-          progress(`isolation ${mode}: (c) ${counts.join(', ')} concurrent functions`);
-          result.concurrency = await concurrency(env, counts, concurrencyMemory, settings);
+          const link = linkMbit > 0 ? `, sharing an emulated ${linkMbit} Mbit/s link` : '';
+          progress(`isolation ${mode}: (c) ${counts.join(', ')} concurrent functions${link}`);
+          if (linkMbit > 0) await env.limitLink(linkMbit);
+          try {
+            result.concurrency = await concurrency(env, counts, concurrencyMemory, settings);
+          } finally {
+            if (linkMbit > 0) await env.unlimitLink();
+          }
         }
         if (wantS3) {
-          progress(`isolation ${mode}: ${parts.has('b') ? '(b) S3 transfers' : ''}
-            ${parts.has('d') ? `(d) ${objects}-object fetch` : ''}`.replace(/\s+/g, ' '));
+          progress(
+            `isolation ${mode}: ${parts.has('b') ? '(b) S3 transfers' : ''}
+            ${parts.has('d') ? `(d) ${objects}-object fetch` : ''}`.replace(/\s+/g, ' '),
+          );
           const s3 = await s3Parts(env, sizes, s3Settings, {
             transfers: parts.has('b'),
             cost: parts.has('d'),
@@ -158,7 +171,7 @@ export async function run(argv: string[]): Promise<void> {
     process.off('SIGTERM', onSignal);
   }
 
-  const targets = evaluateTargets(results, concurrencyMemory);
+  const targets = evaluateTargets(results, concurrencyMemory, linkMbit);
   printTables(results, settings, s3Settings.reps, concurrencyMemory, targets);
   const elapsedS = Math.round((performance.now() - started) / 1000);
   progress(`done in ${elapsedS} s`);
@@ -186,6 +199,10 @@ export async function run(argv: string[]): Promise<void> {
       sizes,
       concurrency: counts,
       concurrencyMemoryMb: concurrencyMemory,
+      linkMbit:
+        linkMbit > 0
+          ? `${linkMbit}: (c) shares one emulated link (TBF on the bridge, both directions), like a host NIC`
+          : 'none: (c) is bounded only by the CPU',
       iperfSeconds: settings.seconds,
       iperfOmitSeconds: settings.omit,
       iperfReps: settings.reps,
@@ -199,6 +216,7 @@ export async function run(argv: string[]): Promise<void> {
       fetchConcurrency: settings.fetchConcurrency,
     },
     elapsedS,
+    retries: settings.retries,
     results,
     targets,
   };
@@ -326,7 +344,7 @@ function printTables(
         ],
         rows,
         {
-          title: `(c) N concurrent ${concurrencyMemory} MB functions, Mbit/s · targets: on keeps ≥ 90 % while allocations fit the link (${targets.linkMbit ? `link ≈ ${Math.round(targets.linkMbit)} Mbit/s` : 'link unknown'}) — ${yes(targets.concurrencyOnKeeps90pct)}; off: share falls ~1/N, aggregate flat — ${yes(targets.concurrencyOffPattern)}`,
+          title: `(c) N concurrent ${concurrencyMemory} MB functions, Mbit/s · targets: on keeps ≥ 90 % while allocations fit the link (${targets.linkMbit ? `link ${Math.round(targets.linkMbit)} Mbit/s${targets.linkEmulated ? ' emulated' : ' measured'}` : 'link unknown'}) — ${yes(targets.concurrencyOnKeeps90pct)}; off: share falls ~1/N, aggregate flat — ${yes(targets.concurrencyOffPattern)}`,
         },
       ),
     );

@@ -211,6 +211,8 @@ function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<
     let headerDuration = NaN;
     const chunks: Buffer[] = [];
     const handler: Dispatcher.DispatchHandler = {
+      // Present so undici treats this as a new-style handler.
+      onRequestStart() {},
       onResponseStart(_controller, statusCode, headers) {
         status = statusCode;
         start = startPath(headers['x-petri-start']);

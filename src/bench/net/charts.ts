@@ -191,7 +191,12 @@ function costMap(values: Point[]): ChartSpec {
     height: 320,
     data: { values },
     encoding: {
-      x: { field: 'time', type: 'quantitative', title: 'response time (s, log)', scale: { type: 'log' } },
+      x: {
+        field: 'time',
+        type: 'quantitative',
+        title: 'response time (s, log)',
+        scale: { type: 'log' },
+      },
       y: { field: 'cost', type: 'quantitative', title: 'cost (USD)', scale: { zero: true } },
       color: { field: 'series', type: 'nominal', title: null },
     },

@@ -27,6 +27,8 @@ export const GATEWAY = new AddressAllocator(parseConfig({}).network.subnet).gate
 export const BUCKET = 'petri-bench';
 export const IPERF_BASE_PORT = 5201;
 export const S3_PORT = 9000;
+/** The IFB that carries uploads through the emulated link (inside the test namespace). */
+const LINK_IFB = 'pbenchlink';
 
 export interface EnvOptions {
   mode: Mode;
@@ -117,7 +119,10 @@ export class NetEnv {
     this.s3rver = child;
     let output = '';
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`s3rver did not start:\n${output}`)), 120_000);
+      const timer = setTimeout(
+        () => reject(new Error(`s3rver did not start:\n${output}`)),
+        120_000,
+      );
       child.stdout!.setEncoding('utf8').on('data', (text: string) => {
         output += text;
         if (output.includes('ready')) {
@@ -139,6 +144,49 @@ export class NetEnv {
   private async get(route: string): Promise<unknown> {
     const response = await request(`${this.url}${route}`);
     return response.body.json();
+  }
+
+  /**
+   * Emulates the node's network link (its NIC) as a TBF on the bridge, both
+   * directions: downloads leave the gateway through the bridge's root qdisc;
+   * uploads enter through its ingress, redirected to an IFB with a TBF.
+   * Every function's traffic to the servers on the gateway then shares one
+   * link of `mbit`, as co-located Lambda functions share their host's NIC.
+   * Only inside this env's test namespace; `unlimitLink` removes it.
+   */
+  async limitLink(mbit: number): Promise<void> {
+    const netns = this.testbedName();
+    const bridge = parseConfig({}).network.bridge;
+    // A bucket of at least 2 ms at the rate (and 256 KB), as for the instances' TBFs.
+    const burst = Math.max(256 * 1024, Math.round((mbit * 1e6) / 8 / 500));
+    const tbf = `tbf rate ${Math.round(mbit * 1000)}kbit burst ${burst} latency 50ms`;
+    await runCommand('ip', ['-n', netns, 'link', 'add', LINK_IFB, 'type', 'ifb']);
+    await runCommand('ip', ['-n', netns, 'link', 'set', LINK_IFB, 'up']);
+    const lines = [
+      `qdisc add dev ${bridge} root handle 1: ${tbf}`,
+      `qdisc add dev ${bridge} handle ffff: ingress`,
+      `filter add dev ${bridge} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${LINK_IFB}`,
+      `qdisc add dev ${LINK_IFB} root handle 1: ${tbf}`,
+    ];
+    await runCommand('tc', ['-n', netns, '-batch', '-'], lines.join('\n') + '\n');
+  }
+
+  async unlimitLink(): Promise<void> {
+    const netns = this.testbedName();
+    const bridge = parseConfig({}).network.bridge;
+    for (const args of [
+      ['tc', '-n', netns, 'qdisc', 'del', 'dev', bridge, 'root'],
+      ['tc', '-n', netns, 'qdisc', 'del', 'dev', bridge, 'ingress'],
+      ['ip', '-n', netns, 'link', 'del', LINK_IFB],
+    ]) {
+      await runCommand(args[0], args.slice(1)).catch(() => undefined);
+    }
+  }
+
+  private testbedName(): string {
+    const name = this.daemon?.testbed?.name;
+    if (!name) throw new Error('daemon not started');
+    return name;
   }
 
   /** PUT /v1/functions/{name} from a folder under src/bench/net-functions. */

@@ -27,6 +27,8 @@ export interface Settings {
   objects: number;
   fetchConcurrency: number;
   log: (message: string) => void;
+  /** Measurements that failed and were repeated (reported in the JSON). */
+  retries: { what: string; error: string }[];
 }
 
 interface IperfReply {
@@ -38,14 +40,33 @@ interface IperfReply {
 }
 
 function mbitOf(reply: IperfReply): number {
-  return parseIperfJson(JSON.stringify({ end: reply.end, error: reply.error }))
-    .receivedBitsPerSecond / 1e6;
+  return (
+    parseIperfJson(JSON.stringify({ end: reply.end, error: reply.error })).receivedBitsPerSecond /
+    1e6
+  );
 }
 
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Runs one measurement, again (up to `attempts` times) when iperf3 fails: a
+ * client occasionally exits without output under heavy contention.
+ */
+async function retry<T>(what: string, s: Settings, attempts: number, fn: () => Promise<T>) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      s.log(`  ${what} failed (${String(error).split('\n')[0]}); retrying`);
+      s.retries.push({ what, error: String(error).slice(0, 300) });
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
 }
 
 const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
@@ -87,8 +108,11 @@ export async function bandwidthVsMemory(
     for (let rep = 0; rep < s.reps; rep++) {
       for (const reverse of [false, true]) {
         const event = { server: env.gateway, port: IPERF_BASE_PORT, seconds: s.seconds };
-        const reply = await env.invoke<IperfReply>(name, { ...event, omit: s.omit, reverse });
-        (reverse ? down : up).push(mbitOf(reply));
+        const what = `${memoryMb} MB ${reverse ? 'download' : 'upload'}`;
+        const mbit = await retry(what, s, 3, async () =>
+          mbitOf(await env.invoke<IperfReply>(name, { ...event, omit: s.omit, reverse })),
+        );
+        (reverse ? down : up).push(mbit);
       }
     }
     await env.remove(name);
@@ -266,20 +290,22 @@ export async function concurrency(
         Array.from({ length: n }, () => env.invoke(name, { warmup: true, startAt: holdUntil })),
       );
       for (const direction of ['up', 'down'] as const) {
-        const startAt = Date.now() + 500 + 50 * n;
-        const replies = await Promise.all(
-          Array.from({ length: n }, (_, i) =>
-            env.invoke<IperfReply>(name, {
-              server: env.gateway,
-              port: IPERF_BASE_PORT + i,
-              seconds: s.seconds,
-              omit: s.omit,
-              reverse: direction === 'down',
-              startAt,
-            }),
-          ),
-        );
-        const mbit = replies.map(mbitOf);
+        const { replies, mbit } = await retry(`N=${n} ${direction}`, s, 3, async () => {
+          const startAt = Date.now() + 500 + 50 * n;
+          const replies = await Promise.all(
+            Array.from({ length: n }, (_, i) =>
+              env.invoke<IperfReply>(name, {
+                server: env.gateway,
+                port: IPERF_BASE_PORT + i,
+                seconds: s.seconds,
+                omit: s.omit,
+                reverse: direction === 'down',
+                startAt,
+              }),
+            ),
+          );
+          return { replies, mbit: replies.map(mbitOf) };
+        });
         const starts = replies.map((r) => r.startedAt);
         const sum = mbit.reduce((a, b) => a + b, 0);
         const row: ConcurrencyRow = {

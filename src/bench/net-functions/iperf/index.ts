@@ -19,9 +19,12 @@ interface IperfEvent {
 
 function iperf(args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve) => {
-    execFile('iperf3', args, { timeout: timeoutMs, maxBuffer: 32 << 20 }, (error, stdout) => {
+    const options = { timeout: timeoutMs, maxBuffer: 32 << 20 };
+    execFile('iperf3', args, options, (error, stdout, stderr) => {
       // iperf3 exits non-zero on failure but still prints its JSON with an `error` field.
-      resolve(stdout || JSON.stringify({ error: String(error?.message ?? 'no output') }));
+      if (stdout.trim()) return resolve(stdout);
+      const why = `${error?.message ?? 'no output'} (exit ${error?.code}, signal ${error?.signal}) ${stderr}`;
+      resolve(JSON.stringify({ error: why }));
     });
   });
 }
