@@ -3,16 +3,14 @@
  * only this API, so everything a verb needs from the node goes through here.
  */
 import { request } from 'undici';
+import type { InvocationView } from '../api/index.ts';
+import type { NodeInfo } from '../node/index.ts';
+import type { StartPath, InvocationStatus } from '../store/index.ts';
 
-export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
-export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
-
-export interface InstanceCounts {
-  starting: number;
-  idle: number;
-  busy: number;
-  stopping: number;
-}
+// The wire shapes the server defines; imported as types only (no server code loads).
+export type { InvocationView, StartPath, InvocationStatus };
+export type NodeView = NodeInfo;
+export type InstanceCounts = NodeInfo['instances'];
 
 /**
  * The spec as the node reports it. Fields are optional and open-ended on
@@ -51,34 +49,6 @@ export interface ErrorInfo {
   details?: unknown;
 }
 
-export interface InvocationView {
-  id: string;
-  functionName: string;
-  version: number;
-  mode: 'sync' | 'async';
-  status: InvocationStatus;
-  startPath?: StartPath;
-  result?: unknown;
-  error?: ErrorInfo;
-  instanceId?: string;
-  timings: {
-    receivedAt: number;
-    dispatchedAt?: number;
-    startedAt?: number;
-    finishedAt?: number;
-    queuedMs?: number;
-    initMs?: number;
-    executionMs?: number;
-    totalMs?: number;
-  };
-  resources: {
-    cpuMs?: number;
-    peakMemoryBytes?: number;
-    netRxBytes?: number;
-    netTxBytes?: number;
-  };
-}
-
 export interface LogEntry {
   at: number;
   invocationId?: string;
@@ -87,23 +57,7 @@ export interface LogEntry {
   line: string;
 }
 
-export interface IsolationMechanism {
-  name: string;
-  active: boolean;
-  reason?: string;
-}
-
-export interface NodeView {
-  version: string;
-  cores: number;
-  memoryBudgetMb: number;
-  memoryInUseMb: number;
-  sandboxDriver: string;
-  isolation: { driver: string; mechanisms: IsolationMechanism[] };
-  instances: InstanceCounts;
-  functions: number;
-  uptimeMs: number;
-}
+export type IsolationMechanism = NodeInfo['isolation']['mechanisms'][number];
 
 /** What a synchronous invoke returns: the handler's result plus the x-petri-* headers. */
 export interface InvokeOutcome {
