@@ -172,18 +172,19 @@ function wdSpeedup(trace: Trace): number {
 async function benchLoad(rate: number, seconds: number) {
   const server = await startNoopServer();
   try {
+    // One warm-up minute (connections opened, JIT warm) then four measured ones.
     const functions = 50;
-    const minuteMs = seconds * 1000;
-    const perFunction = Math.round((rate * seconds) / functions);
+    const minuteMs = (seconds * 1000) / 4;
+    const perFunction = Math.round((rate * minuteMs) / 1000 / functions);
     const trace: Trace = {
-      minutes: 1,
+      minutes: 5,
       functions: Array.from({ length: functions }, (_, i) => tinyFunction(i, perFunction)),
     };
     const idleP99Ms = await idleLateness();
     const data = await runLoad(trace, {
-      target: new HttpTarget(`http://127.0.0.1:${server.port}/{function}`, { connections: 256 }),
-      minutes: 1,
-      warmupMinutes: 0,
+      target: new HttpTarget(`http://127.0.0.1:${server.port}/{function}`, { connections: 32 }),
+      minutes: 4,
+      warmupMinutes: 1,
       iat: 'exponential',
       seed: 1,
       minuteMs,
@@ -248,7 +249,7 @@ function tinyFunction(i: number, count: number): TraceFunction {
     app: `a${i}`,
     func: `f${i}`,
     trigger: 'http',
-    counts: Uint32Array.of(count),
+    counts: new Uint32Array(5).fill(count),
     duration: d,
     memory: m,
   };

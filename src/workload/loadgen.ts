@@ -76,7 +76,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
       data.doneMs[i] = now() - startedAt;
       data.status[i] = outcome.status;
       data.errorCode[i] = outcome.errorCode;
-      data.start[i] = START_PATHS.indexOf(outcome.start);
+      data.start[i] = Math.max(0, START_PATHS.indexOf(outcome.start));
       data.actualDurationMs[i] = outcome.actualDurationMs;
       if (--outstanding === 0) drained?.();
     });

@@ -227,9 +227,9 @@ function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<
           resolve({ status, errorCode: errorCodeOf(body), start, actualDurationMs: NaN });
           return;
         }
-        const actualDurationMs = Number.isFinite(headerDuration)
-          ? headerDuration
-          : reportedDuration(body);
+        // The function's own measurement first (the synthetic function reports it); else the platform's.
+        const reported = reportedDuration(body);
+        const actualDurationMs = Number.isFinite(reported) ? reported : headerDuration;
         resolve({ status, errorCode: '', start, actualDurationMs });
       },
       onResponseError(_controller, err) {
@@ -256,7 +256,8 @@ function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<
 
 function startPath(header: string | string[] | undefined): StartPath {
   const value = Array.isArray(header) ? header[0] : header;
-  return (START_PATHS as readonly string[]).includes(value ?? '') ? (value as StartPath) : '';
+  const text = value ?? '';
+  return (START_PATHS as readonly string[]).includes(text) ? (text as StartPath) : '';
 }
 
 function errorCodeOf(body: string): string {

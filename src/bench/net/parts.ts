@@ -304,6 +304,10 @@ export async function concurrency(
               }),
             ),
           );
+          if (process.env.PETRI_NET_DEBUG) {
+            const fs = await import('node:fs');
+            fs.appendFileSync(process.env.PETRI_NET_DEBUG, JSON.stringify({ n, direction, replies }) + '\n');
+          }
           return { replies, mbit: replies.map(mbitOf) };
         });
         const starts = replies.map((r) => r.startedAt);

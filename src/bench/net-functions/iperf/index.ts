@@ -20,10 +20,11 @@ interface IperfEvent {
 function iperf(args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve) => {
     const options = { timeout: timeoutMs, maxBuffer: 32 << 20 };
+    const started = Date.now();
     execFile('iperf3', args, options, (error, stdout, stderr) => {
       // iperf3 exits non-zero on failure but still prints its JSON with an `error` field.
       if (stdout.trim()) return resolve(stdout);
-      const why = `${error?.message ?? 'no output'} (exit ${error?.code}, signal ${error?.signal}) ${stderr}`;
+      const why = `${error?.message ?? 'no output'} (exit ${error?.code}, signal ${error?.signal}, after ${Date.now() - started} ms) ${stderr}`;
       resolve(JSON.stringify({ error: why }));
     });
   });
