@@ -277,10 +277,17 @@ describe('a real daemon', () => {
   });
 
   it('keeps functions across a crash and fails unfinished async invocations with NodeRestarted', async () => {
-    const accepted = await call('POST', '/v1/functions/sleeper/invoke?mode=async', { ms: 20_000 });
+    await deploy('long-sleeper', path.join(codeRoot, 'sleeper'), { timeoutMs: 60_000 });
+    const accepted = await call('POST', '/v1/functions/long-sleeper/invoke?mode=async', {
+      ms: 20_000,
+    });
     const { invocationId } = accepted.body as { invocationId: string };
-    await sleep(300);
-    assert.ok(instanceProcesses().length > 0);
+    for (let i = 0; i < 100 && instanceProcesses().length === 0; i++) await sleep(50);
+    await sleep(200);
+    const running = (await call('GET', `/v1/invocations/${invocationId}`)).body as {
+      status: string;
+    };
+    assert.equal(running.status, 'running');
     const testbed = daemon.testbed;
     await daemon.stop('SIGKILL');
     // Instances notice the daemon's pipe close and exit on their own.

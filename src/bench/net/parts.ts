@@ -37,6 +37,40 @@ interface IperfReply {
   finishedAt: number;
   end?: unknown;
   error?: unknown;
+  /** [start s, end s, bytes] per report interval, from the test's start. */
+  intervals?: [number, number, number][];
+}
+
+/** A run's intervals on the wall clock (ms): the test ended as iperf3 exited. */
+function wallIntervals(reply: IperfReply): [number, number, number][] {
+  const intervals = reply.intervals ?? [];
+  const last = intervals.at(-1)?.[1] ?? 0;
+  const zero = reply.finishedAt - last * 1000;
+  return intervals.map(([start, end, bytes]) => [zero + start * 1000, zero + end * 1000, bytes]);
+}
+
+/**
+ * Each run's Mbit/s over the window all N runs were sending at once. The
+ * runs start within ms of each other, but a dropped SYN on a full link
+ * delays one by a second (TCP's initial RTO), and that run then has the
+ * link to itself after the others end: iperf3's own averages, taken over
+ * each run's own window, would add up to more than the link carried.
+ */
+function commonWindow(replies: IperfReply[]): { mbit: number[]; seconds: number } | undefined {
+  const runs = replies.map(wallIntervals);
+  if (runs.some((run) => run.length === 0)) return undefined;
+  const from = Math.max(...runs.map((run) => run[0][0]));
+  const to = Math.min(...runs.map((run) => run.at(-1)![1]));
+  if (to - from < 1000) return undefined;
+  const mbit = runs.map((run) => {
+    let bytes = 0;
+    for (const [start, end, b] of run) {
+      const overlap = Math.min(end, to) - Math.max(start, from);
+      if (overlap > 0 && end > start) bytes += (b * overlap) / (end - start);
+    }
+    return (bytes * 8) / ((to - from) / 1000) / 1e6;
+  });
+  return { mbit, seconds: (to - from) / 1000 };
 }
 
 function mbitOf(reply: IperfReply): number {
@@ -258,6 +292,10 @@ export interface ConcurrencyRow {
   direction: 'up' | 'down';
   allocationMbit: number;
   perFunctionMbit: number[];
+  /** iperf3's own per-run averages, each over its own window. */
+  iperfMbit: number[];
+  /** Length of the window all N runs overlapped, over which the figures are taken. */
+  windowS: number | undefined;
   meanMbit: number;
   minMbit: number;
   maxMbit: number;
@@ -290,7 +328,7 @@ export async function concurrency(
         Array.from({ length: n }, () => env.invoke(name, { warmup: true, startAt: holdUntil })),
       );
       for (const direction of ['up', 'down'] as const) {
-        const { replies, mbit } = await retry(`N=${n} ${direction}`, s, 3, async () => {
+        const measured = await retry(`N=${n} ${direction}`, s, 3, async () => {
           const startAt = Date.now() + 500 + 50 * n;
           const replies = await Promise.all(
             Array.from({ length: n }, (_, i) =>
@@ -300,16 +338,16 @@ export async function concurrency(
                 seconds: s.seconds,
                 omit: s.omit,
                 reverse: direction === 'down',
+                interval: 0.5,
                 startAt,
               }),
             ),
           );
-          if (process.env.PETRI_NET_DEBUG) {
-            const fs = await import('node:fs');
-            fs.appendFileSync(process.env.PETRI_NET_DEBUG, JSON.stringify({ n, direction, replies }) + '\n');
-          }
           return { replies, mbit: replies.map(mbitOf) };
         });
+        const { replies, mbit: own } = measured;
+        const common = commonWindow(replies);
+        const mbit = common?.mbit ?? own;
         const starts = replies.map((r) => r.startedAt);
         const sum = mbit.reduce((a, b) => a + b, 0);
         const row: ConcurrencyRow = {
@@ -317,6 +355,8 @@ export async function concurrency(
           direction,
           allocationMbit: round(allocation, 1),
           perFunctionMbit: mbit.map((v) => round(v, 1)),
+          iperfMbit: own.map((v) => round(v, 1)),
+          windowS: common ? round(common.seconds, 2) : undefined,
           meanMbit: round(sum / n, 1),
           minMbit: round(Math.min(...mbit), 1),
           maxMbit: round(Math.max(...mbit), 1),

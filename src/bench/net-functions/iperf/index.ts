@@ -15,6 +15,12 @@ interface IperfEvent {
   omit?: number;
   reverse?: boolean;
   startAt?: number;
+  /** Seconds between iperf3's interval reports (-i). */
+  interval?: number;
+}
+
+interface Interval {
+  sum?: { start: number; end: number; bytes: number; omitted?: boolean };
 }
 
 function iperf(args: string[], timeoutMs: number): Promise<string> {
@@ -37,16 +43,29 @@ export async function handler(event: IperfEvent) {
   if (event.warmup) return { address: process.env.PETRI_ADDRESS };
   const startedAt = Date.now();
   const args = ['-c', event.server, '-p', String(event.port), '-t', String(event.seconds), '-J'];
-  if (event.reverse) args.push('-R');
+  // Upload: the receiver is the server; its intervals count what arrived, not what was written.
+  args.push(event.reverse ? '-R' : '--get-server-output');
   if (event.omit) args.push('-O', String(event.omit));
+  if (event.interval) args.push('-i', String(event.interval));
   const text = await iperf(args, (event.seconds + (event.omit ?? 0) + 20) * 1000);
-  let parsed: { end?: unknown; error?: unknown };
+  const finishedAt = Date.now();
+  let parsed: {
+    end?: unknown;
+    error?: unknown;
+    intervals?: Interval[];
+    server_output_json?: { intervals?: Interval[] };
+  };
   try {
-    parsed = JSON.parse(text) as { end?: unknown; error?: unknown };
+    parsed = JSON.parse(text) as typeof parsed;
   } catch {
     parsed = { error: `unparsable iperf3 output: ${text.slice(0, 200)}` };
   }
-  // Only the summary: the per-interval records are not needed.
+  // The summary, and per receiver interval only [start, end, bytes] (seconds from the
+  // test's start; the test ended just before iperf3 exited at finishedAt).
+  const intervals = (parsed.server_output_json?.intervals ?? parsed.intervals ?? [])
+    .map((i) => i.sum)
+    .filter((sum) => sum && !sum.omitted)
+    .map((sum) => [sum!.start, sum!.end, sum!.bytes]);
   const address = process.env.PETRI_ADDRESS;
-  return { address, startedAt, finishedAt: Date.now(), end: parsed.end, error: parsed.error };
+  return { address, startedAt, finishedAt, end: parsed.end, error: parsed.error, intervals };
 }
