@@ -143,7 +143,14 @@ export async function run(argv: string[]): Promise<void> {
           progress(`isolation ${mode}: (c) ${counts.join(', ')} concurrent functions${link}`);
           if (linkMbit > 0) await env.limitLink(linkMbit);
           try {
-            result.concurrency = await concurrency(env, counts, concurrencyMemory, settings);
+            const counters = linkMbit > 0 ? () => env.linkBytes() : undefined;
+            result.concurrency = await concurrency(
+              env,
+              counts,
+              concurrencyMemory,
+              settings,
+              counters,
+            );
           } finally {
             if (linkMbit > 0) await env.unlimitLink();
           }
@@ -326,6 +333,7 @@ function printTables(
         a?.aggregateMbit,
         b ? `${b.meanMbit} / ${b.minMbit}` : undefined,
         b?.aggregateMbit,
+        [a?.linkWireMbit, b?.linkWireMbit].map((v) => v ?? '–').join(' / '),
         [a?.startSkewMs, b?.startSkewMs].filter((v) => v !== undefined).join(' / '),
       ];
     });
@@ -340,6 +348,7 @@ function printTables(
           'on: aggregate',
           'off: mean / min',
           'off: aggregate',
+          'link wire on / off',
           'start skew ms',
         ],
         rows,

@@ -121,6 +121,9 @@ export async function writeNetCharts(
       perFunction.push({ n: row.n, mbit: row.meanMbit, series: `${series} mean` });
       perFunction.push({ n: row.n, mbit: row.minMbit, series: `${series} min` });
       aggregate.push({ n: row.n, mbit: row.aggregateMbit, series });
+      if (row.linkWireMbit !== undefined) {
+        aggregate.push({ n: row.n, mbit: row.linkWireMbit, series: `${series} (link counters)` });
+      }
       if (r.mode === 'on' && row.direction === 'up') {
         perFunction.push({ n: row.n, mbit: row.allocationMbit, series: 'allocation' });
         aggregate.push({ n: row.n, mbit: row.allocationMbit * row.n, series: 'N × allocation' });

@@ -30,6 +30,11 @@ export const S3_PORT = 9000;
 /** The IFB that carries uploads through the emulated link (inside the test namespace). */
 const LINK_IFB = 'pbenchlink';
 
+export interface LinkBytes {
+  up: number;
+  down: number;
+}
+
 export interface EnvOptions {
   mode: Mode;
   /** iperf3 servers to start (one per concurrent client). */
@@ -169,6 +174,19 @@ export class NetEnv {
       `qdisc add dev ${LINK_IFB} root handle 1: ${tbf}`,
     ];
     await runCommand('tc', ['-n', netns, '-batch', '-'], lines.join('\n') + '\n');
+  }
+
+  /** Bytes the emulated link has carried so far, per direction (its TBFs' counters). */
+  async linkBytes(): Promise<LinkBytes> {
+    const netns = this.testbedName();
+    const bridge = parseConfig({}).network.bridge;
+    const sent = async (dev: string): Promise<number> => {
+      const out = await runCommand('tc', ['-n', netns, '-s', '-j', 'qdisc', 'show', 'dev', dev]);
+      const qdiscs = JSON.parse(out) as { root?: boolean; bytes?: number }[];
+      return qdiscs.find((q) => q.root)?.bytes ?? 0;
+    };
+    const [down, up] = await Promise.all([sent(bridge), sent(LINK_IFB)]);
+    return { down, up };
   }
 
   async unlimitLink(): Promise<void> {

@@ -1,5 +1,5 @@
 import { parseIperfJson } from '../../net/index.ts';
-import { BUCKET, IPERF_BASE_PORT, type NetEnv } from './env.ts';
+import { BUCKET, IPERF_BASE_PORT, type LinkBytes, type NetEnv } from './env.ts';
 
 /**
  * The four parts of the network-isolation study (Wang et al., "Network
@@ -37,40 +37,6 @@ interface IperfReply {
   finishedAt: number;
   end?: unknown;
   error?: unknown;
-  /** [start s, end s, bytes] per report interval, from the test's start. */
-  intervals?: [number, number, number][];
-}
-
-/** A run's intervals on the wall clock (ms): the test ended as iperf3 exited. */
-function wallIntervals(reply: IperfReply): [number, number, number][] {
-  const intervals = reply.intervals ?? [];
-  const last = intervals.at(-1)?.[1] ?? 0;
-  const zero = reply.finishedAt - last * 1000;
-  return intervals.map(([start, end, bytes]) => [zero + start * 1000, zero + end * 1000, bytes]);
-}
-
-/**
- * Each run's Mbit/s over the window all N runs were sending at once. The
- * runs start within ms of each other, but a dropped SYN on a full link
- * delays one by a second (TCP's initial RTO), and that run then has the
- * link to itself after the others end: iperf3's own averages, taken over
- * each run's own window, would add up to more than the link carried.
- */
-function commonWindow(replies: IperfReply[]): { mbit: number[]; seconds: number } | undefined {
-  const runs = replies.map(wallIntervals);
-  if (runs.some((run) => run.length === 0)) return undefined;
-  const from = Math.max(...runs.map((run) => run[0][0]));
-  const to = Math.min(...runs.map((run) => run.at(-1)![1]));
-  if (to - from < 1000) return undefined;
-  const mbit = runs.map((run) => {
-    let bytes = 0;
-    for (const [start, end, b] of run) {
-      const overlap = Math.min(end, to) - Math.max(start, from);
-      if (overlap > 0 && end > start) bytes += (b * overlap) / (end - start);
-    }
-    return (bytes * 8) / ((to - from) / 1000) / 1e6;
-  });
-  return { mbit, seconds: (to - from) / 1000 };
 }
 
 function mbitOf(reply: IperfReply): number {
@@ -287,19 +253,44 @@ export async function s3Parts(
 
 // ---------------------------------------------------------------- (c)
 
+const sleepUntil = (at: number) =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+
+/** Mbit/s on the wire through the link in one direction between two wall-clock times. */
+async function sampleLink(
+  counters: () => Promise<LinkBytes>,
+  direction: 'up' | 'down',
+  from: number,
+  to: number,
+): Promise<number | undefined> {
+  if (to - from < 500) return undefined;
+  await sleepUntil(from);
+  const a = await counters();
+  const t0 = performance.now();
+  await sleepUntil(to);
+  const b = await counters();
+  const seconds = (performance.now() - t0) / 1000;
+  return ((b[direction] - a[direction]) * 8) / seconds / 1e6;
+}
+
 export interface ConcurrencyRow {
   n: number;
   direction: 'up' | 'down';
   allocationMbit: number;
   perFunctionMbit: number[];
-  /** iperf3's own per-run averages, each over its own window. */
-  iperfMbit: number[];
-  /** Length of the window all N runs overlapped, over which the figures are taken. */
-  windowS: number | undefined;
   meanMbit: number;
   minMbit: number;
   maxMbit: number;
+  /** Sum of the N iperf3 goodputs (each averaged over its own run). */
   aggregateMbit: number;
+  /**
+   * What crossed the shared link in the window all runs were surely sending
+   * (bytes on the wire, from the link TBF's counters); undefined without an
+   * emulated link. A run whose SYN the full link dropped starts a second late
+   * (TCP's initial RTO) and then has the link to itself after the others end,
+   * so the sum of iperf3's averages can exceed what the link carried.
+   */
+  linkWireMbit?: number;
   /** min / allocation */
   minRatio: number;
   meanRatio: number;
@@ -314,6 +305,7 @@ export async function concurrency(
   counts: number[],
   memoryMb: number,
   s: Settings,
+  linkCounters?: () => Promise<LinkBytes>,
 ): Promise<ConcurrencyRow[]> {
   const name = `iperf-conc-${memoryMb}`;
   const most = Math.max(...counts);
@@ -330,6 +322,10 @@ export async function concurrency(
       for (const direction of ['up', 'down'] as const) {
         const measured = await retry(`N=${n} ${direction}`, s, 3, async () => {
           const startAt = Date.now() + 500 + 50 * n;
+          // Sample the link over the middle of the runs, past the omitted start.
+          const from = startAt + (s.omit + 0.5) * 1000;
+          const to = startAt + (s.omit + s.seconds - 0.5) * 1000;
+          const linkRate = linkCounters ? sampleLink(linkCounters, direction, from, to) : undefined;
           const replies = await Promise.all(
             Array.from({ length: n }, (_, i) =>
               env.invoke<IperfReply>(name, {
@@ -338,16 +334,13 @@ export async function concurrency(
                 seconds: s.seconds,
                 omit: s.omit,
                 reverse: direction === 'down',
-                interval: 0.5,
                 startAt,
               }),
             ),
           );
-          return { replies, mbit: replies.map(mbitOf) };
+          return { replies, mbit: replies.map(mbitOf), link: await linkRate };
         });
-        const { replies, mbit: own } = measured;
-        const common = commonWindow(replies);
-        const mbit = common?.mbit ?? own;
+        const { replies, mbit, link } = measured;
         const starts = replies.map((r) => r.startedAt);
         const sum = mbit.reduce((a, b) => a + b, 0);
         const row: ConcurrencyRow = {
@@ -355,12 +348,11 @@ export async function concurrency(
           direction,
           allocationMbit: round(allocation, 1),
           perFunctionMbit: mbit.map((v) => round(v, 1)),
-          iperfMbit: own.map((v) => round(v, 1)),
-          windowS: common ? round(common.seconds, 2) : undefined,
           meanMbit: round(sum / n, 1),
           minMbit: round(Math.min(...mbit), 1),
           maxMbit: round(Math.max(...mbit), 1),
           aggregateMbit: round(sum, 1),
+          linkWireMbit: link === undefined ? undefined : round(link, 1),
           minRatio: round(Math.min(...mbit) / allocation),
           meanRatio: round(sum / n / allocation),
           startSkewMs: Math.max(...starts) - Math.min(...starts),

@@ -28,7 +28,7 @@ export interface Targets {
     n: number;
     direction: string;
     aggregateOverLinkGoodput: number;
-    /** Per-function mean relative to N = first: 1/N would be the paper's pattern. */
+    /** Link wire rate (or iperf3 sum) / link rate (or its goodput). */
     meanOverFirst: number;
   }[];
 }
@@ -77,22 +77,27 @@ export function evaluateTargets(
     for (const direction of ['up', 'down']) {
       const rows = off.concurrency.filter((row) => row.direction === direction);
       if (rows.length === 0) continue;
-      const goodput = TBF_GOODPUT * link[direction];
-      const saturated = rows.filter((row) => row.aggregateMbit >= (1 - FLAT) * goodput);
+      // On the link's own counters (wire bytes vs the wire rate) when it is emulated;
+      // otherwise the iperf3 sum against the goodput the link can give.
+      const carried = (row: (typeof rows)[number]) => row.linkWireMbit ?? row.aggregateMbit;
+      const goodput = rows.every((row) => row.linkWireMbit !== undefined)
+        ? link[direction]
+        : TBF_GOODPUT * link[direction];
+      const saturated = rows.filter((row) => carried(row) >= (1 - FLAT) * goodput);
       const first = saturated.length > 0 ? Math.min(...saturated.map((row) => row.n)) : Infinity;
       targets.offSaturatesAt[direction] = first;
       for (const row of rows) {
         targets.concurrencyOffDetail.push({
           n: row.n,
           direction,
-          aggregateOverLinkGoodput: Number((row.aggregateMbit / goodput).toFixed(3)),
+          aggregateOverLinkGoodput: Number((carried(row) / goodput).toFixed(3)),
           meanOverFirst: Number((row.meanMbit / rows[0].meanMbit).toFixed(3)),
         });
       }
       // Saturated early (by a quarter of the largest N), then flat within ±20 %
       // of the link's goodput, so the per-function share is ≈ link / N.
       const past = rows.filter((row) => row.n >= first);
-      const flat = past.every((row) => Math.abs(row.aggregateMbit / goodput - 1) <= FLAT);
+      const flat = past.every((row) => Math.abs(carried(row) / goodput - 1) <= FLAT);
       const largest = Math.max(...rows.map((row) => row.n));
       pattern &&= flat && past.length >= 2 && first <= largest / 4;
     }

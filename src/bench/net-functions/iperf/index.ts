@@ -15,12 +15,6 @@ interface IperfEvent {
   omit?: number;
   reverse?: boolean;
   startAt?: number;
-  /** Seconds between iperf3's interval reports (-i). */
-  interval?: number;
-}
-
-interface Interval {
-  sum?: { start: number; end: number; bytes: number; omitted?: boolean };
 }
 
 function iperf(args: string[], timeoutMs: number): Promise<string> {
@@ -43,29 +37,17 @@ export async function handler(event: IperfEvent) {
   if (event.warmup) return { address: process.env.PETRI_ADDRESS };
   const startedAt = Date.now();
   const args = ['-c', event.server, '-p', String(event.port), '-t', String(event.seconds), '-J'];
-  // Upload: the receiver is the server; its intervals count what arrived, not what was written.
-  args.push(event.reverse ? '-R' : '--get-server-output');
+  if (event.reverse) args.push('-R');
   if (event.omit) args.push('-O', String(event.omit));
-  if (event.interval) args.push('-i', String(event.interval));
   const text = await iperf(args, (event.seconds + (event.omit ?? 0) + 20) * 1000);
   const finishedAt = Date.now();
-  let parsed: {
-    end?: unknown;
-    error?: unknown;
-    intervals?: Interval[];
-    server_output_json?: { intervals?: Interval[] };
-  };
+  let parsed: { end?: unknown; error?: unknown };
   try {
     parsed = JSON.parse(text) as typeof parsed;
   } catch {
     parsed = { error: `unparsable iperf3 output: ${text.slice(0, 200)}` };
   }
-  // The summary, and per receiver interval only [start, end, bytes] (seconds from the
-  // test's start; the test ended just before iperf3 exited at finishedAt).
-  const intervals = (parsed.server_output_json?.intervals ?? parsed.intervals ?? [])
-    .map((i) => i.sum)
-    .filter((sum) => sum && !sum.omitted)
-    .map((sum) => [sum!.start, sum!.end, sum!.bytes]);
+  // Only the summary: the per-interval records are not needed.
   const address = process.env.PETRI_ADDRESS;
-  return { address, startedAt, finishedAt, end: parsed.end, error: parsed.error, intervals };
+  return { address, startedAt, finishedAt, end: parsed.end, error: parsed.error };
 }
