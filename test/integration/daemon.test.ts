@@ -12,6 +12,8 @@ const EXAMPLES = path.resolve(import.meta.dirname, '../../examples');
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-it-'));
 const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-it-code-'));
 let daemon: Daemon;
+/** A namespace kept across the daemon's restart, removed at the end whatever happens. */
+let keptTestbed: Daemon['testbed'];
 
 interface Reply {
   status: number;
@@ -93,6 +95,7 @@ before(async () => {
 
 after(async () => {
   await daemon?.close();
+  await keptTestbed?.close();
   fs.rmSync(stateDir, { recursive: true, force: true });
   fs.rmSync(codeRoot, { recursive: true, force: true });
 });
@@ -289,6 +292,7 @@ describe('a real daemon', () => {
     };
     assert.equal(running.status, 'running');
     const testbed = daemon.testbed;
+    keptTestbed = testbed;
     await daemon.stop('SIGKILL');
     // Instances notice the daemon's pipe close and exit on their own.
     for (let i = 0; i < 40 && instanceProcesses().length > 0; i++) await sleep(50);
@@ -307,11 +311,5 @@ describe('a real daemon', () => {
     assert.equal(record.status, 'failed');
     assert.equal(record.error.code, 'NodeRestarted');
     assert.equal((await invoke('echo', { again: 1 })).status, 200);
-    // The restarted daemon runs in the same namespace; the harness removes it at the end.
-    const close = daemon.close;
-    daemon.close = async () => {
-      await close();
-      await testbed?.close();
-    };
   });
 });

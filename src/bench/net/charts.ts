@@ -29,7 +29,7 @@ function chart(options: {
         field: options.x,
         type: 'quantitative',
         title: options.xTitle,
-        scale: options.logX ? { type: 'log' } : { zero: false },
+        scale: options.logX ? { type: 'log', nice: false } : { zero: false },
       },
       y: {
         field: options.y,
@@ -198,7 +198,7 @@ function costMap(values: Point[]): ChartSpec {
         field: 'time',
         type: 'quantitative',
         title: 'response time (s, log)',
-        scale: { type: 'log' },
+        scale: { type: 'log', nice: false },
       },
       y: { field: 'cost', type: 'quantitative', title: 'cost (USD)', scale: { zero: true } },
       color: { field: 'series', type: 'nominal', title: null },
