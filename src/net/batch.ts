@@ -1,4 +1,4 @@
-import type { SlotNames } from './naming.ts';
+import { INSTANCE_IFNAME, type SlotNames } from './naming.ts';
 
 /**
  * The text of the `ip -batch` / `tc -batch` rounds. Kept pure so unit tests
@@ -30,7 +30,7 @@ export function bridgeLines(spec: BridgeSpec, exists: boolean): string[] {
 export function slotHostLines(names: SlotNames, bridge: string): string[] {
   return [
     `netns add ${names.netns}`,
-    `link add ${names.hostVeth} type veth peer name eth0 netns ${names.netns}`,
+    `link add ${names.hostVeth} type veth peer name ${INSTANCE_IFNAME} netns ${names.netns}`,
     `link set ${names.hostVeth} master ${bridge} up`,
     `link add ${names.ifb} type ifb`,
     `link set ${names.ifb} up`,
@@ -42,12 +42,16 @@ export function slotHostLines(names: SlotNames, bridge: string): string[] {
  * prefix, which also installs the only route — the one to the bridge subnet.
  */
 export function slotInnerLines(address: string, prefixLength: number): string[] {
-  return ['link set lo up', `addr add ${address}/${prefixLength} dev eth0`, 'link set eth0 up'];
+  return [
+    'link set lo up',
+    `addr add ${address}/${prefixLength} dev ${INSTANCE_IFNAME}`,
+    `link set ${INSTANCE_IFNAME} up`,
+  ];
 }
 
 /** Default route for an instance with egress (inside its namespace). */
 export function egressRouteLines(gateway: string): string[] {
-  return [`route replace default via ${gateway} dev eth0`];
+  return [`route replace default via ${gateway} dev ${INSTANCE_IFNAME}`];
 }
 
 /**

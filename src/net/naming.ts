@@ -66,3 +66,6 @@ export function chainNames(tag: string): { forward: string; nat: string } {
 export function netnsPath(netns: string): string {
   return `/run/netns/${netns}`;
 }
+
+/** The instance's end of its veth pair, inside its namespace. */
+export const INSTANCE_IFNAME = 'eth0';

@@ -36,7 +36,11 @@ export function parseNetDev(text: string): Map<string, Counters> {
 const netDev = new KeptFile('/proc/self/net/dev', 16 * 1024);
 
 export async function readCounters(ifname: string): Promise<Counters | undefined> {
-  const text = netDev.read() ?? '';
+  return countersIn(netDev.read() ?? '', ifname);
+}
+
+/** One interface's counters in a /proc/net/dev text, parsing only its line. */
+export function countersIn(text: string, ifname: string): Counters | undefined {
   const at = text.indexOf(`${ifname}:`);
   if (at < 0) return undefined;
   const lineStart = text.lastIndexOf('\n', at) + 1;

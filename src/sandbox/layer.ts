@@ -23,6 +23,8 @@ export interface IsolationLayer {
 export interface LayerInstance {
   /** Returns the command that runs `command` inside this layer. */
   wrap(command: string[]): string[];
+  /** Called once the instance's process exists (its pid is the wrapped command's). */
+  attach?(pid: number): void;
   /** Extra environment for the instance. */
   env?: Record<string, string>;
   /** The instance's address on the bridge, if this layer gives it one. */

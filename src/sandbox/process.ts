@@ -133,6 +133,7 @@ class ProcessSandbox implements Sandbox {
       // Its own process group, so a kill reaches the commands it runs too.
       detached: true,
     });
+    if (this.child.pid !== undefined) for (const layer of layers) layer.attach?.(this.child.pid);
     this.channel = this.child.stdio[3] as Writable;
     this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
     const decoder = new FrameDecoder<FromInstance>((message) => this.emit('message', message));

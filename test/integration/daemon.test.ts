@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -73,6 +74,26 @@ async function deploy(
   });
   assert.ok(reply.status === 201 || reply.status === 200, JSON.stringify(reply.body));
   return reply;
+}
+
+/** Sends request headers announcing `length` bytes plus a little of the body; returns the raw reply. */
+function announceLargeBody(url: string, length: number): Promise<string> {
+  const { hostname, port } = new URL(daemon.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let reply = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+      if (reply.includes('}}')) socket.destroy();
+    });
+    socket.on('close', () => resolve(reply));
+    socket.on('error', reject);
+    socket.write(
+      `POST ${url} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${length}\r\n\r\n{"blob":"xxxx`,
+    );
+  });
 }
 
 function invoke(name: string, event: unknown = {}): Promise<Reply> {
