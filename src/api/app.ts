@@ -151,7 +151,18 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       const { code, message, details } = record.error;
       return sendError(reply, new PetriError(code, message, details));
     }
-    return reply.type('application/json').send(JSON.stringify(value ?? null));
+    // The hot path writes the reply itself: fastify's onSend pipeline has nothing to add here.
+    const body = JSON.stringify(value ?? null);
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-petri-invocation-id': record.id,
+      'x-petri-start': record.startPath ?? 'cold',
+      'x-petri-duration-ms': String(record.totalMs ?? 0),
+    });
+    reply.raw.end(body);
+    return reply;
   });
 
   app.get('/v1/invocations/:id', async (request) => {
