@@ -308,12 +308,12 @@ export class PetriNode {
       record.queuedMs = record.totalMs;
     }
     const start = record.startPath ?? 'none';
-    this.metrics.invocations.inc({
-      function: record.functionName,
+    this.metrics.record(
+      record.functionName,
       start,
-      outcome: error?.code ?? 'success',
-    });
-    this.metrics.duration.observe({ function: record.functionName, start }, record.totalMs / 1000);
+      error?.code ?? 'success',
+      record.totalMs / 1000,
+    );
     // Resources are read after the reply is on its way, then the record is stored.
     if (!slot) return this.deps.store.recordInvocation(record);
     const recording = new Promise<void>((resolve) =>

@@ -209,7 +209,14 @@ describe('HTTP API v1', () => {
       metrics.body,
       /petri_invocations_total\{function="logged",start="cold",outcome="success"\} 1/,
     );
-    assert.match(metrics.body, /petri_invocation_duration_seconds_bucket/);
+    assert.match(
+      metrics.body,
+      /petri_invocation_duration_seconds_bucket\{function="logged",start="cold",le="\+Inf"\} 1/,
+    );
+    assert.match(
+      metrics.body,
+      /petri_invocation_duration_seconds_count\{function="logged",start="cold"\} 1/,
+    );
     assert.match(metrics.body, /petri_queue_length\{function="logged"\} 0/);
     assert.match(metrics.body, /petri_instances\{state="idle"\}/);
     assert.match(metrics.body, /petri_memory_in_use_mb \d+/);

@@ -1,4 +1,5 @@
 import { migration as core } from './001-core.ts';
+import { migration as unfinishedIndex } from './002-unfinished-index.ts';
 
 export interface Migration {
   version: number;
@@ -7,4 +8,4 @@ export interface Migration {
 }
 
 /** Every migration in order; a new one is a new numbered file added here. */
-export const MIGRATIONS: Migration[] = [core];
+export const MIGRATIONS: Migration[] = [core, unfinishedIndex];
