@@ -14,6 +14,7 @@ import {
 } from '../sandbox/index.ts';
 import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import { now } from './clock.ts';
+import { timeOrderedId } from './ids.ts';
 import { materialize, versionLayout } from './deploy.ts';
 import { Instance, type InstanceHooks } from './instance.ts';
 import { NodeMetrics } from './metrics.ts';
@@ -248,7 +249,7 @@ export class PetriNode {
 
   private newRecord(entry: FunctionEntry, mode: 'sync' | 'async'): InvocationRecord {
     return {
-      id: randomUUID(),
+      id: timeOrderedId(),
       functionName: entry.record.name,
       version: entry.record.version,
       mode,

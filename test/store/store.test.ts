@@ -184,3 +184,14 @@ describe('store', () => {
     store.close();
   });
 });
+
+describe('invocation ids', () => {
+  it('are UUIDv7: valid UUIDs that sort by creation time', async () => {
+    const { timeOrderedId } = await import('../../src/node/ids.ts');
+    const early = timeOrderedId(1_700_000_000_000);
+    const late = timeOrderedId(1_700_000_000_001);
+    assert.match(early, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.ok(early < late);
+    assert.equal(parseInt(early.replace(/-/g, '').slice(0, 12), 16), 1_700_000_000_000);
+  });
+});
