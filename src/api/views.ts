@@ -1,33 +1,21 @@
 import type { InvocationRecord } from '../store/index.ts';
 
-/** The API's shape of an invocation (GET /v1/invocations/{id}). */
-export interface InvocationView {
-  id: string;
-  functionName: string;
-  version: number;
-  mode: 'sync' | 'async';
-  status: InvocationRecord['status'];
-  startPath?: InvocationRecord['startPath'];
-  instanceId?: string;
-  result?: unknown;
-  error?: InvocationRecord['error'];
-  timings: {
-    receivedAt: number;
-    dispatchedAt?: number;
-    startedAt?: number;
-    finishedAt?: number;
-    queuedMs?: number;
-    initMs?: number;
-    executionMs?: number;
-    totalMs?: number;
-  };
-  resources: {
-    cpuMs?: number;
-    peakMemoryBytes?: number;
-    netRxBytes?: number;
-    netTxBytes?: number;
-  };
-}
+type Timings =
+  | 'receivedAt'
+  | 'dispatchedAt'
+  | 'startedAt'
+  | 'finishedAt'
+  | 'queuedMs'
+  | 'initMs'
+  | 'executionMs'
+  | 'totalMs';
+type Resources = 'cpuMs' | 'peakMemoryBytes' | 'netRxBytes' | 'netTxBytes';
+
+/** The API's shape of an invocation (GET /v1/invocations/{id}): the record, grouped. */
+export type InvocationView = Omit<InvocationRecord, Timings | Resources> & {
+  timings: Pick<InvocationRecord, Timings>;
+  resources: Pick<InvocationRecord, Resources>;
+};
 
 export function toInvocationView(record: InvocationRecord): InvocationView {
   return {
