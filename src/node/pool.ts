@@ -146,12 +146,23 @@ export class Pool {
     return counts;
   }
 
+  /**
+   * What policies see of the node. Its parts are computed when read: the
+   * keep-alive policy is asked after every invocation, and the fixed policy
+   * never looks at the node, so walking every instance each time is waste.
+   */
   view(): NodeView {
+    const memoryInUseMb = (): number => this.memoryInUseMb();
+    const instances = (): Instance[] => this.allInstances();
     return {
       now: Date.now(),
       memoryBudgetMb: this.limits.memoryBudgetMb,
-      memoryInUseMb: this.memoryInUseMb(),
-      instances: this.allInstances(),
+      get memoryInUseMb() {
+        return memoryInUseMb();
+      },
+      get instances() {
+        return instances();
+      },
     };
   }
 
