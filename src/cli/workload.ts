@@ -22,9 +22,19 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
+import { type CliIo, errorText, processIo } from './core.ts';
 
-/** Verbs of the workload toolkit: trace, load, report, sweep. */
-export function registerWorkloadCommands(program: Command): void {
+/**
+ * Verbs of the workload toolkit: trace, load, report, sweep. Output goes
+ * through `io` (the process' streams by default), so tests can run them
+ * in-process as `runCli` does the core verbs.
+ */
+export function registerWorkloadCommands(program: Command, io: CliIo = processIo()): void {
+  const out = (text: string): void => io.stdout(`${text}\n`);
+  const action = <S extends z.ZodTypeAny>(
+    schema: S,
+    run: (options: z.infer<S>, cmd: Command) => Promise<unknown>,
+  ): ((...args: unknown[]) => Promise<void>) => wrapAction(program, io, schema, run);
   const trace = program
     .command('trace')
     .description('Azure traces: preprocess, synthesise, sample');
@@ -41,7 +51,7 @@ export function registerWorkloadCommands(program: Command): void {
     .option('--lenient', 'skip and count malformed rows instead of failing')
     .option('--memory-mb <mb>', 'memory for traces without memory data (Azure 2021)', '256')
     .action(
-      action(program, PreprocessOptions, async (o) => {
+      action(PreprocessOptions, async (o) => {
         const report = await preprocess(o.trace, o.out, {
           start: parseWindowStart(o.start),
           minutes: o.minutes,
@@ -50,7 +60,7 @@ export function registerWorkloadCommands(program: Command): void {
         });
         if (json(program)) return report;
         const malformed = report.malformedRows;
-        console.log(
+        out(
           table(
             ['', 'functions'],
             [
@@ -70,8 +80,8 @@ export function registerWorkloadCommands(program: Command): void {
             },
           ),
         );
-        for (const note of report.notes) console.log(`note: ${note}`);
-        console.log(`${report.invocationsKept} invocations kept; wrote ${o.out}`);
+        for (const note of report.notes) out(`note: ${note}`);
+        out(`${report.invocationsKept} invocations kept; wrote ${o.out}`);
         return undefined;
       }),
     );
@@ -87,7 +97,7 @@ export function registerWorkloadCommands(program: Command): void {
     .option('--seed <n>', 'PRNG seed', '1')
     .option('--start-hour <h>', 'hour of day the window starts (diurnal cycle)', '0')
     .action(
-      action(program, SynthOptions, async (o) => {
+      action(SynthOptions, async (o) => {
         const result = synthesize(
           { functions: o.functions, minutes: o.minutes, startMinuteOfDay: o.startHour * 60 },
           new Rng(o.seed),
@@ -104,7 +114,7 @@ export function registerWorkloadCommands(program: Command): void {
           out: o.out,
         };
         if (json(program)) return summary;
-        console.log(
+        out(
           `wrote ${summary.functions} functions × ${summary.minutes} min (${invocations} invocations) to ${o.out}`,
         );
         return undefined;
@@ -127,7 +137,7 @@ export function registerWorkloadCommands(program: Command): void {
     .option('--scale <scale>', 'values compared on a "log" or "linear" scale', 'log')
     .option('--no-png', 'skip the PNG chart')
     .action(
-      action(program, SampleOptions, async (o) => {
+      action(SampleOptions, async (o) => {
         const whole = await loadTrace(o.trace);
         const bar = progressBar('sampling');
         const started = performance.now();
@@ -152,7 +162,7 @@ export function registerWorkloadCommands(program: Command): void {
         if (json(program))
           return { seconds, sizes: results.map(({ functions: _f, ...rest }) => rest) };
         const every = Math.max(1, Math.floor(results.length / 20));
-        console.log(
+        out(
           table(
             [
               'size',
@@ -176,7 +186,7 @@ export function registerWorkloadCommands(program: Command): void {
               ]),
           ),
         );
-        console.log(
+        out(
           `${results.length} summaries in ${seconds.toFixed(1)} s; wrote ${o.out}/samples, wd.csv, wd.json, wd.svg`,
         );
         return undefined;
@@ -207,7 +217,7 @@ export function registerWorkloadCommands(program: Command): void {
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--keep', 'for --target petri: leave the synthetic functions deployed')
     .action(
-      action(program, LoadCommandOptions, async (o, cmd) => {
+      action(LoadCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
         const target = makeTarget(o, url);
         const whole = await loadTrace(o.trace);
@@ -222,30 +232,35 @@ export function registerWorkloadCommands(program: Command): void {
           out: o.out,
           traceLabel: path.resolve(o.trace),
           onPhase: (phase) => {
-            if (!bar) process.stderr.write(`${phase}…\n`);
+            if (!bar) io.stderr(`${phase}…\n`);
           },
           onProgress: (sent, total) => bar?.update(sent, total),
         });
         bar?.stop();
         const report = await writeReport(o.out, data);
         if (json(program)) return report.analysis;
-        console.log(formatAnalysis(report.analysis));
-        console.log(`wrote ${o.out}/invocations.csv, results.db, run.json, report.html`);
+        out(formatAnalysis(report.analysis));
+        out(`wrote ${o.out}/invocations.csv, results.db, run.json, report.html`);
         return undefined;
       }),
     );
 
   program
     .command('report')
-    .description('slowdown, latency, cold starts and failures of a load run; writes report.html')
+    .description(
+      'slowdown, latency, cold starts and failures of a load run; writes report.html and a PNG per chart',
+    )
     .argument('<results>', 'a `petri load` results directory')
+    .option('--no-png', 'skip the PNG charts (the HTML report keeps them as SVG)')
     .action(
-      action(program, z.object({}), async (_o, cmd) => {
+      action(ReportOptions, async (o, cmd) => {
         const dir = cmd.args[0];
-        const { analysis, html } = await writeReport(dir, await readRun(dir));
+        const { analysis, html, pngs } = await writeReport(dir, await readRun(dir), {
+          png: o.png,
+        });
         if (json(program)) return analysis;
-        console.log(formatAnalysis(analysis));
-        console.log(`wrote ${html}`);
+        out(formatAnalysis(analysis));
+        out(`wrote ${[html, ...pngs].join(', ')}`);
         return undefined;
       }),
     );
@@ -266,7 +281,7 @@ export function registerWorkloadCommands(program: Command): void {
     .option('--threshold <x>', 'stop once slowdown exceeds this', '5')
     .option('--keep', 'leave the synthetic functions deployed')
     .action(
-      action(program, SweepCommandOptions, async (o, cmd) => {
+      action(SweepCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
         const points = await runSweep({
           samplesDir: o.samples,
@@ -279,11 +294,11 @@ export function registerWorkloadCommands(program: Command): void {
           minuteMs: o.minuteMs,
           threshold: o.threshold,
           onRun: (size, point) => {
-            if (!point) process.stderr.write(`size ${size}…\n`);
+            if (!point) io.stderr(`size ${size}…\n`);
           },
         });
         if (json(program)) return points;
-        console.log(
+        out(
           table(
             ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'node CPU'],
             points.map((p) => [
@@ -296,9 +311,7 @@ export function registerWorkloadCommands(program: Command): void {
             ]),
           ),
         );
-        console.log(
-          `wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-cpu.svg, report.html`,
-        );
+        out(`wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-cpu.svg, report.html`);
         return undefined;
       }),
     );
@@ -334,6 +347,7 @@ const SampleOptions = z.object({
   scale: z.enum(['log', 'linear']),
   png: z.boolean().default(true),
 });
+const ReportOptions = z.object({ png: z.boolean().default(true) });
 const TargetOptions = z.object({
   target: z.enum(['petri', 'http']),
   urlTemplate: z.string().optional(),
@@ -375,10 +389,11 @@ function json(program: Command): boolean {
 /**
  * Wraps a command's action: validates its options with zod, prints the
  * returned value as JSON under --json, and turns a PetriError into
- * "Code: message" on stderr with a non-zero exit.
+ * "Error <Code>: <message>" on stderr with exit code 1, as the core verbs do.
  */
-function action<S extends z.ZodTypeAny>(
+function wrapAction<S extends z.ZodTypeAny>(
   program: Command,
+  io: CliIo,
   schema: S,
   run: (options: z.infer<S>, cmd: Command) => Promise<unknown>,
 ): (...args: unknown[]) => Promise<void> {
@@ -394,11 +409,11 @@ function action<S extends z.ZodTypeAny>(
         );
       }
       const result = await run(parsed.data, cmd);
-      if (result !== undefined && json(program)) console.log(JSON.stringify(result, null, 2));
+      if (result !== undefined && json(program)) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
     } catch (err) {
       if (!(err instanceof PetriError)) throw err;
-      console.error(`${err.code}: ${err.message}`);
-      process.exitCode = 1;
+      io.stderr(errorText(err));
+      io.setExitCode(1);
     }
   };
 }

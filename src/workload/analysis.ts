@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { quantileSorted } from 'simple-statistics';
 import {
@@ -5,6 +6,7 @@ import {
   type ChartSpec,
   lineChart,
   renderChart,
+  svgToPng,
   table,
   writeHtmlReport,
 } from '../report/index.ts';
@@ -194,11 +196,19 @@ export function slowdownChart(a: RunAnalysis): ChartSpec {
   });
 }
 
-/** `petri report`: terminal tables plus `<dir>/report.html` with the charts. */
+/** The charts of a load report, by file name (without extension) of their PNGs. */
+export const REPORT_CHARTS = ['latency-ecdf', 'slowdown-per-function'] as const;
+
+/**
+ * `petri report`: terminal tables plus `<dir>/report.html` with the charts
+ * inline as SVG, and with `png` each chart as `<dir>/<name>.png` too (names
+ * in REPORT_CHARTS).
+ */
 export async function writeReport(
   dir: string,
   data: RunData,
-): Promise<{ analysis: RunAnalysis; html: string }> {
+  options: { png?: boolean } = {},
+): Promise<{ analysis: RunAnalysis; html: string; pngs: string[] }> {
   const analysis = analyseRun(data);
   const [ecdf, slowdown] = await Promise.all([
     renderChart(latencyEcdfChart(data)),
@@ -237,7 +247,19 @@ export async function writeReport(
     { title: 'Slowdown per function', svg: slowdown.svg },
   ];
   const html = await writeHtmlReport(path.join(dir, 'report.html'), 'Petri load report', sections);
-  return { analysis, html };
+  const pngs: string[] = [];
+  if (options.png) {
+    const svgs: Record<(typeof REPORT_CHARTS)[number], string> = {
+      'latency-ecdf': ecdf.svg,
+      'slowdown-per-function': slowdown.svg,
+    };
+    for (const name of REPORT_CHARTS) {
+      const file = path.join(dir, `${name}.png`);
+      await writeFile(file, svgToPng(svgs[name]));
+      pngs.push(file);
+    }
+  }
+  return { analysis, html, pngs };
 }
 
 function round(value: number): number | string {

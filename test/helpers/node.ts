@@ -6,6 +6,7 @@ import { parseConfig, type NodeConfig } from '../../src/config.ts';
 import { PetriNode } from '../../src/node/index.ts';
 import { Store } from '../../src/store/index.ts';
 import { FakeDriver } from './fake-driver.ts';
+import { tempDir } from './tmp.ts';
 
 export interface FakeNode {
   node: PetriNode;
@@ -39,7 +40,7 @@ export async function fakeNode(config: Record<string, unknown> = {}): Promise<Fa
 
 /** A folder holding a tiny node handler, for deploys that need real code. */
 export function handlerDir(source = 'export async function handler(e) { return e; }\n'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-fn-'));
+  const dir = tempDir('petri-fn-');
   fs.writeFileSync(path.join(dir, 'index.mjs'), source);
   return dir;
 }

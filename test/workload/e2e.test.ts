@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import { tempDir } from '../helpers/tmp.ts';
 import {
   HttpTarget,
   PetriTarget,
@@ -47,7 +47,7 @@ describe('petri load against a local HTTP target', () => {
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it('replays the schedule, records every invocation and excludes warm-up', async () => {
-    const out = mkdtempSync(path.join(os.tmpdir(), 'petri-load-'));
+    const out = tempDir('petri-load-');
     const trace: Trace = {
       minutes: 2,
       functions: [
@@ -95,7 +95,7 @@ describe('petri load against a local HTTP target', () => {
 
 describe('petri load against a real Petri node', () => {
   it('deploys synthetic functions, meets requested runtimes and cleans up', async () => {
-    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'petri-load-node-'));
+    const stateDir = tempDir('petri-load-node-');
     // CPU limits would stretch the calibrated busy loops (a 128 MB function gets
     // 0.07 vCPU), so this node runs without isolation; as root it still runs in
     // a network namespace made for the test.

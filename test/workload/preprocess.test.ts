@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../helpers/tmp.ts';
 import { PetriError } from '../../src/errors.ts';
 import {
   loadTrace,
@@ -29,7 +29,7 @@ function writeTraceDir(files: {
   durations?: string[];
   memory?: string[];
 }): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'petri-trace-'));
+  const dir = tempDir('petri-trace-');
   writeFileSync(
     path.join(dir, 'invocations_per_function_md.anon.d01.csv'),
     [`HashOwner,HashApp,HashFunction,Trigger,${MINUTES}`, ...(files.invocations ?? [])].join('\n') +
@@ -102,7 +102,7 @@ describe('trace preprocessing (Azure 2019)', () => {
 
   it('writes a trace that reads back the same', async () => {
     const dir = writeTraceDir(goodFiles);
-    const out = mkdtempSync(path.join(os.tmpdir(), 'petri-pre-'));
+    const out = tempDir('petri-pre-');
     await preprocess(dir, out, { start: parseWindowStart('01:01:00'), minutes: 3 });
     const back = await loadTrace(out);
     assert.equal(back.minutes, 3);
@@ -182,7 +182,7 @@ describe('trace preprocessing (Azure 2019)', () => {
 
 describe('trace preprocessing (Azure 2021)', () => {
   it('bins invocations by start time and computes duration percentiles', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'petri-2021-'));
+    const dir = tempDir('petri-2021-');
     writeFileSync(
       path.join(dir, 'AzureFunctionsInvocationTraceForTwoWeeksJan2021.txt'),
       [
