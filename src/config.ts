@@ -51,14 +51,23 @@ export const IsolationConfigSchema = z
   })
   .strict();
 
+/** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
+export const PlacementConfigSchema = z
+  .object({
+    policy: z.enum(['pack-when-sequential', 'spread']).default('pack-when-sequential'),
+    /** Length of the window the policy judges; placement changes at most this often. */
+    intervalMs: z.number().int().min(10).default(50),
+  })
+  .strict();
+
 export const NodeConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8080),
     stateDir: z.string().default(path.resolve('.petri')),
-    /** Sum of live instances' memoryMb the node allows; default 80 % of RAM. */
     /** How long an instance may take to start (load code, connect) before it is killed. */
     startTimeoutMs: z.number().int().positive().default(10_000),
+    /** Sum of live instances' memoryMb the node allows; default 80 % of RAM. */
     memoryBudgetMb: z
       .number()
       .int()
@@ -82,6 +91,7 @@ export const NodeConfigSchema = z
     isolation: IsolationConfigSchema.default({}),
     resources: ResourceRulesSchema.default({}),
     network: NetworkConfigSchema.default({}),
+    placement: PlacementConfigSchema.default({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
@@ -92,6 +102,7 @@ export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
+export type PlacementConfig = z.infer<typeof PlacementConfigSchema>;
 
 export function parseConfig(input: unknown): NodeConfig {
   return NodeConfigSchema.parse(input ?? {});

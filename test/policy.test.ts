@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  AlwaysSpread,
   FixedKeepAlive,
+  PackWhenSequential,
+  PLACEMENT_POLICIES,
   type InstanceView,
   type KeepAlivePolicy,
   type NodeView,
+  type PlacementPolicy,
 } from '../src/policy/index.ts';
 
 function instance(id: string, over: Partial<InstanceView> = {}): InstanceView {
@@ -67,5 +71,46 @@ describe('FixedKeepAlive', () => {
     ]);
     assert.deepEqual(policy.victims(128, view), ['old']);
     assert.deepEqual(policy.victims(129, view), ['old', 'mid']);
+  });
+});
+
+/** What every placement policy must do, whatever its rule. */
+function placementConformance(name: string, make: () => PlacementPolicy): void {
+  describe(`placement policy conformance: ${name}`, () => {
+    it('answers pack or spread for any window', () => {
+      const policy = make();
+      for (const peakInFlight of [0, 1, 2, 1, 0, 0, 0, 5, 1])
+        assert.ok(['pack', 'spread'].includes(policy.place({ peakInFlight })));
+    });
+    it('spreads whenever invocations overlapped in the window', () => {
+      const policy = make();
+      for (let i = 0; i < 5; i++) policy.place({ peakInFlight: 1 });
+      assert.equal(policy.place({ peakInFlight: 2 }), 'spread');
+    });
+    it('decides the same for the same sequence of windows', () => {
+      const windows = [0, 1, 1, 3, 1, 1, 1, 0];
+      const run = (): string[] => {
+        const policy = make();
+        return windows.map((peakInFlight) => policy.place({ peakInFlight }));
+      };
+      assert.deepEqual(run(), run());
+    });
+  });
+}
+
+for (const [name, make] of Object.entries(PLACEMENT_POLICIES)) placementConformance(name, make);
+
+describe('PackWhenSequential', () => {
+  it('packs only after two calm windows in a row, and spreads at once on overlap', () => {
+    const policy = new PackWhenSequential();
+    const decisions = [1, 0, 1, 2, 1, 1].map((peakInFlight) => policy.place({ peakInFlight }));
+    assert.deepEqual(decisions, ['spread', 'pack', 'pack', 'spread', 'spread', 'pack']);
+  });
+});
+
+describe('AlwaysSpread', () => {
+  it('never packs', () => {
+    const policy = new AlwaysSpread();
+    assert.equal(policy.place(), 'spread');
   });
 });

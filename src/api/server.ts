@@ -5,7 +5,7 @@ import { pino, type Logger } from 'pino';
 import { parseConfig, type NodeConfig } from '../config.ts';
 import { PetriNode } from '../node/index.ts';
 import { buildHost } from '../runtime/index.ts';
-import { createDriver } from '../sandbox/create.ts';
+import { createDriver, daemonCpusetFor } from '../sandbox/create.ts';
 import { Store } from '../store/index.ts';
 import { buildApp } from './app.ts';
 
@@ -32,7 +32,13 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
   await buildHost(hostScript);
   const store = Store.open(path.join(config.stateDir, 'petri.db'));
   const driver = await createDriver(config, hostScript, log);
-  const node = new PetriNode({ config, store, driver, log });
+  const node = new PetriNode({
+    config,
+    store,
+    driver,
+    log,
+    daemonCpuset: daemonCpusetFor(config),
+  });
   await node.start();
   const app = buildApp(node, { payloadLimitBytes: config.payloadLimitBytes, logger: log });
   try {

@@ -67,11 +67,16 @@ async function post(
   return response.headers;
 }
 
-/** Sequential requests on one connection; returns each one's latency in ms. */
-async function latencies(target: Target, count: number): Promise<number[]> {
+/**
+ * Sequential requests on one connection; returns each one's latency in ms.
+ * The first `settle` requests are not counted, for either target: they open
+ * the connection and let the node settle after the previous phase's burst.
+ */
+async function latencies(target: Target, count: number, settle = 0): Promise<number[]> {
   const pool = new Pool(target.origin, { connections: 1 });
   const samples: number[] = [];
   try {
+    for (let i = 0; i < settle; i++) await post(pool, target);
     for (let i = 0; i < count; i++) {
       const started = performance.now();
       await post(pool, target);
@@ -157,12 +162,19 @@ async function coldStarts(
   return { cold, bare };
 }
 
-async function mechanisms(daemon: Daemon): Promise<string[]> {
+async function nodeFacts(daemon: Daemon): Promise<{ active: string[]; placement: string }> {
   const response = await fetch(`${daemon.url}/v1/node`);
   const node = (await response.json()) as {
     isolation: { mechanisms: { name: string; active: boolean }[] };
+    placement: { policy: string; active: boolean; reason?: string };
   };
-  return node.isolation.mechanisms.filter((m) => m.active).map((m) => m.name);
+  const { placement } = node;
+  return {
+    active: node.isolation.mechanisms.filter((m) => m.active).map((m) => m.name),
+    placement: placement.active
+      ? placement.policy
+      : `${placement.policy} (off: ${placement.reason})`,
+  };
 }
 
 function row(
@@ -186,10 +198,12 @@ function row(
 export async function run(argv: string[]): Promise<void> {
   const args = benchArgs(argv, {
     requests: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '7' },
+    settle: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '32' },
     cold: { type: 'string', default: '30' },
+    placement: { type: 'string', default: 'pack-when-sequential' },
   });
   const requests = Number(args.requests);
   const rounds = Number(args.rounds);
@@ -201,7 +215,10 @@ export async function run(argv: string[]): Promise<void> {
     testbed ? `running in network namespace ${testbed.name}` : 'not root: running on loopback',
   );
   const echo = await startEchoServer(host, testbed);
-  const daemon = await spawnDaemon({ stateDir, testbed });
+  // The node's own default placement unless asked otherwise (`--placement spread`: the kernel's choice).
+  const configFile = path.join(stateDir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ placement: { policy: args.placement } }));
+  const daemon = await spawnDaemon({ stateDir, testbed, configFile });
   try {
     // One vCPU's worth of memory, like the single-threaded baseline server: a
     // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
@@ -219,8 +236,8 @@ export async function run(argv: string[]): Promise<void> {
       progress(`round ${round}/${rounds}: latency at 1 connection (${requests} requests each)`);
       // Alternate who goes first, so drift on a shared machine favours neither.
       const [first, second] = round % 2 ? [baseTarget, petriTarget] : [petriTarget, baseTarget];
-      const a = await latencies(first, requests);
-      const b = await latencies(second, requests);
+      const a = await latencies(first, requests, Number(args.settle));
+      const b = await latencies(second, requests, Number(args.settle));
       const [roundBase, roundPetri] = round % 2 ? [a, b] : [b, a];
       base.push(...roundBase);
       petri.push(...roundPetri);
@@ -239,7 +256,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     progress(`cold starts (${args.cold}, each against a bare node -e 0)`);
     const { cold, bare } = await coldStarts(daemon, Number(args.cold));
-    const active = await mechanisms(daemon);
+    const { active, placement } = await nodeFacts(daemon);
     const result = report(
       summarize(base),
       summarize(petri),
@@ -271,7 +288,7 @@ export async function run(argv: string[]): Promise<void> {
           row('cold start p50', result.cold.petri.p50, result.cold.baseline.p50, 'ms', '≤ 1.5'),
         ],
         {
-          title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'}`,
+          title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'} · placement: ${placement}`,
         },
       ),
     );
@@ -280,8 +297,10 @@ export async function run(argv: string[]): Promise<void> {
       machine: machineFacts(),
       network: testbed ? 'test namespace over veth' : 'loopback',
       isolation: active,
+      placement,
       settings: {
         requests,
+        settleRequests: Number(args.settle),
         rounds,
         connections,
         seconds: Number(args.seconds),

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
+import { type DaemonCpuset, joinDaemonCpuset } from './daemon-cpuset.ts';
 import { V1Cgroup } from './v1.ts';
 import { killCgroupV2, V2Cgroup } from './v2.ts';
 import {
@@ -144,6 +145,7 @@ abstract class BaseSystem implements CgroupSystem {
   }
 
   abstract create(name: string, limits: CgroupLimits): Promise<Cgroup>;
+  abstract daemonCpuset(name: string): Promise<DaemonCpuset | undefined>;
 
   /** The node's cgroup directories (one per hierarchy) that Petri nests its cgroups under. */
   protected abstract bases(): string[];
@@ -226,6 +228,11 @@ class V1System extends BaseSystem {
     return [...new Set(this.baseDirs.values())];
   }
 
+  async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
+    const base = this.baseDirs.get('cpuset');
+    return base ? joinDaemonCpuset(base, name) : undefined;
+  }
+
   protected async kill(dir: string): Promise<void> {
     await killUntilEmpty([path.join(dir, 'cgroup.procs')], this.killTimeoutMs);
   }
@@ -291,6 +298,10 @@ class V2System extends BaseSystem {
     return this.controllers().some((c) => c.usable) ? [this.base] : [];
   }
 
+  async daemonCpuset(): Promise<DaemonCpuset | undefined> {
+    return undefined;
+  }
+
   protected async kill(dir: string): Promise<void> {
     await killCgroupV2(dir, this.killTimeoutMs);
   }
@@ -322,5 +333,8 @@ class NoCgroups implements CgroupSystem {
   }
   async cleanup(): Promise<number> {
     return 0;
+  }
+  async daemonCpuset(): Promise<DaemonCpuset | undefined> {
+    return undefined;
   }
 }

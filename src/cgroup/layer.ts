@@ -85,10 +85,11 @@ async function prepareCgroup(
   nodeTag: string,
   spec: SandboxSpec,
 ): Promise<CgroupLayerInstance> {
-  const { initCpu, memoryMb, pidsMax } = spec.resources;
+  const { initCpu, memoryMb, pidsMax, cpus } = spec.resources;
   // Start with the init share; the node applies the instance's own share once it is ready.
   const cgroup = await system.create(instanceCgroupName(nodeTag, spec.instanceId), {
     cpu: initCpu,
+    cpus,
     memoryBytes: memoryMb * 1024 * 1024,
     pidsMax,
   });

@@ -1,3 +1,5 @@
+import type { DaemonCpuset } from './daemon-cpuset.ts';
+
 /** Which cgroup interface the node drives: v1 (one hierarchy per controller), v2 (unified), or none. */
 export type CgroupVersion = 'v1' | 'v2' | 'none';
 
@@ -63,6 +65,12 @@ export interface CgroupSystem {
    * Returns how many instance cgroups it removed.
    */
   cleanup(prefix: string): Promise<number>;
+  /**
+   * Moves this process into a cpuset cgroup `name` of its own, beside the
+   * node's; undefined where cpusets cannot hold the daemon (v2 here: a cgroup
+   * with processes cannot also delegate to instances).
+   */
+  daemonCpuset(name: string): Promise<DaemonCpuset | undefined>;
 }
 
 export interface DetectOptions {

@@ -139,11 +139,13 @@ export class V1Cgroup implements Cgroup {
 
   /** Joins the cpuset hierarchy only once a cpuset is asked for, moving the processes already running. */
   private async setCpuset(cpus: string | undefined): Promise<void> {
-    if (cpus === undefined && !this.dirs.has('cpuset')) return;
+    const joined = this.dirs.has('cpuset');
+    if (cpus === undefined && !joined) return;
     const dir = await this.join('cpuset');
     if (!dir) return;
     const value = cpus ?? (await readOptional(path.join(path.dirname(dir), 'cpuset.cpus')))?.trim();
     if (value) await writeControl(path.join(dir, 'cpuset.cpus'), value);
+    if (joined) return;
     for (const pid of await this.pids()) {
       try {
         await writeControl(path.join(dir, 'cgroup.procs'), pid);

@@ -615,6 +615,12 @@ async function status(ctx: Ctx<object>): Promise<void> {
   ctx.print(ctx.opts.json ? formatJson(node) : nodeText(node, ctx.opts.url));
 }
 
+function placementText(placement: NodeView['placement'] | undefined): string {
+  if (!placement) return 'not reported';
+  if (!placement.active) return `${placement.policy}, inactive (${placement.reason ?? 'off'})`;
+  return `${placement.policy}: ${placement.current} (daemon on core ${placement.daemonCpu})`;
+}
+
 function nodeText(node: NodeView, url: string): string {
   const facts = keyValues([
     ['node', url],
@@ -625,6 +631,7 @@ function nodeText(node: NodeView, url: string): string {
     ['sandbox driver', node.sandboxDriver],
     ['functions', node.functions],
     ['instances', instancesText(node.instances)],
+    ['cpu placement', placementText(node.placement)],
   ]);
   const mechanisms = node.isolation?.mechanisms ?? [];
   if (mechanisms.length === 0) return `${facts}\n\nisolation: no mechanisms reported`;

@@ -43,6 +43,10 @@ export class Instance implements InstanceView {
   /** A usage read under way, shared by invocations that finish in the same turn. */
   usageRead: Promise<{ before: Usage; after: Usage }> | undefined;
   exit: SandboxExit | undefined;
+  /** The cpuset last applied (see CpuPlacer); undefined: never set. */
+  cpus: string | undefined;
+  /** vCPUs of its own share (after the start boost). */
+  cpu = 0;
   private readonly pending = new Map<string, Pending>();
 
   private constructor(
@@ -87,7 +91,9 @@ export class Instance implements InstanceView {
     const instance = new Instance(fn, sandbox, hooks);
     hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
     await instance.waitReady(startTimeoutMs);
-    await sandbox.setCpu({ cpu: spec.resources.cpu });
+    await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });
+    instance.cpu = spec.resources.cpu;
+    instance.cpus = spec.resources.cpus;
     return instance;
   }
 

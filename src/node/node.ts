@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from 'pino';
+import type { DaemonCpuset } from '../cgroup/index.ts';
 import type { NodeConfig } from '../config.ts';
 import { PetriError, toPetriError } from '../errors.ts';
-import { FixedKeepAlive, type InstanceState, type KeepAlivePolicy } from '../policy/index.ts';
+import {
+  FixedKeepAlive,
+  PLACEMENT_POLICIES,
+  type InstanceState,
+  type KeepAlivePolicy,
+  type PlacementPolicy,
+} from '../policy/index.ts';
 import { parseHandler } from '../runtime/index.ts';
 import {
   resourcesFor,
@@ -18,6 +25,7 @@ import { timeOrderedId } from './ids.ts';
 import { materialize, versionLayout } from './deploy.ts';
 import { Instance, type InstanceHooks } from './instance.ts';
 import { NodeMetrics } from './metrics.ts';
+import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool, type FunctionEntry, type Slot } from './pool.ts';
 import { parseDeployBody } from './spec.ts';
 
@@ -27,6 +35,9 @@ export interface NodeDeps {
   driver: SandboxDriver;
   log: Logger;
   policy?: KeepAlivePolicy;
+  placement?: PlacementPolicy;
+  /** Moves the daemon into a cpuset of its own, for CPU placement; absent: placement is off. */
+  daemonCpuset?: () => Promise<DaemonCpuset | undefined>;
 }
 
 export interface InvokeResult {
@@ -51,6 +62,7 @@ export interface NodeInfo {
   memoryInUseMb: number;
   sandboxDriver: string;
   isolation: IsolationReport;
+  placement: PlacementStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   functions: number;
   uptimeMs: number;
@@ -69,6 +81,7 @@ function round(ms: number): number {
 export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
+  private readonly placer: CpuPlacer;
   private readonly started = Date.now();
   private readonly deploying = new Map<string, Promise<unknown>>();
   private readonly asyncRuns = new Set<Promise<unknown>>();
@@ -88,6 +101,14 @@ export class PetriNode {
       deps.policy ?? new FixedKeepAlive(config.keepAliveMs),
       { startInstance: (record) => this.startInstance(record) },
     );
+    this.placer = new CpuPlacer({
+      policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
+      intervalMs: config.placement.intervalMs,
+      instances: () => this.pool.allInstances(),
+      takePeakInFlight: () => this.pool.takePeakInFlight(),
+      log: deps.log,
+      daemonCpuset: deps.daemonCpuset ?? (async () => undefined),
+    });
     this.metrics = new NodeMetrics({
       queueLengths: () =>
         new Map([...this.pool.functions].map(([name, entry]) => [name, entry.queue.length])),
@@ -107,6 +128,7 @@ export class PetriNode {
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    await this.placer.start();
   }
 
   // ---- functions -------------------------------------------------------
@@ -204,6 +226,7 @@ export class PetriNode {
       memoryInUseMb: this.pool.memoryInUseMb(),
       sandboxDriver: this.deps.driver.name,
       isolation: this.deps.driver.capabilities(),
+      placement: this.placer.status(),
       instances,
       functions: this.pool.functions.size,
       uptimeMs: Date.now() - this.started,
@@ -214,6 +237,7 @@ export class PetriNode {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    await this.placer.close();
     this.pool.rejectAll(new PetriError('NodeRestarted', 'the node is shutting down'));
     await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop()));
     await Promise.allSettled([...this.asyncRuns]);
@@ -385,9 +409,15 @@ export class PetriNode {
       cwd: layout.code,
       entry,
       env: spec.env,
-      resources: resourcesFor(spec.memoryMb, this.deps.config.resources),
+      resources: this.resourcesFor(spec.memoryMb),
       network: spec.network,
     };
+  }
+
+  private resourcesFor(memoryMb: number): SandboxSpec['resources'] {
+    const resources = resourcesFor(memoryMb, this.deps.config.resources);
+    const cpus = this.placer.startCpus();
+    return cpus === undefined ? resources : { ...resources, cpus };
   }
 
   private readonly instanceHooks: InstanceHooks = {

@@ -48,6 +48,9 @@ export interface PoolHooks {
 export class Pool {
   readonly functions = new Map<string, FunctionEntry>();
   private startingMb = 0;
+  /** Invocations in flight on the node, and the most at once since `takePeakInFlight`. */
+  private inFlight = 0;
+  private peakInFlight = 0;
 
   constructor(
     private readonly limits: PoolLimits,
@@ -90,7 +93,7 @@ export class Pool {
   async acquire(entry: FunctionEntry): Promise<Slot> {
     const warm = this.findWarm(entry);
     if (warm) {
-      warm.reserve();
+      this.reserve(warm);
       return { instance: warm, startPath: 'warm', dispatchedAt: now() };
     }
     if (this.makeRoom(entry)) {
@@ -103,6 +106,7 @@ export class Pool {
   /** Called when an invocation finishes on `instance`. */
   release(instance: Instance): void {
     instance.release();
+    this.inFlight -= 1;
     const entry = this.functions.get(instance.functionName);
     const current = entry?.record.version === instance.version;
     if (instance.state === 'idle' && !current) {
@@ -118,6 +122,13 @@ export class Pool {
     instance.clearKeepAlive();
     this.functions.get(instance.functionName)?.instances.delete(instance);
     this.serveAllQueues();
+  }
+
+  /** The most invocations in flight at once since the last call (a placement window). */
+  takePeakInFlight(): number {
+    const peak = this.peakInFlight;
+    this.peakInFlight = this.inFlight;
+    return peak;
   }
 
   memoryInUseMb(): number {
@@ -176,6 +187,12 @@ export class Pool {
     }
   }
 
+  private reserve(instance: Instance): void {
+    instance.reserve();
+    this.inFlight += 1;
+    if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
+  }
+
   private findWarm(entry: FunctionEntry): Instance | undefined {
     let best: Instance | undefined;
     for (const instance of entry.instances) {
@@ -221,7 +238,7 @@ export class Pool {
     this.startingMb += record.spec.memoryMb;
     try {
       const instance = await this.hooks.startInstance(record);
-      instance.reserve();
+      this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);
       if (current) this.serveQueue(current);
@@ -256,7 +273,7 @@ export class Pool {
     while (entry.queue.length > 0) {
       const warm = this.findWarm(entry);
       if (warm) {
-        warm.reserve();
+        this.reserve(warm);
         const waiter = entry.queue.shift()!;
         clearTimeout(waiter.timer);
         waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: now() });

@@ -1,2 +1,11 @@
 export type { InstanceState, InstanceView, KeepAlivePolicy, NodeView } from './types.ts';
 export { FixedKeepAlive } from './fixed.ts';
+export {
+  type Placement,
+  type PlacementPolicy,
+  type PlacementPolicyName,
+  type PlacementWindow,
+  AlwaysSpread,
+  PackWhenSequential,
+  PLACEMENT_POLICIES,
+} from './placement.ts';

@@ -1,6 +1,11 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { cgroupLayer, enableFastCgroupMoves } from '../cgroup/index.ts';
+import {
+  cgroupLayer,
+  detectCgroups,
+  enableFastCgroupMoves,
+  type DaemonCpuset,
+} from '../cgroup/index.ts';
 import type { NodeConfig } from '../config.ts';
 import { networkLayer, nodeTagFrom } from '../net/index.ts';
 import { bwrapLayer } from './bwrap.ts';
@@ -32,4 +37,16 @@ export async function createDriver(
     cgroupLayer(config, tag, { warn }),
   ];
   return new ProcessDriver({ hostScript, layers });
+}
+
+/**
+ * For CPU placement: moves the daemon into a cpuset cgroup of its own, named
+ * after the node tag so two nodes never share one.
+ */
+export function daemonCpusetFor(config: NodeConfig): () => Promise<DaemonCpuset | undefined> {
+  return async () => {
+    if (config.isolation.cgroups === 'off') return undefined;
+    const tag = nodeTagFrom(path.resolve(config.stateDir));
+    return detectCgroups().daemonCpuset(`petri-daemon-${tag}`);
+  };
 }

@@ -12,6 +12,8 @@ export interface ResourceLimits {
   burstBytes: number;
   pidsMax: number;
   tmpSizeMb: number;
+  /** The cores the instance starts on (a cpuset such as "1"); absent: any core. */
+  cpus?: string;
 }
 
 /** What the instance host runs: a node handler, a command per request, or an HTTP server. */

@@ -12,6 +12,7 @@ import {
   type Cgroup,
   type CgroupLimits,
   type Controller,
+  parseCpuList,
 } from '../../src/cgroup/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
 import { requireRoot } from '../helpers/root.ts';
@@ -162,6 +163,34 @@ describe('real cgroups (root)', () => {
     await sleep(50);
     await layer.close();
     assert.deepEqual(await findTagDirs(tag), []);
+  });
+
+  test('a daemon cpuset pins every thread of the process and lets go on release', async (t) => {
+    if (!requireRoot(t, missing('cpuset'))) return;
+    const name = `petri-daemon-${TAG}`;
+    const cpuset = await system.daemonCpuset(name);
+    assert.ok(cpuset, 'cgroup v1 cpuset can hold the daemon');
+    const allowed = async (): Promise<string[]> => {
+      const tasks = await fs.readdir('/proc/self/task');
+      const lists = await Promise.all(
+        tasks.map(async (task) => {
+          const status = await fs.readFile(`/proc/self/task/${task}/status`, 'utf8');
+          return /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? '';
+        }),
+      );
+      return [...new Set(lists)];
+    };
+    try {
+      const last = String(cpuset.allCpus.at(-1));
+      await cpuset.setCpus(last);
+      assert.deepEqual(await allowed(), [last]);
+      await cpuset.setCpus(cpuset.allCpus.join(','));
+      assert.deepEqual(parseCpuList((await allowed()).join(',')), cpuset.allCpus);
+    } finally {
+      await cpuset.release();
+    }
+    assert.deepEqual(await findTagDirs(name), []);
+    assert.doesNotMatch(await fs.readFile('/proc/self/cgroup', 'utf8'), /petri-daemon/);
   });
 });
 

@@ -132,6 +132,13 @@ export function nodeView(): NodeView {
         { name: 'netns', active: false, reason: 'not root' },
       ],
     },
+    placement: {
+      policy: 'pack-when-sequential',
+      active: true,
+      daemonCpu: 1,
+      allCpus: '0,1',
+      current: 'pack',
+    },
     instances: { starting: 0, idle: 2, busy: 1, stopping: 0 },
     functions: 1,
     uptimeMs: 90_000,

@@ -1,5 +1,6 @@
 import type { FromInstance, ToInstance } from '../../src/runtime/index.ts';
 import type {
+  CpuLimit,
   IsolationReport,
   Sandbox,
   SandboxDriver,
@@ -21,7 +22,6 @@ export class FakeDriver implements SandboxDriver {
   readonly created: FakeSandbox[] = [];
   startDelayMs = 0;
   failStart: string | undefined;
-
   capabilities(): IsolationReport {
     return { driver: this.name, mechanisms: [] };
   }
@@ -104,7 +104,12 @@ export class FakeSandbox implements Sandbox {
     this.emit('exit', exit);
   }
 
-  async setCpu(): Promise<void> {}
+  /** Every CPU limit set after start, in order. */
+  readonly cpuLimits: CpuLimit[] = [];
+
+  async setCpu(limit: CpuLimit): Promise<void> {
+    this.cpuLimits.push(limit);
+  }
 
   async usage(): Promise<Usage> {
     return { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };

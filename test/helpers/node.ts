@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { parseConfig, type NodeConfig } from '../../src/config.ts';
-import { PetriNode } from '../../src/node/index.ts';
+import { PetriNode, type NodeDeps } from '../../src/node/index.ts';
 import { Store } from '../../src/store/index.ts';
 import { FakeDriver } from './fake-driver.ts';
 import { tempDir } from './tmp.ts';
@@ -18,12 +18,21 @@ export interface FakeNode {
 }
 
 /** A PetriNode over the in-memory FakeDriver, with a temp state dir. */
-export async function fakeNode(config: Record<string, unknown> = {}): Promise<FakeNode> {
+export async function fakeNode(
+  config: Record<string, unknown> = {},
+  deps: Partial<Pick<NodeDeps, 'placement' | 'daemonCpuset'>> & { driver?: FakeDriver } = {},
+): Promise<FakeNode> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-test-'));
   const parsed = parseConfig({ stateDir: dir, logLevel: 'silent', ...config });
   const store = Store.open(path.join(dir, 'petri.db'));
-  const driver = new FakeDriver();
-  const node = new PetriNode({ config: parsed, store, driver, log: pino({ level: 'silent' }) });
+  const { driver = new FakeDriver(), ...rest } = deps;
+  const node = new PetriNode({
+    config: parsed,
+    store,
+    driver,
+    log: pino({ level: 'silent' }),
+    ...rest,
+  });
   await node.start();
   return {
     node,

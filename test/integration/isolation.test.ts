@@ -5,8 +5,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/api/daemon.ts';
+import { parseCpuList } from '../../src/cgroup/index.ts';
+import { nodeTagFrom } from '../../src/net/index.ts';
 import { requireRoot } from '../helpers/root.ts';
 
 /**
@@ -32,6 +35,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 
+function cpus() { return fs.readFileSync('/proc/self/status', 'utf8').match(/Cpus_allowed_list:\\s*(\\S+)/)[1]; }
 function attempt(fn) { try { fn(); return 'ok'; } catch (e) { return e.code ?? e.message; } }
 function connect(host, port) {
   return new Promise((resolve) => {
@@ -49,7 +53,7 @@ export async function handler(event) {
       const wallStart = Date.now();
       while (Date.now() - wallStart < event.ms) {}
       const used = process.cpuUsage(started);
-      return { cpuMs: (used.user + used.system) / 1000, wallMs: Date.now() - wallStart };
+      return { cpuMs: (used.user + used.system) / 1000, wallMs: Date.now() - wallStart, cpus: cpus() };
     }
     case 'allocate': {
       const chunks = [];
@@ -65,6 +69,8 @@ export async function handler(event) {
         writeRoot: attempt(() => fs.writeFileSync('/etc/petri-x', 'x')),
         address: process.env.PETRI_ADDRESS,
       };
+    case 'cpus':
+      return { cpus: cpus() };
     case 'connect':
       return { result: await connect(event.host, event.port) };
     case 'unshape':
@@ -107,7 +113,7 @@ function invoke(name: string, event: Record<string, unknown>) {
 
 function leftovers(tagPattern: RegExp): string[] {
   const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  const cgroups = execFileSync('find', ['/sys/fs/cgroup', '-type', 'd', '-path', '*petri/*'], {
+  const cgroups = execFileSync('find', ['/sys/fs/cgroup', '-type', 'd', '-path', '*petri*'], {
     encoding: 'utf8',
   });
   return [...netns.split('\n'), ...cgroups.split('\n')].filter((line) => tagPattern.test(line));
@@ -207,15 +213,42 @@ describe('isolation on a real daemon', () => {
     }
   });
 
+  it('packs a function called one at a time onto the daemon core, and spreads on overlap', async (t) => {
+    if (!ready(t)) return;
+    for (let i = 0; i < 3; i++) await invoke('probe', { probe: 'cpus' });
+    await sleep(300);
+    const { placement } = (await call('GET', '/v1/node')).body as {
+      placement: {
+        active: boolean;
+        reason?: string;
+        current: string;
+        daemonCpu: number;
+        allCpus: string;
+      };
+    };
+    if (
+      !requireRoot(t, () => (placement.active ? undefined : `cpu placement: ${placement.reason}`))
+    )
+      return;
+    assert.equal(placement.current, 'pack');
+    const packed = await invoke('probe', { probe: 'cpus' });
+    assert.equal(packed.body.cpus, String(placement.daemonCpu));
+    const overlapping = await Promise.all(
+      [1, 2, 3].map(() => invoke('probe', { probe: 'spin', ms: 600 })),
+    );
+    for (const { body } of overlapping)
+      assert.deepEqual(parseCpuList(String(body.cpus)), parseCpuList(placement.allCpus));
+  });
+
   it('leaves no namespace or cgroup behind when the node stops', async (t) => {
     if (!ready(t)) return;
     const node = (await call('GET', '/v1/node')).body as { instances: Record<string, number> };
     assert.ok(node.instances.idle > 0);
+    const tag = nodeTagFrom(path.resolve(stateDir));
     const listing = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-    const tag = /petri-([a-z]+)-\d+/.exec(listing)?.[1];
-    assert.ok(tag, `an instance namespace exists: ${listing}`);
+    assert.match(listing, new RegExp(`petri-${tag}-\\d+`), 'an instance namespace exists');
     await daemon!.stop('SIGTERM');
-    assert.deepEqual(leftovers(new RegExp(`petri-${tag}-|petri/${tag}`)), []);
+    assert.deepEqual(leftovers(new RegExp(`petri-${tag}-|petri/${tag}|petri-daemon-${tag}`)), []);
     // Inside the test namespace only loopback and the test's own veth remain: no bridge, veth or IFB.
     const links = execFileSync('ip', ['-n', daemon!.testbed!.name, '-o', 'link'], {
       encoding: 'utf8',
