@@ -219,28 +219,45 @@ export async function run(argv: string[]): Promise<void> {
   const configFile = path.join(stateDir, 'config.json');
   fs.writeFileSync(configFile, JSON.stringify({ placement: { policy: args.placement } }));
   const daemon = await spawnDaemon({ stateDir, testbed, configFile });
+  // The same node with the kernel's placement, measured in the same rounds: what placement buys.
+  const spreadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-spread-'));
+  const spreadConfig = path.join(spreadDir, 'config.json');
+  fs.writeFileSync(spreadConfig, JSON.stringify({ placement: { policy: 'spread' } }));
+  const compare = args.placement !== 'spread';
+  const spreadDaemon = compare
+    ? await spawnDaemon({ stateDir: spreadDir, testbed, configFile: spreadConfig })
+    : undefined;
   try {
     // One vCPU's worth of memory, like the single-threaded baseline server: a
     // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
     await deploy(daemon, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
     await deploy(daemon, 'echo-cold', { keepAlive: { ms: 0 } });
+    if (spreadDaemon)
+      await deploy(spreadDaemon, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
     const baseTarget = { origin: echo.origin, path: '/' };
     const petriTarget = { origin: daemon.url, path: '/v1/functions/echo/invoke' };
+    const spreadTarget = spreadDaemon && { origin: spreadDaemon.url, path: petriTarget.path };
     progress('warming up');
     await latencies(baseTarget, 300);
     await latencies(petriTarget, 300);
+    if (spreadTarget) await latencies(spreadTarget, 300);
     const base: number[] = [];
     const petri: number[] = [];
     const rounds_: Round[] = [];
     for (let round = 1; round <= rounds; round++) {
       progress(`round ${round}/${rounds}: latency at 1 connection (${requests} requests each)`);
       // Alternate who goes first, so drift on a shared machine favours neither.
-      const [first, second] = round % 2 ? [baseTarget, petriTarget] : [petriTarget, baseTarget];
-      const a = await latencies(first, requests, Number(args.settle));
-      const b = await latencies(second, requests, Number(args.settle));
-      const [roundBase, roundPetri] = round % 2 ? [a, b] : [b, a];
+      const order = [baseTarget, petriTarget, ...(spreadTarget ? [spreadTarget] : [])];
+      if (round % 2 === 0) order.reverse();
+      const measured = new Map<Target, number[]>();
+      for (const target of order)
+        measured.set(target, await latencies(target, requests, Number(args.settle)));
+      const roundBase = measured.get(baseTarget) ?? [];
+      const roundPetri = measured.get(petriTarget) ?? [];
+      const roundSpread = spreadTarget && measured.get(spreadTarget);
       base.push(...roundBase);
       petri.push(...roundPetri);
+      const [first, second] = round % 2 ? [baseTarget, petriTarget] : [petriTarget, baseTarget];
       progress(
         `round ${round}/${rounds}: throughput at ${connections} connections (${args.seconds} s each)`,
       );
@@ -250,6 +267,7 @@ export async function run(argv: string[]): Promise<void> {
       rounds_.push({
         baseP50: summarize(roundBase).p50,
         petriP50: summarize(roundPetri).p50,
+        ...(roundSpread ? { spreadP50: summarize(roundSpread).p50 } : {}),
         baseRps,
         petriRps,
       });
@@ -286,6 +304,25 @@ export async function run(argv: string[]): Promise<void> {
             result.throughput.ratio,
           ),
           row('cold start p50', result.cold.petri.p50, result.cold.baseline.p50, 'ms', '≤ 1.5'),
+          ...(result.placement
+            ? [
+                row(
+                  'warm p50, placement spread',
+                  result.placement.spreadP50,
+                  result.warm.baseline.p50,
+                  'ms',
+                  '',
+                  result.placement.spreadRatioP50,
+                ),
+                [
+                  'placement gain: spread p50 ÷ this p50',
+                  '',
+                  '',
+                  String(result.placement.spreadOverConfigured),
+                  '',
+                ],
+              ]
+            : []),
         ],
         {
           title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'} · placement: ${placement}`,
@@ -297,7 +334,7 @@ export async function run(argv: string[]): Promise<void> {
       machine: machineFacts(),
       network: testbed ? 'test namespace over veth' : 'loopback',
       isolation: active,
-      placement,
+      placementPolicy: placement,
       settings: {
         requests,
         settleRequests: Number(args.settle),
@@ -316,6 +353,8 @@ export async function run(argv: string[]): Promise<void> {
   } finally {
     echo.stop();
     await daemon.close();
+    await spreadDaemon?.close();
+    fs.rmSync(spreadDir, { recursive: true, force: true });
     await testbed?.close();
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
@@ -328,6 +367,8 @@ function median(values: number[]): number {
 interface Round {
   baseP50: number;
   petriP50: number;
+  /** The same node with `placement.policy: spread`. */
+  spreadP50?: number;
   baseRps: number;
   petriRps: number;
 }
@@ -358,5 +399,18 @@ function report(base: Summary, petri: Summary, rounds: Round[], cold: Summary, b
       target: 1.5,
       met: cold.p50 <= 1.5 * bare.p50,
     },
+    placement: placementEffect(rounds),
+  };
+}
+
+/** Warm p50 of the node with placement spread, against the echo server and against the node as configured. */
+function placementEffect(rounds: Round[]) {
+  const compared = rounds.filter((r) => r.spreadP50 !== undefined);
+  if (compared.length === 0) return undefined;
+  const spread = (r: Round): number => r.spreadP50 ?? NaN;
+  return {
+    spreadP50: median(compared.map(spread)),
+    spreadRatioP50: ratio(median(compared.map((r) => spread(r) / r.baseP50)), 1),
+    spreadOverConfigured: ratio(median(compared.map((r) => spread(r) / r.petriP50)), 1),
   };
 }
