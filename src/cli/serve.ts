@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { startNode, type RunningNode } from '../api/index.ts';
 import { PetriError } from '../errors.ts';
+import { errorText } from './core.ts';
 
 interface ServeOptions {
   host?: string;
@@ -67,6 +68,18 @@ function howToInvoke(url: string, names: string[]): string {
   return lines.join('\n');
 }
 
+/** A start-up failure in words a person can act on (the port is the usual one). */
+function startError(err: unknown): unknown {
+  const { code, address, port } = err as { code?: string; address?: string; port?: number };
+  if (code === 'EADDRINUSE')
+    return new Error(
+      `cannot listen on ${address}:${port}: the address is in use (another node? pick one with --port)`,
+    );
+  if (code === 'EADDRNOTAVAIL')
+    return new Error(`cannot listen on ${address}: no such address here`);
+  return err;
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
@@ -85,7 +98,14 @@ export function registerServeCommand(program: Command): void {
       if (options.stateDir) config.stateDir = path.resolve(options.stateDir);
       if (options.memoryBudget) config.memoryBudgetMb = Number(options.memoryBudget);
       if (options.logLevel) config.logLevel = options.logLevel;
-      const running = await startNode(config);
+      let running: RunningNode;
+      try {
+        running = await startNode(config);
+      } catch (err) {
+        process.stderr.write(errorText(startError(err)));
+        process.exitCode = 1;
+        return;
+      }
       const stop = (): void => {
         running.log.info('stopping');
         void running.close().then(() => process.exit(0));

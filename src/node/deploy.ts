@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -75,4 +76,22 @@ export async function materialize(
     await fs.rm(layout.dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * One digest of a version folder: every file's path and content (code and
+ * bundle), so two deploys of the same code and dependencies compare equal.
+ */
+export async function folderDigest(dir: string): Promise<string> {
+  const hash = createHash('sha256');
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  const files = entries
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath ?? entry.path, entry.name)))
+    .sort();
+  for (const file of files) {
+    hash.update(file).update('\0');
+    hash.update(await fs.readFile(path.join(dir, file))).update('\0');
+  }
+  return hash.digest('hex');
 }

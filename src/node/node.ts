@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { DaemonCpuset } from '../cgroup/index.ts';
@@ -22,7 +23,7 @@ import {
 import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import { now } from './clock.ts';
 import { timeOrderedId } from './ids.ts';
-import { materialize, versionLayout } from './deploy.ts';
+import { folderDigest, materialize, versionLayout } from './deploy.ts';
 import { Instance, type InstanceHooks } from './instance.ts';
 import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
@@ -144,6 +145,11 @@ export class PetriNode {
         const version = this.deps.store.lastVersion(name) + 1;
         const layout = versionLayout(this.deps.config.stateDir, name, version);
         await materialize(layout, spec, source);
+        if (existing && (await sameVersion(existing, spec, layout.dir))) {
+          // Like Lambda's PublishVersion: nothing changed, so no new version.
+          await fs.rm(layout.dir, { recursive: true, force: true });
+          return { view: this.functionView(this.requireEntry(name)), created: false };
+        }
         const at = Date.now();
         const record: FunctionRecord = {
           name,
@@ -444,6 +450,20 @@ export class PetriNode {
       });
     },
   };
+}
+
+/** Whether a deploy's spec and materialised folder equal the function's current version. */
+async function sameVersion(
+  current: FunctionRecord,
+  spec: FunctionRecord['spec'],
+  dir: string,
+): Promise<boolean> {
+  if (JSON.stringify(current.spec) !== JSON.stringify(spec)) return false;
+  const [before, after] = await Promise.all([
+    folderDigest(current.codeDir).catch(() => ''),
+    folderDigest(dir),
+  ]);
+  return before === after;
 }
 
 function usageDelta(before: Usage, after: Usage): Partial<InvocationRecord> {

@@ -42,6 +42,9 @@ describe('HTTP API v1', () => {
     const again = await deploy('crud', { memoryMb: 256 });
     assert.equal(again.statusCode, 200);
     assert.equal(again.json().version, 2);
+    const same = await deploy('crud', { memoryMb: 256 });
+    assert.equal(same.statusCode, 200);
+    assert.equal(same.json().version, 2, 'the same spec and code make no new version');
     const one = (await app.inject('/v1/functions/crud')).json();
     assert.equal(one.spec.memoryMb, 256);
     const names = (await app.inject('/v1/functions'))

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/api/daemon.ts';
+import { nodeTagFrom } from '../../src/net/index.ts';
 
 const EXAMPLES = path.resolve(import.meta.dirname, '../../examples');
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-it-'));
@@ -298,6 +299,25 @@ describe('a real daemon', () => {
     const timedOut = await queued;
     assert.equal(errorOf(timedOut).code, 'QueueTimeout');
     assert.equal((await busy).status, 200);
+  });
+
+  it('fails to start with a clear error when its port is taken, leaving nothing behind', async () => {
+    const otherDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-it-busy-'));
+    const port = new URL(daemon.url).port;
+    try {
+      await assert.rejects(
+        spawnDaemon({ stateDir: otherDir, testbed: daemon.testbed, args: ['--port', port] }),
+        /exited with 1 before listening:[\s\S]*Error: cannot listen on .*:\d+: the address is in use/,
+      );
+      const tag = nodeTagFrom(path.resolve(otherDir));
+      const cgroups = execFileSync('find', ['/sys/fs/cgroup', '-type', 'd', '-name', `*${tag}*`], {
+        encoding: 'utf8',
+      });
+      assert.equal(cgroups.trim(), '');
+      assert.equal((await call('GET', '/healthz')).status, 200, 'the running node is unaffected');
+    } finally {
+      fs.rmSync(otherDir, { recursive: true, force: true });
+    }
   });
 
   it('keeps functions across a crash and fails unfinished async invocations with NodeRestarted', async () => {

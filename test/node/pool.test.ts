@@ -103,13 +103,28 @@ describe('pool', () => {
     assert.equal((await node.invoke('f', {})).record.startPath, 'cold');
   });
 
+  it('makes no new version when spec and code are unchanged, and one when the code changes', async () => {
+    const { node } = await nodeWith({});
+    const first = await node.deploy('g', deployBody(handlerDir(), {}));
+    const same = await node.deploy('g', deployBody(handlerDir(), {}));
+    assert.equal(first.view.version, 1);
+    assert.deepEqual([same.view.version, same.created], [1, false]);
+    const edited = await node.deploy(
+      'g',
+      deployBody(handlerDir('export const handler = () => 1;\n')),
+    );
+    assert.equal(edited.view.version, 2);
+    assert.equal((await node.invoke('g', {})).record.version, 2);
+  });
+
   it('drains the old version when a new one is deployed', async () => {
     const { node, driver } = await nodeWith({ f: {} });
     await node.invoke('f', {});
     const busy = node.invoke('f', { sleepMs: 60 });
     const idleOld = node.invoke('f', {});
     await idleOld;
-    await node.deploy('f', deployBody(handlerDir(), {}));
+    const changed = 'export async function handler(e) { return { ...e, v: 2 }; }\n';
+    await node.deploy('f', deployBody(handlerDir(changed), {}));
     const next = await node.invoke('f', {});
     assert.equal(next.record.version, 2);
     assert.equal(next.record.startPath, 'cold');
