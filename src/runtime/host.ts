@@ -14,8 +14,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import {
-  encodeFrame,
   FrameDecoder,
+  FrameWriter,
   PROTOCOL_FD,
   type FromInstance,
   type ToInstance,
@@ -41,8 +41,10 @@ const functionName = env.PETRI_FUNCTION ?? '';
 const memoryMb = Number(env.PETRI_MEMORY_MB ?? 0);
 let child: ChildProcess | undefined;
 
+const writer = new FrameWriter(channel);
+
 function send(message: FromInstance): void {
-  channel.write(encodeFrame(message));
+  writer.write(message);
 }
 
 function errorFields(err: unknown): { message: string; stack?: string } {
@@ -243,6 +245,7 @@ async function main(): Promise<void> {
     adapter = await loadAdapter();
   } catch (err) {
     send({ type: 'init-error', ...errorFields(err) });
+    writer.flush();
     channel.end(() => process.exit(1));
     return;
   }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import {
   FrameDecoder,
-  encodeFrame,
+  FrameWriter,
   type FromInstance,
   type ToInstance,
 } from '../runtime/protocol.ts';
@@ -107,6 +107,9 @@ class ProcessSandbox implements Sandbox {
   readonly address?: string;
   private readonly child: ChildProcess;
   private readonly channel: Writable;
+  private readonly writer: FrameWriter;
+  /** Invocations sent and not yet answered. */
+  private outstanding = 0;
   private readonly listeners: { [E in keyof SandboxEvents]: SandboxEvents[E][] } = {
     message: [],
     output: [],
@@ -135,8 +138,12 @@ class ProcessSandbox implements Sandbox {
     });
     if (this.child.pid !== undefined) for (const layer of layers) layer.attach?.(this.child.pid);
     this.channel = this.child.stdio[3] as Writable;
+    this.writer = new FrameWriter(this.channel, setImmediate);
     this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
-    const decoder = new FrameDecoder<FromInstance>((message) => this.emit('message', message));
+    const decoder = new FrameDecoder<FromInstance>((message) => {
+      if (message.type === 'result' || message.type === 'error') this.outstanding -= 1;
+      this.emit('message', message);
+    });
     (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) =>
       decoder.push(chunk),
     );
@@ -160,8 +167,16 @@ class ProcessSandbox implements Sandbox {
     return this.child.pid;
   }
 
+  /**
+   * An idle instance gets its frame at once (a request alone never waits);
+   * one still working on others reads when it is done, so its frames gather
+   * until the end of this event-loop turn and go in one write.
+   */
   send(message: ToInstance): void {
-    if (!this.exited) this.channel.write(encodeFrame(message));
+    if (this.exited) return;
+    if (this.outstanding === 0) this.writer.writeNow(message);
+    else this.writer.write(message);
+    if (message.type === 'invoke') this.outstanding += 1;
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {
