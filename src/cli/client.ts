@@ -114,7 +114,7 @@ interface CallOptions {
 
 const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

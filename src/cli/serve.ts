@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { startNode, type RunningNode } from '../api/index.ts';
 import { PetriError } from '../errors.ts';
-import { errorText } from './core.ts';
+import { errorText } from './error-text.ts';
 
 interface ServeOptions {
   host?: string;

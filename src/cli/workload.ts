@@ -22,7 +22,8 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
-import { type CliIo, errorText, processIo } from './core.ts';
+import { type CliIo, processIo } from './core.ts';
+import { errorText } from './error-text.ts';
 
 /**
  * Verbs of the workload toolkit: trace, load, report, sweep. Output goes
