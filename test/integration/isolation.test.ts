@@ -71,6 +71,15 @@ export async function handler(event) {
         database: fs.existsSync(event.database),
         writeCode: attempt(() => fs.writeFileSync(process.cwd() + '/x', 'x')),
         writeRoot: attempt(() => fs.writeFileSync('/etc/petri-x', 'x')),
+        writeOwnLimit: attempt(() => {
+          // Its own CPU limit, written back unchanged: harmless even if the write went through.
+          const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\\n')
+            .find((l) => /:(cpu|cpu,cpuacct|cpuacct,cpu)?:/.test(l) && !/:cpuset:/.test(l)) ?? '';
+          const rel = line.split(':')[2] ?? '';
+          const v1 = '/sys/fs/cgroup/cpu' + rel + '/cpu.cfs_quota_us';
+          const file = fs.existsSync(v1) ? v1 : '/sys/fs/cgroup' + rel + '/cpu.max';
+          fs.writeFileSync(file, fs.readFileSync(file, 'utf8'));
+        }),
         address: process.env.PETRI_ADDRESS,
       };
     case 'cpus':
@@ -190,6 +199,7 @@ describe('isolation on a real daemon', () => {
     assert.equal(body.database, false);
     assert.equal(body.writeCode, 'EROFS');
     assert.equal(body.writeRoot, 'EROFS');
+    assert.equal(body.writeOwnLimit, 'EROFS', 'its cgroup files are read-only');
     assert.match(String(body.address), /^10\.213\./);
   });
 
