@@ -83,6 +83,8 @@ export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
   private readonly placer: CpuPlacer;
+  /** The node's cores, counted before placement may pin the daemon to one of them. */
+  private readonly cores = os.availableParallelism();
   private readonly started = Date.now();
   private readonly deploying = new Map<string, Promise<unknown>>();
   private readonly asyncRuns = new Set<Promise<unknown>>();
@@ -227,7 +229,7 @@ export class PetriNode {
     const { dead: _dead, ...instances } = this.pool.instanceCounts();
     return {
       version: PETRI_VERSION,
-      cores: os.availableParallelism(),
+      cores: this.cores,
       memoryBudgetMb: this.deps.config.memoryBudgetMb,
       memoryInUseMb: this.pool.memoryInUseMb(),
       sandboxDriver: this.deps.driver.name,
@@ -421,7 +423,7 @@ export class PetriNode {
   }
 
   private resourcesFor(memoryMb: number): SandboxSpec['resources'] {
-    const resources = resourcesFor(memoryMb, this.deps.config.resources);
+    const resources = resourcesFor(memoryMb, this.deps.config.resources, this.cores);
     const cpus = this.placer.startCpus();
     return cpus === undefined ? resources : { ...resources, cpus };
   }

@@ -231,7 +231,8 @@ describe('isolation on a real daemon', () => {
     if (!ready(t)) return;
     for (let i = 0; i < 3; i++) await invoke('probe', { probe: 'cpus' });
     await sleep(300);
-    const { placement } = (await call('GET', '/v1/node')).body as {
+    const { placement, cores } = (await call('GET', '/v1/node')).body as {
+      cores: number;
       placement: {
         active: boolean;
         reason?: string;
@@ -245,6 +246,7 @@ describe('isolation on a real daemon', () => {
     )
       return;
     assert.equal(placement.current, 'pack');
+    assert.equal(cores, os.availableParallelism(), 'a pinned daemon still counts every core');
     const packed = await invoke('probe', { probe: 'cpus' });
     assert.equal(packed.body.cpus, String(placement.daemonCpu));
     const overlapping = await Promise.all(
