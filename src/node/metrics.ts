@@ -5,6 +5,8 @@ export interface MetricsSource {
   queueLengths(): Map<string, number>;
   instanceCounts(): Record<InstanceState, number>;
   memoryInUseMb(): number;
+  /** 'pack' or 'spread' while CPU placement is active; undefined when it is off. */
+  placement(): string | undefined;
 }
 
 const DURATION_BUCKETS = [
@@ -61,6 +63,18 @@ export class NodeMetrics {
       registers,
       collect() {
         this.set(source.memoryInUseMb());
+      },
+    });
+    new Gauge({
+      name: 'petri_cpu_placement',
+      help: 'CPU placement now: 1 for the current state (pack or spread); no series when placement is off.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        const current = source.placement();
+        if (current === undefined) return;
+        for (const state of ['pack', 'spread']) this.set({ state }, state === current ? 1 : 0);
       },
     });
   }

@@ -117,6 +117,10 @@ export class PetriNode {
         new Map([...this.pool.functions].map(([name, entry]) => [name, entry.queue.length])),
       instanceCounts: () => this.pool.instanceCounts(),
       memoryInUseMb: () => this.pool.memoryInUseMb(),
+      placement: () => {
+        const status = this.placer.status();
+        return status.active ? status.current : undefined;
+      },
     });
   }
 

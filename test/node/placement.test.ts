@@ -51,6 +51,9 @@ describe('CPU placement', () => {
     assert.equal(node.info().placement.daemonCpu, 1);
     assert.equal(cpuset.set[0], '1', 'the daemon is pinned before instances move');
     assert.equal(lastCpus(driver.created[0]), '1');
+    const metrics = await node.metrics.text();
+    assert.match(metrics, /petri_cpu_placement\{state="pack"\} 1/);
+    assert.match(metrics, /petri_cpu_placement\{state="spread"\} 0/);
   });
 
   it('spreads the daemon and instances as soon as invocations overlap', async () => {
