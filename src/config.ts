@@ -102,7 +102,6 @@ export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
-export type PlacementConfig = z.infer<typeof PlacementConfigSchema>;
 
 export function parseConfig(input: unknown): NodeConfig {
   return NodeConfigSchema.parse(input ?? {});

@@ -119,6 +119,21 @@ async function bareNodeStart(): Promise<number> {
   return performance.now() - started;
 }
 
+/** A daemon with its own temp state dir and `placement.policy`; closing it removes the dir. */
+async function nodeWithPlacement(policy: string, testbed: Testbed | undefined): Promise<Daemon> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-'));
+  const configFile = path.join(stateDir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ placement: { policy } }));
+  const daemon = await spawnDaemon({ stateDir, testbed, configFile });
+  return {
+    ...daemon,
+    close: async () => {
+      await daemon.close();
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown>): Promise<void> {
   const pool = new Pool(daemon.url, { connections: 1 });
   const response = await pool.request({
@@ -210,23 +225,15 @@ export async function run(argv: string[]): Promise<void> {
   const connections = Number(args.connections);
   const testbed = canMakeTestbed() ? await createTestbed() : undefined;
   const host = testbed?.innerAddress ?? '127.0.0.1';
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-'));
   progress(
     testbed ? `running in network namespace ${testbed.name}` : 'not root: running on loopback',
   );
   const echo = await startEchoServer(host, testbed);
   // The node's own default placement unless asked otherwise (`--placement spread`: the kernel's choice).
-  const configFile = path.join(stateDir, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify({ placement: { policy: args.placement } }));
-  const daemon = await spawnDaemon({ stateDir, testbed, configFile });
+  const daemon = await nodeWithPlacement(String(args.placement), testbed);
   // The same node with the kernel's placement, measured in the same rounds: what placement buys.
-  const spreadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-spread-'));
-  const spreadConfig = path.join(spreadDir, 'config.json');
-  fs.writeFileSync(spreadConfig, JSON.stringify({ placement: { policy: 'spread' } }));
-  const compare = args.placement !== 'spread';
-  const spreadDaemon = compare
-    ? await spawnDaemon({ stateDir: spreadDir, testbed, configFile: spreadConfig })
-    : undefined;
+  const spreadDaemon =
+    args.placement !== 'spread' ? await nodeWithPlacement('spread', testbed) : undefined;
   try {
     // One vCPU's worth of memory, like the single-threaded baseline server: a
     // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
@@ -354,9 +361,7 @@ export async function run(argv: string[]): Promise<void> {
     echo.stop();
     await daemon.close();
     await spreadDaemon?.close();
-    fs.rmSync(spreadDir, { recursive: true, force: true });
     await testbed?.close();
-    fs.rmSync(stateDir, { recursive: true, force: true });
   }
 }
 

@@ -26,14 +26,11 @@ export function parseCpuList(list: string): number[] {
 
 /**
  * Makes `<base>/<name>` in the v1 cpuset hierarchy with the node's cores and
- * memory nodes and moves process `pid` into it. A directory left by a crashed
+ * memory nodes and moves this process into it. A directory left by a crashed
  * run of the same node is empty (its daemon is gone) and is made anew.
  */
-export async function joinDaemonCpuset(
-  base: string,
-  name: string,
-  pid = process.pid,
-): Promise<DaemonCpuset> {
+export async function joinDaemonCpuset(base: string, name: string): Promise<DaemonCpuset> {
+  const { pid } = process;
   const dir = path.join(base, name);
   const cpus = (await readOptional(path.join(base, 'cpuset.cpus')))?.trim() ?? '';
   const mems = (await readOptional(path.join(base, 'cpuset.mems')))?.trim() ?? '';

@@ -87,7 +87,7 @@ export async function folderDigest(dir: string): Promise<string> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
   const files = entries
     .filter((entry) => !entry.isDirectory())
-    .map((entry) => path.relative(dir, path.join(entry.parentPath ?? entry.path, entry.name)))
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
     .sort();
   for (const file of files) {
     hash.update(file).update('\0');

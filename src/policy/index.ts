@@ -3,7 +3,6 @@ export { FixedKeepAlive } from './fixed.ts';
 export {
   type Placement,
   type PlacementPolicy,
-  type PlacementPolicyName,
   type PlacementWindow,
   AlwaysSpread,
   PackWhenSequential,

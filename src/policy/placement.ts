@@ -52,5 +52,3 @@ export const PLACEMENT_POLICIES = {
   'pack-when-sequential': () => new PackWhenSequential(),
   spread: () => new AlwaysSpread(),
 } as const satisfies Record<string, () => PlacementPolicy>;
-
-export type PlacementPolicyName = keyof typeof PLACEMENT_POLICIES;

@@ -196,13 +196,10 @@ export function slowdownChart(a: RunAnalysis): ChartSpec {
   });
 }
 
-/** The charts of a load report, by file name (without extension) of their PNGs. */
-export const REPORT_CHARTS = ['latency-ecdf', 'slowdown-per-function'] as const;
-
 /**
  * `petri report`: terminal tables plus `<dir>/report.html` with the charts
- * inline as SVG, and with `png` each chart as `<dir>/<name>.png` too (names
- * in REPORT_CHARTS).
+ * inline as SVG, and with `png` each chart as a PNG beside it
+ * (`latency-ecdf.png`, `slowdown-per-function.png`).
  */
 export async function writeReport(
   dir: string,
@@ -248,16 +245,11 @@ export async function writeReport(
   ];
   const html = await writeHtmlReport(path.join(dir, 'report.html'), 'Petri load report', sections);
   const pngs: string[] = [];
-  if (options.png) {
-    const svgs: Record<(typeof REPORT_CHARTS)[number], string> = {
-      'latency-ecdf': ecdf.svg,
-      'slowdown-per-function': slowdown.svg,
-    };
-    for (const name of REPORT_CHARTS) {
-      const file = path.join(dir, `${name}.png`);
-      await writeFile(file, svgToPng(svgs[name]));
-      pngs.push(file);
-    }
+  const charts = { 'latency-ecdf': ecdf.svg, 'slowdown-per-function': slowdown.svg };
+  for (const [name, svg] of options.png ? Object.entries(charts) : []) {
+    const file = path.join(dir, `${name}.png`);
+    await writeFile(file, svgToPng(svg));
+    pngs.push(file);
   }
   return { analysis, html, pngs };
 }

@@ -46,7 +46,6 @@ export { type LoadOptions, runLoad } from './loadgen.ts';
 export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
 export {
   type RunAnalysis,
-  REPORT_CHARTS,
   analyseRun,
   formatAnalysis,
   percentiles,
