@@ -22,6 +22,7 @@ export class FakeDriver implements SandboxDriver {
   readonly created: FakeSandbox[] = [];
   startDelayMs = 0;
   failStart: string | undefined;
+
   capabilities(): IsolationReport {
     return { driver: this.name, mechanisms: [] };
   }

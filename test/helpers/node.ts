@@ -20,18 +20,18 @@ export interface FakeNode {
 /** A PetriNode over the in-memory FakeDriver, with a temp state dir. */
 export async function fakeNode(
   config: Record<string, unknown> = {},
-  deps: Partial<Pick<NodeDeps, 'placement' | 'daemonCpuset'>> & { driver?: FakeDriver } = {},
+  deps: Pick<NodeDeps, 'daemonCpuset'> = {},
 ): Promise<FakeNode> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-test-'));
   const parsed = parseConfig({ stateDir: dir, logLevel: 'silent', ...config });
   const store = Store.open(path.join(dir, 'petri.db'));
-  const { driver = new FakeDriver(), ...rest } = deps;
+  const driver = new FakeDriver();
   const node = new PetriNode({
     config: parsed,
     store,
     driver,
     log: pino({ level: 'silent' }),
-    ...rest,
+    ...deps,
   });
   await node.start();
   return {
