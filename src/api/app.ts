@@ -31,7 +31,7 @@ const LogsQuery = z
   .strict();
 
 /** Parses request parts with zod, failing with `InvalidRequest` naming each bad field. */
-function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+function parse<T>(schema: z.ZodType<T, unknown>, value: unknown, what: string): T {
   const result = schema.safeParse(value ?? {});
   if (result.success) return result.data;
   const issues = fieldIssues(result.error);

@@ -232,6 +232,15 @@ export class Pool {
     return this.limits.memoryBudgetMb - this.memoryInUseMb() >= spec.memoryMb;
   }
 
+  /** `makeRoom` for queued work: a function too large for the node just stays queued. */
+  private roomFor(entry: FunctionEntry): boolean {
+    try {
+      return this.makeRoom(entry);
+    } catch {
+      return false;
+    }
+  }
+
   private async coldStart(entry: FunctionEntry): Promise<Instance> {
     const record = entry.record;
     entry.starting += 1;
@@ -279,13 +288,7 @@ export class Pool {
         waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: now() });
         continue;
       }
-      let roomy = false;
-      try {
-        roomy = this.makeRoom(entry);
-      } catch {
-        roomy = false;
-      }
-      if (!roomy) return;
+      if (!this.roomFor(entry)) return;
       const waiter = entry.queue.shift()!;
       clearTimeout(waiter.timer);
       const dispatchedAt = now();

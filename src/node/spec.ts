@@ -56,11 +56,11 @@ export const FunctionSpecSchema = z
     timeoutMs: z.number().int().min(1).max(900_000).default(30_000),
     concurrency: z.number().int().min(1).max(1000).default(1),
     maxInstances: z.number().int().min(1).max(1000).optional(),
-    env: z.record(z.string()).default({}),
-    keepAlive: KeepAliveSchema.default({}),
-    network: NetworkSchema.default({}),
+    env: z.record(z.string(), z.string()).prefault({}),
+    keepAlive: KeepAliveSchema.prefault({}),
+    network: NetworkSchema.prefault({}),
     snapshot: z.boolean().default(false),
-    queue: QueueSchema.default({}),
+    queue: QueueSchema.prefault({}),
   })
   .strict()
   .superRefine((spec, ctx) => {

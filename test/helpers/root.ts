@@ -4,9 +4,9 @@ import type { TestContext } from 'node:test';
 export type MechanismCheck = () => string | undefined;
 
 /**
- * Gate for tests that need root and a real isolation mechanism. Not root:
- * skip. Root but the mechanism is missing: fail under CI=true (CI runs as root
- * and must exercise the real path), else skip. Returns true when the test may run.
+ * Gate for tests that need root and a real isolation mechanism. Under
+ * CI=true the real path must run, so a missing root or mechanism fails the
+ * test; elsewhere it skips. Returns true when the test may run.
  *
  * @example test('memory limit', (t) => { if (!requireRoot(t, () => missingMemory())) return; … })
  */
@@ -14,11 +14,7 @@ export function requireRoot(
   t: TestContext,
   mechanismCheck: MechanismCheck = () => undefined,
 ): boolean {
-  if (process.geteuid?.() !== 0) {
-    t.skip('needs root');
-    return false;
-  }
-  const missing = mechanismCheck();
+  const missing = process.geteuid?.() !== 0 ? 'not running as root' : mechanismCheck();
   if (missing === undefined) return true;
   if (process.env.CI === 'true')
     throw new Error(`isolation mechanism missing under CI: ${missing}`);
