@@ -1,8 +1,8 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
-import { FunctionNameSchema, type PetriNode } from '../node/index.ts';
-import { fieldIssues } from '../node/spec.ts';
+import type { PetriNode } from '../node/index.ts';
+import { FunctionNameSchema, fieldIssues } from '../spec/index.ts';
 import { toInvocationView } from './views.ts';
 
 export interface AppOptions {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
-import { spawnDaemon, type Daemon } from '../api/daemon.ts';
+import { spawnDaemon, type Daemon } from '../harness/index.ts';
 import { parseConfig } from '../config.ts';
 import { table } from '../report/index.ts';
 import { resourcesFor } from '../sandbox/index.ts';

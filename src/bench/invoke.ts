@@ -5,8 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
-import { spawnDaemon, type Daemon } from '../api/daemon.ts';
-import { canMakeTestbed, createTestbed, type Testbed } from '../net/testbed.ts';
+import { spawnDaemon, type Daemon } from '../harness/index.ts';
+import { canMakeTestbed, createTestbed, type Testbed } from '../harness/index.ts';
 import { table } from '../report/index.ts';
 import { benchArgs, machineFacts, ratio, summarize, writeJson, type Summary } from './common.ts';
 

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { canMakeTestbed } from '../net/testbed.ts';
+import { canMakeTestbed } from '../harness/index.ts';
 import { table } from '../report/index.ts';
 import { benchArgs, machineFacts, writeJson } from './common.ts';
 import { writeNetCharts } from './net/charts.ts';

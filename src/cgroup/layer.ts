@@ -1,6 +1,6 @@
 import type { NodeConfig } from '../config.ts';
-import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
-import type { MechanismStatus, SandboxSpec } from '../sandbox/types.ts';
+import type { IsolationLayer, LayerInstance } from '../sandbox/index.ts';
+import type { MechanismStatus, SandboxSpec } from '../sandbox/index.ts';
 import { detectCgroups } from './detect.ts';
 import { joinCgroupCommand } from './join.ts';
 import type { Cgroup, CgroupSystem, Controller } from './types.ts';

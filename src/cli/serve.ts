@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { startNode, type RunningNode } from '../api/index.ts';
+import { startNode, type RunningNode } from '../boot/index.ts';
 import { PetriError } from '../errors.ts';
 import { errorText } from './error-text.ts';
 

@@ -27,7 +27,7 @@ export {
 export { cleanupAll, findLeftovers, listNetns, listLinks, type Leftovers } from './cleanup.ts';
 export { listForwardChain } from './firewall.ts';
 export { readCounters, parseNetDev, type Counters } from './stats.ts';
-export { NetCommandError } from './exec.ts';
+export { NetCommandError, run as runCommand } from './exec.ts';
 export {
   startIperfServer,
   runIperfClient,

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { NodeConfig } from '../config.ts';
-import type { IsolationLayer, LayerInstance } from '../sandbox/layer.ts';
-import type { MechanismStatus, SandboxSpec, Usage } from '../sandbox/types.ts';
+import type { IsolationLayer, LayerInstance } from '../sandbox/index.ts';
+import type { MechanismStatus, SandboxSpec, Usage } from '../sandbox/index.ts';
 import { AddressAllocator } from './address.ts';
 import {
   bridgeLines,
@@ -24,7 +24,7 @@ import {
   revokeEgress,
   type FirewallSpec,
 } from './firewall.ts';
-import { KeptFile } from '../sandbox/kept-file.ts';
+import { KeptFile } from '../sandbox/index.ts';
 import { INSTANCE_IFNAME, assertIfName, assertNodeTag, netnsPath, slotNames } from './naming.ts';
 import { NamespacePool, type Slot } from './pool.ts';
 import { countersIn, readCounters, type Counters } from './stats.ts';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { PetriError } from '../errors.ts';
 import { bundleHandler } from '../runtime/index.ts';
-import type { FunctionSource, FunctionSpec } from './spec.ts';
+import type { FunctionSource, FunctionSpec } from '../spec/index.ts';
 
 const run = promisify(execFile);
 

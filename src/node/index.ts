@@ -5,14 +5,5 @@ export {
   type NodeInfo,
   type InvokeResult,
 } from './node.ts';
-export {
-  parseSpec,
-  parseDeployBody,
-  FunctionSpecSchema,
-  FunctionNameSchema,
-  type FunctionSpec,
-  type FunctionSource,
-  type Runtime,
-} from './spec.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';

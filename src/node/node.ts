@@ -28,7 +28,7 @@ import { Instance, type InstanceHooks } from './instance.ts';
 import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool, type FunctionEntry, type Slot } from './pool.ts';
-import { parseDeployBody } from './spec.ts';
+import { parseDeployBody } from '../spec/index.ts';
 
 export interface NodeDeps {
   config: NodeConfig;

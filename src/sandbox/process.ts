@@ -1,12 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type { Writable } from 'node:stream';
-import {
-  FrameDecoder,
-  FrameWriter,
-  type FromInstance,
-  type ToInstance,
-} from '../runtime/protocol.ts';
+import { FrameDecoder, FrameWriter, type FromInstance, type ToInstance } from '../runtime/index.ts';
 import type { IsolationLayer, LayerInstance } from './layer.ts';
 import type {
   CpuLimit,

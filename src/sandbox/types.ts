@@ -1,4 +1,4 @@
-import type { FromInstance, LogStream, ToInstance } from '../runtime/protocol.ts';
+import type { FromInstance, LogStream, ToInstance } from '../runtime/index.ts';
 
 /** Resources one instance gets, computed from its memoryMb by `resourcesFor`. */
 export interface ResourceLimits {

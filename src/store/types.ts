@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.ts';
-import type { FunctionSpec } from '../node/spec.ts';
+import type { FunctionSpec } from '../spec/index.ts';
 
 export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
 export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { spawnDaemon, type Daemon } from '../../src/api/daemon.ts';
+import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
 import { nodeTagFrom } from '../../src/net/index.ts';
 
 const EXAMPLES = path.resolve(import.meta.dirname, '../../examples');

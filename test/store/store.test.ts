@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { parseSpec } from '../../src/node/index.ts';
+import { parseSpec } from '../../src/spec/index.ts';
 import { MIGRATIONS, Store, type InvocationRecord } from '../../src/store/index.ts';
 
 const dirs: string[] = [];

@@ -16,7 +16,7 @@ import {
 } from '../../src/workload/index.ts';
 import type { Trace } from '../../src/workload/index.ts';
 import { flatFunction } from './helpers.ts';
-import { spawnDaemon } from '../../src/api/daemon.ts';
+import { spawnDaemon } from '../../src/harness/index.ts';
 
 describe('petri load against a local HTTP target', () => {
   let server: http.Server;

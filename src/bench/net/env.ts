@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { spawnDaemon, type Daemon } from '../../api/daemon.ts';
+import { spawnDaemon, type Daemon } from '../../harness/index.ts';
 import { parseConfig } from '../../config.ts';
 import {
   AddressAllocator,
@@ -14,7 +14,7 @@ import {
   startIperfServer,
   type IperfServer,
 } from '../../net/index.ts';
-import { run as runCommand } from '../../net/exec.ts';
+import { runCommand } from '../../net/index.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const FUNCTIONS = path.resolve(HERE, '../net-functions');

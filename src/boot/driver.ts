@@ -8,10 +8,12 @@ import {
 } from '../cgroup/index.ts';
 import type { NodeConfig } from '../config.ts';
 import { networkLayer, nodeTagFrom } from '../net/index.ts';
-import { bwrapLayer } from './bwrap.ts';
-import type { IsolationLayer } from './layer.ts';
-import { ProcessDriver } from './process.ts';
-import type { SandboxDriver } from './types.ts';
+import {
+  bwrapLayer,
+  ProcessDriver,
+  type IsolationLayer,
+  type SandboxDriver,
+} from '../sandbox/index.ts';
 
 /**
  * Builds the node's sandbox driver with every isolation layer this node can

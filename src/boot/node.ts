@@ -5,9 +5,9 @@ import { pino, type Logger } from 'pino';
 import { parseConfig, type NodeConfig } from '../config.ts';
 import { PetriNode } from '../node/index.ts';
 import { buildHost } from '../runtime/index.ts';
-import { createDriver, daemonCpusetFor } from '../sandbox/create.ts';
+import { createDriver, daemonCpusetFor } from './driver.ts';
 import { Store } from '../store/index.ts';
-import { buildApp } from './app.ts';
+import { buildApp } from '../api/index.ts';
 
 export interface RunningNode {
   url: string;

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canMakeTestbed, createTestbed, type Testbed } from '../net/testbed.ts';
+import { canMakeTestbed, createTestbed, type Testbed } from './testbed.ts';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.ts');
 const LISTENING = /Petri node listening on (\S+)/;

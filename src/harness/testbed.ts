@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { run } from './exec.ts';
+import { runCommand as run } from '../net/index.ts';
 
 /**
  * A network namespace made for one test or benchmark run, joined to this

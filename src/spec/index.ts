@@ -1,0 +1,15 @@
+/**
+ * The function spec (DESIGN §7): its zod schema, parsing with registered
+ * errors, and the plain types every layer shares (node, store, api, cli).
+ */
+export {
+  parseSpec,
+  parseDeployBody,
+  fieldIssues,
+  FunctionSpecSchema,
+  FunctionNameSchema,
+  type FunctionSpec,
+  type FunctionSource,
+  type FieldIssue,
+  type Runtime,
+} from './function.ts';
