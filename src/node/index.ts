@@ -7,3 +7,4 @@ export {
 } from './node.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
+export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';

@@ -3,6 +3,7 @@ import type { InstanceState, InstanceView } from '../policy/index.ts';
 import type { FromInstance } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
+import type { Clock, Timer } from './clock.ts';
 
 export interface InstanceHooks {
   onState(instance: Instance, state: InstanceState, details?: unknown): void;
@@ -12,7 +13,7 @@ export interface InstanceHooks {
 interface Pending {
   resolve(value: unknown): void;
   reject(error: PetriError): void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
@@ -31,13 +32,13 @@ export function exitError(exit: SandboxExit, during: string): PetriError {
  * One sandbox serving one function version: tracks its state, its in-flight
  * invocations, and turns protocol frames into settled promises.
  */
-export class Instance implements InstanceView {
+export class Instance {
   state: InstanceState = 'starting';
   inFlight = 0;
   lastUsedAt: number;
   readonly startedAt: number;
   invocations = 0;
-  keepAliveTimer: NodeJS.Timeout | undefined;
+  keepAliveTimer: Timer | undefined;
   /** Resource counters at the end of the last invocation, to diff the next against. */
   baseline: Usage = ZERO_USAGE;
   /** A usage read under way, shared by invocations that finish in the same turn. */
@@ -53,8 +54,9 @@ export class Instance implements InstanceView {
     readonly fn: FunctionRecord,
     readonly sandbox: Sandbox,
     private readonly hooks: InstanceHooks,
+    private readonly clock: Clock,
   ) {
-    this.startedAt = Date.now();
+    this.startedAt = clock.now();
     this.lastUsedAt = this.startedAt;
     sandbox.on('message', (message) => this.onMessage(message));
     sandbox.on('output', (stream, line) =>
@@ -86,15 +88,32 @@ export class Instance implements InstanceView {
     spec: SandboxSpec,
     hooks: InstanceHooks,
     startTimeoutMs: number,
+    clock: Clock,
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
-    const instance = new Instance(fn, sandbox, hooks);
+    const instance = new Instance(fn, sandbox, hooks, clock);
     hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
     await instance.waitReady(startTimeoutMs);
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });
     instance.cpu = spec.resources.cpu;
     instance.cpus = spec.resources.cpus;
     return instance;
+  }
+
+  /** A frozen plain copy of what policies may see: no methods, no live state. */
+  view(): InstanceView {
+    return Object.freeze({
+      id: this.id,
+      functionName: this.functionName,
+      version: this.version,
+      state: this.state,
+      memoryMb: this.memoryMb,
+      inFlight: this.inFlight,
+      startedAt: this.startedAt,
+      lastUsedAt: this.lastUsedAt,
+      invocations: this.invocations,
+      keepAliveMs: this.keepAliveMs,
+    });
   }
 
   hasRoom(): boolean {
@@ -113,9 +132,9 @@ export class Instance implements InstanceView {
   /** Sends one invocation (after `reserve`) and settles with the handler's value or an error. */
   invoke(id: string, event: unknown): Promise<unknown> {
     this.invocations += 1;
-    const deadline = Date.now() + this.fn.spec.timeoutMs;
+    const deadline = this.clock.now() + this.fn.spec.timeoutMs;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.onTimeout(id), this.fn.spec.timeoutMs);
+      const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
       this.pending.set(id, { resolve, reject, timer });
       this.sandbox.send({ type: 'invoke', id, event, deadline });
     });
@@ -124,12 +143,12 @@ export class Instance implements InstanceView {
   /** Marks one invocation done; the instance is idle when none is left. */
   release(): void {
     this.inFlight -= 1;
-    this.lastUsedAt = Date.now();
+    this.lastUsedAt = this.clock.now();
     if (this.inFlight === 0 && this.state === 'busy') this.setState('idle');
   }
 
   clearKeepAlive(): void {
-    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer?.cancel();
     this.keepAliveTimer = undefined;
   }
 
@@ -147,22 +166,21 @@ export class Instance implements InstanceView {
 
   private waitReady(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimer(timeoutMs, () => {
         reject(new PetriError('Timeout', `instance did not start within ${timeoutMs} ms`));
         void this.stop();
-      }, timeoutMs);
+      });
       this.readyWaiter = { resolve, reject, timer };
     });
   }
 
-  private readyWaiter:
-    { resolve(): void; reject(err: PetriError): void; timer: NodeJS.Timeout } | undefined;
+  private readyWaiter: { resolve(): void; reject(err: PetriError): void; timer: Timer } | undefined;
 
   private settleReady(error?: PetriError): void {
     const waiter = this.readyWaiter;
     if (!waiter) return;
     this.readyWaiter = undefined;
-    clearTimeout(waiter.timer);
+    waiter.timer.cancel();
     if (error) waiter.reject(error);
     else waiter.resolve();
   }
@@ -204,7 +222,7 @@ export class Instance implements InstanceView {
     const pending = this.pending.get(id);
     if (!pending) return;
     this.pending.delete(id);
-    clearTimeout(pending.timer);
+    pending.timer.cancel();
     action(pending);
   }
 

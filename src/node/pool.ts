@@ -1,8 +1,8 @@
 import { PetriError } from '../errors.ts';
-import type { InstanceState, KeepAlivePolicy, NodeView } from '../policy/index.ts';
+import type { InstanceState, InstanceView, KeepAlivePolicy, NodeView } from '../policy/index.ts';
 import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
-import { now } from './clock.ts';
+import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
@@ -23,7 +23,7 @@ export interface PoolLimits {
 interface Waiter {
   resolve(slot: Slot): void;
   reject(error: PetriError): void;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
 }
 
 /** Per function: its current version, its instances (any version) and its queue. */
@@ -56,6 +56,7 @@ export class Pool {
     private readonly limits: PoolLimits,
     private readonly policy: KeepAlivePolicy,
     private readonly hooks: PoolHooks,
+    readonly clock: Clock = systemClock,
   ) {}
 
   entry(name: string): FunctionEntry | undefined {
@@ -82,7 +83,7 @@ export class Pool {
     if (!entry) return;
     this.functions.delete(name);
     for (const waiter of entry.queue.splice(0)) {
-      clearTimeout(waiter.timer);
+      waiter.timer?.cancel();
       waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
     }
     for (const instance of entry.instances)
@@ -94,10 +95,10 @@ export class Pool {
     const warm = this.findWarm(entry);
     if (warm) {
       this.reserve(warm);
-      return { instance: warm, startPath: 'warm', dispatchedAt: now() };
+      return { instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() };
     }
     if (this.makeRoom(entry)) {
-      const dispatchedAt = now();
+      const dispatchedAt = this.clock.now();
       return { instance: await this.coldStart(entry), startPath: 'cold', dispatchedAt };
     }
     return this.enqueue(entry);
@@ -164,9 +165,9 @@ export class Pool {
    */
   view(): NodeView {
     const memoryInUseMb = (): number => this.memoryInUseMb();
-    const instances = (): Instance[] => this.allInstances();
+    const instances = (): InstanceView[] => this.allInstances().map((i) => i.view());
     return {
-      now: Date.now(),
+      now: this.clock.now(),
       memoryBudgetMb: this.limits.memoryBudgetMb,
       get memoryInUseMb() {
         return memoryInUseMb();
@@ -181,7 +182,7 @@ export class Pool {
   rejectAll(error: PetriError): void {
     for (const entry of this.functions.values()) {
       for (const waiter of entry.queue.splice(0)) {
-        clearTimeout(waiter.timer);
+        waiter.timer?.cancel();
         waiter.reject(error);
       }
     }
@@ -268,11 +269,11 @@ export class Pool {
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, timer: undefined };
-      waiter.timer = setTimeout(() => {
+      waiter.timer = this.clock.setTimer(maxWaitMs, () => {
         const index = entry.queue.indexOf(waiter);
         if (index >= 0) entry.queue.splice(index, 1);
         reject(new PetriError('QueueTimeout', `waited ${maxWaitMs} ms for an instance`));
-      }, maxWaitMs);
+      });
       entry.queue.push(waiter);
     });
   }
@@ -284,14 +285,14 @@ export class Pool {
       if (warm) {
         this.reserve(warm);
         const waiter = entry.queue.shift()!;
-        clearTimeout(waiter.timer);
-        waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: now() });
+        waiter.timer?.cancel();
+        waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() });
         continue;
       }
       if (!this.roomFor(entry)) return;
       const waiter = entry.queue.shift()!;
-      clearTimeout(waiter.timer);
-      const dispatchedAt = now();
+      waiter.timer?.cancel();
+      const dispatchedAt = this.clock.now();
       this.coldStart(entry).then(
         (instance) => waiter.resolve({ instance, startPath: 'cold', dispatchedAt }),
         (err: PetriError) => waiter.reject(err),
@@ -305,11 +306,14 @@ export class Pool {
 
   private armKeepAlive(instance: Instance): void {
     instance.clearKeepAlive();
-    const ms = this.policy.keepAliveMs(instance, this.view());
-    instance.keepAliveTimer = setTimeout(() => {
-      if (instance.state === 'idle') void this.retire(instance);
-    }, ms);
-    instance.keepAliveTimer.unref();
+    const ms = this.policy.keepAliveMs(instance.view(), this.view());
+    instance.keepAliveTimer = this.clock.setTimer(
+      ms,
+      () => {
+        if (instance.state === 'idle') void this.retire(instance);
+      },
+      { background: true },
+    );
   }
 
   private async retire(instance: Instance): Promise<void> {

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../../src/node/index.ts';
 import type { FromInstance, ToInstance } from '../../src/runtime/index.ts';
 import type {
   CpuLimit,
@@ -23,18 +24,21 @@ export class FakeDriver implements SandboxDriver {
   startDelayMs = 0;
   failStart: string | undefined;
 
+  /** Start and reply delays run on `clock`: a ManualClock makes the driver timeless. */
+  constructor(readonly clock: Clock = systemClock) {}
+
   capabilities(): IsolationReport {
     return { driver: this.name, mechanisms: [] };
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
-    const sandbox = new FakeSandbox(spec);
+    const sandbox = new FakeSandbox(spec, this.clock);
     this.created.push(sandbox);
     const failure = this.failStart;
-    setTimeout(() => {
+    this.clock.setTimer(this.startDelayMs, () => {
       if (failure) sandbox.die({ code: 1, signal: null, oomKilled: false, stderrTail: failure });
       else sandbox.emit('message', { type: 'ready' });
-    }, this.startDelayMs);
+    });
     return sandbox;
   }
 
@@ -57,7 +61,10 @@ export class FakeSandbox implements Sandbox {
     exit: [],
   };
 
-  constructor(readonly spec: SandboxSpec) {
+  constructor(
+    readonly spec: SandboxSpec,
+    private readonly clock: Clock = systemClock,
+  ) {
     this.id = spec.instanceId;
   }
 
@@ -68,25 +75,22 @@ export class FakeSandbox implements Sandbox {
     const reply = (frame: FromInstance): void => {
       if (!this.dead) this.emit('message', frame);
     };
-    setTimeout(
-      () => {
-        if (event.crash)
-          return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
-        if (event.oom)
-          return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
-        this.emit('output', 'stdout', `handling ${message.id}`);
-        if (typeof event.fail === 'string') {
-          return reply({
-            type: 'error',
-            id: message.id,
-            code: 'HandlerError',
-            message: event.fail,
-          });
-        }
-        reply({ type: 'result', id: message.id, value: message.event });
-      },
-      Number(event.sleepMs ?? 0),
-    );
+    this.clock.setTimer(Number(event.sleepMs ?? 0), () => {
+      if (event.crash)
+        return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
+      if (event.oom)
+        return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
+      this.emit('output', 'stdout', `handling ${message.id}`);
+      if (typeof event.fail === 'string') {
+        return reply({
+          type: 'error',
+          id: message.id,
+          code: 'HandlerError',
+          message: event.fail,
+        });
+      }
+      reply({ type: 'result', id: message.id, value: message.event });
+    });
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {

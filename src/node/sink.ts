@@ -1,0 +1,77 @@
+import type { Logger } from 'pino';
+import type { Usage } from '../sandbox/index.ts';
+import type { InvocationRecord, Store } from '../store/index.ts';
+import type { Instance } from './instance.ts';
+
+/**
+ * The end of the pipeline: completes finished invocation records with the
+ * resources they used and stores them. Usage is read after the reply is on
+ * its way (one read per instance per event-loop turn), so the warm path
+ * never waits for cgroup and counter files.
+ */
+export class UsageSink {
+  /** Records still being completed with resource usage after their reply went out. */
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
+
+  /** Stores `record`, first adding what `instance` used since its last invocation. */
+  complete(record: InvocationRecord, instance: Instance | undefined): void {
+    if (!instance) return this.store.recordInvocation(record);
+    const recording = new Promise<void>((resolve) =>
+      setImmediate(() => void this.recordUsage(record, instance).finally(resolve)),
+    ).finally(() => this.pending.delete(recording));
+    this.pending.add(recording);
+  }
+
+  /** Resolves once every record handed in so far is stored. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private async recordUsage(record: InvocationRecord, instance: Instance): Promise<void> {
+    try {
+      if (instance.state !== 'dead') {
+        const { before, after } = await sharedUsage(instance);
+        Object.assign(record, usageDelta(before, after));
+      }
+    } catch (err) {
+      this.log.debug({ err }, 'usage read failed');
+    }
+    this.store.recordInvocation(record);
+  }
+}
+
+/**
+ * One usage read per instance per event-loop turn: invocations that finish
+ * together share it (with concurrency > 1 their use cannot be told apart).
+ */
+function sharedUsage(instance: Instance): Promise<{ before: Usage; after: Usage }> {
+  instance.usageRead ??= (async () => {
+    const before = instance.baseline;
+    try {
+      const after = await instance.sandbox.usage({ resetPeak: true });
+      instance.baseline = after;
+      return { before, after };
+    } finally {
+      instance.usageRead = undefined;
+    }
+  })();
+  return instance.usageRead;
+}
+
+export function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function usageDelta(before: Usage, after: Usage): Partial<InvocationRecord> {
+  return {
+    cpuMs: roundMs(Math.max(0, after.cpuMs - before.cpuMs)),
+    peakMemoryBytes: after.peakMemoryBytes,
+    netRxBytes: Math.max(0, after.netRxBytes - before.netRxBytes),
+    netTxBytes: Math.max(0, after.netTxBytes - before.netTxBytes),
+  };
+}

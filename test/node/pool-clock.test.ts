@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PetriError } from '../../src/errors.ts';
+import { Instance, ManualClock, Pool, type PoolLimits } from '../../src/node/index.ts';
+import {
+  FixedKeepAlive,
+  type InstanceView,
+  type KeepAlivePolicy,
+  type NodeView,
+} from '../../src/policy/index.ts';
+import type { SandboxSpec } from '../../src/sandbox/index.ts';
+import { parseSpec } from '../../src/spec/index.ts';
+import type { FunctionRecord } from '../../src/store/index.ts';
+import { FakeDriver } from '../helpers/fake-driver.ts';
+
+// Every timer here (start, handler, timeout, queue wait, keep-alive) runs on a
+// ManualClock: time moves only when the test advances it, never by sleeping.
+
+const LIMITS: PoolLimits = {
+  memoryBudgetMb: 1024,
+  maxInstancesPerFunction: 4,
+  queueMaxSize: 10,
+  queueMaxWaitMs: 30_000,
+};
+
+function record(spec: Record<string, unknown> = {}): FunctionRecord {
+  return {
+    name: 'f',
+    version: 1,
+    spec: parseSpec({ name: 'f', runtime: 'node', handler: 'index.handler', ...spec }),
+    codeDir: '/nonexistent',
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+function sandboxSpec(fn: FunctionRecord): SandboxSpec {
+  return {
+    instanceId: `f-1-${Math.random().toString(16).slice(2, 8)}`,
+    functionName: fn.name,
+    version: fn.version,
+    codeDir: fn.codeDir,
+    cwd: fn.codeDir,
+    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
+    env: {},
+    resources: {
+      cpu: 0.1,
+      initCpu: 1,
+      memoryMb: fn.spec.memoryMb,
+      bandwidthMbit: 10,
+      burstBytes: 1,
+      pidsMax: 1,
+      tmpSizeMb: 1,
+    },
+    network: fn.spec.network,
+  };
+}
+
+/** Lets promise chains and callbacks of the current turn run; no time passes. */
+async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+function timedPool(
+  clock: ManualClock,
+  policy: KeepAlivePolicy = new FixedKeepAlive(1000),
+  limits = LIMITS,
+) {
+  const driver = new FakeDriver(clock);
+  const pool: Pool = new Pool(
+    limits,
+    policy,
+    {
+      startInstance: (fn) =>
+        Instance.start(
+          driver,
+          fn,
+          sandboxSpec(fn),
+          {
+            onState: (instance, state) => {
+              if (state === 'dead') pool.forget(instance);
+            },
+            onLog: () => {},
+          },
+          10_000,
+          clock,
+        ),
+    },
+    clock,
+  );
+  return { pool, driver };
+}
+
+async function invokeOnce(
+  pool: Pool,
+  fn: FunctionRecord,
+  clock: ManualClock,
+  event: unknown,
+  runMs = 0,
+) {
+  const entry = pool.entry(fn.name)!;
+  const acquiring = pool.acquire(entry);
+  await flush();
+  clock.advance(0); // the fake sandbox says ready
+  const slot = await acquiring;
+  const running = slot.instance.invoke('id', event);
+  clock.advance(runMs);
+  await running.finally(() => pool.release(slot.instance));
+  return slot;
+}
+
+describe('pool on a manual clock', () => {
+  it('keeps an idle instance exactly as long as the keep-alive policy says', async () => {
+    const clock = new ManualClock(1_000_000);
+    const { pool, driver } = timedPool(clock);
+    const fn = record();
+    pool.setFunction(fn);
+    const first = await invokeOnce(pool, fn, clock, { n: 1 });
+    assert.equal(first.startPath, 'cold');
+    assert.equal(first.dispatchedAt, 1_000_000);
+    clock.advance(999);
+    const second = await invokeOnce(pool, fn, clock, { n: 2 });
+    assert.equal(second.startPath, 'warm');
+    assert.equal(second.instance, first.instance);
+    clock.advance(999);
+    assert.equal(first.instance.state, 'idle');
+    clock.advance(1);
+    await flush();
+    assert.equal(first.instance.state, 'dead');
+    assert.equal(driver.live().length, 0);
+    assert.equal(clock.pending(), 0);
+  });
+
+  it('fails a queued invocation with QueueTimeout once its wait has passed', async () => {
+    const clock = new ManualClock();
+    const { pool } = timedPool(clock, new FixedKeepAlive(1000), {
+      ...LIMITS,
+      maxInstancesPerFunction: 1,
+      queueMaxWaitMs: 100,
+    });
+    const fn = record();
+    pool.setFunction(fn);
+    const entry = pool.entry('f')!;
+    const acquiring = pool.acquire(entry);
+    await flush();
+    clock.advance(0);
+    const slot = await acquiring;
+    const running = slot.instance.invoke('long', { sleepMs: 5000 });
+    const queued = pool.acquire(entry);
+    clock.advance(99);
+    assert.equal(entry.queue.length, 1);
+    clock.advance(1);
+    await assert.rejects(queued, (err: PetriError) => err.code === 'QueueTimeout');
+    assert.equal(entry.queue.length, 0);
+    clock.advance(4900);
+    assert.deepEqual(await running, { sleepMs: 5000 });
+    pool.release(slot.instance);
+  });
+
+  it('times an invocation out on the clock and stops the instance', async () => {
+    const clock = new ManualClock();
+    const { pool, driver } = timedPool(clock);
+    const fn = record({ timeoutMs: 50 });
+    pool.setFunction(fn);
+    const entry = pool.entry('f')!;
+    const acquiring = pool.acquire(entry);
+    await flush();
+    clock.advance(0);
+    const slot = await acquiring;
+    const running = slot.instance.invoke('slow', { sleepMs: 1000 });
+    clock.advance(50);
+    await assert.rejects(running, (err: PetriError) => err.code === 'Timeout');
+    pool.release(slot.instance);
+    await flush();
+    assert.equal(driver.live().length, 0);
+  });
+
+  it('hands policies frozen plain views, never live instances', async () => {
+    const clock = new ManualClock(5000);
+    const seen: { instance: InstanceView; node: NodeView }[] = [];
+    const policy: KeepAlivePolicy = {
+      name: 'spy',
+      keepAliveMs(instance, node) {
+        seen.push({ instance, node });
+        return 10;
+      },
+      victims: () => [],
+    };
+    const { pool } = timedPool(clock, policy);
+    const fn = record();
+    pool.setFunction(fn);
+    await invokeOnce(pool, fn, clock, {}, 7);
+    assert.equal(seen.length, 1);
+    const { instance, node } = seen[0];
+    assert.ok(Object.isFrozen(instance));
+    assert.equal(Object.getPrototypeOf(instance), Object.prototype);
+    assert.equal((instance as unknown as Record<string, unknown>).stop, undefined);
+    assert.equal(instance.state, 'idle');
+    assert.equal(instance.lastUsedAt, 5007);
+    assert.equal(node.now, 5007);
+    assert.ok(node.instances.every((view) => Object.isFrozen(view)));
+    assert.throws(() => {
+      (instance as { state: string }).state = 'busy';
+    }, TypeError);
+  });
+});
