@@ -62,6 +62,13 @@ function fromFastifyError(err: unknown): PetriError {
   return toPetriError(err);
 }
 
+function frameworkErrorMessage(err: Error & { code?: string }): string {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    return 'a path segment is too long (a function name has at most 63 characters)';
+  if (err.code === 'FST_ERR_BAD_URL') return 'the request URL is malformed';
+  return err.message;
+}
+
 /**
  * The HTTP API v1 (DESIGN §6) over a PetriNode. Build it and `listen`, or
  * call `inject` in tests.
@@ -69,7 +76,13 @@ function fromFastifyError(err: unknown): PetriError {
  * @example const app = buildApp(node, { payloadLimitBytes: 6 << 20 }); await app.listen({ port: 8080 });
  */
 export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance {
-  const app = Fastify({ bodyLimit: options.payloadLimitBytes });
+  const app = Fastify({
+    bodyLimit: options.payloadLimitBytes,
+    // Errors fastify raises before routing (a malformed URL, a path segment
+    // past the router's limit) get a registered code too, never fastify's body.
+    frameworkErrors: (err, _request, reply) =>
+      sendError(reply, new PetriError('InvalidRequest', frameworkErrorMessage(err))),
+  });
   const log = options.logger;
 
   // Every body is JSON, whatever content type the client sends; an empty body is no body.

@@ -49,6 +49,7 @@ export class Instance {
   /** vCPUs of its own share (after the start boost). */
   cpu = 0;
   private readonly pending = new Map<string, Pending>();
+  private stopReason: PetriError | undefined;
 
   private constructor(
     readonly fn: FunctionRecord,
@@ -152,7 +153,12 @@ export class Instance {
     this.keepAliveTimer = undefined;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Kills the instance. Invocations still in flight fail with `reason`
+   * (default: InstanceCrashed, "instance was stopped").
+   */
+  async stop(reason?: PetriError): Promise<void> {
+    this.stopReason ??= reason;
     this.clearKeepAlive();
     if (this.state !== 'dead') this.setState('stopping');
     await this.sandbox.destroy();
@@ -245,7 +251,7 @@ export class Instance {
       this.settle(id, (p) =>
         p.reject(
           wasStopping
-            ? new PetriError('InstanceCrashed', 'instance was stopped')
+            ? (this.stopReason ?? new PetriError('InstanceCrashed', 'instance was stopped'))
             : exitError(exit, 'during the invocation'),
         ),
       );

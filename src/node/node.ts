@@ -209,8 +209,9 @@ export class PetriNode {
     this.closing = true;
     this.invoker.stopAccepting();
     await this.placer.close();
-    this.pool.rejectAll(new PetriError('NodeRestarted', 'the node is shutting down'));
-    await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop()));
+    const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
+    this.pool.rejectAll(shutdown);
+    await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop(shutdown)));
     await this.invoker.drain();
     await this.sink.drain();
     await this.deps.driver.close();

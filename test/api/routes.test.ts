@@ -35,6 +35,24 @@ describe('HTTP API v1', () => {
     assert.deepEqual(Object.keys(node.instances).sort(), ['busy', 'idle', 'starting', 'stopping']);
   });
 
+  it('answers an over-long function name with a registered error, not the framework body', async () => {
+    const long = 'a'.repeat(200);
+    for (const [method, url] of [
+      ['PUT', `/v1/functions/${long}`],
+      ['GET', `/v1/functions/${long}`],
+      ['POST', `/v1/functions/${long}/invoke`],
+    ] as const) {
+      const response = await app.inject({ method, url, payload: {} });
+      assert.equal(response.statusCode, 400, url);
+      const body = response.json();
+      assert.deepEqual(Object.keys(body), ['error']);
+      assert.equal(body.error.code, 'InvalidRequest');
+    }
+    const name64 = await deploy('b'.repeat(64));
+    assert.equal(name64.statusCode, 400);
+    assert.equal(name64.json().error.code, 'InvalidSpec');
+  });
+
   it('creates with 201, makes a new version with 200, lists and gets', async () => {
     const created = await deploy('crud');
     assert.equal(created.statusCode, 201);

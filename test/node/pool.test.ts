@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Store } from '../../src/store/index.ts';
 import { deployBody, fakeNode, handlerDir, type FakeNode } from '../helpers/node.ts';
 
 let current: FakeNode | undefined;
@@ -183,5 +185,28 @@ describe('pool', () => {
     assert.ok(record.executionMs! >= 15, `execution ${record.executionMs}`);
     const sum = record.queuedMs! + record.initMs! + record.executionMs!;
     assert.ok(Math.abs(sum - record.totalMs!) < 0.01);
+  });
+});
+
+describe('graceful stop', () => {
+  it('fails queued and running async invocations with NodeRestarted', async () => {
+    const fake = await fakeNode();
+    const dir = handlerDir();
+    await fake.node.deploy('f', deployBody(dir, { maxInstances: 1 }));
+    const running = fake.node.invokeAsync('f', { sleepMs: 5000 });
+    await sleep(20);
+    const queued = fake.node.invokeAsync('f', {});
+    await fake.node.close();
+    const store = Store.open(path.join(fake.dir, 'petri.db'));
+    try {
+      for (const { id } of [running, queued]) {
+        const record = store.getInvocation(id)!;
+        assert.equal(record.status, 'failed', id);
+        assert.equal(record.error?.code, 'NodeRestarted', id);
+      }
+    } finally {
+      store.close();
+      await fake.close();
+    }
   });
 });
