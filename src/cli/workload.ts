@@ -22,7 +22,7 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
-import { type CliIo, processIo } from './core.ts';
+import { type CliIo, processIo } from './verb.ts';
 import { errorText } from './error-text.ts';
 
 /**

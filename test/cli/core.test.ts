@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { runCli, type CliIo } from '../../src/cli/core.ts';
+import { runCli } from '../../src/cli/program.ts';
+import type { CliIo } from '../../src/cli/verb.ts';
 import {
   functionView,
   invocationView,

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CommanderError } from 'commander';
-import { type CliIo, registerCoreCommands } from '../../src/cli/core.ts';
-import { rootCommand } from '../../src/cli/program.ts';
+import { registerCoreCommands, rootCommand } from '../../src/cli/program.ts';
+import type { CliIo } from '../../src/cli/verb.ts';
 import { registerWorkloadCommands } from '../../src/cli/workload.ts';
 import { isErrorCode } from '../../src/errors.ts';
 
