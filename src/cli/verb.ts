@@ -8,7 +8,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { PetriClient } from './client.ts';
-import { errorText } from './error-text.ts';
+import { errorText, failureJson } from './error-text.ts';
 
 /** Where the verbs write, and the knobs tests need. */
 export interface CliIo {
@@ -53,8 +53,8 @@ export interface Ctx<O> {
 }
 
 /**
- * Wraps a verb: hands it its context and turns any failure into
- * "Error <Code>: <message>" on stderr and exit code 1.
+ * Wraps a verb: hands it its context and turns any failure into exit code 1
+ * with the failure reported as reportFailure does.
  */
 export function action<O, A extends string[]>(
   io: CliIo,
@@ -75,10 +75,20 @@ export function action<O, A extends string[]>(
     try {
       await handler(ctx, ...args);
     } catch (err) {
-      io.stderr(errorText(err));
-      io.setExitCode(1);
+      reportFailure(io, err, opts.json === true);
     }
   };
+}
+
+/**
+ * Exit code 1, and the failure as "Error <Code>: <message>" on stderr, or
+ * under --json as `{"error": {...}}` on stdout. The JSON is one line so it
+ * also ends an NDJSON stream (`logs --follow --json`) as one more record.
+ */
+export function reportFailure(io: CliIo, err: unknown, json: boolean): void {
+  if (json) io.stdout(`${JSON.stringify(failureJson(err))}\n`);
+  else io.stderr(errorText(err));
+  io.setExitCode(1);
 }
 
 /** The positional argument of the verbs that act on one function. */

@@ -450,5 +450,14 @@ describe('petri workload verbs', () => {
       );
       assert.ok(!existsSync(join(dir, 'x')));
     });
+
+    it('under --json, the error as JSON on stdout', async () => {
+      const run = await petri(['--json', 'report', join(dir, 'synth')]);
+      assert.equal(run.code, 1);
+      assert.equal(run.stderr, '');
+      const { error } = JSON.parse(run.stdout) as { error: { code: string; message: string } };
+      assert.ok(isErrorCode(error.code), `unregistered code ${error.code}`);
+      assert.match(error.message, /is not a load result/);
+    });
   });
 });
