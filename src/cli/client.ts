@@ -76,13 +76,22 @@ export class ApiError extends Error {
   readonly code: string;
   readonly status: number;
   readonly details?: unknown;
+  /** The invocation the failure belongs to, when the node named it (x-petri-invocation-id). */
+  readonly invocationId?: string;
 
-  constructor(code: string, message: string, status: number, details?: unknown) {
+  constructor(
+    code: string,
+    message: string,
+    status: number,
+    details?: unknown,
+    invocationId?: string,
+  ) {
     super(message);
     this.name = 'ApiError';
     this.code = code;
     this.status = status;
     this.details = details;
+    this.invocationId = invocationId;
   }
 }
 
@@ -269,7 +278,10 @@ export class PetriClient {
       throw new ApiError('Internal', `node sent invalid JSON for ${method} ${path}`, status);
     }
     const error = body.ok ? errorFromBody(body.value) : undefined;
-    if (error) throw new ApiError(error.code, error.message, status, error.details);
+    if (error) {
+      const invocationId = headerValue(headers['x-petri-invocation-id']);
+      throw new ApiError(error.code, error.message, status, error.details, invocationId);
+    }
     // Not the registry's shape: probably a proxy in between, or a route the node lacks.
     const snippet = text.slice(0, 200).trim();
     throw new ApiError(

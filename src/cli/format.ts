@@ -1,5 +1,6 @@
 /** Terminal formatting for people: borderless tables, durations, byte sizes, ages. */
 import Table from 'cli-table3';
+import type { InstanceCounts } from './client.ts';
 
 /** Shown in a cell when the node did not report the value. */
 export const NONE = '-';
@@ -99,6 +100,12 @@ export function formatTime(at: number | undefined): string {
 export function formatMs(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms)) return NONE;
   return String(round(ms));
+}
+
+/** An instance count per state (`get`, `status`). */
+export function formatInstances(counts: InstanceCounts | undefined): string {
+  if (!counts) return NONE;
+  return `idle ${counts.idle}, busy ${counts.busy}, starting ${counts.starting}, stopping ${counts.stopping}`;
 }
 
 /** Pretty JSON for results: what people read and what `jq` accepts. */

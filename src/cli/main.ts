@@ -1,7 +1,6 @@
 import { CommanderError } from 'commander';
 import { registerBenchCommand } from './bench.ts';
-import { registerCoreCommands } from './core.ts';
-import { rootCommand } from './program.ts';
+import { registerCoreCommands, rootCommand } from './program.ts';
 import { registerWorkloadCommands } from './workload.ts';
 
 /** The `petri` command: each verb group's module registers its verbs here. */

@@ -22,8 +22,7 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
-import { type CliIo, processIo } from './core.ts';
-import { errorText } from './error-text.ts';
+import { type CliIo, processIo, reportFailure } from './verb.ts';
 
 /**
  * Verbs of the workload toolkit: trace, load, report, sweep. Output goes
@@ -389,8 +388,8 @@ function json(program: Command): boolean {
 
 /**
  * Wraps a command's action: validates its options with zod, prints the
- * returned value as JSON under --json, and turns a PetriError into
- * "Error <Code>: <message>" on stderr with exit code 1, as the core verbs do.
+ * returned value as JSON under --json, and reports a PetriError as the
+ * core verbs do (exit 1; text on stderr, or JSON on stdout under --json).
  */
 function wrapAction<S extends z.ZodTypeAny>(
   program: Command,
@@ -413,8 +412,7 @@ function wrapAction<S extends z.ZodTypeAny>(
       if (result !== undefined && json(program)) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
     } catch (err) {
       if (!(err instanceof PetriError)) throw err;
-      io.stderr(errorText(err));
-      io.setExitCode(1);
+      reportFailure(io, err, json(program));
     }
   };
 }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { runCli, type CliIo } from '../../src/cli/core.ts';
+import { runCli } from '../../src/cli/program.ts';
+import type { CliIo } from '../../src/cli/verb.ts';
 import {
   functionView,
   invocationView,
@@ -439,6 +440,56 @@ describe('failures', () => {
   });
 });
 
+describe('--json failures', () => {
+  /** Asserts exit 1, nothing on stderr, and returns the one JSON line on stdout. */
+  function failure(run: Run): unknown {
+    assert.equal(run.code, 1, run.stdout);
+    assert.equal(run.stderr, '');
+    assert.equal(run.stdout.split('\n').length, 2, 'one line');
+    return JSON.parse(run.stdout);
+  }
+
+  it('invoke prints the error body and the invocation id the node named', async () => {
+    node.routes.set('POST /v1/functions/hello/invoke', () => ({
+      status: 502,
+      headers: { 'x-petri-invocation-id': 'inv-9', 'x-petri-start': 'warm' },
+      body: { error: { code: 'HandlerError', message: 'boom', details: { stack: 'at x' } } },
+    }));
+    const run = await cli(['--json', 'invoke', 'hello']);
+    assert.deepEqual(failure(run), {
+      error: { code: 'HandlerError', message: 'boom', details: { stack: 'at x' } },
+      invocationId: 'inv-9',
+    });
+  });
+
+  it('a failure before contacting the node has its code and no invocation id', async () => {
+    const parsed = failure(await cli(['invoke', 'hello', '--data', '{nope', '--json']));
+    assert.equal(node.requests.length, 0);
+    assert.deepEqual(Object.keys(parsed as object), ['error']);
+    const { error } = parsed as { error: { code: string; message: string } };
+    assert.equal(error.code, 'InvalidRequest');
+    assert.match(error.message, /^--data is not valid JSON/);
+  });
+
+  it('every verb answers an API error as JSON', async () => {
+    const missing = { error: { code: 'FunctionNotFound', message: 'no function named nope' } };
+    node.routes.set('GET /v1/functions/nope', () => ({ status: 404, body: missing }));
+    node.routes.set('DELETE /v1/functions/nope', () => ({ status: 404, body: missing }));
+    node.routes.set('GET /v1/functions/nope/logs', () => ({ status: 404, body: missing }));
+    for (const verb of [['get'], ['rm'], ['logs'], ['logs', '--follow']]) {
+      assert.deepEqual(failure(await cli(['--json', ...verb, 'nope'])), missing, verb.join(' '));
+    }
+  });
+
+  it('names an unreachable node NodeUnreachable', async () => {
+    // The later --url wins over the fake node's.
+    const parsed = failure(await cli(['--url', 'http://127.0.0.1:9', '--json', 'status']));
+    const { error } = parsed as { error: { code: string; message: string } };
+    assert.equal(error.code, 'NodeUnreachable');
+    assert.match(error.message, /^cannot reach Petri node at http:\/\/127\.0\.0\.1:9: /);
+  });
+});
+
 describe('the petri process (main.ts)', () => {
   it('exits 1 with "Error <Code>: <message>" on an API error', async () => {
     node.routes.set('DELETE /v1/functions/nope', () => ({
@@ -451,7 +502,7 @@ describe('the petri process (main.ts)', () => {
   });
 
   it('says it cannot reach the node when nothing listens', async () => {
-    const run = await spawnCli(['--url', 'http://127.0.0.1:9', '--json', 'status']);
+    const run = await spawnCli(['--url', 'http://127.0.0.1:9', 'status']);
     assert.equal(run.code, 1);
     assert.equal(run.stdout, '');
     assert.match(

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CommanderError } from 'commander';
-import { type CliIo, registerCoreCommands } from '../../src/cli/core.ts';
-import { rootCommand } from '../../src/cli/program.ts';
+import { registerCoreCommands, rootCommand } from '../../src/cli/program.ts';
+import type { CliIo } from '../../src/cli/verb.ts';
 import { registerWorkloadCommands } from '../../src/cli/workload.ts';
 import { isErrorCode } from '../../src/errors.ts';
 
@@ -449,6 +449,15 @@ describe('petri workload verbs', () => {
         /--url-template/,
       );
       assert.ok(!existsSync(join(dir, 'x')));
+    });
+
+    it('under --json, the error as JSON on stdout', async () => {
+      const run = await petri(['--json', 'report', join(dir, 'synth')]);
+      assert.equal(run.code, 1);
+      assert.equal(run.stderr, '');
+      const { error } = JSON.parse(run.stdout) as { error: { code: string; message: string } };
+      assert.ok(isErrorCode(error.code), `unregistered code ${error.code}`);
+      assert.match(error.message, /is not a load result/);
     });
   });
 });

@@ -1,0 +1,188 @@
+/** The function verbs: deploy, ls, get, rm. */
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { PetriError } from '../errors.ts';
+import { archiveFolder } from './archive.ts';
+import { isRecord, type FunctionView } from './client.ts';
+import {
+  formatAge,
+  formatInstances,
+  formatJson,
+  formatTime,
+  keyValues,
+  table,
+  type Cell,
+} from './format.ts';
+import { action, FUNCTION_ARGUMENT, intOption, plainVerb, type CliIo, type Ctx } from './verb.ts';
+
+// ---------------------------------------------------------------- deploy
+
+interface DeployOptions {
+  name?: string;
+  runtime?: string;
+  handler?: string;
+  memory?: number;
+  timeout?: number;
+  concurrency?: number;
+  maxInstances?: number;
+  env?: Record<string, string>;
+  keepAlive?: number;
+  egress?: boolean;
+  archive?: boolean;
+}
+
+export function registerDeploy(program: Command, io: CliIo): void {
+  program
+    .command('deploy')
+    .description('deploy the function in <dir> (its petri.json; flags override it)')
+    .argument('<dir>', 'function folder holding petri.json')
+    .option('--name <name>', 'function name')
+    .option('--runtime <runtime>', 'node, exec or http')
+    .option('--handler <handler>', 'file.export, e.g. index.handler')
+    .option('--memory <mb>', 'memory in MB (sizes CPU and network too)', intOption(1))
+    .option('--timeout <ms>', 'invocation timeout in ms', intOption(1))
+    .option('--concurrency <n>', 'concurrent invocations per instance', intOption(1))
+    .option('--max-instances <n>', 'instance cap', intOption(1))
+    .option('--env <KEY=VALUE>', 'environment variable (repeatable)', collectEnv)
+    .option('--keep-alive <ms>', 'keep idle instances this long', intOption(0))
+    .option('--egress', 'allow network egress beyond the node')
+    .option('--archive', 'send a tar.gz of <dir> even to a local node')
+    .action(action(io, deploy));
+}
+
+function collectEnv(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('must look like KEY=VALUE');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+async function deploy(ctx: Ctx<DeployOptions>, dir: string): Promise<void> {
+  const spec = applyOverrides(await readSpecFile(dir), ctx.opts);
+  const name = spec.name;
+  if (typeof name !== 'string' || name === '') {
+    throw new PetriError(
+      'InvalidSpec',
+      `no function name: set "name" in petri.json or pass --name`,
+    );
+  }
+  const client = ctx.client();
+  // A node on this machine reads the folder itself; anything else needs the bytes.
+  const source =
+    client.isLocal() && !ctx.opts.archive
+      ? { path: resolve(dir) }
+      : { archive: await archiveFolder(resolve(dir)) };
+  const fn = await client.deploy(name, { ...spec, source });
+  ctx.print(ctx.opts.json ? formatJson(fn) : `deployed ${fn.name} version ${fn.version}`);
+}
+
+/** `<dir>/petri.json` as an object; the node validates the fields. */
+async function readSpecFile(dir: string): Promise<Record<string, unknown>> {
+  const info = await stat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) throw new PetriError('InvalidRequest', `${dir} is not a folder`);
+  const file = join(dir, 'petri.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new PetriError('InvalidSpec', `no petri.json in ${dir}`);
+  }
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (err) {
+    throw new PetriError('InvalidSpec', `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isRecord(spec)) throw new PetriError('InvalidSpec', `${file} must hold a JSON object`);
+  return spec;
+}
+
+/** Flags win over petri.json; nested objects (env, keepAlive, network) are merged, not replaced. */
+function applyOverrides(
+  spec: Record<string, unknown>,
+  opts: DeployOptions,
+): Record<string, unknown> {
+  const out = { ...spec };
+  if (opts.name !== undefined) out.name = opts.name;
+  if (opts.runtime !== undefined) out.runtime = opts.runtime;
+  if (opts.handler !== undefined) out.handler = opts.handler;
+  if (opts.memory !== undefined) out.memoryMb = opts.memory;
+  if (opts.timeout !== undefined) out.timeoutMs = opts.timeout;
+  if (opts.concurrency !== undefined) out.concurrency = opts.concurrency;
+  if (opts.maxInstances !== undefined) out.maxInstances = opts.maxInstances;
+  if (opts.env !== undefined) out.env = { ...asRecord(spec.env), ...opts.env };
+  if (opts.keepAlive !== undefined) {
+    out.keepAlive = { ...asRecord(spec.keepAlive), ms: opts.keepAlive };
+  }
+  if (opts.egress) out.network = { ...asRecord(spec.network), egress: true };
+  return out;
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return isRecord(value) ? value : {};
+}
+
+// ---------------------------------------------------------------- ls, get, rm
+
+export function registerFunctionVerbs(program: Command, io: CliIo): void {
+  plainVerb(program, io, 'ls', 'list deployed functions', list);
+  plainVerb(program, io, 'get', "show one function's spec and instances", get, FUNCTION_ARGUMENT);
+  plainVerb(program, io, 'rm', 'drain and remove a function', remove, FUNCTION_ARGUMENT);
+}
+
+async function list(ctx: Ctx<object>): Promise<void> {
+  const body = await ctx.client().listFunctions();
+  if (ctx.opts.json) return ctx.print(formatJson(body));
+  const now = ctx.io.now();
+  const rows = [...body.functions]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((fn): Cell[] => [
+      fn.name,
+      fn.version,
+      fn.spec?.runtime,
+      fn.spec?.memoryMb === undefined ? undefined : `${fn.spec.memoryMb} MB`,
+      fn.instances?.idle,
+      fn.instances?.busy,
+      fn.queueLength,
+      formatAge(fn.updatedAt, now),
+    ]);
+  ctx.print(
+    table(['NAME', 'VERSION', 'RUNTIME', 'MEMORY', 'IDLE', 'BUSY', 'QUEUE', 'UPDATED'], rows),
+  );
+}
+
+async function get(ctx: Ctx<object>, name: string): Promise<void> {
+  const fn = await ctx.client().getFunction(name);
+  ctx.print(ctx.opts.json ? formatJson(fn) : functionText(fn, ctx.io.now()));
+}
+
+function functionText(fn: FunctionView, now: number): string {
+  const { name: _name, ...spec } = fn.spec ?? {};
+  return keyValues([
+    ['name', fn.name],
+    ['version', fn.version],
+    ['created', `${formatTime(fn.createdAt)} (${formatAge(fn.createdAt, now)})`],
+    ['updated', `${formatTime(fn.updatedAt)} (${formatAge(fn.updatedAt, now)})`],
+    ['instances', formatInstances(fn.instances)],
+    ['queue length', fn.queueLength],
+    // Flattened generically so fields a newer node adds still show up.
+    ...flatten(spec),
+  ]);
+}
+
+/** Nested spec objects as dotted keys: `keepAlive.ms: 600000`, `env.FOO: bar`. */
+function flatten(value: Record<string, unknown>, prefix = ''): [string, Cell][] {
+  const pairs: [string, Cell][] = [];
+  for (const [key, v] of Object.entries(value)) {
+    const path = prefix + key;
+    if (isRecord(v) && Object.keys(v).length > 0) pairs.push(...flatten(v, `${path}.`));
+    else if (isRecord(v)) pairs.push([path, '{}']);
+    else pairs.push([path, typeof v === 'string' ? v : JSON.stringify(v)]);
+  }
+  return pairs;
+}
+
+async function remove(ctx: Ctx<object>, name: string): Promise<void> {
+  const body = await ctx.client().deleteFunction(name);
+  ctx.print(ctx.opts.json ? formatJson(body) : `removed ${body.name ?? name}`);
+}

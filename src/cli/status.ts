@@ -1,0 +1,45 @@
+/** The status verb: node facts, CPU placement and isolation mechanisms. */
+import type { Command } from 'commander';
+import type { NodeView } from './client.ts';
+import {
+  formatDuration,
+  formatInstances,
+  formatJson,
+  keyValues,
+  table,
+  type Cell,
+} from './format.ts';
+import { plainVerb, type CliIo, type Ctx } from './verb.ts';
+
+export function registerStatus(program: Command, io: CliIo): void {
+  plainVerb(program, io, 'status', 'node facts and which isolation mechanisms are active', status);
+}
+
+async function status(ctx: Ctx<object>): Promise<void> {
+  const node = await ctx.client().node();
+  ctx.print(ctx.opts.json ? formatJson(node) : nodeText(node, ctx.opts.url));
+}
+
+function placementText(placement: NodeView['placement'] | undefined): string {
+  if (!placement) return 'not reported';
+  if (!placement.active) return `${placement.policy}, inactive (${placement.reason ?? 'off'})`;
+  return `${placement.policy}: ${placement.current} (daemon on core ${placement.daemonCpu})`;
+}
+
+function nodeText(node: NodeView, url: string): string {
+  const facts = keyValues([
+    ['node', url],
+    ['version', node.version],
+    ['uptime', formatDuration(node.uptimeMs)],
+    ['cores', node.cores],
+    ['memory', `${node.memoryInUseMb} MB in use of ${node.memoryBudgetMb} MB`],
+    ['sandbox driver', node.sandboxDriver],
+    ['functions', node.functions],
+    ['instances', formatInstances(node.instances)],
+    ['cpu placement', placementText(node.placement)],
+  ]);
+  const mechanisms = node.isolation?.mechanisms ?? [];
+  if (mechanisms.length === 0) return `${facts}\n\nisolation: no mechanisms reported`;
+  const rows = mechanisms.map((m): Cell[] => [m.name, m.active ? 'yes' : 'no', m.reason]);
+  return `${facts}\n\n${table(['MECHANISM', 'ACTIVE', 'REASON'], rows)}`;
+}
