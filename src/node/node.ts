@@ -302,7 +302,8 @@ export class PetriNode {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
-      const acquired = this.pool.acquire(entry);
+      // A cold start that fails still counts as one (metrics, the record, x-petri-start).
+      const acquired = this.pool.acquire(entry, () => (record.startPath = 'cold'));
       if (record.mode === 'async') acquired.catch(() => {}); // settled below
       slot = await acquired;
       Object.assign(record, {
@@ -344,7 +345,8 @@ export class PetriNode {
     } else {
       record.queuedMs = record.totalMs;
     }
-    const start = record.startPath ?? 'none';
+    // 'unserved': the node never gave it an instance (queue full or timed out, node stopping).
+    const start = record.startPath ?? 'unserved';
     this.metrics.record(
       record.functionName,
       start,

@@ -254,6 +254,6 @@ describe('HTTP API v1', () => {
     );
     assert.match(metrics.body, /petri_queue_length\{function="logged"\} 0/);
     assert.match(metrics.body, /petri_instances\{state="idle"\}/);
-    assert.match(metrics.body, /petri_memory_in_use_mb \d+/);
+    assert.match(metrics.body, /petri_memory_in_use_bytes \d+/);
   });
 });
