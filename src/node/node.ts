@@ -345,7 +345,7 @@ export class PetriNode {
     } else {
       record.queuedMs = record.totalMs;
     }
-    // 'unserved': the node never gave it an instance (queue full or timed out, node stopping).
+    // 'unserved': the node never gave it an instance (queue full or timed out, too big, stopping).
     const start = record.startPath ?? 'unserved';
     this.metrics.record(
       record.functionName,
