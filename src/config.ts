@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { PetriError } from './errors.ts';
 
 /**
  * Node configuration. Every field has a default, so `parseConfig({})` gives a
@@ -87,7 +88,12 @@ export const NodeConfigSchema = z
       .prefault({}),
     keepAliveMs: z.number().int().min(0).default(600_000),
     maxInstancesPerFunction: z.number().int().positive().default(32),
-    sandboxDriver: z.enum(['process']).default('process'),
+    /** Only the process driver is built; a microVM driver would be another value. */
+    sandboxDriver: z
+      .literal('process', {
+        error: 'must be "process": other sandbox drivers are not built yet',
+      })
+      .default('process'),
     isolation: IsolationConfigSchema.prefault({}),
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
@@ -103,6 +109,17 @@ export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
 
+/** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {
-  return NodeConfigSchema.parse(input ?? {});
+  const result = NodeConfigSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((issue) => ({
+    field: issue.path.join('.') || '(root)',
+    message:
+      issue.code === 'unrecognized_keys'
+        ? `unknown field(s) ${issue.keys.join(', ')}`
+        : issue.message,
+  }));
+  const text = issues.map((i) => `${i.field} ${i.message}`).join('; ');
+  throw new PetriError('InvalidConfig', `invalid node configuration: ${text}`, { issues });
 }

@@ -34,6 +34,10 @@ export const ERROR_CODES = {
     status: 503,
     meaning: 'The node restarted while the invocation was queued or running.',
   },
+  InvalidConfig: {
+    status: 500,
+    meaning: 'The node configuration is invalid; the node does not start.',
+  },
   Internal: { status: 500, meaning: 'An unexpected error inside Petri.' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

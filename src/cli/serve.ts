@@ -26,7 +26,7 @@ async function readConfigFile(file: string | undefined): Promise<Record<string, 
   try {
     return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
   } catch (err) {
-    throw new PetriError('InvalidRequest', `cannot read config ${file}: ${(err as Error).message}`);
+    throw new PetriError('InvalidConfig', `cannot read config ${file}: ${(err as Error).message}`);
   }
 }
 
@@ -92,14 +92,14 @@ export function registerServeCommand(program: Command): void {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .option('--examples [dir]', 'deploy the example functions at start')
     .action(async (options: ServeOptions) => {
-      const config = await readConfigFile(options.config);
-      if (options.host) config.host = options.host;
-      if (options.port) config.port = Number(options.port);
-      if (options.stateDir) config.stateDir = path.resolve(options.stateDir);
-      if (options.memoryBudget) config.memoryBudgetMb = Number(options.memoryBudget);
-      if (options.logLevel) config.logLevel = options.logLevel;
       let running: RunningNode;
       try {
+        const config = await readConfigFile(options.config);
+        if (options.host) config.host = options.host;
+        if (options.port) config.port = Number(options.port);
+        if (options.stateDir) config.stateDir = path.resolve(options.stateDir);
+        if (options.memoryBudget) config.memoryBudgetMb = Number(options.memoryBudget);
+        if (options.logLevel) config.logLevel = options.logLevel;
         running = await startNode(config);
       } catch (err) {
         process.stderr.write(errorText(startError(err)));

@@ -71,7 +71,10 @@ export async function materialize(
     // A folder on the node bundles where it is, so imports resolve against the
     // node_modules around it (as `node` would); an archive must bring its own.
     const bundleFrom = 'path' in source ? source.path : layout.code;
-    if (spec.runtime === 'node') await bundleHandler(bundleFrom, spec.handler, layout.bundle);
+    if (spec.runtime === 'node') {
+      const codeFromBundle = path.relative(path.dirname(layout.bundle), layout.code);
+      await bundleHandler(bundleFrom, spec.handler, layout.bundle, codeFromBundle);
+    }
   } catch (err) {
     await fs.rm(layout.dir, { recursive: true, force: true });
     throw err;

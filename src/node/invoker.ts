@@ -73,7 +73,8 @@ export class Invoker {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
-      const acquired = this.deps.pool.acquire(entry);
+      // A cold start that fails still counts as one (metrics, the record, x-petri-start).
+      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'));
       if (record.mode === 'async') acquired.catch(() => {}); // settled below
       slot = await acquired;
       Object.assign(record, {
@@ -117,7 +118,8 @@ export class Invoker {
     }
     this.deps.metrics.record(
       record.functionName,
-      record.startPath ?? 'none',
+      // 'unserved': the node never gave it an instance (queue full or timed out, too big, stopping).
+      record.startPath ?? 'unserved',
       error?.code ?? 'success',
       record.totalMs / 1000,
     );

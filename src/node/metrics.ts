@@ -9,6 +9,8 @@ export interface MetricsSource {
   placement(): string | undefined;
 }
 
+const MIB = 1024 * 1024;
+
 const DURATION_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
@@ -49,20 +51,21 @@ export class NodeMetrics {
     });
     new Gauge({
       name: 'petri_instances',
-      help: 'Live instances by state.',
+      help: 'Instances by state: starting, idle, busy or stopping.',
       labelNames: ['state'],
       registers,
       collect() {
-        for (const [state, count] of Object.entries(source.instanceCounts()))
-          this.set({ state }, count);
+        // A dead instance is forgotten at once, so it is never a state to watch.
+        const { dead: _dead, ...live } = source.instanceCounts();
+        for (const [state, count] of Object.entries(live)) this.set({ state }, count);
       },
     });
     new Gauge({
-      name: 'petri_memory_in_use_mb',
-      help: "Sum of live and starting instances' memoryMb.",
+      name: 'petri_memory_in_use_bytes',
+      help: 'Memory the node has given to starting and live instances (their memoryMb), in bytes.',
       registers,
       collect() {
-        this.set(source.memoryInUseMb());
+        this.set(source.memoryInUseMb() * MIB);
       },
     });
     new Gauge({
@@ -113,7 +116,7 @@ export class NodeMetrics {
     return this.customMetric(
       name,
       'counter',
-      'Invocations by function, start path and outcome (an error code or "success").',
+      'Finished invocations by function, start path (warm, cold or unserved) and outcome (success or an error code).',
       () =>
         [...this.series.values()].flatMap((series) =>
           [...series.outcomes].map(([outcome, value]) => ({
@@ -129,7 +132,7 @@ export class NodeMetrics {
     return this.customMetric(
       name,
       'histogram',
-      'Time from request received to result, by function and start path.',
+      'Time from request received to result, by function and start path (warm, cold or unserved).',
       () =>
         [...this.series.values()].flatMap((series) => {
           let cumulative = 0;

@@ -23,6 +23,7 @@ export interface PoolLimits {
 interface Waiter {
   resolve(slot: Slot): void;
   reject(error: PetriError): void;
+  onColdStart: (() => void) | undefined;
   timer: Timer | undefined;
 }
 
@@ -90,8 +91,12 @@ export class Pool {
       if (instance.state === 'idle') void this.retire(instance);
   }
 
-  /** Finds or makes room for one invocation; may wait in the function's queue. */
-  async acquire(entry: FunctionEntry): Promise<Slot> {
+  /**
+   * Finds or makes room for one invocation; may wait in the function's queue.
+   * `onColdStart` hears when an instance starts for it, so a start that fails
+   * is still known as a cold one.
+   */
+  async acquire(entry: FunctionEntry, onColdStart?: () => void): Promise<Slot> {
     const warm = this.findWarm(entry);
     if (warm) {
       this.reserve(warm);
@@ -99,9 +104,10 @@ export class Pool {
     }
     if (this.makeRoom(entry)) {
       const dispatchedAt = this.clock.now();
+      onColdStart?.();
       return { instance: await this.coldStart(entry), startPath: 'cold', dispatchedAt };
     }
-    return this.enqueue(entry);
+    return this.enqueue(entry, onColdStart);
   }
 
   /** Called when an invocation finishes on `instance`. */
@@ -259,7 +265,7 @@ export class Pool {
     }
   }
 
-  private enqueue(entry: FunctionEntry): Promise<Slot> {
+  private enqueue(entry: FunctionEntry, onColdStart: (() => void) | undefined): Promise<Slot> {
     const maxSize = entry.record.spec.queue.maxSize ?? this.limits.queueMaxSize;
     const maxWaitMs = entry.record.spec.queue.maxWaitMs ?? this.limits.queueMaxWaitMs;
     if (entry.queue.length >= maxSize) {
@@ -268,7 +274,7 @@ export class Pool {
       );
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: undefined };
+      const waiter: Waiter = { resolve, reject, onColdStart, timer: undefined };
       waiter.timer = this.clock.setTimer(maxWaitMs, () => {
         const index = entry.queue.indexOf(waiter);
         if (index >= 0) entry.queue.splice(index, 1);
@@ -293,6 +299,7 @@ export class Pool {
       const waiter = entry.queue.shift()!;
       waiter.timer?.cancel();
       const dispatchedAt = this.clock.now();
+      waiter.onColdStart?.();
       this.coldStart(entry).then(
         (instance) => waiter.resolve({ instance, startPath: 'cold', dispatchedAt }),
         (err: PetriError) => waiter.reject(err),

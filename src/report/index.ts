@@ -4,4 +4,4 @@
  */
 export { type ChartSpec, lineChart, renderChart, svgToPng, writeChart } from './charts.ts';
 export { type ReportSection, htmlReport, writeHtmlReport } from './html.ts';
-export { formatNumber, table } from './table.ts';
+export { type ColourTarget, formatNumber, table, takesColour } from './table.ts';

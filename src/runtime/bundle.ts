@@ -3,13 +3,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { PetriError } from '../errors.ts';
+import {
+  LOCATION_DEFINES,
+  type LineShift,
+  locationBanner,
+  moduleLocationsPlugin,
+} from './module-locations.ts';
 
 const HANDLER_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
-
-/** ESM bundles may still hold `require` calls from CommonJS dependencies. */
-const REQUIRE_SHIM =
-  "import { createRequire as __petriCreateRequire } from 'node:module';" +
-  'const require = __petriCreateRequire(import.meta.url);';
 
 /** Splits "index.handler" into the module file stem and the export name. */
 export function parseHandler(handler: string): { file: string; exportName: string } {
@@ -38,13 +39,20 @@ async function findEntry(codeDir: string, file: string): Promise<string> {
 /**
  * Bundles a `node` function's handler module (JS or TS, ESM or CJS) and its
  * dependencies into one ESM file, so compile errors surface at deploy time.
+ * `codeFromBundle` is where `codeDir`'s files are, relative to the bundle,
+ * when it runs: every module's `__dirname`, `__filename`, `require.resolve`
+ * and `import.meta.url` point there (see module-locations.ts).
  */
 export async function bundleHandler(
   codeDir: string,
   handler: string,
   outFile: string,
+  codeFromBundle: string,
 ): Promise<void> {
   const entry = await findEntry(codeDir, parseHandler(handler).file);
+  // Real paths on both sides, so modules esbuild finds through symlinks compare right.
+  const root = await fs.realpath(codeDir);
+  const shifts = new Map<string, LineShift>();
   try {
     await esbuild.build({
       entryPoints: [entry],
@@ -53,18 +61,28 @@ export async function bundleHandler(
       platform: 'node',
       format: 'esm',
       target: 'node20',
-      banner: { js: REQUIRE_SHIM },
+      banner: { js: locationBanner(codeFromBundle) },
+      define: LOCATION_DEFINES,
+      plugins: [moduleLocationsPlugin(root, shifts)],
       logLevel: 'silent',
-      absWorkingDir: codeDir,
+      absWorkingDir: root,
     });
   } catch (err) {
     const failure = err as esbuild.BuildFailure;
-    const errors = (failure.errors ?? []).map((e) => ({
-      file: e.location?.file,
-      line: e.location?.line,
-      column: e.location?.column,
-      text: e.text,
-    }));
+    const errors = (failure.errors ?? []).map((e) => {
+      const file = e.location?.file;
+      const shift = file === undefined ? undefined : shifts.get(path.resolve(root, file));
+      const column = e.location?.column;
+      return {
+        file,
+        line: e.location?.line,
+        column:
+          shift && column !== undefined && e.location?.line === shift.line
+            ? Math.max(0, column - shift.columns)
+            : column,
+        text: e.text,
+      };
+    });
     const first = errors[0];
     const where = first?.file ? `${first.file}:${first.line}:${first.column}: ` : '';
     throw new PetriError('InvalidSpec', `bundling failed: ${where}${first?.text ?? String(err)}`, {

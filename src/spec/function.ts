@@ -11,9 +11,15 @@ export const FunctionNameSchema = z
 
 const CommandSchema = z.array(z.string().min(1)).min(1);
 
+/*
+ * Fields of DESIGN §7 that are not built yet accept only their "off" value, so a
+ * spec that asks for one fails at deploy instead of being quietly ignored.
+ */
 const KeepAliveSchema = z
   .object({
-    policy: z.enum(['fixed']).default('fixed'),
+    policy: z
+      .literal('fixed', { error: 'must be "fixed": other keep-alive policies are not built yet' })
+      .default('fixed'),
     ms: z
       .number()
       .int()
@@ -25,7 +31,9 @@ const KeepAliveSchema = z
 
 const NetworkSchema = z
   .object({
-    inbound: z.boolean().default(false),
+    inbound: z
+      .literal(false, { error: 'must be false: inbound connections are not supported yet' })
+      .default(false),
     egress: z.boolean().default(false),
   })
   .strict();
@@ -59,7 +67,9 @@ export const FunctionSpecSchema = z
     env: z.record(z.string(), z.string()).prefault({}),
     keepAlive: KeepAliveSchema.prefault({}),
     network: NetworkSchema.prefault({}),
-    snapshot: z.boolean().default(false),
+    snapshot: z
+      .literal(false, { error: 'must be false or absent: snapshots are not built yet' })
+      .default(false),
     queue: QueueSchema.prefault({}),
   })
   .strict()

@@ -107,6 +107,38 @@ describe('HTTP API v1', () => {
     assert.deepEqual(fields, ['command', 'source']);
   });
 
+  it('rejects spec fields that are not built yet, naming the field, and deploys nothing', async () => {
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ snapshot: true }, 'snapshot', /snapshots are not built yet/],
+      [{ snapshot: 'yes' }, 'snapshot', /snapshots are not built yet/],
+      [{ network: { inbound: true } }, 'network.inbound', /inbound connections are not supported/],
+      [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /policies are not built yet/],
+    ];
+    for (const [spec, field, message] of cases) {
+      const response = await deploy('unbuilt', spec);
+      assert.equal(response.statusCode, 400, JSON.stringify(spec));
+      const { error } = response.json();
+      assert.equal(error.code, 'InvalidSpec');
+      assert.deepEqual(
+        error.details.issues.map((i: { field: string }) => i.field),
+        [field],
+      );
+      assert.match(error.message, message);
+    }
+    assert.equal((await app.inject('/v1/functions/unbuilt')).json().error.code, 'FunctionNotFound');
+    // Their "off" values are still accepted, and are what a deployed spec shows.
+    const off = await deploy('built', {
+      snapshot: false,
+      network: { inbound: false },
+      keepAlive: { policy: 'fixed' },
+    });
+    assert.equal(off.statusCode, 201);
+    assert.deepEqual(
+      [off.json().spec.snapshot, off.json().spec.network.inbound, off.json().spec.keepAlive.policy],
+      [false, false, 'fixed'],
+    );
+  });
+
   it('reports a bundling error at deploy time with the compiler message', async () => {
     const broken = handlerDir('export async function handler( {\n');
     const response = await app.inject({
@@ -240,6 +272,6 @@ describe('HTTP API v1', () => {
     );
     assert.match(metrics.body, /petri_queue_length\{function="logged"\} 0/);
     assert.match(metrics.body, /petri_instances\{state="idle"\}/);
-    assert.match(metrics.body, /petri_memory_in_use_mb \d+/);
+    assert.match(metrics.body, /petri_memory_in_use_bytes \d+/);
   });
 });
