@@ -56,9 +56,12 @@ export class FunctionCatalog {
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
     const { spec, source } = parseDeployBody(name, body);
     return this.serially(name, async () => {
-      const published = await this.publish(name, spec, source);
-      await this.sweep(name);
-      return published;
+      try {
+        return await this.publish(name, spec, source);
+      } finally {
+        // Prunes old versions, or the empty folder a failed first deploy leaves.
+        await this.sweep(name);
+      }
     });
   }
 
