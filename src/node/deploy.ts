@@ -282,7 +282,10 @@ async function copyFolder(from: string, to: string, rules: DeployRules): Promise
       } else if (kind === 'file') {
         await copyFile(abs, childRel);
       } else if (kind === 'symlink') {
-        await writer.symlink(childRel, await fs.readlink(abs));
+        const target = await fs.readlink(abs).catch((err: unknown) => {
+          throw unreadable(childRel, err);
+        });
+        await writer.symlink(childRel, target);
       } else {
         throw writer.reject(childRel, `is a ${kind}; special files are not allowed`);
       }
@@ -298,7 +301,9 @@ async function nodeModulesAbove(dir: string): Promise<string[]> {
   for (let parent = path.dirname(dir); ; parent = path.dirname(parent)) {
     const candidate = path.join(parent, 'node_modules');
     const real = await fs.realpath(candidate).catch(() => undefined);
-    if (real !== undefined && (await fs.stat(real)).isDirectory()) found.push(real);
+    const isDirectory =
+      real !== undefined && (await fs.stat(real).catch(() => undefined))?.isDirectory();
+    if (real !== undefined && isDirectory) found.push(real);
     if (parent === path.dirname(parent)) return found;
   }
 }
