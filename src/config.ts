@@ -1,7 +1,24 @@
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PetriError } from './errors.ts';
+
+/** The example functions shipped with Petri (`petri serve --examples` deploys them by path). */
+export const EXAMPLES_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../examples',
+);
+
+/**
+ * Folders `source.path` deploys may read by default: the shipped examples and
+ * the folder the daemon was started in (a checkout or project), unless that is
+ * `/`, which would open the whole host.
+ */
+export function defaultAllowedSourcePaths(): string[] {
+  const cwd = process.cwd();
+  return cwd === path.parse(cwd).root ? [EXAMPLES_DIR] : [EXAMPLES_DIR, cwd];
+}
 
 /**
  * Node configuration. Every field has a default, so `parseConfig({})` gives a
@@ -52,6 +69,34 @@ export const IsolationConfigSchema = z
   })
   .strict();
 
+const MiB = 1024 * 1024;
+
+/** What a deploy may bring and how much of it the node keeps (defaults: Lambda's sizes). */
+export const DeployConfigSchema = z
+  .object({
+    /** Largest `source.archive` (the tar.gz, before base64). */
+    maxArchiveBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(50 * MiB),
+    /** Largest sum of file sizes of one version's code, unpacked or copied. */
+    maxCodeBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(250 * MiB),
+    /** Most files, folders and symlinks in one version's code (each costs an inode). */
+    maxEntries: z.number().int().positive().default(50_000),
+    /** Absolute folders under which `source.path` deploys may read; nothing else. */
+    allowedSourcePaths: z
+      .array(z.string().refine((dir) => path.isAbsolute(dir), 'must be an absolute path'))
+      .default(defaultAllowedSourcePaths),
+    /** Versions whose code stays on disk per function (the current one included). */
+    keepVersions: z.number().int().min(1).default(5),
+  })
+  .strict();
+
 /** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
 export const PlacementConfigSchema = z
   .object({
@@ -98,6 +143,7 @@ export const NodeConfigSchema = z
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
+    deploy: DeployConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
@@ -108,6 +154,7 @@ export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
+export type DeployConfig = z.infer<typeof DeployConfigSchema>;
 
 /** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {

@@ -6,6 +6,10 @@
 export const ERROR_CODES = {
   InvalidSpec: { status: 400, meaning: 'The function spec or its code is invalid.' },
   InvalidRequest: { status: 400, meaning: 'The request is malformed (bad JSON, bad parameter).' },
+  SourceNotAllowed: {
+    status: 403,
+    meaning: "source.path is outside the folders the node's config allows deploys from.",
+  },
   FunctionNotFound: { status: 404, meaning: 'No function with that name is deployed.' },
   InvocationNotFound: { status: 404, meaning: 'No invocation with that id is known.' },
   RouteNotFound: { status: 404, meaning: 'No API route matches the method and path.' },

@@ -19,6 +19,14 @@ export interface RunningNode {
 }
 
 /**
+ * A deploy body holds the archive in base64 (4 bytes per 3) plus the spec; the
+ * slack lets an archive just over the cap reach the node's own, clearer error.
+ */
+function deployBodyLimit(maxArchiveBytes: number): number {
+  return Math.ceil(maxArchiveBytes / 3) * 4 + 1024 * 1024;
+}
+
+/**
  * Starts a Petri node: store, sandbox driver, orchestrator and HTTP API,
  * recovering from an earlier crash first.
  *
@@ -40,7 +48,11 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     daemonCpuset: daemonCpusetFor(config),
   });
   await node.start();
-  const app = buildApp(node, { payloadLimitBytes: config.payloadLimitBytes, logger: log });
+  const app = buildApp(node, {
+    payloadLimitBytes: config.payloadLimitBytes,
+    deployLimitBytes: deployBodyLimit(config.deploy.maxArchiveBytes),
+    logger: log,
+  });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {

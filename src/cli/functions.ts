@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { PetriError } from '../errors.ts';
 import { archiveFolder } from './archive.ts';
-import { isRecord, type FunctionView } from './client.ts';
+import { ApiError, isRecord, type FunctionView } from './client.ts';
 import {
   formatAge,
   formatInstances,
@@ -67,12 +67,21 @@ async function deploy(ctx: Ctx<DeployOptions>, dir: string): Promise<void> {
     );
   }
   const client = ctx.client();
-  // A node on this machine reads the folder itself; anything else needs the bytes.
-  const source =
-    client.isLocal() && !ctx.opts.archive
-      ? { path: resolve(dir) }
-      : { archive: await archiveFolder(resolve(dir)) };
-  const fn = await client.deploy(name, { ...spec, source });
+  const sendArchive = async (): Promise<FunctionView> =>
+    client.deploy(name, { ...spec, source: { archive: await archiveFolder(resolve(dir)) } });
+  // A node on this machine reads the folder itself if its config allows that
+  // folder; otherwise it gets the bytes, packed with this user's own rights.
+  let fn: FunctionView;
+  if (client.isLocal() && !ctx.opts.archive) {
+    try {
+      fn = await client.deploy(name, { ...spec, source: { path: resolve(dir) } });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'SourceNotAllowed')) throw err;
+      fn = await sendArchive();
+    }
+  } else {
+    fn = await sendArchive();
+  }
   ctx.print(ctx.opts.json ? formatJson(fn) : `deployed ${fn.name} version ${fn.version}`);
 }
 

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { startNode, type RunningNode } from '../boot/index.ts';
+import { defaultAllowedSourcePaths, EXAMPLES_DIR } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import { errorText } from './error-text.ts';
 
@@ -14,12 +14,8 @@ interface ServeOptions {
   memoryBudget?: string;
   logLevel?: string;
   examples?: boolean | string;
+  allowSource?: string[];
 }
-
-const DEFAULT_EXAMPLES = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../../examples',
-);
 
 async function readConfigFile(file: string | undefined): Promise<Record<string, unknown>> {
   if (!file) return {};
@@ -28,6 +24,15 @@ async function readConfigFile(file: string | undefined): Promise<Record<string, 
   } catch (err) {
     throw new PetriError('InvalidConfig', `cannot read config ${file}: ${(err as Error).message}`);
   }
+}
+
+/** Adds folders to `deploy.allowedSourcePaths`: the config file's list, else the default one. */
+function allowSources(config: Record<string, unknown>, dirs: string[]): void {
+  const deploy = (config.deploy ?? {}) as Record<string, unknown>;
+  const listed = Array.isArray(deploy.allowedSourcePaths)
+    ? (deploy.allowedSourcePaths as unknown[])
+    : defaultAllowedSourcePaths();
+  config.deploy = { ...deploy, allowedSourcePaths: [...new Set([...listed, ...dirs])] };
 }
 
 /** Deploys every folder with a petri.json under `dir`, and says how to call each. */
@@ -91,10 +96,21 @@ export function registerServeCommand(program: Command): void {
     .option('--memory-budget <mb>', 'sum of instance memory the node allows')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .option('--examples [dir]', 'deploy the example functions at start')
+    .option(
+      '--allow-source <dir>',
+      'also allow source.path deploys from under <dir> (repeatable)',
+      (dir: string, dirs: string[] = []) => [...dirs, path.resolve(dir)],
+    )
     .action(async (options: ServeOptions) => {
+      const examplesDir =
+        typeof options.examples === 'string' ? path.resolve(options.examples) : EXAMPLES_DIR;
       let running: RunningNode;
       try {
         const config = await readConfigFile(options.config);
+        const extraSources = [...(options.allowSource ?? [])];
+        // Asking for examples from a folder is allowing deploys from it.
+        if (options.examples) extraSources.push(examplesDir);
+        if (extraSources.length > 0) allowSources(config, extraSources);
         if (options.host) config.host = options.host;
         if (options.port) config.port = Number(options.port);
         if (options.stateDir) config.stateDir = path.resolve(options.stateDir);
@@ -112,9 +128,7 @@ export function registerServeCommand(program: Command): void {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const dir =
-        typeof options.examples === 'string' ? path.resolve(options.examples) : DEFAULT_EXAMPLES;
-      const names = options.examples ? await deployExamples(running, dir) : [];
+      const names = options.examples ? await deployExamples(running, examplesDir) : [];
       process.stdout.write(howToInvoke(running.url, names) + '\n');
     });
 }

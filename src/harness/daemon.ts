@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canMakeTestbed, createTestbed, type Testbed } from './testbed.ts';
@@ -17,6 +18,11 @@ export interface DaemonOptions {
   /** Run on loopback even as root (for callers that need no isolation). */
   loopback?: boolean;
   startTimeoutMs?: number;
+  /**
+   * Folders `source.path` deploys may read besides the node's defaults;
+   * default: the OS temp dir, where tests and benchmarks write functions.
+   */
+  allowSourcePaths?: string[];
 }
 
 export interface Daemon {
@@ -43,6 +49,7 @@ export async function spawnDaemon(options: DaemonOptions): Promise<Daemon> {
   const serve = [process.execPath, '--import', 'tsx', MAIN, 'serve', '--host', host, '--port', '0'];
   serve.push('--state-dir', options.stateDir, '--log-level', 'warn');
   if (options.configFile) serve.push('--config', options.configFile);
+  for (const dir of options.allowSourcePaths ?? [os.tmpdir()]) serve.push('--allow-source', dir);
   serve.push(...(options.args ?? []));
   const command = testbed ? [...testbed.nsenterArgs(), ...serve] : serve;
   const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -17,6 +17,8 @@ export interface LauncherDeps {
   startCpus(): string | undefined;
   /** Called once an instance is dead, so the pool forgets it. */
   onDead(instance: Instance): void;
+  /** Called when no instance uses a version's files any more (they may be deleted). */
+  onVersionUnused(name: string, version: number): void;
 }
 
 /**
@@ -25,19 +27,51 @@ export interface LauncherDeps {
  * cycle and output in the store.
  */
 export class InstanceLauncher {
+  /**
+   * Per version (`name/version`): starts under way plus instances not yet
+   * dead. A start counts from its first step, before a sandbox exists.
+   */
+  private readonly users = new Map<string, number>();
+
   constructor(private readonly deps: LauncherDeps) {}
 
   async start(record: FunctionRecord): Promise<Instance> {
-    const instance = await Instance.start(
-      this.deps.driver,
-      record,
-      this.sandboxSpec(record),
-      this.hooks,
-      this.deps.config.startTimeoutMs,
-      this.deps.clock,
-    );
-    instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
-    return instance;
+    this.use(record.name, record.version);
+    try {
+      const instance = await Instance.start(
+        this.deps.driver,
+        record,
+        this.sandboxSpec(record),
+        this.hooks,
+        this.deps.config.startTimeoutMs,
+        this.deps.clock,
+      );
+      instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
+      return instance;
+    } finally {
+      this.unuse(record.name, record.version);
+    }
+  }
+
+  /** Whether a starting or live instance uses the version's files. */
+  inUse(name: string, version: number): boolean {
+    return (this.users.get(`${name}/${version}`) ?? 0) > 0;
+  }
+
+  private use(name: string, version: number): void {
+    const key = `${name}/${version}`;
+    this.users.set(key, (this.users.get(key) ?? 0) + 1);
+  }
+
+  private unuse(name: string, version: number): void {
+    const key = `${name}/${version}`;
+    const left = (this.users.get(key) ?? 1) - 1;
+    if (left > 0) {
+      this.users.set(key, left);
+      return;
+    }
+    this.users.delete(key);
+    this.deps.onVersionUnused(name, version);
   }
 
   sandboxSpec(record: FunctionRecord): SandboxSpec {
@@ -72,6 +106,8 @@ export class InstanceLauncher {
 
   private readonly hooks: InstanceHooks = {
     onState: (instance, state, details) => {
+      // 'starting' comes once, when the sandbox exists; 'dead' once, when it is gone.
+      if (state === 'starting') this.use(instance.functionName, instance.version);
       this.deps.store.recordInstanceEvent({
         instanceId: instance.id,
         functionName: instance.functionName,
@@ -80,7 +116,10 @@ export class InstanceLauncher {
         at: Math.round(this.deps.clock.now()),
         details,
       });
-      if (state === 'dead') this.deps.onDead(instance);
+      if (state === 'dead') {
+        this.deps.onDead(instance);
+        this.unuse(instance.functionName, instance.version);
+      }
     },
     onLog: (instance, stream, line, invocationId) => {
       this.deps.store.recordLog({

@@ -80,6 +80,7 @@ export class PetriNode {
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
       onDead: (instance) => this.pool.forget(instance),
+      onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
     this.pool = new Pool(
       {
@@ -116,6 +117,8 @@ export class PetriNode {
       pool: this.pool,
       log,
       clock,
+      deploy: config.deploy,
+      inUse: (name, version) => launcher.inUse(name, version),
     });
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
@@ -138,6 +141,7 @@ export class PetriNode {
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    await this.catalog.sweepAll();
     await this.placer.start();
   }
 
@@ -157,7 +161,7 @@ export class PetriNode {
   }
 
   async removeFunction(name: string): Promise<void> {
-    this.catalog.remove(name);
+    await this.catalog.remove(name);
   }
 
   // ---- invocations -----------------------------------------------------
@@ -208,6 +212,7 @@ export class PetriNode {
     if (this.closing) return;
     this.closing = true;
     this.invoker.stopAccepting();
+    await this.catalog.close();
     await this.placer.close();
     const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
     this.pool.rejectAll(shutdown);

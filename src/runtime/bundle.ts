@@ -36,6 +36,79 @@ async function findEntry(codeDir: string, file: string): Promise<string> {
   });
 }
 
+export interface BundleOptions {
+  /** Folders searched for packages after the code's own node_modules. */
+  nodePaths?: string[];
+  /**
+   * Real paths the bundle may read from; an import resolving (through any
+   * symlink) anywhere else fails the bundle. Unset: anywhere.
+   */
+  readableRoots?: string[];
+}
+
+const CONFINED = Symbol('confined');
+
+function isUnder(file: string, root: string): boolean {
+  return file === root || file.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+/**
+ * Resolves every import with esbuild's own rules, then refuses files whose
+ * real path is outside `roots`: the bundler runs as the daemon (root), and
+ * function code must not make it read `/etc/shadow` or another function.
+ */
+function confineTo(roots: string[]): esbuild.Plugin {
+  return {
+    name: 'petri-confine',
+    setup(build) {
+      build.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData === CONFINED) return undefined;
+        const result = await build.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          namespace: args.namespace,
+          resolveDir: args.resolveDir,
+          with: args.with,
+          pluginData: CONFINED,
+        });
+        if (result.errors.length > 0) return { errors: result.errors };
+        if (!result.external && result.namespace === 'file') {
+          const real = await fs.realpath(result.path).catch(() => result.path);
+          if (!roots.some((root) => isUnder(real, root))) {
+            return { errors: [{ text: `"${args.path}" resolves outside the function's code` }] };
+          }
+        }
+        return {
+          path: result.path,
+          external: result.external,
+          namespace: result.namespace,
+          sideEffects: result.sideEffects,
+          suffix: result.suffix,
+          pluginData: result.pluginData,
+        };
+      });
+    },
+  };
+}
+
+/**
+ * The compiler options of the code's own tsconfig.json, and nothing else:
+ * esbuild would follow its `extends` to any file on the node (and quote it
+ * in the error). A tsconfig that is not plain JSON (comments) is ignored.
+ */
+async function ownTsconfig(codeDir: string): Promise<string> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(path.join(codeDir, 'tsconfig.json'), 'utf8')) as {
+      compilerOptions?: unknown;
+    };
+    const options = parsed.compilerOptions;
+    if (options && typeof options === 'object') return JSON.stringify({ compilerOptions: options });
+  } catch {
+    // none, or not plain JSON
+  }
+  return '{}';
+}
+
 /**
  * Bundles a `node` function's handler module (JS or TS, ESM or CJS) and its
  * dependencies into one ESM file, so compile errors surface at deploy time.
@@ -48,6 +121,7 @@ export async function bundleHandler(
   handler: string,
   outFile: string,
   codeFromBundle: string,
+  options: BundleOptions = {},
 ): Promise<void> {
   const entry = await findEntry(codeDir, parseHandler(handler).file);
   // Real paths on both sides, so modules esbuild finds through symlinks compare right.
@@ -55,6 +129,8 @@ export async function bundleHandler(
   const shifts = new Map<string, LineShift>();
   try {
     await esbuild.build({
+      nodePaths: options.nodePaths,
+      tsconfigRaw: await ownTsconfig(codeDir),
       entryPoints: [entry],
       outfile: outFile,
       bundle: true,
@@ -63,7 +139,10 @@ export async function bundleHandler(
       target: 'node20',
       banner: { js: locationBanner(codeFromBundle) },
       define: LOCATION_DEFINES,
-      plugins: [moduleLocationsPlugin(root, shifts)],
+      plugins: [
+        ...(options.readableRoots ? [confineTo(options.readableRoots)] : []),
+        moduleLocationsPlugin(root, shifts),
+      ],
       logLevel: 'silent',
       absWorkingDir: root,
     });

@@ -147,6 +147,20 @@ describe('deploy', () => {
     assert.ok(listing.includes('./index.js'));
   });
 
+  it('sends a tar.gz instead when the node does not allow deploys from that folder', async () => {
+    node.routes.set('PUT /v1/functions/hello', (req) => {
+      const source = (req.body as { source: { path?: string } }).source;
+      if (source.path === undefined) return { status: 201, body: functionView({ version: 5 }) };
+      const message = `source.path "${source.path}" is outside them`;
+      return { status: 403, body: { error: { code: 'SourceNotAllowed', message } } };
+    });
+    const run = await cli(['deploy', dir]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'deployed hello version 5\n');
+    const sources = node.requests.map((r) => Object.keys((r.body as { source: object }).source));
+    assert.deepEqual(sources, [['path'], ['archive']]);
+  });
+
   it('prints the FunctionView with --json', async () => {
     const run = await cli(['--json', 'deploy', dir]);
     assert.equal(run.code, 0);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { parseConfig, type NodeConfig } from '../../src/config.ts';
+import { defaultAllowedSourcePaths, parseConfig, type NodeConfig } from '../../src/config.ts';
 import { PetriNode, type NodeDeps } from '../../src/node/index.ts';
 import { Store } from '../../src/store/index.ts';
 import { FakeDriver } from './fake-driver.ts';
@@ -17,13 +17,25 @@ export interface FakeNode {
   close(): Promise<void>;
 }
 
-/** A PetriNode over the in-memory FakeDriver, with a temp state dir. */
+/**
+ * A PetriNode over the in-memory FakeDriver, with a temp state dir; tests
+ * write their functions under the OS temp dir, so deploys may read it.
+ */
 export async function fakeNode(
   config: Record<string, unknown> = {},
   deps: Pick<NodeDeps, 'daemonCpuset'> = {},
 ): Promise<FakeNode> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-test-'));
-  const parsed = parseConfig({ stateDir: dir, logLevel: 'silent', ...config });
+  const { deploy, ...rest } = config;
+  const parsed = parseConfig({
+    stateDir: dir,
+    logLevel: 'silent',
+    ...rest,
+    deploy: {
+      allowedSourcePaths: [...defaultAllowedSourcePaths(), os.tmpdir()],
+      ...(deploy as Record<string, unknown> | undefined),
+    },
+  });
   const store = Store.open(path.join(dir, 'petri.db'));
   const driver = new FakeDriver();
   const node = new PetriNode({
