@@ -97,6 +97,19 @@ export const DeployConfigSchema = z
   })
   .strict();
 
+/** Who may use the API (README, "Security model"). */
+export const AuthConfigSchema = z
+  .object({
+    /**
+     * The API token. Unset: `PETRI_TOKEN`, else the one the node made in
+     * `<stateDir>/api-token` on first start (loopback only).
+     */
+    token: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** `/metrics` without a token from anywhere; by default only from loopback. */
+    publicMetrics: z.boolean().default(false),
+  })
+  .strict();
+
 /** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
 export const PlacementConfigSchema = z
   .object({
@@ -144,6 +157,7 @@ export const NodeConfigSchema = z
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
+    auth: AuthConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),

@@ -12,6 +12,10 @@ export const ERROR_CODES = {
   },
   FunctionNotFound: { status: 404, meaning: 'No function with that name is deployed.' },
   InvocationNotFound: { status: 404, meaning: 'No invocation with that id is known.' },
+  Unauthorized: {
+    status: 401,
+    meaning: 'The request has no valid API token.',
+  },
   RouteNotFound: { status: 404, meaning: 'No API route matches the method and path.' },
   PayloadTooLarge: { status: 413, meaning: 'The request body is over the payload limit.' },
   QueueFull: { status: 429, meaning: "The function's queue is full; try again later." },

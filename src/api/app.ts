@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
@@ -10,6 +11,42 @@ export interface AppOptions {
   /** Deploy bodies carry base64 archives, so they may be larger than invoke payloads. */
   deployLimitBytes?: number;
   logger?: FastifyBaseLogger;
+  /** Every `/v1` route needs `Authorization: Bearer <token>`; unset: no check (tests of routes). */
+  token?: string;
+  /** `/metrics` without a token from any address, not only loopback. */
+  publicMetrics?: boolean;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '::1' || !!address?.startsWith('127.') || !!address?.startsWith('::ffff:127.');
+}
+
+/** Whether `header` is `Bearer <token>`, compared in constant time. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const expected = Buffer.from(`Bearer ${token}`);
+  const given = Buffer.from(header ?? '');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/**
+ * The API's door: `/v1` needs the token; `/healthz` is open; `/metrics` is
+ * open to loopback clients (or everyone, if configured) and otherwise needs
+ * the token too. Anything else is routed as usual (and is a 404).
+ */
+function addAuth(app: FastifyInstance, options: AppOptions): void {
+  const token = options.token;
+  if (token === undefined) return;
+  app.addHook('onRequest', (request, reply, done) => {
+    const url = request.url;
+    const isApi = url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?');
+    const isMetrics = url === '/metrics' || url.startsWith('/metrics?');
+    const open =
+      (!isApi && !isMetrics) ||
+      (isMetrics && (options.publicMetrics || isLoopback(request.socket.remoteAddress)));
+    if (open || bearerMatches(request.headers.authorization, token)) return done();
+    reply.header('www-authenticate', 'Bearer realm="petri"');
+    sendError(reply, new PetriError('Unauthorized', 'missing or wrong API token'));
+  });
 }
 
 const NameParams = z.object({ name: z.string() });
@@ -84,6 +121,7 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       sendError(reply, new PetriError('InvalidRequest', frameworkErrorMessage(err))),
   });
   const log = options.logger;
+  addAuth(app, options);
 
   // Every body is JSON, whatever content type the client sends; an empty body is no body.
   app.removeAllContentTypeParsers();

@@ -31,12 +31,18 @@ interface Share {
   withinTarget: boolean;
 }
 
-async function json(pool: Pool, method: 'PUT' | 'POST' | 'GET', url: string, body?: unknown) {
+async function json(
+  pool: Pool,
+  auth: Record<string, string>,
+  method: 'PUT' | 'POST' | 'GET',
+  url: string,
+  body?: unknown,
+) {
   const response = await pool.request({
     method,
     path: url,
     body: body === undefined ? undefined : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...auth, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   if (response.statusCode >= 300) throw new Error(`${method} ${url}: ${text}`);
@@ -47,16 +53,27 @@ async function measure(daemon: Daemon, dir: string, memoryMb: number, ms: number
   const pool = new Pool(daemon.url, { connections: 1 });
   try {
     const name = `spin-${memoryMb}`;
-    await json(pool, 'PUT', `/v1/functions/${name}`, {
+    await json(pool, daemon.headers, 'PUT', `/v1/functions/${name}`, {
       runtime: 'node',
       memoryMb,
       timeoutMs: ms * 4,
       source: { path: dir },
     });
-    await json(pool, 'POST', `/v1/functions/${name}/invoke`, { ms: 10 }); // past the init boost
-    const { body, headers } = await json(pool, 'POST', `/v1/functions/${name}/invoke`, { ms });
+    await json(pool, daemon.headers, 'POST', `/v1/functions/${name}/invoke`, { ms: 10 }); // past the init boost
+    const { body, headers } = await json(
+      pool,
+      daemon.headers,
+      'POST',
+      `/v1/functions/${name}/invoke`,
+      { ms },
+    );
     await sleep(100);
-    const record = await json(pool, 'GET', `/v1/invocations/${headers['x-petri-invocation-id']}`);
+    const record = await json(
+      pool,
+      daemon.headers,
+      'GET',
+      `/v1/invocations/${headers['x-petri-invocation-id']}`,
+    );
     const resources = record.body.resources as { cpuMs?: number };
     const timings = record.body.timings as { executionMs?: number };
     const quota = resourcesFor(memoryMb, parseConfig({}).resources).cpu;

@@ -4,3 +4,4 @@
  * the store, the orchestrator and the HTTP API, and starts the node.
  */
 export { startNode, type RunningNode } from './node.ts';
+export { resolveApiToken, isLoopbackHost, TOKEN_FILE, type ApiToken } from './token.ts';

@@ -8,10 +8,13 @@ import { buildHost } from '../runtime/index.ts';
 import { createDriver, daemonCpusetFor } from './driver.ts';
 import { Store } from '../store/index.ts';
 import { buildApp } from '../api/index.ts';
+import { resolveApiToken } from './token.ts';
 
 export interface RunningNode {
   url: string;
   config: NodeConfig;
+  /** The API token every `/v1` request must carry. */
+  token: string;
   node: PetriNode;
   app: FastifyInstance;
   log: Logger;
@@ -34,6 +37,7 @@ function deployBodyLimit(maxArchiveBytes: number): number {
  */
 export async function startNode(input: unknown = {}): Promise<RunningNode> {
   const config = parseConfig(input);
+  const { token } = await resolveApiToken(config);
   const log = pino({ level: config.logLevel, base: undefined });
   await fs.mkdir(config.stateDir, { recursive: true });
   const hostScript = path.join(config.stateDir, 'runtime', 'host.mjs');
@@ -52,6 +56,8 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     payloadLimitBytes: config.payloadLimitBytes,
     deployLimitBytes: deployBodyLimit(config.deploy.maxArchiveBytes),
     logger: log,
+    token,
+    publicMetrics: config.auth.publicMetrics,
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -66,6 +72,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
   return {
     url: `http://${host}:${port}`,
     config,
+    token,
     node,
     app,
     log,

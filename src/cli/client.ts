@@ -149,7 +149,11 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 export class PetriClient {
   readonly baseUrl: string;
 
-  constructor(baseUrl: string) {
+  /** `token`: the node's API token, sent as `Authorization: Bearer …` on every call. */
+  constructor(
+    baseUrl: string,
+    private readonly token?: string,
+  ) {
     // Validate early so a typo in --url is one clear error, not an undici stack.
     let parsed: URL;
     try {
@@ -252,6 +256,13 @@ export class PetriClient {
     return res.body as T;
   }
 
+  private headers(withBody: boolean): Record<string, string> {
+    const headers: Record<string, string> = {};
+    if (withBody) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    return headers;
+  }
+
   /** One HTTP exchange: JSON in, JSON out, error bodies thrown as ApiError. */
   private async call(method: string, path: string, options: CallOptions): Promise<RawResponse> {
     const url = this.url(path, options.query);
@@ -261,7 +272,7 @@ export class PetriClient {
     try {
       const res = await request(url, {
         method: method as 'GET',
-        headers: options.body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: this.headers(options.body !== undefined),
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
         headersTimeout: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
         bodyTimeout: 0,

@@ -12,6 +12,11 @@ export function rootCommand(env: NodeJS.ProcessEnv = process.env): Command {
   return new Command('petri')
     .description('Petri: a serverless platform and workbench for one Linux node')
     .option('--url <url>', 'node API URL (or PETRI_URL)', env.PETRI_URL || 'http://127.0.0.1:8080')
+    .option(
+      '--token <token>',
+      'the node API token (or PETRI_TOKEN; default: read from $PETRI_STATE_DIR or ./.petri)',
+      env.PETRI_TOKEN || undefined,
+    )
     .option('--json', 'print JSON for scripts instead of tables')
     .showHelpAfterError();
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { startNode, type RunningNode } from '../boot/index.ts';
+import { startNode, TOKEN_FILE, type RunningNode } from '../boot/index.ts';
 import { defaultAllowedSourcePaths, EXAMPLES_DIR } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import { errorText } from './error-text.ts';
@@ -57,16 +57,31 @@ const SAMPLE_EVENTS: Record<string, string> = {
   'http-server': '{"text":"hello"}',
 };
 
-function howToInvoke(url: string, names: string[]): string {
+/** Where a person finds the API token: the file the node made, or the variable they set. */
+function tokenHint(running: RunningNode): { shell: string; cliEnv: string } {
+  if (process.env.PETRI_TOKEN) return { shell: '$PETRI_TOKEN', cliEnv: '' };
+  const file = path.relative(process.cwd(), path.join(running.config.stateDir, TOKEN_FILE));
+  const isDefault = file === path.join('.petri', TOKEN_FILE);
+  return {
+    shell: `$(cat ${file})`,
+    cliEnv: isDefault ? '' : `PETRI_STATE_DIR=${path.dirname(file)} `,
+  };
+}
+
+function howToInvoke(running: RunningNode, names: string[]): string {
+  const url = running.url;
+  const hint = tokenHint(running);
   const lines = [`Petri node listening on ${url}`, ''];
   if (names.length > 0) {
     lines.push('Deployed example functions; try:');
     for (const name of names) {
       const data = SAMPLE_EVENTS[name] ?? '{}';
-      lines.push(`  curl -s -X POST ${url}/v1/functions/${name}/invoke -d '${data}'`);
+      lines.push(
+        `  curl -s -H "Authorization: Bearer ${hint.shell}" -X POST ${url}/v1/functions/${name}/invoke -d '${data}'`,
+      );
     }
-    lines.push(`  npx petri --url ${url} invoke hello-js --data '{"name":"you"}'`);
-    lines.push(`  npx petri --url ${url} ls`);
+    lines.push(`  ${hint.cliEnv}npx petri --url ${url} invoke hello-js --data '{"name":"you"}'`);
+    lines.push(`  ${hint.cliEnv}npx petri --url ${url} ls`);
     lines.push('');
   }
   lines.push('Press Ctrl+C to stop.');
@@ -129,6 +144,6 @@ export function registerServeCommand(program: Command): void {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       const names = options.examples ? await deployExamples(running, examplesDir) : [];
-      process.stdout.write(howToInvoke(running.url, names) + '\n');
+      process.stdout.write(howToInvoke(running, names) + '\n');
     });
 }

@@ -6,6 +6,8 @@
  * All output goes through a CliIo so tests can run verbs in-process with
  * `runCli(argv, io)` instead of spawning a process per case.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { PetriClient } from './client.ts';
 import { errorText, failureJson } from './error-text.ts';
@@ -41,7 +43,26 @@ export function processIo(): CliIo {
 /** Options every verb sees: the program's globals (see program.ts). */
 interface GlobalOptions {
   url: string;
+  token?: string;
   json?: boolean;
+}
+
+/**
+ * The token the CLI sends: `--token`/`PETRI_TOKEN`, else the one a node on
+ * this machine wrote in its state dir (`$PETRI_STATE_DIR`, default ./.petri),
+ * when this user may read it. None: the node answers Unauthorized.
+ */
+export function cliToken(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  if (explicit) return explicit;
+  const dir = env.PETRI_STATE_DIR || '.petri';
+  try {
+    return readFileSync(join(dir, 'api-token'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What each verb handler gets: its options (with globals), output and a client. */
@@ -69,7 +90,7 @@ export function action<O, A extends string[]>(
     const ctx: Ctx<O> = {
       io,
       opts,
-      client: () => (client ??= new PetriClient(opts.url)),
+      client: () => (client ??= new PetriClient(opts.url, cliToken(opts.token))),
       print: (text) => io.stdout(text.endsWith('\n') ? text : `${text}\n`),
     };
     try {

@@ -22,7 +22,7 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
-import { type CliIo, processIo, reportFailure } from './verb.ts';
+import { type CliIo, cliToken, processIo, reportFailure } from './verb.ts';
 
 /**
  * Verbs of the workload toolkit: trace, load, report, sweep. Output goes
@@ -219,7 +219,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .action(
       action(LoadCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
-        const target = makeTarget(o, url);
+        const target = makeTarget(o, url, globalToken(cmd));
         const whole = await loadTrace(o.trace);
         const bar = progressBar('dispatch');
         const data = await runLoad(whole, {
@@ -286,7 +286,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         const points = await runSweep({
           samplesDir: o.samples,
           out: o.out,
-          makeTarget: () => makeTarget(o, url),
+          makeTarget: () => makeTarget(o, url, globalToken(cmd)),
           minutes: o.minutes,
           warmupMinutes: o.warmup,
           iat: o.iat,
@@ -368,13 +368,21 @@ const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
   threshold: z.coerce.number().positive(),
 });
 
-function makeTarget(o: z.infer<typeof TargetOptions>, url: string): LoadTarget {
+function makeTarget(
+  o: z.infer<typeof TargetOptions>,
+  url: string,
+  token: string | undefined,
+): LoadTarget {
   if (o.target === 'http') {
     if (!o.urlTemplate)
       throw new PetriError('InvalidRequest', '--target http needs --url-template');
     return new HttpTarget(o.urlTemplate, { connections: o.connections });
   }
-  return new PetriTarget(url, { connections: o.connections, cleanup: !o.keep });
+  return new PetriTarget(url, { connections: o.connections, cleanup: !o.keep, token });
+}
+
+function globalToken(cmd: Command): string | undefined {
+  return cliToken(cmd.optsWithGlobals<{ token?: string }>().token);
 }
 
 function globalUrl(cmd: Command): string {

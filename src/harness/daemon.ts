@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,10 +24,15 @@ export interface DaemonOptions {
    * default: the OS temp dir, where tests and benchmarks write functions.
    */
   allowSourcePaths?: string[];
+  /** The API token (PETRI_TOKEN); default: a fresh random one. Pass the old one across a restart. */
+  token?: string;
 }
 
 export interface Daemon {
   url: string;
+  token: string;
+  /** `Authorization: Bearer <token>`, for requests made without the CLI. */
+  headers: { authorization: string };
   child: ChildProcess;
   testbed?: Testbed;
   /** Everything the daemon printed, for diagnosis. */
@@ -52,7 +58,11 @@ export async function spawnDaemon(options: DaemonOptions): Promise<Daemon> {
   for (const dir of options.allowSourcePaths ?? [os.tmpdir()]) serve.push('--allow-source', dir);
   serve.push(...(options.args ?? []));
   const command = testbed ? [...testbed.nsenterArgs(), ...serve] : serve;
-  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const token = options.token ?? randomBytes(24).toString('base64url');
+  const child = spawn(command[0], command.slice(1), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PETRI_TOKEN: token },
+  });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
@@ -85,6 +95,8 @@ export async function spawnDaemon(options: DaemonOptions): Promise<Daemon> {
   };
   return {
     url,
+    token,
+    headers: { authorization: `Bearer ${token}` },
     child,
     testbed,
     output: () => output,

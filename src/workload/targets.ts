@@ -109,6 +109,8 @@ export interface PetriTargetOptions extends PoolOptions {
   cleanup?: boolean;
   /** Deploys in flight at once. */
   deployConcurrency?: number;
+  /** The node's API token, sent with every request. */
+  token?: string;
 }
 
 /** Default location of the synthetic function's code. */
@@ -127,12 +129,14 @@ export class PetriTarget implements LoadTarget {
   private readonly pool: Pool;
   private names: string[] = [];
   itersPerMs = 0;
+  private readonly auth: Record<string, string>;
 
   constructor(
     private readonly url: string,
     private readonly options: PetriTargetOptions = {},
   ) {
     this.description = `petri ${url}`;
+    this.auth = options.token ? { authorization: `Bearer ${options.token}` } : {};
     let origin: string;
     try {
       origin = new URL(url).origin;
@@ -150,7 +154,7 @@ export class PetriTarget implements LoadTarget {
       const response = await this.pool.request({
         method: 'PUT',
         path: `/v1/functions/${name}`,
-        headers: { 'content-type': 'application/json' },
+        headers: { ...this.auth, 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
       const text = await response.body.text();
@@ -183,7 +187,7 @@ export class PetriTarget implements LoadTarget {
   }
 
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
-    return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request);
+    return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request, this.auth);
   }
 
   async close(): Promise<void> {
@@ -192,6 +196,7 @@ export class PetriTarget implements LoadTarget {
         const response = await this.pool.request({
           method: 'DELETE',
           path: `/v1/functions/${name}`,
+          headers: this.auth,
         });
         await response.body.dump();
       }).catch(() => undefined);
@@ -204,7 +209,12 @@ export class PetriTarget implements LoadTarget {
  * promise chain per request, which keeps the dispatcher's event loop free
  * at thousands of invocations per second.
  */
-function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<InvocationOutcome> {
+function send(
+  pool: Pool,
+  urlPath: string,
+  request: InvocationRequest,
+  auth: Record<string, string> = {},
+): Promise<InvocationOutcome> {
   return new Promise((resolve) => {
     let status = 0;
     let start: StartPath = '';
@@ -246,7 +256,7 @@ function send(pool: Pool, urlPath: string, request: InvocationRequest): Promise<
       {
         method: 'POST',
         path: urlPath,
-        headers: { 'content-type': 'application/json' },
+        headers: { ...auth, 'content-type': 'application/json' },
         body: `{"durationMs":${request.durationMs},"memoryMb":${request.memoryMb}}`,
       },
       handler,

@@ -25,7 +25,7 @@ async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, body
   const response = await request(daemon.url + url, {
     method,
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   return { status: response.statusCode, body: text ? JSON.parse(text) : {} } as Reply;

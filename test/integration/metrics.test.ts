@@ -21,7 +21,7 @@ async function call(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown)
   const response = await request(daemon.url + url, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   return { status: response.statusCode, headers: response.headers, text };

@@ -22,7 +22,7 @@ async function call(method: 'PUT' | 'POST', url: string, body: unknown) {
   const response = await request(daemon.url + url, {
     method,
     body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
   return { status: response.statusCode, body: (await response.body.json()) as unknown };
 }

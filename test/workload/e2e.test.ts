@@ -113,7 +113,7 @@ describe('petri load against a real Petri node', () => {
         functions: [flatFunction(0, [3], 40), flatFunction(1, [2], 80, 256)],
       };
       const data = await runLoad(trace, {
-        target: new PetriTarget(node.url),
+        target: new PetriTarget(node.url, { token: node.token }),
         minutes: 1,
         warmupMinutes: 0,
         minuteMs: 1500,
@@ -131,7 +131,7 @@ describe('petri load against a real Petri node', () => {
           `actual ${data.actualDurationMs[i]} for ${data.requestedDurationMs[i]} ms`,
         );
       }
-      const list = await request(`${node.url}/v1/functions`);
+      const list = await request(`${node.url}/v1/functions`, { headers: node.headers });
       const body = (await list.body.json()) as unknown;
       const names = JSON.stringify(body);
       assert.ok(!names.includes('synth-'), `functions left behind: ${names}`);

@@ -71,6 +71,11 @@ export class NetEnv {
     return this.daemon.url;
   }
 
+  private get auth(): { authorization: string } {
+    if (!this.daemon) throw new Error('daemon not started');
+    return this.daemon.headers;
+  }
+
   async start(): Promise<void> {
     const { mode, log } = this.options;
     const configFile = path.join(this.workDir, 'config.json');
@@ -147,7 +152,7 @@ export class NetEnv {
   }
 
   private async get(route: string): Promise<unknown> {
-    const response = await request(`${this.url}${route}`);
+    const response = await request(`${this.url}${route}`, { headers: this.auth });
     return response.body.json();
   }
 
@@ -211,7 +216,7 @@ export class NetEnv {
   async deploy(name: string, folder: string, spec: Record<string, unknown>): Promise<void> {
     const response = await request(`${this.url}/v1/functions/${name}`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...this.auth, 'content-type': 'application/json' },
       body: JSON.stringify({
         runtime: 'node',
         handler: 'index.handler',
@@ -225,7 +230,10 @@ export class NetEnv {
   }
 
   async remove(name: string): Promise<void> {
-    const response = await request(`${this.url}/v1/functions/${name}`, { method: 'DELETE' });
+    const response = await request(`${this.url}/v1/functions/${name}`, {
+      method: 'DELETE',
+      headers: this.auth,
+    });
     await response.body.text();
   }
 
@@ -233,7 +241,7 @@ export class NetEnv {
   async invoke<T>(name: string, event: unknown): Promise<T> {
     const response = await request(`${this.url}/v1/functions/${name}/invoke`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...this.auth, 'content-type': 'application/json' },
       body: JSON.stringify(event),
       headersTimeout: 0,
       bodyTimeout: 0,
