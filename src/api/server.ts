@@ -59,8 +59,12 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     log,
     close: () => {
       closed ??= (async () => {
-        await app.close();
-        await node.close();
+        try {
+          await app.close();
+        } finally {
+          // The node's clean-up (instances, cgroups, namespaces) runs even if the HTTP side failed.
+          await node.close();
+        }
       })();
       return closed;
     },

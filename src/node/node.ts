@@ -249,13 +249,18 @@ export class PetriNode {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await this.placer.close();
-    this.pool.rejectAll(new PetriError('NodeRestarted', 'the node is shutting down'));
-    await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop()));
-    await Promise.allSettled([...this.asyncRuns]);
-    await Promise.allSettled([...this.sinks]);
-    await this.deps.driver.close();
-    this.deps.store.close();
+    await this.placer.stop();
+    try {
+      this.pool.rejectAll(new PetriError('NodeRestarted', 'the node is shutting down'));
+      await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop()));
+      await Promise.allSettled([...this.asyncRuns]);
+      await Promise.allSettled([...this.sinks]);
+      await this.deps.driver.close();
+    } finally {
+      // Last, when no child of the daemon is left in its cpuset to keep it busy.
+      await this.placer.close();
+      this.deps.store.close();
+    }
   }
 
   // ---- internals -------------------------------------------------------
