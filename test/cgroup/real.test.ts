@@ -165,6 +165,32 @@ describe('real cgroups (root)', () => {
     assert.deepEqual(await findTagDirs(tag), []);
   });
 
+  test('nodes sharing a parent keep making cgroups while each removes it when empty', async (t) => {
+    if (!requireRoot(t, missing('cpu', 'cpuacct', 'cpuset', 'memory', 'pids'))) return;
+    // A parent of this test's own stands in for `petri`, which live nodes may be using.
+    const top = `petri-${TAG}-shared`;
+    const failures: string[] = [];
+    const node = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 100; i++) {
+        try {
+          const cg = await system.create(`${top}/${tag}/i${i}`, {
+            cpu: 1,
+            cpus: '0',
+            memoryBytes: 64 * MB,
+            pidsMax: 8,
+          });
+          await cg.destroy();
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
+        await system.cleanup(`${top}/${tag}`);
+      }
+    };
+    await Promise.all(['a', 'b', 'c'].map(node));
+    assert.deepEqual(failures, []);
+    assert.deepEqual(await findTagDirs(top), []);
+  });
+
   test('a daemon cpuset pins every thread of the process and lets go on release', async (t) => {
     if (!requireRoot(t, missing('cpuset'))) return;
     const name = `petri-daemon-${TAG}`;
