@@ -78,10 +78,32 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     log,
     close: () => {
       closed ??= (async () => {
-        await app.close();
-        await node.close();
+        try {
+          await closeHttp(app);
+        } finally {
+          // The node's clean-up (instances, cgroups, namespaces) runs even if the HTTP side failed.
+          await node.close();
+        }
       })();
       return closed;
     },
   };
+}
+
+/** How often a closing server looks for connections that went idle. */
+const IDLE_SWEEP_MS = 20;
+
+/**
+ * Closes the HTTP side, letting requests in flight finish. Node closes only
+ * the connections idle when close begins; one whose request was still in
+ * flight answers keep-alive and would then hold the close up for the
+ * keep-alive timeout (72 s in fastify), so close each as soon as it is idle.
+ */
+async function closeHttp(app: FastifyInstance): Promise<void> {
+  const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+  try {
+    await app.close();
+  } finally {
+    clearInterval(sweep);
+  }
 }

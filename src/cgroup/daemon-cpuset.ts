@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { errnoCode, readOptional, writeControl } from './files.ts';
+import { errnoCode, readOptional, readPids, writeControl } from './files.ts';
 
 /**
  * The daemon's own cpuset cgroup, so CPU placement can pin and unpin the
@@ -10,7 +10,11 @@ export interface DaemonCpuset {
   /** The cores the node may use (its own cgroup's cpuset), ascending. */
   readonly allCpus: number[];
   setCpus(cpus: string): Promise<void>;
-  /** Moves the daemon back to the node's cgroup and removes its own. */
+  /**
+   * Moves the daemon (every thread) and any child still inside back to the
+   * node's cgroup, then removes its own. Rejects, leaving the cgroup, when a
+   * move fails: the rmdir could only fail with EBUSY then.
+   */
   release(): Promise<void>;
 }
 
@@ -24,12 +28,21 @@ export function parseCpuList(list: string): number[] {
   return cpus;
 }
 
+/** Rounds of moving children out: each round catches what a child forked meanwhile. */
+const CHILD_MOVE_ROUNDS = 10;
+
 /**
  * Makes `<base>/<name>` in the v1 cpuset hierarchy with the node's cores and
  * memory nodes and moves this process into it. A directory left by a crashed
  * run of the same node is empty (its daemon is gone) and is made anew.
+ * `removeDir` removes the directory on release (a retrying rmdir for real
+ * cgroupfs, a recursive rm on the plain files of a fake tree).
  */
-export async function joinDaemonCpuset(base: string, name: string): Promise<DaemonCpuset> {
+export async function joinDaemonCpuset(
+  base: string,
+  name: string,
+  removeDir: (dir: string) => Promise<void>,
+): Promise<DaemonCpuset> {
   const { pid } = process;
   const dir = path.join(base, name);
   const cpus = (await readOptional(path.join(base, 'cpuset.cpus')))?.trim() ?? '';
@@ -45,8 +58,44 @@ export async function joinDaemonCpuset(base: string, name: string): Promise<Daem
     allCpus: parseCpuList(cpus),
     setCpus: (list) => writeControl(path.join(dir, 'cpuset.cpus'), list),
     release: async () => {
+      // The daemon first, so nothing it forks from now on lands inside.
       await writeControl(path.join(base, 'cgroup.procs'), pid);
-      await fs.rmdir(dir);
+      await moveThreads(base);
+      await moveChildren(dir, base, pid);
+      await removeDir(dir);
     },
   };
+}
+
+/**
+ * cgroup.procs moves the whole thread group at once; writing each thread to
+ * `tasks` as well makes sure of it thread by thread (a thread already there
+ * is a no-op), once per stop.
+ */
+async function moveThreads(base: string): Promise<void> {
+  for (const tid of await fs.readdir('/proc/self/task')) {
+    await moveIgnoringGone(path.join(base, 'tasks'), Number(tid));
+  }
+}
+
+/**
+ * Children forked while the daemon was pinned (an `ip` run, a shell that has
+ * not yet joined its instance's cgroup) start inside the daemon's cpuset and
+ * keep it busy until they exit or move.
+ */
+async function moveChildren(dir: string, base: string, self: number): Promise<void> {
+  for (let round = 0; round < CHILD_MOVE_ROUNDS; round++) {
+    const inside = (await readPids(path.join(dir, 'cgroup.procs'))).filter((p) => p !== self);
+    if (inside.length === 0) return;
+    for (const child of inside) await moveIgnoringGone(path.join(base, 'cgroup.procs'), child);
+  }
+}
+
+/** A process or thread that exited meanwhile (ESRCH) has nothing left to move. */
+async function moveIgnoringGone(file: string, id: number): Promise<void> {
+  try {
+    await writeControl(file, id);
+  } catch (error) {
+    if (errnoCode(error) !== 'ESRCH') throw error;
+  }
 }

@@ -230,7 +230,7 @@ class V1System extends BaseSystem {
 
   async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
     const base = this.baseDirs.get('cpuset');
-    return base ? joinDaemonCpuset(base, name) : undefined;
+    return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
   }
 
   protected async kill(dir: string): Promise<void> {

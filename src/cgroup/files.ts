@@ -141,6 +141,23 @@ export async function rmdirCgroup(dir: string, timeoutMs = 1000): Promise<void> 
   }
 }
 
+/**
+ * Runs `make` again when a level of its path vanished under it: a node that
+ * stops removes the shared `petri` parent once no other node is inside, which
+ * may fall between this node's mkdir of `petri` and of `petri/<tag>` (ENOENT;
+ * ENODEV while the kernel is still removing it).
+ */
+export async function retryVanishedParent<T>(make: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await make();
+    } catch (error) {
+      const code = errnoCode(error);
+      if ((code !== 'ENOENT' && code !== 'ENODEV') || attempt >= attempts) throw error;
+    }
+  }
+}
+
 /** Child cgroups of a directory (sub-directories; control files are plain files). */
 export async function childCgroups(dir: string): Promise<string[]> {
   try {

@@ -10,6 +10,7 @@ import {
   readNumber,
   readOptional,
   readPids,
+  retryVanishedParent,
   writeControl,
   writeIfPresent,
 } from './files.ts';
@@ -87,7 +88,9 @@ export class V1Cgroup implements Cgroup {
     if (known) return known;
     const base = this.ctx.bases.get(controller);
     if (!base) return undefined;
-    const dir = await makeDirs(base, this.parts, controller === 'cpuset');
+    const dir = await retryVanishedParent(() =>
+      makeDirs(base, this.parts, controller === 'cpuset'),
+    );
     this.dirs.set(controller, dir);
     return dir;
   }

@@ -9,6 +9,7 @@ import {
   readKey,
   readNumber,
   readPids,
+  retryVanishedParent,
   writeControl,
   writeIfPresent,
 } from './files.ts';
@@ -63,7 +64,7 @@ export class V2Cgroup implements Cgroup {
 
   static async create(name: string, parts: string[], limits: CgroupLimits, ctx: V2Context) {
     const useCpuset = limits.cpus !== undefined && ctx.controllers.has('cpuset');
-    const dir = await makeDirs(ctx, parts, useCpuset);
+    const dir = await retryVanishedParent(() => makeDirs(ctx, parts, useCpuset));
     const cgroup = new V2Cgroup(name, dir, ctx);
     try {
       await cgroup.setLimits(limits);

@@ -139,7 +139,13 @@ export function registerServeCommand(program: Command): void {
       }
       const stop = (): void => {
         running.log.info('stopping');
-        void running.close().then(() => process.exit(0));
+        void running.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            running.log.error({ err }, 'clean-up on stop failed');
+            process.exit(1);
+          },
+        );
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

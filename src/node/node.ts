@@ -213,14 +213,19 @@ export class PetriNode {
     this.closing = true;
     this.invoker.stopAccepting();
     await this.catalog.close();
-    await this.placer.close();
-    const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
-    this.pool.rejectAll(shutdown);
-    await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop(shutdown)));
-    await this.invoker.drain();
-    await this.sink.drain();
-    await this.deps.driver.close();
-    this.deps.store.close();
+    await this.placer.stop();
+    try {
+      const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
+      this.pool.rejectAll(shutdown);
+      await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop(shutdown)));
+      await this.invoker.drain();
+      await this.sink.drain();
+      await this.deps.driver.close();
+    } finally {
+      // Last, when no child of the daemon is left in its cpuset to keep it busy.
+      await this.placer.close();
+      this.deps.store.close();
+    }
   }
 }
 

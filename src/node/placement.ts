@@ -43,6 +43,7 @@ export class CpuPlacer {
   private allCpus: string | undefined;
   private reason: string | undefined;
   private applying: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(private readonly options: CpuPlacerOptions) {}
 
@@ -84,7 +85,7 @@ export class CpuPlacer {
 
   /** One window: decide, and move the daemon and instances when the placement changed. */
   tick(): Promise<void> {
-    if (!this.cpuset || this.applying) return this.applying ?? Promise.resolve();
+    if (!this.cpuset || this.stopped || this.applying) return this.applying ?? Promise.resolve();
     const next = this.options.policy.place({ peakInFlight: this.options.takePeakInFlight() });
     this.applying = this.apply(next)
       .catch((err: Error) => this.options.log.warn({ err }, 'cpu placement change failed'))
@@ -92,11 +93,21 @@ export class CpuPlacer {
     return this.applying;
   }
 
-  /** Stops deciding and gives the daemon back to the node's cgroup. */
-  async close(): Promise<void> {
+  /** Stops deciding; the daemon stays where it is until `close`. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.applying;
+  }
+
+  /**
+   * Stops deciding and gives the daemon back to the node's cgroup. Call it
+   * last on shutdown, once instances are gone: a child the daemon forked
+   * while pinned (an instance start, an `ip` run) is inside its cpuset too.
+   */
+  async close(): Promise<void> {
+    await this.stop();
     const cpuset = this.cpuset;
     this.cpuset = undefined;
     await cpuset?.release().catch((err: Error) => {

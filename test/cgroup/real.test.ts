@@ -165,6 +165,32 @@ describe('real cgroups (root)', () => {
     assert.deepEqual(await findTagDirs(tag), []);
   });
 
+  test('nodes sharing a parent keep making cgroups while each removes it when empty', async (t) => {
+    if (!requireRoot(t, missing('cpu', 'cpuacct', 'cpuset', 'memory', 'pids'))) return;
+    // A parent of this test's own stands in for `petri`, which live nodes may be using.
+    const top = `petri-${TAG}-shared`;
+    const failures: string[] = [];
+    const node = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 100; i++) {
+        try {
+          const cg = await system.create(`${top}/${tag}/i${i}`, {
+            cpu: 1,
+            cpus: '0',
+            memoryBytes: 64 * MB,
+            pidsMax: 8,
+          });
+          await cg.destroy();
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
+        await system.cleanup(`${top}/${tag}`);
+      }
+    };
+    await Promise.all(['a', 'b', 'c'].map(node));
+    assert.deepEqual(failures, []);
+    assert.deepEqual(await findTagDirs(top), []);
+  });
+
   test('a daemon cpuset pins every thread of the process and lets go on release', async (t) => {
     if (!requireRoot(t, missing('cpuset'))) return;
     const name = `petri-daemon-${TAG}`;
@@ -191,6 +217,34 @@ describe('real cgroups (root)', () => {
     }
     assert.deepEqual(await findTagDirs(name), []);
     assert.doesNotMatch(await fs.readFile('/proc/self/cgroup', 'utf8'), /petri-daemon/);
+  });
+
+  test('a daemon cpuset is removed on release even while a child forked inside still runs', async (t) => {
+    if (!requireRoot(t, missing('cpuset'))) return;
+    const name = `petri-daemon-${TAG}-child`;
+    const cpusetLine = async (pid: number | 'self'): Promise<string | undefined> =>
+      /^\d+:cpuset:(.*)$/m.exec(await fs.readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
+    const home = await cpusetLine('self');
+    const cpuset = await system.daemonCpuset(name);
+    assert.ok(cpuset, 'cgroup v1 cpuset can hold the daemon');
+    // Like an instance start or an `ip` run in flight when the node stops.
+    const child = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    let released = false;
+    try {
+      await once(child, 'spawn');
+      assert.match((await cpusetLine(child.pid!)) ?? '', new RegExp(`/${name}$`));
+      await cpuset.release();
+      released = true;
+      assert.deepEqual(await findTagDirs(name), []);
+      assert.equal(await cpusetLine('self'), home);
+      assert.equal(await cpusetLine(child.pid!), home, 'the child moved back with the daemon');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+      // Leave no cgroup behind even when the release under test failed.
+      if (!released) await cpuset.release().catch(() => undefined);
+    }
   });
 });
 

@@ -149,6 +149,56 @@ describe('cgroup v1 on a fake tree', () => {
     }
   });
 
+  test('cleanup keeps petri while another node’s cgroups are in it', async () => {
+    await files(path.join(root, 'memory/petri/other/j1'), MEMORY_LEAF);
+    assert.equal(await system.cleanup('petri/tag'), 1);
+    assert.equal(await exists(path.join(root, 'memory/petri/tag')), false);
+    assert.equal(await exists(path.join(root, 'memory/petri/other/j1')), true);
+    assert.equal(await exists(path.join(root, 'cpu,cpuacct/petri')), false);
+  });
+
+  test('a daemon cpuset is removed only after the daemon and each of its threads moved out', async () => {
+    const base = path.join(root, 'cpuset');
+    let atRemoval: { procs: string; tasks: string } | undefined;
+    const sys = detectCgroups(root, {
+      removeDir: async (dir) => {
+        atRemoval = {
+          procs: await read(path.join(base, 'cgroup.procs')),
+          tasks: await read(path.join(base, 'tasks')),
+        };
+        await removeFakeDir(dir);
+      },
+    });
+    const cpuset = await sys.daemonCpuset('petri-daemon-tag');
+    assert.ok(cpuset);
+    const dir = path.join(base, 'petri-daemon-tag');
+    assert.deepEqual(cpuset.allCpus, [0, 1]);
+    assert.equal(await read(path.join(dir, 'cgroup.procs')), String(process.pid));
+    await cpuset.release();
+    assert.equal(atRemoval?.procs, String(process.pid), 'the daemon moved back first');
+    assert.ok((await fs.readdir('/proc/self/task')).includes(atRemoval.tasks), 'threads too');
+    assert.equal(await exists(dir), false);
+  });
+
+  test('a daemon cpuset whose move back fails is kept, saying why', async () => {
+    const base = path.join(root, 'cpuset');
+    const removed: string[] = [];
+    const sys = detectCgroups(root, {
+      removeDir: async (dir) => {
+        removed.push(dir);
+        await removeFakeDir(dir);
+      },
+    });
+    const cpuset = await sys.daemonCpuset('petri-daemon-tag');
+    assert.ok(cpuset);
+    // A procs "file" the kernel would refuse: here a directory, so the write fails.
+    await fs.rm(path.join(base, 'cgroup.procs'));
+    await fs.mkdir(path.join(base, 'cgroup.procs'));
+    await assert.rejects(cpuset.release(), /cannot write \d+ to .*cpuset\/cgroup\.procs/);
+    assert.deepEqual(removed, []);
+    assert.equal(await exists(path.join(base, 'petri-daemon-tag')), true);
+  });
+
   test('an unmounted controller is reported with its reason', async () => {
     const bare = await fakeRoot();
     await v1Tree(bare, { pids: false });

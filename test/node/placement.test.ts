@@ -9,12 +9,15 @@ import { deployBody, fakeNode, handlerDir, type FakeNode } from '../helpers/node
 class FakeCpuset implements DaemonCpuset {
   readonly set: string[] = [];
   released = false;
+  /** Runs at release, to look at the node then. */
+  onRelease: () => void = () => undefined;
   constructor(readonly allCpus: number[]) {}
   async setCpus(cpus: string): Promise<void> {
     this.set.push(cpus);
   }
   async release(): Promise<void> {
     this.released = true;
+    this.onRelease();
   }
 }
 
@@ -80,6 +83,17 @@ describe('CPU placement', () => {
     const { node } = await placedNode(cpuset);
     await node.close();
     assert.equal(cpuset.released, true);
+  });
+
+  it('lets go of the daemon cpuset last on close, once every instance is gone', async () => {
+    const { node, driver, cpuset } = await calmNode({ memoryMb: 128 });
+    assert.equal(driver.live().length, 1);
+    const setsBeforeClose = cpuset.set.length;
+    let liveAtRelease: number | undefined;
+    cpuset.onRelease = () => (liveAtRelease = driver.live().length);
+    await node.close();
+    assert.equal(liveAtRelease, 0, 'instances (children forked while pinned) stopped first');
+    assert.equal(cpuset.set.length, setsBeforeClose, 'no placement change during shutdown');
   });
 
   it('is off, saying why, where it cannot pin', async () => {
