@@ -15,7 +15,7 @@ import type {
  * An in-memory driver for pool and API tests: no processes. Each sandbox
  * answers `invoke` according to the event:
  *   {sleepMs}  answer after that long;   {crash: true}  "boom" on stderr, exit with code 3;
- *   {spinMs}   as long, counted as CPU;  {oom: true}  killed for memory;
+ *   {spinMs}   as long, all of it CPU;   {oom: true}  killed for memory;
  *   {fail: "message"}  handler error;    anything else  echoed back.
  * test/sandbox/fake-driver.test.ts holds it to the process driver's behaviour.
  */

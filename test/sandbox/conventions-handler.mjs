@@ -4,8 +4,13 @@ export async function handler(event, context) {
   const e = event !== null && typeof event === 'object' ? event : {};
   if (e.sleepMs) await new Promise((resolve) => setTimeout(resolve, e.sleepMs));
   if (e.spinMs) {
-    const end = Date.now() + e.spinMs;
-    while (Date.now() < end);
+    // Until this much CPU time is used, not wall time: on a loaded machine the two differ.
+    const cpuMs = () => {
+      const { user, system } = process.cpuUsage();
+      return (user + system) / 1000;
+    };
+    const end = cpuMs() + e.spinMs;
+    while (cpuMs() < end);
   }
   if (e.crash) {
     console.error('boom');

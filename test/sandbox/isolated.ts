@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { assertCleanRun, runInTestNamespace } from '../helpers/test-namespace.ts';
 
@@ -11,7 +12,27 @@ export interface SubjectRef {
   exportName: string;
 }
 
-export type CaseOutcome = { ok: true } | { ok: false; error: string };
+export type CaseOutcome = ({ ok: true } | { ok: false; error: string }) & { ms: number };
+
+/** Runs planned cases one after another, each to an outcome (the child side of an isolated run). */
+export async function runPlanned(
+  plan: PlannedCase[],
+  run: (name: string, key: string) => Promise<void>,
+): Promise<Record<string, CaseOutcome>> {
+  const outcomes: Record<string, CaseOutcome> = {};
+  for (const { name, key } of plan) {
+    const started = performance.now();
+    const ms = (): number => Math.round(performance.now() - started);
+    try {
+      await run(name, key);
+      outcomes[name] = { ok: true, ms: ms() };
+    } catch (error) {
+      const text = error instanceof Error ? String(error.stack) : String(error);
+      outcomes[name] = { ok: false, error: text, ms: ms() };
+    }
+  }
+  return outcomes;
+}
 
 /** One case to run in the child, with the node key it uses. */
 export interface PlannedCase {
@@ -58,9 +79,14 @@ export interface IsolatedOutcomes {
 }
 
 /** Fails the test with its case's error from the child, or why the case never ran there. */
-export function assertOutcome(outcomes: IsolatedOutcomes, name: string): void {
+export function assertOutcome(
+  t: Pick<TestContext, 'diagnostic'>,
+  outcomes: IsolatedOutcomes,
+  name: string,
+): void {
   const outcome = outcomes.cases[name];
   if (!outcome) throw new Error(`case "${name}" did not run: ${outcomes.runError}`);
+  t.diagnostic(`ran in the test namespace in ${outcome.ms} ms`);
   if (!outcome.ok) throw new Error(`in the test namespace: ${outcome.error}`);
 }
 

@@ -15,7 +15,9 @@ import {
   assertOutcome,
   CLEAN_RUN_TEST,
   isolatedRun,
+  runPlanned,
   type CaseOutcome,
+  type PlannedCase,
   type SubjectRef,
 } from './isolated.ts';
 
@@ -219,23 +221,13 @@ export const layerCases: LayerCase[] = [
 /** Runs the named cases in this process, each with its own tag (the child side of an isolated run). */
 export async function runLayerCases(
   subject: LayerSubject,
-  plan: { name: string; key: string }[],
+  plan: PlannedCase[],
 ): Promise<Record<string, CaseOutcome>> {
-  const outcomes: Record<string, CaseOutcome> = {};
-  for (const { name, key } of plan) {
+  return runPlanned(plan, async (name, key) => {
     const body = layerCases.find((c) => c.name === name);
-    try {
-      assert.ok(body, `no layer case "${name}"`);
-      await body.run(subject, key);
-      outcomes[name] = { ok: true };
-    } catch (error) {
-      outcomes[name] = {
-        ok: false,
-        error: error instanceof Error ? String(error.stack) : String(error),
-      };
-    }
-  }
-  return outcomes;
+    assert.ok(body, `no layer case "${name}"`);
+    await body.run(subject, key);
+  });
 }
 
 /** A node tag of 5 letters; `index` makes the cases of one run tell apart. */
@@ -266,7 +258,7 @@ export function describeLayerCases(
     for (const c of keyed) {
       test(c.name, async (t) => {
         if (c.real && !requireRoot(t, subject.missing)) return;
-        if (c.real && isolated) assertOutcome(await isolated(), c.name);
+        if (c.real && isolated) assertOutcome(t, await isolated(), c.name);
         else await c.run(subject, c.key);
       });
     }
