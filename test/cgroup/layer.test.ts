@@ -1,6 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { cgroupLayer, detectCgroups, type CgroupLayerInstance } from '../../src/cgroup/index.ts';
+import {
+  CGROUP_PREFIX,
+  cgroupLayer,
+  detectCgroups,
+  type CgroupLayerInstance,
+} from '../../src/cgroup/index.ts';
 import { parseConfig } from '../../src/config.ts';
 import { resourcesFor } from '../../src/sandbox/index.ts';
 import { cgroupTraces } from '../helpers/traces.ts';
@@ -38,4 +43,7 @@ describeLayerCases({
       .filter((dir) => fs.existsSync(dir))
       .map((dir) => `cgroup ${dir}`),
   leftovers: (tag) => cgroupTraces(tag),
+  cleanup: async (tag) => {
+    await detectCgroups().cleanup(`${CGROUP_PREFIX}/${tag}`);
+  },
 });

@@ -108,12 +108,27 @@ async function links(where: string[] = []): Promise<Link[]> {
 
 /** Processes whose environment names this instance (PETRI_INSTANCE_ID), sandboxed ones included. */
 export async function processesOf(instanceId: string): Promise<number[]> {
-  const wanted = `PETRI_INSTANCE_ID=${instanceId}\0`;
+  return processesWhere((id) => id === instanceId);
+}
+
+/** Kills every process of an instance whose id starts with `prefix` (after a failed test). */
+export async function killInstancesOf(prefix: string): Promise<void> {
+  for (const pid of await processesWhere((id) => id.startsWith(prefix))) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+async function processesWhere(match: (instanceId: string) => boolean): Promise<number[]> {
   const pids: number[] = [];
   for (const name of await fs.readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const environ = await fs.readFile(`/proc/${name}/environ`, 'latin1').catch(() => '');
-    if (`\0${environ}`.includes(`\0${wanted}`)) pids.push(Number(name));
+    const entry = environ.split('\0').find((e) => e.startsWith('PETRI_INSTANCE_ID='));
+    if (entry && match(entry.slice('PETRI_INSTANCE_ID='.length))) pids.push(Number(name));
   }
   return pids;
 }

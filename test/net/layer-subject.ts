@@ -1,6 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/config.ts';
-import { listForwardChain, networkLayer, type NetworkLayer } from '../../src/net/index.ts';
+import {
+  cleanupAll,
+  listForwardChain,
+  networkLayer,
+  type NetworkLayer,
+} from '../../src/net/index.ts';
 import { resourcesFor } from '../../src/sandbox/index.ts';
 import { missingNetMechanism } from '../helpers/test-namespace.ts';
 import { netTraces, netTracesOf } from '../helpers/traces.ts';
@@ -42,6 +47,10 @@ export const netLayerSubject: LayerSubject = {
   ],
   leftovers: (tag) => netTraces(tag),
   settle: (layer) => (layer as NetworkLayer).poolIdle(),
+  // Instance namespaces have global names; the bridge goes with the test namespace.
+  cleanup: async (tag) => {
+    await cleanupAll(tag);
+  },
 };
 
 /** The firewall rule that lets `address` out, if the node's chain holds one. */

@@ -63,6 +63,8 @@ export interface DriverSubject {
   instanceLeftovers(key: string): Promise<string[]>;
   /** Everything of node `key` on the system, node-wide resources included. */
   leftovers(key: string): Promise<string[]>;
+  /** Removes whatever a failed case left of node `key` (after every case; a no-op after a pass). */
+  cleanup?(key: string): Promise<void>;
 }
 
 type Seen =
@@ -466,6 +468,15 @@ export const driverCases: DriverCase[] = [
   },
 ];
 
+/** Runs one case, then removes what a failure may have left. */
+async function runCase(c: DriverCase, subject: DriverSubject, key: string): Promise<void> {
+  try {
+    await c.run(subject, key);
+  } finally {
+    await subject.cleanup?.(key);
+  }
+}
+
 /** Runs the named cases in this process (the child side of an isolated run). */
 export async function runDriverCases(
   subject: DriverSubject,
@@ -475,7 +486,7 @@ export async function runDriverCases(
   return runPlanned(plan, async (name, key) => {
     const body = driverCases.find((c) => c.name === name);
     assert.ok(body, `no driver case "${name}"`);
-    await body.run(subject, key);
+    await runCase(body, subject, key);
   });
 }
 
@@ -508,7 +519,7 @@ export function describeDriverCases(
         if (isolated) return assertOutcome(t, await isolated(), c.name);
         setUp ??= subject.setup?.() ?? Promise.resolve();
         await setUp;
-        await c.run(subject, c.key);
+        await runCase(c, subject, c.key);
       });
     }
     if (isolated) {

@@ -41,6 +41,8 @@ export interface LayerSubject {
   leftovers(tag: string): Promise<string[]>;
   /** Waits for the layer's background work (pool refills), so an abandoned layer stays as left. */
   settle?(layer: IsolationLayer): Promise<void>;
+  /** Removes whatever a failed case left of `tag` (after every case; a no-op after a pass). */
+  cleanup?(tag: string): Promise<void>;
 }
 
 interface LayerCase {
@@ -218,6 +220,15 @@ export const layerCases: LayerCase[] = [
   },
 ];
 
+/** Runs one case; after a real one, removes what it may have left (the others make nothing). */
+async function runCase(c: LayerCase, subject: LayerSubject, tag: string): Promise<void> {
+  try {
+    await c.run(subject, tag);
+  } finally {
+    if (c.real) await subject.cleanup?.(tag);
+  }
+}
+
 /** Runs the named cases in this process, each with its own tag (the child side of an isolated run). */
 export async function runLayerCases(
   subject: LayerSubject,
@@ -226,7 +237,7 @@ export async function runLayerCases(
   return runPlanned(plan, async (name, key) => {
     const body = layerCases.find((c) => c.name === name);
     assert.ok(body, `no layer case "${name}"`);
-    await body.run(subject, key);
+    await runCase(body, subject, key);
   });
 }
 
@@ -259,7 +270,7 @@ export function describeLayerCases(
       test(c.name, async (t) => {
         if (c.real && !requireRoot(t, subject.missing)) return;
         if (c.real && isolated) assertOutcome(t, await isolated(), c.name);
-        else await c.run(subject, c.key);
+        else await runCase(c, subject, c.key);
       });
     }
     if (isolated) {

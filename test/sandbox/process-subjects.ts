@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { createDriver } from '../../src/boot/driver.ts';
-import { detectCgroups } from '../../src/cgroup/index.ts';
+import { CGROUP_PREFIX, detectCgroups } from '../../src/cgroup/index.ts';
 import { parseConfig, type NodeConfig } from '../../src/config.ts';
-import { nodeTagFrom } from '../../src/net/index.ts';
+import { cleanupAll, nodeTagFrom } from '../../src/net/index.ts';
 import { buildHost, bundleHandler } from '../../src/runtime/index.ts';
 import {
   bwrapLayer,
@@ -17,7 +17,7 @@ import {
 } from '../../src/sandbox/index.ts';
 import { missingNetMechanism } from '../helpers/test-namespace.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { cgroupTraces, netInstanceTraces, netTraces } from '../helpers/traces.ts';
+import { cgroupTraces, killInstancesOf, netInstanceTraces, netTraces } from '../helpers/traces.ts';
 import type { DriverSubject } from './driver.case.ts';
 import type { SubjectRef } from './isolated.ts';
 
@@ -151,6 +151,7 @@ export const plainProcessDriver: DriverSubject = {
   crashLeavesTraces: false,
   instanceLeftovers: async () => [],
   leftovers: async () => [],
+  cleanup: (key) => killInstancesOf(`${key}-`),
 };
 
 const CGROUP_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids'];
@@ -196,5 +197,11 @@ export const layeredProcessDriver: DriverSubject = {
   leftovers: async (key) => {
     const tag = tagOf(key);
     return [...(await cgroupTraces(tag)), ...(await netTraces(tag))];
+  },
+  // Instance namespaces have global names; the bridge and chains go with the test namespace.
+  cleanup: async (key) => {
+    await killInstancesOf(`${key}-`);
+    await detectCgroups().cleanup(`${CGROUP_PREFIX}/${tagOf(key)}`);
+    await cleanupAll(tagOf(key));
   },
 };
