@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../../src/node/index.ts';
-import type { FromInstance, ToInstance } from '../../src/runtime/index.ts';
+import type { ToInstance } from '../../src/runtime/index.ts';
 import type {
   CpuLimit,
   IsolationReport,
@@ -14,9 +14,10 @@ import type {
 /**
  * An in-memory driver for pool and API tests: no processes. Each sandbox
  * answers `invoke` according to the event:
- *   {sleepMs}  answer after that long;   {crash: true}  exit with code 3;
- *   {fail: "message"}  handler error;    {oom: true}  killed for memory;
- *   anything else      echoed back.
+ *   {sleepMs}  answer after that long;   {crash: true}  "boom" on stderr, exit with code 3;
+ *   {spinMs}   as long, all of it CPU;   {oom: true}  killed for memory;
+ *   {fail: "message"}  handler error;    anything else  echoed back.
+ * test/sandbox/fake-driver.test.ts holds it to the process driver's behaviour.
  */
 export class FakeDriver implements SandboxDriver {
   readonly name = 'fake';
@@ -37,7 +38,7 @@ export class FakeDriver implements SandboxDriver {
     const failure = this.failStart;
     this.clock.setTimer(this.startDelayMs, () => {
       if (failure) sandbox.die({ code: 1, signal: null, oomKilled: false, stderrTail: failure });
-      else sandbox.emit('message', { type: 'ready' });
+      else if (!sandbox.dead) sandbox.emit('message', { type: 'ready' });
     });
     return sandbox;
   }
@@ -54,6 +55,8 @@ export class FakeSandbox implements Sandbox {
   readonly id: string;
   readonly pid = 1;
   dead = false;
+  /** CPU time of the `spinMs` invocations so far. */
+  private cpuMs = 0;
   readonly received: ToInstance[] = [];
   private readonly listeners: { [E in keyof SandboxEvents]: SandboxEvents[E][] } = {
     message: [],
@@ -70,26 +73,29 @@ export class FakeSandbox implements Sandbox {
 
   send(message: ToInstance): void {
     this.received.push(message);
-    if (message.type !== 'invoke') return;
+    // A dead instance reads nothing, and one killed mid-invocation says nothing more.
+    if (message.type !== 'invoke' || this.dead) return;
     const event = (message.event ?? {}) as Record<string, unknown>;
-    const reply = (frame: FromInstance): void => {
-      if (!this.dead) this.emit('message', frame);
-    };
-    this.clock.setTimer(Number(event.sleepMs ?? 0), () => {
-      if (event.crash)
+    const spinMs = Number(event.spinMs ?? 0);
+    this.clock.setTimer(Number(event.sleepMs ?? 0) + spinMs, () => {
+      if (this.dead) return;
+      this.cpuMs += spinMs;
+      if (event.crash) {
+        this.emit('output', 'stderr', 'boom');
         return this.die({ code: 3, signal: null, oomKilled: false, stderrTail: 'boom\n' });
+      }
       if (event.oom)
         return this.die({ code: null, signal: 'SIGKILL', oomKilled: true, stderrTail: '' });
       this.emit('output', 'stdout', `handling ${message.id}`);
       if (typeof event.fail === 'string') {
-        return reply({
+        return this.emit('message', {
           type: 'error',
           id: message.id,
           code: 'HandlerError',
           message: event.fail,
         });
       }
-      reply({ type: 'result', id: message.id, value: message.event });
+      this.emit('message', { type: 'result', id: message.id, value: message.event });
     });
   }
 
@@ -117,7 +123,7 @@ export class FakeSandbox implements Sandbox {
   }
 
   async usage(): Promise<Usage> {
-    return { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
+    return { cpuMs: this.cpuMs, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
   }
 
   async destroy(): Promise<void> {

@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { parseConfig } from '../../src/config.ts';
 import { networkLayer } from '../../src/net/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
+import { describeLayerCases } from '../sandbox/layer.case.ts';
+import { netLayerRef, netLayerSubject } from './layer-subject.ts';
 
 const spec = {
   instanceId: 'i1',
@@ -37,3 +39,5 @@ test('rejects tags and bridge names that could break the batch text', () => {
   const config = parseConfig({ network: { bridge: 'br 0\nlink' } });
   assert.throws(() => networkLayer(config, 'ok', () => undefined), /interface name/);
 });
+
+describeLayerCases(netLayerSubject, { isolated: netLayerRef });

@@ -1,6 +1,6 @@
 /**
  * Live network scenarios. NOT a test file: live.test.ts runs each one as
- * `ip netns exec <test-ns> node --import tsx scenarios.ts <name> <tag>`, so
+ * `nsenter --net=<test-ns> node --import tsx scenarios.ts <name> <tag>`, so
  * the bridge, every instance namespace and every iptables rule exist only
  * inside a namespace the test made (DESIGN §10 safety rule). Asserts as it
  * goes and prints one `RESULT {json}` line of figures at the end.

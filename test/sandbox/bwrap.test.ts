@@ -9,8 +9,11 @@ import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config.ts';
 import { bwrapLayer } from '../../src/sandbox/bwrap.ts';
 import type { IsolationLayer } from '../../src/sandbox/layer.ts';
+import { resourcesFor } from '../../src/sandbox/resources.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
 import { requireRoot } from '../helpers/root.ts';
+import { tempDir } from '../helpers/tmp.ts';
+import { describeLayerCases } from './layer.case.ts';
 
 /**
  * Runs inside the sandbox and reports what it can see and do, as JSON on
@@ -203,3 +206,38 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 3000): Promise
     await sleep(20);
   }
 }
+
+/** bwrap only adds arguments: it makes nothing on the system to remove or reconcile. */
+const conformanceState = tempDir('petri-bwrap-conformance-');
+const conformanceCode = path.join(conformanceState, 'functions/f/v1');
+await fs.mkdir(path.join(conformanceCode, 'code'), { recursive: true });
+
+describeLayerCases({
+  kind: 'layer',
+  name: 'bwrap layer',
+  make: (_tag, options = {}) =>
+    bwrapLayer(
+      parseConfig({
+        stateDir: conformanceState,
+        isolation: options.off ? { bwrap: 'off' } : {},
+      }),
+    ),
+  spec: (id) => ({
+    instanceId: id,
+    functionName: 'f',
+    version: 1,
+    codeDir: conformanceCode,
+    cwd: path.join(conformanceCode, 'code'),
+    entry: { runtime: 'exec', command: ['true'] },
+    env: {},
+    resources: resourcesFor(128, parseConfig({}).resources),
+    network: { inbound: false, egress: false },
+  }),
+  missing: () => {
+    const [status] = bwrapLayer(parseConfig({ stateDir: conformanceState })).mechanisms();
+    return status.active ? undefined : `bwrap: ${status.reason}`;
+  },
+  makesTraces: false,
+  traces: async () => [],
+  leftovers: async () => [],
+});
