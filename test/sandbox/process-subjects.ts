@@ -58,7 +58,7 @@ async function buildInTemp(): Promise<Built> {
   const bundle = path.join(codeDir, 'bundle.mjs');
   fs.mkdirSync(cwd, { recursive: true });
   fs.copyFileSync(path.join(HERE, 'conventions-handler.mjs'), path.join(cwd, 'index.mjs'));
-  await Promise.all([buildHost(hostScript), bundleHandler(cwd, 'index.handler', bundle)]);
+  await Promise.all([buildHost(hostScript), bundleHandler(cwd, 'index.handler', bundle, 'code')]);
   return { hostScript, codeDir, cwd, bundle };
 }
 
