@@ -124,7 +124,7 @@ async function inTestNamespace(t: TestContext, scenario: string): Promise<Record
   }
 }
 
-test('instances get an address, reach the gateway and each other; only egress routes out', async (t) => {
+test('instances get an address; reach neither the node, each other nor private ranges; only egress routes out', async (t) => {
   if (!requireRoot(t, missingMechanism)) return;
   await inTestNamespace(t, 'topology');
 });
