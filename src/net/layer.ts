@@ -147,11 +147,17 @@ class NetLayer implements NetworkLayer {
     const slot = this.pool.take() ?? (await this.createSlot());
     const grants: Grants = { egress: false, inbound: false };
     try {
-      [, grants.egress, grants.inbound] = await Promise.all([
+      // Settled, not Promise.all: a rule added after a sibling failed would outlive the revoke.
+      const [shaped, egress, inbound] = await Promise.allSettled([
         this.applyShaping(slot, spec),
         this.openEgress(slot, spec),
         this.openInbound(slot, spec),
       ]);
+      for (const step of [shaped, egress, inbound]) {
+        if (step.status === 'rejected') throw step.reason;
+      }
+      grants.egress = egress.status === 'fulfilled' && egress.value;
+      grants.inbound = inbound.status === 'fulfilled' && inbound.value;
     } catch (error) {
       // Revoking a rule that was never added is quiet, so take back all that may have been.
       await this.teardown(slot, { egress: spec.network.egress, inbound: spec.network.inbound });
