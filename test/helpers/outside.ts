@@ -54,7 +54,8 @@ export function serveIn(netns: string, script: string, args: string[]): Promise<
  */
 export async function createOutside(nodeNetns: string, addresses: string[]): Promise<Outside> {
   const tag = randomBytes(3).toString('hex');
-  const name = `petri-out-${tag}`;
+  // Never all digits after the last dash, so no node tag's leftover pattern matches it.
+  const name = `petri-out-x${tag}`;
   const nodeLink = `po${tag}n`;
   const nodeAddress = '198.51.100.1';
   const linkAddress = '198.51.100.2';
