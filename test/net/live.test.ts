@@ -64,6 +64,7 @@ function probeMechanisms(): string | undefined {
       ['ifb', 'ip', ['-n', ns, 'link', 'add', 'pprobe', 'type', 'ifb']],
       ['tbf', 'tc', ['-n', ns, ...TBF_PROBE.split(' ')]],
       ['iptables nat', 'ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', 'nat', '-S']],
+      ['iptables-restore', 'iptables-restore', ['--version']],
       ['iperf3', 'iperf3', ['--version']],
     ];
     const missing = checks.filter(([, file, args]) => !succeeds(file, args)).map(([name]) => name);
