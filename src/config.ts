@@ -48,12 +48,27 @@ export const ResourceRulesSchema = z
   })
   .strict();
 
+/**
+ * A destination instances with egress may reach although the firewall blocks
+ * its range (the node's own addresses, link-local, private): one address and
+ * port, e.g. a service on the gateway or a resolver on the LAN.
+ */
+export const EgressAllowSchema = z
+  .object({
+    address: z.ipv4(),
+    port: z.number().int().min(1).max(65535),
+    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  })
+  .strict();
+
 export const NetworkConfigSchema = z
   .object({
     bridge: z.string().min(1).max(15).default('petri0'),
     subnet: z.string().default('10.213.0.0/16'),
     /** Ready network namespaces kept for fast cold starts. */
     poolSize: z.number().int().min(0).default(4),
+    /** Exceptions to the egress block list; nothing else private is reachable. */
+    egressAllow: z.array(EgressAllowSchema).max(256).default([]),
   })
   .strict();
 
@@ -167,6 +182,9 @@ export const NodeConfigSchema = z
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
+export type EgressAllow = z.infer<typeof EgressAllowSchema>;
+/** An allow-list entry as written in a config file (protocol optional). */
+export type EgressAllowInput = z.input<typeof EgressAllowSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
 export type DeployConfig = z.infer<typeof DeployConfigSchema>;
 

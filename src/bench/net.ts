@@ -187,7 +187,7 @@ export async function run(argv: string[]): Promise<void> {
     paper: 'Network Resource Isolation in Serverless Cloud Function Service',
     machine: machineFacts(),
     network:
-      'daemon in a test namespace; iperf3 and s3rver on the bridge gateway inside it; clients inside function instances',
+      'daemon in a test namespace; iperf3 and s3rver on the bridge gateway inside it (allow-listed for egress); clients inside function instances',
     rule: {
       allocationMbit: `memoryMb / ${MB_PER_VCPU} × ${MBIT_PER_VCPU}, both directions`,
       tbfGoodput: TBF_GOODPUT,

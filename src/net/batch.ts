@@ -26,12 +26,18 @@ export function bridgeLines(spec: BridgeSpec, exists: boolean): string[] {
  * Host side of one ready namespace: the namespace, a veth whose peer is born
  * inside it as eth0, the host end on the bridge, and the IFB for upload
  * shaping. One round.
+ *
+ * The host end is an isolated bridge port: isolated ports exchange no frames
+ * with each other, only with the bridge itself (the gateway), so no instance
+ * reaches another at layer 2, whether or not br_netfilter shows bridged
+ * traffic to iptables. It gets no IPv6 link-local address (nothing uses one).
  */
 export function slotHostLines(names: SlotNames, bridge: string): string[] {
   return [
     `netns add ${names.netns}`,
     `link add ${names.hostVeth} type veth peer name ${INSTANCE_IFNAME} netns ${names.netns}`,
-    `link set ${names.hostVeth} master ${bridge} up`,
+    `link set ${names.hostVeth} master ${bridge} addrgenmode none up`,
+    `link set ${names.hostVeth} type bridge_slave isolated on`,
     `link add ${names.ifb} type ifb`,
     `link set ${names.ifb} up`,
   ];
@@ -40,10 +46,14 @@ export function slotHostLines(names: SlotNames, bridge: string): string[] {
 /**
  * Inside the namespace (`ip -n <ns> -batch`): the address with the subnet's
  * prefix, which also installs the only route — the one to the bridge subnet.
+ * eth0 gets no IPv6 address (addrgenmode none before it comes up), so an
+ * instance has no IPv6 beyond its own loopback and, lacking CAP_NET_ADMIN,
+ * cannot add one.
  */
 export function slotInnerLines(address: string, prefixLength: number): string[] {
   return [
     'link set lo up',
+    `link set ${INSTANCE_IFNAME} addrgenmode none`,
     `addr add ${address}/${prefixLength} dev ${INSTANCE_IFNAME}`,
     `link set ${INSTANCE_IFNAME} up`,
   ];

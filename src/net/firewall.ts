@@ -1,25 +1,53 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import type { EgressAllow } from '../config.ts';
 import { run } from './exec.ts';
-import { chainNames } from './naming.ts';
+import { chainNames, type ChainNames } from './naming.ts';
 
 /**
- * Egress control with iptables (nf_tables-backed on Debian 12). Each node owns
- * two chains, jumped to from FORWARD and POSTROUTING:
+ * The node's network boundary in iptables (nf_tables-backed on Debian 12),
+ * in chains of its own (names carry the node tag, see naming.ts):
  *
- *   PETRI-<TAG>-FWD: replies back into the bridge pass; new connections from
- *     outside into the bridge drop; each egress instance's source address may
- *     leave; everything else from the bridge to outside the subnet drops.
- *   PETRI-<TAG>-NAT: MASQUERADE for the subnet leaving the subnet.
+ *   FWD (from FORWARD): replies back into the bridge pass; traffic routed
+ *     from the bridge back into it (one instance to another through the
+ *     gateway) drops; new connections from outside into the bridge drop;
+ *     instances with egress go to EGRESS; everything else from the bridge drops.
+ *   IN (from INPUT): from the bridge to the node itself only replies pass,
+ *     plus the services Petri offers instances (`services`, none yet) and,
+ *     for egress instances, allow-listed node addresses; the rest is rejected.
+ *   OUT (from OUTPUT): the node opens nothing towards instances but to those
+ *     whose spec allows inbound (a per-instance ACCEPT); replies pass.
+ *   EGRESS: one `-s <address>/32 -j DEST` per instance with egress.
+ *   DEST: where egress may go: the config's allow-list, then no address of the
+ *     node's own nor broadcast or multicast, no private, link-local or other
+ *     non-public range; the rest is accepted (and NATed by the nat chain).
+ *   NAT (from POSTROUTING): MASQUERADE for the subnet leaving the subnet.
  *
- * The missing default route already stops a well-behaved instance; the DROP
- * is what holds when a function with CAP_NET_ADMIN in its namespace adds one.
+ * Bridged traffic between two instances never reaches these chains unless
+ * br_netfilter is on; the network layer stops it at layer 2 instead (every
+ * host veth is an isolated bridge port). The missing default route already
+ * keeps a well-behaved instance in; the rules are what holds when a function
+ * with CAP_NET_ADMIN in its namespace adds a route itself. Source addresses
+ * are trusted: sandboxed instances have no capability to spoof one.
  */
 
 const IPT = 'iptables';
+const IPT_RESTORE = 'iptables-restore';
 
 function ipt(args: readonly string[]): Promise<string> {
   // -w: wait for the xtables lock instead of failing when another tool holds it.
   return run(IPT, ['-w', ...args]);
+}
+
+/** Applies iptables-restore text on top of what is there, in one process. */
+function restore(text: string): Promise<string> {
+  return run(IPT_RESTORE, ['-w', '--noflush'], text);
+}
+
+/** A port on the node that instances may reach (see `FirewallSpec.services`). */
+export interface NodeService {
+  address: string;
+  port: number;
+  protocol: 'tcp' | 'udp';
 }
 
 export interface FirewallSpec {
@@ -27,71 +55,209 @@ export interface FirewallSpec {
   bridge: string;
   /** Normalised subnet, e.g. 10.213.0.0/16. */
   subnet: string;
+  /** Destinations egress may reach although their range is blocked (node config). */
+  egressAllow: readonly EgressAllow[];
+  /**
+   * Services Petri itself offers every instance on the node (e.g. a group
+   * coordinator on the gateway). None yet: this is where they go.
+   */
+  services: readonly NodeService[];
 }
 
+/**
+ * What egress never reaches unless allow-listed: private (RFC 1918), shared
+ * CGN (RFC 6598), link-local (cloud metadata at 169.254.169.254), loopback,
+ * "this network", multicast and reserved space. The node's own addresses are
+ * matched by address type, whatever they are.
+ */
+export const BLOCKED_EGRESS: readonly string[] = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+];
+
+/** Instances are told at once (a TCP connect fails with EHOSTUNREACH) instead of timing out. */
+const REJECT = ['-j', 'REJECT', '--reject-with', 'icmp-admin-prohibited'];
+const REPLIES = ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'];
+
+function portRule(target: { address: string; port: number; protocol: string }): string[] {
+  const { address, port, protocol } = target;
+  return ['-d', `${address}/32`, '-p', protocol, '--dport', String(port), '-j', 'ACCEPT'];
+}
+
+/** The per-instance rule in the egress chain. */
 export function egressRuleArgs(spec: FirewallSpec, address: string): string[] {
-  return ['-i', spec.bridge, '-s', `${address}/32`, '!', '-d', spec.subnet, '-j', 'ACCEPT'];
+  return ['-s', `${address}/32`, '-j', chainNames(spec.tag).destinations];
 }
 
-/** Rules of the forward chain in order (without the per-instance ACCEPTs, which go first). */
-export function forwardRules(spec: FirewallSpec): string[][] {
+/** The per-instance ACCEPT in the output chain: the node may connect to `address`. */
+export function inboundRuleArgs(address: string): string[] {
+  return ['-d', `${address}/32`, '-j', 'ACCEPT'];
+}
+
+const FILTER_CHAINS = ['forward', 'input', 'output', 'egress', 'destinations'] as const;
+type FilterChain = (typeof FILTER_CHAINS)[number];
+const JUMPS: [FilterChain, string][] = [
+  ['forward', 'FORWARD'],
+  ['input', 'INPUT'],
+  ['output', 'OUTPUT'],
+];
+
+/** Rules of each filter chain, in order (without per-instance rules). */
+export function filterRules(spec: FirewallSpec): Record<FilterChain, string[][]> {
   const br = spec.bridge;
-  return [
-    ['-o', br, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
-    ['-o', br, '!', '-i', br, '-j', 'DROP'],
-    ['-i', br, '!', '-d', spec.subnet, '-j', 'DROP'],
-  ];
+  const chains = chainNames(spec.tag);
+  return {
+    forward: [
+      ['-o', br, ...REPLIES],
+      ['-i', br, '-o', br, '-j', 'DROP'],
+      ['-o', br, '-j', 'DROP'],
+      ['-i', br, '-j', chains.egress],
+      ['-i', br, '-j', 'DROP'],
+    ],
+    input: [
+      ['!', '-i', br, '-j', 'RETURN'],
+      REPLIES,
+      ...spec.services.map(portRule),
+      ['-j', chains.egress],
+      REJECT,
+    ],
+    // Per-instance inbound ACCEPTs go in at position 2, after the RETURN.
+    output: [['!', '-o', br, '-j', 'RETURN'], REPLIES, REJECT],
+    egress: [],
+    destinations: [
+      ...spec.egressAllow.map(portRule),
+      ['-m', 'addrtype', '!', '--dst-type', 'UNICAST', ...REJECT],
+      ...BLOCKED_EGRESS.map((range) => ['-d', range, ...REJECT]),
+      ['-j', 'ACCEPT'],
+    ],
+  };
 }
 
 export function natRule(spec: FirewallSpec): string[] {
   return ['-s', spec.subnet, '!', '-d', spec.subnet, '-j', 'MASQUERADE'];
 }
 
-/** Creates this node's chains afresh (after removing any old ones). */
+/** The iptables-restore text that creates the filter chains and their jumps. */
+export function filterRestoreText(spec: FirewallSpec): string {
+  const chains = chainNames(spec.tag);
+  const rules = filterRules(spec);
+  const lines = ['*filter'];
+  for (const key of FILTER_CHAINS) lines.push(`:${chains[key]} - [0:0]`);
+  for (const key of FILTER_CHAINS) {
+    for (const rule of rules[key]) lines.push(['-A', chains[key], ...rule].join(' '));
+  }
+  for (const [key, parent] of JUMPS) lines.push(`-I ${parent} 1 -j ${chains[key]}`);
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Creates this node's filter chains afresh (after removing any old ones), in one transaction. */
 export async function installFirewall(spec: FirewallSpec): Promise<void> {
   await removeFirewall(spec.tag);
-  const chains = chainNames(spec.tag);
-  await ipt(['-N', chains.forward]);
-  for (const rule of forwardRules(spec)) await ipt(['-A', chains.forward, ...rule]);
-  await ipt(['-I', 'FORWARD', '1', '-j', chains.forward]);
-  await ipt(['-t', 'nat', '-N', chains.nat]);
-  await ipt(['-t', 'nat', '-A', chains.nat, ...natRule(spec)]);
-  await ipt(['-t', 'nat', '-I', 'POSTROUTING', '1', '-j', chains.nat]);
+  await restore(filterRestoreText(spec));
+}
+
+/** Creates the MASQUERADE chain (separately: a node may have a filter table but no nat). */
+export async function installNat(spec: FirewallSpec): Promise<void> {
+  const nat = chainNames(spec.tag).nat;
+  const text = ['*nat', `:${nat} - [0:0]`, ['-A', nat, ...natRule(spec)].join(' ')];
+  text.push(`-I POSTROUTING 1 -j ${nat}`, 'COMMIT', '');
+  await restore(text.join('\n'));
 }
 
 export async function allowEgress(spec: FirewallSpec, address: string): Promise<void> {
-  await ipt(['-I', chainNames(spec.tag).forward, '1', ...egressRuleArgs(spec, address)]);
+  await ipt(['-A', chainNames(spec.tag).egress, ...egressRuleArgs(spec, address)]);
 }
 
 export async function revokeEgress(spec: FirewallSpec, address: string): Promise<void> {
-  await ipt(['-D', chainNames(spec.tag).forward, ...egressRuleArgs(spec, address)]).catch(
+  await ipt(['-D', chainNames(spec.tag).egress, ...egressRuleArgs(spec, address)]).catch(
     () => undefined,
   );
 }
 
-async function removeChain(table: string, parent: string, chain: string): Promise<void> {
-  // Delete every jump (a crash may have left more than one), then the chain.
-  for (let i = 0; i < 16; i++) {
-    const removed = await ipt(['-t', table, '-D', parent, '-j', chain]).then(
-      () => true,
-      () => false,
-    );
-    if (!removed) break;
-  }
-  await ipt(['-t', table, '-F', chain]).catch(() => undefined);
-  await ipt(['-t', table, '-X', chain]).catch(() => undefined);
+export async function allowInbound(spec: FirewallSpec, address: string): Promise<void> {
+  await ipt(['-I', chainNames(spec.tag).output, '2', ...inboundRuleArgs(address)]);
 }
 
-/** Removes this node tag's chains and jumps; quiet when there are none. */
-export async function removeFirewall(tag: string): Promise<void> {
+export async function revokeInbound(spec: FirewallSpec, address: string): Promise<void> {
+  await ipt(['-D', chainNames(spec.tag).output, ...inboundRuleArgs(address)]).catch(
+    () => undefined,
+  );
+}
+
+/** What of ours one table holds: our chains, and rules elsewhere that jump into them. */
+export interface TableLeftovers {
+  chains: string[];
+  jumps: string[];
+}
+
+/** Reads one table's `iptables -S` listing for the chains in `ours`. */
+export function leftoversIn(listing: string, ours: ReadonlySet<string>): TableLeftovers {
+  const lines = listing.split('\n');
+  const chains = lines.filter((l) => l.startsWith('-N ')).map((l) => l.slice(3).trim());
+  const jumps = lines.filter((line) => {
+    const words = line.trim().split(/\s+/);
+    if (words[0] !== '-A' || ours.has(words[1])) return false;
+    return words.some((word, i) => (word === '-j' || word === '-g') && ours.has(words[i + 1]));
+  });
+  return { chains: chains.filter((name) => ours.has(name)), jumps };
+}
+
+async function tableLeftovers(table: string, ours: ReadonlySet<string>): Promise<TableLeftovers> {
+  const listing = await ipt(['-t', table, '-S']).catch(() => '');
+  return leftoversIn(listing, ours);
+}
+
+function ourChains(tag: string): Record<'filter' | 'nat', Set<string>> {
   const chains = chainNames(tag);
-  await removeChain('filter', 'FORWARD', chains.forward);
-  await removeChain('nat', 'POSTROUTING', chains.nat);
+  return { filter: new Set(FILTER_CHAINS.map((key) => chains[key])), nat: new Set([chains.nat]) };
+}
+
+/** This tag's chains and the jumps into them, per table (tests, diagnostics, clean-up). */
+export async function listFirewall(tag: string): Promise<Record<'filter' | 'nat', TableLeftovers>> {
+  const ours = ourChains(tag);
+  const [filter, nat] = await Promise.all([
+    tableLeftovers('filter', ours.filter),
+    tableLeftovers('nat', ours.nat),
+  ]);
+  return { filter, nat };
+}
+
+/**
+ * Removes this node tag's chains and every rule jumping into them (however
+ * many a crash left, whatever bridge they named); quiet when there are none.
+ * One listing and one transaction per table.
+ */
+export async function removeFirewall(tag: string): Promise<void> {
+  const found = await listFirewall(tag);
+  for (const table of ['filter', 'nat'] as const) {
+    const { chains, jumps } = found[table];
+    if (chains.length === 0 && jumps.length === 0) continue;
+    const lines = [`*${table}`, ...jumps.map((rule) => `-D ${rule.trim().slice(3)}`)];
+    // Flush all before deleting any: our chains jump into each other.
+    for (const chain of chains) lines.push(`-F ${chain}`);
+    for (const chain of chains) lines.push(`-X ${chain}`);
+    lines.push('COMMIT', '');
+    await restore(lines.join('\n'));
+  }
 }
 
 /** Lists this node's forward chain (tests and diagnostics). */
 export function listForwardChain(tag: string): Promise<string> {
-  return ipt(['-S', chainNames(tag).forward]);
+  return listChain(tag, 'forward');
+}
+
+/** Lists one of this node's chains (tests and diagnostics). */
+export function listChain(tag: string, chain: keyof ChainNames): Promise<string> {
+  const table = chain === 'nat' ? 'nat' : 'filter';
+  return ipt(['-t', table, '-S', chainNames(tag)[chain]]);
 }
 
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';

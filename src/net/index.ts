@@ -25,7 +25,7 @@ export {
   type ShapingSpec,
 } from './batch.ts';
 export { cleanupAll, findLeftovers, listNetns, listLinks, type Leftovers } from './cleanup.ts';
-export { listForwardChain } from './firewall.ts';
+export { BLOCKED_EGRESS, listChain, listFirewall, listForwardChain } from './firewall.ts';
 export { readCounters, parseNetDev, type Counters } from './stats.ts';
 export { NetCommandError, run as runCommand } from './exec.ts';
 export {

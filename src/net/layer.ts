@@ -18,10 +18,13 @@ import { removeLeftovers } from './cleanup.ts';
 import { ipBatch, run, succeedsSync, tcBatch } from './exec.ts';
 import {
   allowEgress,
+  allowInbound,
   enableForwarding,
   installFirewall,
+  installNat,
   removeFirewall,
   revokeEgress,
+  revokeInbound,
   type FirewallSpec,
 } from './firewall.ts';
 import { KeptFile } from '../sandbox/index.ts';
@@ -40,7 +43,9 @@ export interface NetworkLayer extends IsolationLayer {
   poolReady(): number;
 }
 
-type MechanismName = 'netns' | 'shaping' | 'egress-nat';
+type MechanismName = 'netns' | 'shaping' | 'firewall' | 'egress-nat';
+/** Firewall rules an instance was given, to take back at tear-down. */
+type Grants = { egress: boolean; inbound: boolean };
 type Shape = { bandwidthMbit: number; burstBytes: number };
 
 const NSENTER = 'nsenter';
@@ -50,8 +55,10 @@ const TBF_PROBE = ['rate', '1mbit', 'burst', '4096', 'latency', '50ms'];
 
 /**
  * Network isolation for the process driver (DESIGN §9, §10): each instance
- * in its own namespace on the Petri bridge, shaped both ways on the host
- * side, with a route out (NAT) only when its spec asks for egress. Without
+ * in its own namespace on an isolated port of the Petri bridge, shaped both
+ * ways on the host side, with a route out (NAT, public destinations and the
+ * config's allow-list only) when its spec asks for egress; the firewall keeps
+ * it from the node's services and the node from it (firewall.ts). Without
  * root or tools it reports why and wraps nothing.
  *
  * @example
@@ -98,7 +105,13 @@ class NetLayer implements NetworkLayer {
     this.bridge = config.network.bridge;
     this.allocator = new AddressAllocator(config.network.subnet);
     this.gateway = this.allocator.gateway;
-    this.firewall = { tag, bridge: this.bridge, subnet: this.allocator.cidr };
+    this.firewall = {
+      tag,
+      bridge: this.bridge,
+      subnet: this.allocator.cidr,
+      egressAllow: config.network.egressAllow,
+      services: [],
+    };
     this.status = probe(config, tag);
     this.pool = new NamespacePool(
       config.network.poolSize,
@@ -106,8 +119,8 @@ class NetLayer implements NetworkLayer {
       (error) => this.warnOnce('pool', `network namespace pool refill failed: ${String(error)}`),
     );
     for (const status of Object.values(this.status)) {
-      // Switched off on purpose, or already covered by the netns warning: not news.
-      const expected = /^(off in config|needs netns)/.test(status.reason ?? '');
+      // Switched off on purpose, or already covered by the netns/firewall warning: not news.
+      const expected = /^(off in config|needs netns|needs firewall)/.test(status.reason ?? '');
       if (!status.active && !expected) {
         this.warnOnce(status.name, `${status.name} inactive: ${status.reason}`);
       }
@@ -132,19 +145,30 @@ class NetLayer implements NetworkLayer {
     await this.ensureStarted();
     if (!this.status.netns.active) return identityInstance();
     const slot = this.pool.take() ?? (await this.createSlot());
-    let egress = false;
+    const grants: Grants = { egress: false, inbound: false };
     try {
-      [, egress] = await Promise.all([this.applyShaping(slot, spec), this.openEgress(slot, spec)]);
+      // Settled, not Promise.all: a rule added after a sibling failed would outlive the revoke.
+      const [shaped, egress, inbound] = await Promise.allSettled([
+        this.applyShaping(slot, spec),
+        this.openEgress(slot, spec),
+        this.openInbound(slot, spec),
+      ]);
+      for (const step of [shaped, egress, inbound]) {
+        if (step.status === 'rejected') throw step.reason;
+      }
+      grants.egress = egress.status === 'fulfilled' && egress.value;
+      grants.inbound = inbound.status === 'fulfilled' && inbound.value;
     } catch (error) {
-      await this.teardown(slot, egress || spec.network.egress);
+      // Revoking a rule that was never added is quiet, so take back all that may have been.
+      await this.teardown(slot, { egress: spec.network.egress, inbound: spec.network.inbound });
       throw error;
     } finally {
       this.pool.refill(REFILL_DELAY_MS);
     }
     const base = (await readCounters(slot.hostVeth)) ?? { rxBytes: 0, txBytes: 0 };
-    const instance = new NetInstance(slot, this.gateway, egress, base, async () => {
+    const instance = new NetInstance(slot, this.gateway, grants.egress, base, async () => {
       this.instances.delete(instance);
-      await this.teardown(slot, egress);
+      await this.teardown(slot, grants);
     });
     this.instances.add(instance);
     if (this.closed) {
@@ -177,7 +201,7 @@ class NetLayer implements NetworkLayer {
     }
     if (!this.started) return;
     await this.started.catch(() => undefined);
-    if (this.status['egress-nat'].active) await removeFirewall(this.tag).catch(() => undefined);
+    if (this.status.firewall.active) await removeFirewall(this.tag).catch(() => undefined);
     await ipBatch([`link del ${this.bridge}`]).catch(() => undefined);
   }
 
@@ -203,15 +227,33 @@ class NetLayer implements NetworkLayer {
     } catch (error) {
       this.disable('netns', `bridge ${this.bridge} could not be set up: ${String(error)}`);
       this.disable('shaping', 'needs netns');
+      this.disable('firewall', 'needs netns');
       this.disable('egress-nat', 'needs netns');
       return;
     }
+    if (this.status.firewall.active) {
+      await installFirewall(this.firewall).catch((error: unknown) => {
+        this.disable('firewall', `iptables chains could not be installed: ${String(error)}`);
+        this.disable('egress-nat', 'needs firewall');
+      });
+    }
     if (this.status['egress-nat'].active) {
-      await installFirewall(this.firewall).catch((error: unknown) =>
-        this.disable('egress-nat', `iptables chains could not be installed: ${String(error)}`),
+      await installNat(this.firewall).catch((error: unknown) =>
+        this.disable('egress-nat', `the nat chain could not be installed: ${String(error)}`),
       );
     }
     this.pool.refill();
+  }
+
+  /**
+   * Lets the node open connections to the instance (a per-instance ACCEPT in
+   * the output chain); false when not granted. Only the node for now: other
+   * instances stay cut off at layer 2 until function groups say who may connect.
+   */
+  private async openInbound(slot: Slot, spec: SandboxSpec): Promise<boolean> {
+    if (!spec.network.inbound || !this.status.firewall.active) return false;
+    await allowInbound(this.firewall, slot.address);
+    return true;
   }
 
   /** Namespace, veth, IFB and address; with `shape`, its shaping too (pool slots). */
@@ -229,7 +271,7 @@ class NetLayer implements NetworkLayer {
       }
       return slot;
     } catch (error) {
-      await this.teardown(slot, false);
+      await this.teardown(slot, { egress: false, inbound: false });
       throw error;
     }
   }
@@ -275,8 +317,12 @@ class NetLayer implements NetworkLayer {
     return true;
   }
 
-  private async teardown(slot: Slot, egress: boolean): Promise<void> {
-    if (egress) await revokeEgress(this.firewall, slot.address);
+  private async teardown(slot: Slot, grants: Grants): Promise<void> {
+    // Before the address goes back to the allocator, so no rule outlives its instance.
+    await Promise.all([
+      grants.egress && revokeEgress(this.firewall, slot.address),
+      grants.inbound && revokeInbound(this.firewall, slot.address),
+    ]);
     await ipBatch(slotTeardownLines(slot), { force: true }).catch((error: unknown) =>
       this.warn(`network tear-down of ${slot.netns}: ${String(error)}`),
     );
@@ -374,9 +420,10 @@ class NetInstance implements LayerInstance {
 }
 
 /**
- * Instances get no IPv6 route beyond the bridge: with no IPv6 on the bridge
- * the node neither answers nor forwards it (NAT and the DROP rules are IPv4),
- * while instances still reach each other over link-local IPv6 across it.
+ * No IPv6 across the bridge: with IPv6 off on the bridge the node neither
+ * answers nor forwards it (the firewall is IPv4 only), instances' eth0 have
+ * no IPv6 address (slotInnerLines) and the isolated ports carry nothing
+ * between instances anyway.
  */
 async function disableBridgeIpv6(bridge: string): Promise<void> {
   // Absent when the kernel has IPv6 off altogether, which is just as good.
@@ -401,9 +448,16 @@ function probe(config: NodeConfig, tag: string): Record<MechanismName, Mechanism
   const needsNetns = (name: MechanismName): MechanismStatus =>
     inactive(name, `needs netns (${netns.reason})`);
   if (!netns.active) {
-    return { netns, shaping: needsNetns('shaping'), 'egress-nat': needsNetns('egress-nat') };
+    return {
+      netns,
+      shaping: needsNetns('shaping'),
+      firewall: needsNetns('firewall'),
+      'egress-nat': needsNetns('egress-nat'),
+    };
   }
-  return { netns, shaping: probeShaping(config, tag), 'egress-nat': probeEgress() };
+  const firewall = probeFirewall();
+  const egress = firewall.active ? probeEgress() : inactive('egress-nat', 'needs firewall');
+  return { netns, shaping: probeShaping(config, tag), firewall, 'egress-nat': egress };
 }
 
 function probeNetns(config: NodeConfig): MechanismStatus {
@@ -428,11 +482,17 @@ function probeShaping(config: NodeConfig, tag: string): MechanismStatus {
     : inactive('shaping', 'ifb devices or the tbf qdisc are unavailable');
 }
 
-function probeEgress(): MechanismStatus {
+function probeFirewall(): MechanismStatus {
   const works =
     succeedsSync('iptables', ['-w', '-S', 'FORWARD']) &&
-    succeedsSync('iptables', ['-w', '-t', 'nat', '-S', 'POSTROUTING']);
+    succeedsSync('iptables-restore', ['--version']);
   return works
+    ? { name: 'firewall', active: true }
+    : inactive('firewall', 'iptables (filter table) or iptables-restore not working');
+}
+
+function probeEgress(): MechanismStatus {
+  return succeedsSync('iptables', ['-w', '-t', 'nat', '-S', 'POSTROUTING'])
     ? { name: 'egress-nat', active: true }
-    : inactive('egress-nat', 'iptables (filter and nat tables) not working');
+    : inactive('egress-nat', 'iptables nat table not working');
 }

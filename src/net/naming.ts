@@ -55,11 +55,33 @@ export function leftoverMatchers(tag: string): { netns: RegExp; link: RegExp } {
   return { netns: new RegExp(`^petri-${tag}-\\d+$`), link: new RegExp(`^p[vi]${tag}\\d+$`) };
 }
 
+export interface ChainNames {
+  /** filter, jumped to from FORWARD: what is routed into, out of and across the bridge. */
+  forward: string;
+  /** filter, jumped to from INPUT: what instances may send to the node itself. */
+  input: string;
+  /** filter, jumped to from OUTPUT: what the node may open towards instances. */
+  output: string;
+  /** filter: one rule per instance with egress, sending its traffic to `destinations`. */
+  egress: string;
+  /** filter: where egress may go (the allow-list, then the blocked ranges). */
+  destinations: string;
+  /** nat, jumped to from POSTROUTING: MASQUERADE for egress. */
+  nat: string;
+}
+
 /** iptables chain names for this node (≤ 28 chars). */
-export function chainNames(tag: string): { forward: string; nat: string } {
+export function chainNames(tag: string): ChainNames {
   assertNodeTag(tag);
-  const upper = tag.toUpperCase();
-  return { forward: `PETRI-${upper}-FWD`, nat: `PETRI-${upper}-NAT` };
+  const prefix = `PETRI-${tag.toUpperCase()}-`;
+  return {
+    forward: `${prefix}FWD`,
+    input: `${prefix}IN`,
+    output: `${prefix}OUT`,
+    egress: `${prefix}EGRESS`,
+    destinations: `${prefix}DEST`,
+    nat: `${prefix}NAT`,
+  };
 }
 
 /** Where `ip netns add` mounts a namespace; nsenter joins it by this path. */

@@ -70,6 +70,7 @@ function probeMechanisms(extra: [string, string, string[]][]): string | undefine
       ['ifb', 'ip', ['-n', ns, 'link', 'add', 'pprobe', 'type', 'ifb']],
       ['tbf', 'tc', ['-n', ns, ...TBF_PROBE.split(' ')]],
       ['iptables nat', 'ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', 'nat', '-S']],
+      ['iptables-restore', 'iptables-restore', ['--version']],
       ...extra,
     ];
     const missing = checks.filter(([, file, args]) => !succeeds(file, args)).map(([name]) => name);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +9,13 @@ import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
 import { parseCpuList } from '../../src/cgroup/index.ts';
 import { nodeTagFrom } from '../../src/net/index.ts';
+import {
+  CONNECT_SCRIPT,
+  SERVE_SCRIPT,
+  createOutside,
+  nodeIn,
+  serveIn,
+} from '../helpers/outside.ts';
 import { requireRoot } from '../helpers/root.ts';
 
 /**
@@ -20,6 +26,7 @@ const MECHANISMS = [
   'bwrap',
   'netns',
   'shaping',
+  'firewall',
   'egress-nat',
   'cgroup-cpu',
   'cgroup-memory',
@@ -29,6 +36,11 @@ const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-iso-'));
 const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-iso-code-'));
 let daemon: Daemon | undefined;
 let missing = 'not started';
+/** An ssh-like listener on every address of the node's (test) namespace, gateway included. */
+const NODE_SERVICE_PORT = 2222;
+let nodeService: ChildProcess | undefined;
+/** A private address outside that the node's config allows egress to, on this port only. */
+const ALLOWED = { address: '192.168.77.1', port: 7005 };
 
 const PROBE = `
 import fs from 'node:fs';
@@ -46,8 +58,16 @@ function connect(host, port) {
   });
 }
 
+let server;
+
 export async function handler(event) {
   switch (event.probe) {
+    case 'listen':
+      if (!server) {
+        server = net.createServer((socket) => socket.end('hello'));
+        await new Promise((resolve) => server.listen(event.port, '0.0.0.0', resolve));
+      }
+      return { address: process.env.PETRI_ADDRESS, gateway: process.env.PETRI_GATEWAY };
     case 'spin': {
       const started = process.cpuUsage();
       const wallStart = Date.now();
@@ -134,7 +154,10 @@ function leftovers(tagPattern: RegExp): string[] {
 
 before(async () => {
   if (process.getuid?.() !== 0) return;
-  daemon = await spawnDaemon({ stateDir });
+  const configFile = path.join(stateDir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ network: { egressAllow: [ALLOWED] } }));
+  daemon = await spawnDaemon({ stateDir, configFile });
+  nodeService = await serveIn(daemon.testbed!.name, SERVE_SCRIPT, [String(NODE_SERVICE_PORT)]);
   const node = (await call('GET', '/v1/node')).body as {
     isolation: { mechanisms: { name: string; active: boolean; reason?: string }[] };
   };
@@ -151,9 +174,11 @@ before(async () => {
   await deploy('probe', { memoryMb: 128 });
   await deploy('other', { memoryMb: 128 });
   await deploy('egress', { memoryMb: 128, network: { egress: true } });
+  await deploy('listener', { memoryMb: 128 });
 });
 
 after(async () => {
+  nodeService?.kill('SIGKILL');
   await daemon?.close();
   fs.rmSync(stateDir, { recursive: true, force: true });
   fs.rmSync(codeRoot, { recursive: true, force: true });
@@ -210,20 +235,77 @@ describe('isolation on a real daemon', () => {
     assert.notEqual(body.route, 'ok');
   });
 
-  it('reaches outside the bridge only with egress', async (t) => {
+  it('reaches neither the node’s services nor another instance; nothing connects in', async (t) => {
     if (!ready(t)) return;
-    // A listener on this side of the test namespace's veth: an address the test made.
-    const server = net.createServer((socket) => socket.end());
-    await new Promise<void>((resolve) => server.listen(0, daemon!.testbed!.outerAddress, resolve));
-    const port = (server.address() as net.AddressInfo).port;
+    const testbed = daemon!.testbed!;
+    const api = new URL(daemon!.url);
+    const { body: listening } = await invoke('listener', { probe: 'listen', port: 7070 });
+    const gateway = String(listening.gateway);
+    const peer = String(listening.address);
+    const attempt = async (name: string, host: string, port: number | string) =>
+      (await invoke(name, { probe: 'connect', host, port: Number(port) })).body.result;
+    const fromNode = (host: string, port: number) =>
+      nodeIn(testbed.name, CONNECT_SCRIPT, [host, String(port)]);
+    // The listeners are up: the node reaches its own, the instance its own.
+    assert.equal(await fromNode(gateway, NODE_SERVICE_PORT), 'connected');
+    assert.equal(await attempt('listener', peer, 7070), 'connected');
+    for (const name of ['probe', 'egress']) {
+      // The firewall rejects at once (icmp-admin-prohibited), so the attempt fails fast.
+      assert.equal(await attempt(name, gateway, NODE_SERVICE_PORT), 'EHOSTUNREACH', name);
+      // The API's address is outside the subnet: no route there without egress, rejected with.
+      const toApi = await attempt(name, api.hostname, api.port);
+      assert.equal(toApi, name === 'egress' ? 'EHOSTUNREACH' : 'ENETUNREACH', name);
+      assert.notEqual(await attempt(name, peer, 7070), 'connected', `${name} → another instance`);
+    }
+    // Without network.inbound not even the node connects to an instance.
+    assert.equal(await fromNode(peer, 7070), 'EHOSTUNREACH');
+    const other = await invoke('other', { probe: 'cpus' });
+    assert.equal(other.status, 200, 'the node keeps serving');
+  });
+
+  it('egress reaches public addresses and the allow-list, never link-local or private', async (t) => {
+    if (!ready(t)) return;
+    const testbed = daemon!.testbed!;
+    const outside = await createOutside(testbed.name, [
+      '203.0.113.7',
+      '169.254.169.254',
+      ALLOWED.address,
+      '10.77.0.1',
+    ]);
     try {
-      const host = daemon!.testbed!.outerAddress;
-      const blocked = await invoke('probe', { probe: 'connect', host, port });
-      assert.notEqual(blocked.body.result, 'connected');
-      const allowed = await invoke('egress', { probe: 'connect', host, port });
-      assert.equal(allowed.body.result, 'connected');
+      await outside.serve(8080);
+      await outside.serve(ALLOWED.port);
+      const attempt = async (name: string, host: string, port: number) =>
+        (await invoke(name, { probe: 'connect', host, port })).body.result;
+      const results = {
+        public: await attempt('egress', '203.0.113.7', 8080),
+        publicLink: await attempt('egress', outside.linkAddress, 8080),
+        allowed: await attempt('egress', ALLOWED.address, ALLOWED.port),
+        metadata: await attempt('egress', '169.254.169.254', 8080),
+        privateOtherPort: await attempt('egress', ALLOWED.address, 8080),
+        private10: await attempt('egress', '10.77.0.1', 8080),
+        nodeOwnAddress: await attempt('egress', outside.nodeAddress, NODE_SERVICE_PORT),
+        withoutEgress: await attempt('probe', '203.0.113.7', 8080),
+      };
+      t.diagnostic(JSON.stringify(results));
+      assert.equal(results.public, 'connected');
+      assert.equal(results.publicLink, 'connected');
+      assert.equal(results.allowed, 'connected');
+      assert.equal(results.metadata, 'EHOSTUNREACH');
+      assert.equal(results.privateOtherPort, 'EHOSTUNREACH');
+      assert.equal(results.private10, 'EHOSTUNREACH');
+      assert.equal(results.nodeOwnAddress, 'EHOSTUNREACH');
+      assert.notEqual(results.withoutEgress, 'connected');
+      const { body } = await invoke('listener', { probe: 'listen', port: 7070 });
+      assert.notEqual(
+        await outside.connect(String(body.address), 7070),
+        'connected',
+        'nothing connects in from outside',
+      );
+      const other = await invoke('other', { probe: 'cpus' });
+      assert.equal(other.status, 200, 'the node keeps serving');
     } finally {
-      server.close();
+      await outside.close();
     }
   });
 
@@ -288,5 +370,9 @@ describe('isolation on a real daemon', () => {
       },
     );
     assert.doesNotMatch(qdiscs, /^qdisc (tbf|ingress) /m); // kinds: the veth tb<hex> may read "tbf…"
+    const rules = execFileSync('ip', ['netns', 'exec', daemon!.testbed!.name, 'iptables-save'], {
+      encoding: 'utf8',
+    });
+    assert.doesNotMatch(rules, new RegExp(`PETRI-${tag.toUpperCase()}-`), 'no chain or jump left');
   });
 });

@@ -16,7 +16,6 @@ import {
   slotNames,
   slotTeardownLines,
 } from '../../src/net/index.ts';
-import { forwardRules, natRule } from '../../src/net/firewall.ts';
 import { leftoverMatchers } from '../../src/net/naming.ts';
 
 test('names carry the node tag and fit in 15 characters', () => {
@@ -29,7 +28,16 @@ test('names carry the node tag and fit in 15 characters', () => {
   assert.throws(() => slotNames('abcdef', 99_999_999), /too large/);
   assert.throws(() => slotNames('Bad', 1), /node tag/);
   assert.throws(() => slotNames('a;b', 1), /node tag/);
-  assert.deepEqual(chainNames('abc'), { forward: 'PETRI-ABC-FWD', nat: 'PETRI-ABC-NAT' });
+  assert.deepEqual(chainNames('abc'), {
+    forward: 'PETRI-ABC-FWD',
+    input: 'PETRI-ABC-IN',
+    output: 'PETRI-ABC-OUT',
+    egress: 'PETRI-ABC-EGRESS',
+    destinations: 'PETRI-ABC-DEST',
+    nat: 'PETRI-ABC-NAT',
+  });
+  // iptables takes chain names of at most 28 characters.
+  assert.ok(Object.values(chainNames('abcdef')).every((name) => name.length <= 28));
 });
 
 test('node tags from the state dir are stable letters', () => {
@@ -62,13 +70,16 @@ test('a slot is one host round and one in-namespace round', () => {
   assert.deepEqual(slotHostLines(names, 'petri0'), [
     'netns add petri-abc-7',
     'link add pvabc7 type veth peer name eth0 netns petri-abc-7',
-    'link set pvabc7 master petri0 up',
+    'link set pvabc7 master petri0 addrgenmode none up',
+    // An isolated port: no frames to or from other instances' ports.
+    'link set pvabc7 type bridge_slave isolated on',
     'link add piabc7 type ifb',
     'link set piabc7 up',
   ]);
   // The address's prefix gives the only route: the bridge subnet. No default route.
   assert.deepEqual(slotInnerLines('10.213.0.9', 16), [
     'link set lo up',
+    'link set eth0 addrgenmode none',
     'addr add 10.213.0.9/16 dev eth0',
     'link set eth0 up',
   ]);
@@ -115,28 +126,6 @@ test('a pool slot shaped at another rate is re-shaped in place, or unshaped', ()
 test('a burst below one frame is raised so TBF can pass packets', () => {
   const [root] = shapingLines({ hostVeth: 'a', ifb: 'b', bandwidthMbit: 1, burstBytes: 100 });
   assert.match(root, /burst 3028 /);
-});
-
-test('firewall rules: replies in, strangers out, non-egress traffic dropped, subnet NATed', () => {
-  const spec = { tag: 'abc', bridge: 'petri0', subnet: '10.213.0.0/16' };
-  assert.deepEqual(forwardRules(spec).at(-1), [
-    '-i',
-    'petri0',
-    '!',
-    '-d',
-    '10.213.0.0/16',
-    '-j',
-    'DROP',
-  ]);
-  assert.deepEqual(natRule(spec), [
-    '-s',
-    '10.213.0.0/16',
-    '!',
-    '-d',
-    '10.213.0.0/16',
-    '-j',
-    'MASQUERADE',
-  ]);
 });
 
 test('parses /proc/net/dev', () => {

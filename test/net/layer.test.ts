@@ -21,6 +21,7 @@ test('switched off in config, the layer reports why and wraps nothing', async ()
     [
       ['netns', false, 'off in config'],
       ['shaping', false, 'needs netns (off in config)'],
+      ['firewall', false, 'needs netns (off in config)'],
       ['egress-nat', false, 'needs netns (off in config)'],
     ],
   );

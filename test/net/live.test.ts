@@ -15,7 +15,7 @@ function inScenario(t: TestContext, scenario: string): Promise<Record<string, un
   return inTestNamespace(t, [tag], SCENARIOS, [scenario, tag]);
 }
 
-test('instances get an address, reach the gateway and each other; only egress routes out', async (t) => {
+test('instances get an address; reach neither the node, each other nor private ranges; only egress routes out', async (t) => {
   if (!requireRoot(t, missingMechanism)) return;
   await inScenario(t, 'topology');
 });

@@ -27,6 +27,11 @@ export const GATEWAY = new AddressAllocator(parseConfig({}).network.subnet).gate
 export const BUCKET = 'petri-bench';
 export const IPERF_BASE_PORT = 5201;
 export const S3_PORT = 9000;
+/** `ip` arguments that set bridge-nf-call-iptables inside `netns` (a per-namespace sysctl). */
+const BRIDGE_NF_CALL = (netns: string, value: 0 | 1): string[] => [
+  ...['netns', 'exec', netns, 'sysctl', '-qw'],
+  `net.bridge.bridge-nf-call-iptables=${value}`,
+];
 /** The IFB that carries uploads through the emulated link (inside the test namespace). */
 const LINK_IFB = 'pbenchlink';
 
@@ -83,6 +88,7 @@ export class NetEnv {
     const config = {
       ...(mode === 'off' ? { isolation: { shaping: 'off' } } : {}),
       queue: { maxWaitMs: 600_000 },
+      network: { egressAllow: this.serverPorts().map((port) => ({ address: GATEWAY, port })) },
     };
     fs.writeFileSync(configFile, JSON.stringify(config));
     this.daemon = await spawnDaemon({ stateDir: this.stateDir, configFile });
@@ -104,6 +110,16 @@ export class NetEnv {
       );
     }
     if (this.options.s3Objects > 0) await this.startS3rver(testbed.nsenterArgs());
+  }
+
+  /**
+   * The servers' ports on the gateway. The node's firewall keeps instances
+   * from the node's own addresses, so the config allow-lists exactly these
+   * for functions with egress (which every function here has).
+   */
+  private serverPorts(): number[] {
+    const iperf = Array.from({ length: this.options.iperfServers }, (_, i) => IPERF_BASE_PORT + i);
+    return this.options.s3Objects > 0 ? [...iperf, S3_PORT] : iperf;
   }
 
   private async waitForBridge(netns: string): Promise<void> {
@@ -170,6 +186,12 @@ export class NetEnv {
     // A bucket of at least 2 ms at the rate (and 256 KB), as for the instances' TBFs.
     const burst = Math.max(256 * 1024, Math.round((mbit * 1e6) / 8 / 500));
     const tbf = `tbf rate ${Math.round(mbit * 1000)}kbit burst ${burst} latency 50ms`;
+    // With br_netfilter on, a packet bridged up to the node and then redirected
+    // through the bridge's own ingress IFB reaches INPUT as conntrack INVALID, so
+    // the node's firewall (which passes replies by conntrack state) would drop
+    // the servers' traffic. The node needs no bridged iptables (its ports are
+    // isolated at layer 2): switch it off in this test namespace only.
+    await runCommand('ip', BRIDGE_NF_CALL(netns, 0)).catch(() => undefined);
     await runCommand('ip', ['-n', netns, 'link', 'add', LINK_IFB, 'type', 'ifb']);
     await runCommand('ip', ['-n', netns, 'link', 'set', LINK_IFB, 'up']);
     const lines = [
@@ -201,6 +223,7 @@ export class NetEnv {
       ['tc', '-n', netns, 'qdisc', 'del', 'dev', bridge, 'root'],
       ['tc', '-n', netns, 'qdisc', 'del', 'dev', bridge, 'ingress'],
       ['ip', '-n', netns, 'link', 'del', LINK_IFB],
+      ['ip', ...BRIDGE_NF_CALL(netns, 1)],
     ]) {
       await runCommand(args[0], args.slice(1)).catch(() => undefined);
     }
@@ -221,6 +244,8 @@ export class NetEnv {
         runtime: 'node',
         handler: 'index.handler',
         keepAlive: { ms: 600_000 },
+        // Egress, so the allow-listed servers on the gateway are reachable.
+        network: { egress: true },
         ...spec,
         source: { path: path.join(FUNCTIONS, folder) },
       }),
