@@ -155,7 +155,7 @@ async function extractArchive(base64: string, to: string, rules: DeployRules): P
   } catch (err) {
     if (err instanceof PetriError) throw err;
     if (err instanceof TarFormatError)
-      throw invalidCode(field, `source.archive is not a valid tar: ${err.message}`);
+      throw invalidCode(field, `source.archive is not a valid tar: ${err.message}`, err.entry);
     if (isZlibError(err))
       throw invalidCode(field, `source.archive is not a readable gzip: ${err.message}`);
     throw err;
@@ -199,7 +199,7 @@ async function extractEntry(
     case 'fifo':
       throw refuse('is a FIFO; special files are not allowed');
     case 'unsupported':
-      throw refuse(`has the unsupported tar type ${JSON.stringify(entry.typeflag)}`);
+      throw refuse('has an unsupported tar type; only files, folders and symlinks are allowed');
   }
 }
 
