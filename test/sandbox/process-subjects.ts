@@ -179,6 +179,7 @@ export const layeredProcessDriver: DriverSubject = {
     'bwrap',
     'netns',
     'shaping',
+    'firewall',
     'egress-nat',
     'cgroup-cpu',
     'cgroup-memory',
