@@ -1,4 +1,4 @@
-import type { CpuLimit, MechanismStatus, SandboxSpec, Usage } from './types.ts';
+import type { CpuLimit, MechanismStatus, SandboxRootReport, SandboxSpec, Usage } from './types.ts';
 
 /**
  * One isolation mechanism of the process driver (cgroups, network namespace,
@@ -18,6 +18,16 @@ export interface IsolationLayer {
   reconcile(): Promise<void>;
   /** Releases node-wide resources (bridge, namespace pool). */
   close(): Promise<void>;
+  /** What instances' filesystems hold, for the layer that builds them. */
+  sandboxRoot?(): SandboxRootReport | undefined;
+}
+
+/** An open file the wrapped command inherits as descriptor `fd`. */
+export interface InheritedDescriptor {
+  /** 4 or above: 0–2 are stdio, 3 the protocol pipe. Layers must not pick the same one. */
+  fd: number;
+  /** The driver's descriptor; the driver closes it once the process is spawned. */
+  source: number;
 }
 
 export interface LayerInstance {
@@ -25,8 +35,13 @@ export interface LayerInstance {
   wrap(command: string[]): string[];
   /** Called once the instance's process exists (its pid is the wrapped command's). */
   attach?(pid: number): void;
-  /** Extra environment for the instance. */
+  /**
+   * Extra environment for the instance, from Petri itself (never the
+   * function's own env: the launch chain must not see that).
+   */
   env?: Record<string, string>;
+  /** Opens what the wrapped command reads from inherited descriptors; called just before spawn. */
+  descriptors?(): InheritedDescriptor[];
   /** The instance's address on the bridge, if this layer gives it one. */
   address?: string;
   setCpu?(limit: CpuLimit): Promise<void>;
