@@ -93,7 +93,7 @@ function within(child: string, parent: string, sep: string): boolean {
 
 const RootPathSchema = z
   .string()
-  .refine((p) => path.isAbsolute(p) && path.normalize(p) === p && p !== '/', {
+  .refine((p) => path.isAbsolute(p) && path.resolve(p) === p && p !== '/', {
     message: 'must be a normalised absolute path other than /',
   })
   .refine((p) => !NEVER_IN_ROOT.some((top) => within(p, top, '/')), {
@@ -103,7 +103,12 @@ const RootPathSchema = z
 const EtcFileSchema = z
   .string()
   .refine(
-    (p) => !path.isAbsolute(p) && path.normalize(p) === p && p !== '.' && !p.startsWith('..'),
+    (p) =>
+      !path.isAbsolute(p) &&
+      path.normalize(p) === p &&
+      !p.endsWith('/') &&
+      p !== '.' &&
+      !p.startsWith('..'),
     { message: 'must be a normalised path relative to /etc, e.g. "ssl/certs"' },
   )
   .refine((p) => !SECRET_ETC.some((s) => within(p, s, '/') || within(s, p, '/')), {
