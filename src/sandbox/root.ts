@@ -116,8 +116,10 @@ export class SandboxRoot {
       args.push('--perms', '1777', '--size', String(tmpBytes), '--tmpfs', mount);
     }
     const made = new Set<string>();
+    const bound: string[] = [];
     for (const bind of [this.options.nodeBinary, ...binds]) {
-      if (this.visible(bind)) continue;
+      if (this.visible(bind) || bound.some((dir) => isUnder(bind, dir))) continue;
+      bound.push(bind);
       for (const dir of ancestors(bind)) {
         // bwrap would make missing parents mode 0700, which the instance's user cannot enter.
         if (!made.has(dir)) args.push('--dir', dir);
