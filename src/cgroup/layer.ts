@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { NodeConfig } from '../config.ts';
 import type { IsolationLayer, LayerInstance } from '../sandbox/index.ts';
 import type { MechanismStatus, SandboxSpec } from '../sandbox/index.ts';
@@ -100,6 +101,8 @@ async function prepareCgroup(
   return {
     cgroup,
     wrap: (command) => joinCgroupCommand(cgroup.procsFiles(), command, shell),
+    // Its own cgroup folders (not the cpuset one placement adds later), read-only inside.
+    ownPaths: cgroup.procsFiles().map((file) => path.dirname(file)),
     setCpu: (limit) => cgroup.setCpu(limit),
     usage: () => cgroup.usage(),
     resetPeak: () => cgroup.resetPeak(),

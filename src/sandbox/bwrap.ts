@@ -35,7 +35,7 @@ type BwrapConfig = Pick<NodeConfig, 'isolation' | 'stateDir' | 'sandbox'>;
  * configured system folders (read-only), a curated /etc, the node binary,
  * the instance host and its own version folder (read-only), a private
  * size-capped /tmp and /dev/shm, its own pid/ipc/uts/mount namespaces and
- * /proc, no /sys, and is killed with its parent. bwrap runs as root only to
+ * /proc, of /sys only its own cgroup folders, and is killed with its parent. bwrap runs as root only to
  * build that; setpriv then becomes the instance's own reserved uid (one per
  * live instance, owning nothing on the host), with no capabilities, an
  * empty bounding set and no_new_privs, before the instance host starts. A
@@ -179,9 +179,15 @@ class ActiveLayer {
     return {
       env: { HOME: INSTANCE_HOME },
       descriptors: () => this.openDescriptors(),
-      wrap: (command) => [
+      wrap: (command, context) => [
         this.binary,
-        ...this.args(uid, tmpBytes, binds, path.resolve(spec.cwd), command),
+        ...this.args(
+          uid,
+          tmpBytes,
+          [...binds, ...(context?.ownPaths ?? [])],
+          path.resolve(spec.cwd),
+          command,
+        ),
       ],
       destroy: async () => {
         // Called after the sandbox's processes are gone (its pid namespace died with bwrap).

@@ -1,5 +1,5 @@
 export type * from './types.ts';
-export type { IsolationLayer, LayerInstance, InheritedDescriptor } from './layer.ts';
+export type { IsolationLayer, LayerInstance, InheritedDescriptor, WrapContext } from './layer.ts';
 export { resourcesFor } from './resources.ts';
 export { ProcessDriver, instancePath, type ProcessDriverOptions } from './process.ts';
 export { KeptFile } from './kept-file.ts';

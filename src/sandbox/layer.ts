@@ -30,9 +30,22 @@ export interface InheritedDescriptor {
   source: number;
 }
 
+/** What every layer instance of one sandbox offers the others when it wraps the command. */
+export interface WrapContext {
+  /** Every layer instance's `ownPaths`: a layer that builds the filesystem shows them read-only. */
+  ownPaths: string[];
+}
+
 export interface LayerInstance {
   /** Returns the command that runs `command` inside this layer. */
-  wrap(command: string[]): string[];
+  wrap(command: string[], context?: WrapContext): string[];
+  /**
+   * Host paths that belong to this instance alone (its cgroup folders), to
+   * be shown read-only inside: runtimes size themselves from them (Node's
+   * heap from memory.limit_in_bytes / memory.max, Go and the JVM their
+   * threads from the CPU quota).
+   */
+  ownPaths?: string[];
   /** Called once the instance's process exists (its pid is the wrapped command's). */
   attach?(pid: number): void;
   /**

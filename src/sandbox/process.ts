@@ -176,7 +176,11 @@ class ProcessSandbox implements Sandbox {
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
-    const command = layers.reduce((cmd, layer) => layer.wrap(cmd), [process.execPath, hostScript]);
+    const context = { ownPaths: layers.flatMap((layer) => layer.ownPaths ?? []) };
+    const command = layers.reduce(
+      (cmd, layer) => layer.wrap(cmd, context),
+      [process.execPath, hostScript],
+    );
     const [file, ...args] = command;
     const descriptors = layers.flatMap((layer) => layer.descriptors?.() ?? []);
     try {

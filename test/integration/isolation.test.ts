@@ -199,8 +199,11 @@ describe('isolation on a real daemon', () => {
     assert.equal(body.database, false);
     assert.equal(body.writeCode, 'EROFS');
     assert.equal(body.writeRoot, 'EROFS');
-    // No /sys at all: not even its own cgroup's files, let alone other instances'.
-    assert.equal(body.writeOwnLimit, 'ENOENT', 'its cgroup files are out of sight');
+    // Its own cgroup folders are shown read-only (runtimes size themselves from them).
+    assert.ok(
+      ['EROFS', 'EACCES'].includes(String(body.writeOwnLimit)),
+      `its cgroup files are read-only: ${body.writeOwnLimit}`,
+    );
     assert.match(String(body.address), /^10\.213\./);
   });
 

@@ -72,6 +72,7 @@ export function handler() {
 
 const SNOOP_HANDLER = `
 import fs from 'node:fs';
+import v8 from 'node:v8';
 const attempt = (fn) => { try { return { ok: fn() }; } catch (e) { return { error: e.code }; } };
 export function handler(event) {
   return {
@@ -87,8 +88,14 @@ export function handler(event) {
     functions: attempt(() => fs.readdirSync(event.stateDir + '/functions')),
     sandboxDir: attempt(() => fs.readdirSync(event.stateDir + '/sandbox')),
     pids: fs.readdirSync('/proc').filter((n) => /^\\d+$/.test(n)).length,
-    cgroupFs: fs.existsSync('/sys/fs/cgroup'),
-    sys: fs.existsSync('/sys'),
+    sys: fs.readdirSync('/sys'),
+    // Every cgroup folder in sight, and the instance's own (from /proc/self/cgroup).
+    cgroupDirs: fs.readdirSync('/sys', { recursive: true })
+      .filter((p) => p.endsWith('/cgroup.procs'))
+      .map((p) => '/sys/' + p.slice(0, -'/cgroup.procs'.length)),
+    ownCgroups: fs.readFileSync('/proc/self/cgroup', 'utf8').split('\\n').filter(Boolean)
+      .map((line) => line.split(':').slice(2).join(':')),
+    heapLimitMb: v8.getHeapStatistics().heap_size_limit / 2 ** 20,
     etc: fs.readdirSync('/etc').sort(),
   };
 }
@@ -285,8 +292,20 @@ describe('unprivileged instances on a minimal root (real daemon)', () => {
     assert.deepEqual(body.functions, { ok: ['snoop'] });
     assert.deepEqual(body.sandboxDir, { error: 'ENOENT' });
     assert.ok((body.pids as number) <= 3, `sees ${body.pids} processes`);
-    assert.equal(body.cgroupFs, false, "no view of other instances' cgroups");
-    assert.equal(body.sys, false);
+    // /sys holds only the instance's own cgroup folders: no other instance's, nothing else.
+    assert.deepEqual(body.sys, ['fs']);
+    const own = body.ownCgroups as string[];
+    const dirs = body.cgroupDirs as string[];
+    assert.ok(dirs.length > 0, 'its own cgroup folders are there');
+    for (const dir of dirs) {
+      assert.ok(
+        own.some((rel) => rel !== '/' && dir.endsWith(rel)),
+        `${dir} is not one of ${own}`,
+      );
+    }
+    // So Node sizes its heap from the function's 128 MB (V8's floor is about 256 MB), not
+    // from the host's memory, which gives GBs.
+    assert.ok((body.heapLimitMb as number) <= 512, `heap limit ${body.heapLimitMb} MB`);
     assert.ok(!(body.etc as string[]).includes('shadow'));
     assert.ok((body.etc as string[]).includes('passwd'));
     await assertServing();
