@@ -24,7 +24,8 @@ export function encodeFunctionEnv(env: Record<string, string>): string {
 
 /**
  * Moves the function's env from FUNCTION_ENV_VAR into `env` (the host's
- * process.env), keeping Petri's own variables as they are.
+ * process.env), keeping the PETRI_* variables Petri set as they are (a
+ * function's own PETRI_SYNTH_ITERS_PER_MS and the like still apply).
  *
  * @example applyFunctionEnv(process.env) // process.env.GREETING === 'hi'
  */
@@ -34,6 +35,6 @@ export function applyFunctionEnv(env: NodeJS.ProcessEnv): void {
   if (!text) return;
   const vars = JSON.parse(text) as Record<string, string>;
   for (const [key, value] of Object.entries(vars)) {
-    if (!key.startsWith(RESERVED_ENV_PREFIX)) env[key] = value;
+    if (!(key.startsWith(RESERVED_ENV_PREFIX) && env[key] !== undefined)) env[key] = value;
   }
 }

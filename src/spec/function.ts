@@ -17,8 +17,8 @@ const ENV_MAX_BYTES = 64 * 1024;
 /**
  * A function's own environment. It applies only inside the sandbox, to the
  * handler and the commands it runs (never to Petri's launch chain), so any
- * portable name is allowed, LD_PRELOAD and NODE_OPTIONS included; PETRI_*
- * names are Petri's own.
+ * portable name is allowed, LD_PRELOAD and NODE_OPTIONS included. Where it
+ * names a variable Petri sets (PETRI_RUNTIME, PETRI_ADDRESS …), Petri's wins.
  */
 const EnvSchema = z
   .record(
@@ -27,8 +27,7 @@ const EnvSchema = z
       .regex(
         /^[A-Za-z_][A-Za-z0-9_]*$/,
         'env names are letters, digits and "_", not led by a digit',
-      )
-      .refine((name) => !name.startsWith('PETRI_'), 'PETRI_* env names are reserved for Petri'),
+      ),
     z.string().refine((value) => !value.includes('\0'), 'env values may not hold NUL characters'),
   )
   .refine((env) => Buffer.byteLength(JSON.stringify(env)) <= ENV_MAX_BYTES, {

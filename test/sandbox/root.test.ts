@@ -131,21 +131,26 @@ describe('launch chain', () => {
     );
   });
 
-  test('carries the function env as one value, applied inside without touching PETRI_*', () => {
+  test("carries the function env as one value, applied inside without touching Petri's variables", () => {
     const env: NodeJS.ProcessEnv = {
       PETRI_RUNTIME: 'node',
-      [FUNCTION_ENV_VAR]: encodeFunctionEnv({ NODE_OPTIONS: '--x', PATH: '/code', GREETING: 'hi' }),
+      [FUNCTION_ENV_VAR]: encodeFunctionEnv({
+        NODE_OPTIONS: '--x',
+        PATH: '/code',
+        PETRI_RUNTIME: 'exec',
+        PETRI_SYNTH_ITERS_PER_MS: '5',
+      }),
     };
     applyFunctionEnv(env);
     assert.deepEqual(env, {
       PETRI_RUNTIME: 'node',
       NODE_OPTIONS: '--x',
       PATH: '/code',
-      GREETING: 'hi',
+      PETRI_SYNTH_ITERS_PER_MS: '5',
     });
   });
 
-  test('rejects env names that are not portable or are Petri own, NUL in values, and oversized env', () => {
+  test('rejects env names that are not portable, NUL in values, and oversized env', () => {
     const spec = (env: Record<string, string>) => parseSpec({ name: 'f', runtime: 'node', env });
     assert.deepEqual(spec({ LD_PRELOAD: '/x.so', NODE_OPTIONS: '--y' }).env, {
       LD_PRELOAD: '/x.so',
@@ -155,7 +160,6 @@ describe('launch chain', () => {
       { 'A=B': 'x' },
       { '1A': 'x' },
       { '': 'x' },
-      { PETRI_ADDRESS: '1.2.3.4' },
       { A: 'x\0y' },
       { A: 'x'.repeat(70 * 1024) },
     ];
