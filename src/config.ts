@@ -134,6 +134,115 @@ export const PlacementConfigSchema = z
   })
   .strict();
 
+/** Host folders an instance's root never shows, nor anything inside them. */
+const NEVER_IN_ROOT = [
+  '/root',
+  '/home',
+  '/var',
+  '/srv',
+  '/etc',
+  '/run',
+  '/proc',
+  '/sys',
+  '/dev',
+  '/tmp',
+  '/boot',
+];
+/** /etc entries that hold secrets (or lead to them): never copied into an instance's /etc. */
+const SECRET_ETC = [
+  'shadow',
+  'shadow-',
+  'gshadow',
+  'gshadow-',
+  'sudoers',
+  'sudoers.d',
+  'ssh',
+  'ssl/private',
+  'security',
+];
+
+function within(child: string, parent: string, sep: string): boolean {
+  return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+}
+
+const RootPathSchema = z
+  .string()
+  .refine((p) => path.isAbsolute(p) && path.resolve(p) === p && p !== '/', {
+    message: 'must be a normalised absolute path other than /',
+  })
+  .refine((p) => !NEVER_IN_ROOT.some((top) => within(p, top, '/')), {
+    message: `may not be or lie under ${NEVER_IN_ROOT.join(', ')} (use sandbox.etcFiles for /etc)`,
+  });
+
+const EtcFileSchema = z
+  .string()
+  .refine(
+    (p) =>
+      !path.isAbsolute(p) &&
+      path.normalize(p) === p &&
+      !p.endsWith('/') &&
+      p !== '.' &&
+      !p.startsWith('..'),
+    { message: 'must be a normalised path relative to /etc, e.g. "ssl/certs"' },
+  )
+  .refine((p) => !SECRET_ETC.some((s) => within(p, s, '/') || within(s, p, '/')), {
+    message: `may not be, hold or lie under ${SECRET_ETC.join(', ')}`,
+  });
+
+/**
+ * What an instance's root filesystem holds (README "Security model"). The
+ * root starts empty; only these, the node binary, the instance host and the
+ * function's own version folder are added, all read-only.
+ */
+export const SandboxConfigSchema = z
+  .object({
+    /**
+     * Host paths shown read-only at the same place. One that is a symlink on
+     * the host (merged /usr: /bin → usr/bin) becomes the same symlink;
+     * missing ones are skipped.
+     */
+    rootPaths: z
+      .array(RootPathSchema)
+      .default(['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']),
+    /**
+     * Entries of the host's /etc copied into the instances' /etc at start
+     * (missing ones skipped). passwd, group and hostname are always
+     * generated; hosts and nsswitch.conf are generated unless listed here.
+     */
+    etcFiles: z
+      .array(EtcFileSchema)
+      .default([
+        'resolv.conf',
+        'ssl/certs',
+        'ssl/openssl.cnf',
+        'ca-certificates.conf',
+        'pki/tls/certs',
+        'pki/ca-trust/extracted',
+        'ld.so.cache',
+        'alternatives',
+        'localtime',
+        'timezone',
+        'os-release',
+        'protocols',
+        'services',
+        'mime.types',
+        'gai.conf',
+      ]),
+    /**
+     * Host uids (gid = uid) reserved for instances, one per live instance.
+     * Nothing on the host may use them. The default sits above systemd's
+     * container range (524288–1879048191), in space no distribution allocates.
+     */
+    uidRange: z
+      .object({
+        first: z.number().int().min(1000).max(4_000_000_000).default(1_879_048_192),
+        count: z.number().int().min(1).max(1_000_000).default(65_536),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
 export const NodeConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -168,6 +277,7 @@ export const NodeConfigSchema = z
       })
       .default('process'),
     isolation: IsolationConfigSchema.prefault({}),
+    sandbox: SandboxConfigSchema.prefault({}),
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
@@ -187,6 +297,7 @@ export type EgressAllow = z.infer<typeof EgressAllowSchema>;
 export type EgressAllowInput = z.input<typeof EgressAllowSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
 export type DeployConfig = z.infer<typeof DeployConfigSchema>;
+export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
 
 /** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {

@@ -11,6 +11,7 @@ import { networkLayer, nodeTagFrom } from '../net/index.ts';
 import {
   bwrapLayer,
   ProcessDriver,
+  resolveHostTools,
   type IsolationLayer,
   type SandboxDriver,
 } from '../sandbox/index.ts';
@@ -20,7 +21,9 @@ import {
  * use, innermost first: bubblewrap, then the network namespace, then the
  * cgroup join (so the process is in its cgroup before anything else runs).
  * The node tag, derived from the state dir, keeps two nodes' cgroups,
- * namespaces and interfaces apart, so neither cleans up the other's.
+ * namespaces and interfaces apart, so neither cleans up the other's. The
+ * launch chain's tools (sh, nsenter, bwrap, setpriv) run as root, so they are
+ * resolved once here, from the trusted PATH only, and named absolutely.
  */
 export async function createDriver(
   config: NodeConfig,
@@ -33,12 +36,18 @@ export async function createDriver(
     const result = enableFastCgroupMoves();
     if (result === 'enabled') log.info('remounted cgroup2 with favordynmods for fast cgroup moves');
   }
+  const tools = resolveHostTools();
   const layers: IsolationLayer[] = [
-    bwrapLayer(config, { warn, readOnlyPaths: [path.dirname(hostScript)] }),
-    networkLayer(config, tag, warn),
-    cgroupLayer(config, tag, { warn }),
+    bwrapLayer(config, {
+      warn,
+      binary: tools.bwrap,
+      setpriv: tools.setpriv,
+      readOnlyPaths: [path.dirname(hostScript)],
+    }),
+    networkLayer(config, tag, warn, { nsenter: tools.nsenter }),
+    cgroupLayer(config, tag, { warn, shell: tools.sh }),
   ];
-  return new ProcessDriver({ hostScript, layers });
+  return new ProcessDriver({ hostScript, layers, launchTools: tools });
 }
 
 /**

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { NodeConfig } from '../config.ts';
 import type { IsolationLayer, LayerInstance } from '../sandbox/index.ts';
 import type { MechanismStatus, SandboxSpec } from '../sandbox/index.ts';
@@ -19,6 +20,8 @@ export interface CgroupLayerOptions {
   /** The cgroup system to use; detected at `root` when absent. */
   system?: CgroupSystem;
   root?: string;
+  /** Absolute path of the shell that joins the cgroup (default /bin/sh). */
+  shell?: string;
 }
 
 /** A cgroup layer instance; `resetPeak` starts a per-invocation peak-memory window. */
@@ -61,7 +64,8 @@ export function cgroupLayer(
 
   return {
     mechanisms: () => statuses.map((status) => ({ ...status })),
-    prepare: async (spec) => (active ? prepareCgroup(active, nodeTag, spec) : noCgroup()),
+    prepare: async (spec) =>
+      active ? prepareCgroup(active, nodeTag, spec, options.shell) : noCgroup(),
     reconcile: async () => {
       if (active) await active.cleanup(prefix);
     },
@@ -84,6 +88,7 @@ async function prepareCgroup(
   system: CgroupSystem,
   nodeTag: string,
   spec: SandboxSpec,
+  shell: string | undefined,
 ): Promise<CgroupLayerInstance> {
   const { initCpu, memoryMb, pidsMax, cpus } = spec.resources;
   // Start with the init share; the node applies the instance's own share once it is ready.
@@ -95,7 +100,9 @@ async function prepareCgroup(
   });
   return {
     cgroup,
-    wrap: (command) => joinCgroupCommand(cgroup.procsFiles(), command),
+    wrap: (command) => joinCgroupCommand(cgroup.procsFiles(), command, shell),
+    // Its own cgroup folders (not the cpuset one placement adds later), read-only inside.
+    ownPaths: cgroup.procsFiles().map((file) => path.dirname(file)),
     setCpu: (limit) => cgroup.setCpu(limit),
     usage: () => cgroup.usage(),
     resetPeak: () => cgroup.resetPeak(),

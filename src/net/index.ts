@@ -2,7 +2,7 @@
  * Petri's node network (DESIGN §10): bridge, per-instance namespaces, veths,
  * host-side shaping, egress NAT and address allocation.
  */
-export { networkLayer, type NetworkLayer } from './layer.ts';
+export { networkLayer, type NetworkLayer, type NetworkLayerOptions } from './layer.ts';
 export { AddressAllocator, parseSubnet, parseIpv4, formatIpv4, type Subnet } from './address.ts';
 export {
   nodeTagFrom,

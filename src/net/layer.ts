@@ -27,7 +27,7 @@ import {
   revokeInbound,
   type FirewallSpec,
 } from './firewall.ts';
-import { KeptFile } from '../sandbox/index.ts';
+import { KeptFile, TRUSTED_PATH, findHostTool } from '../sandbox/index.ts';
 import { INSTANCE_IFNAME, assertIfName, assertNodeTag, netnsPath, slotNames } from './naming.ts';
 import { NamespacePool, type Slot } from './pool.ts';
 import { countersIn, readCounters, type Counters } from './stats.ts';
@@ -48,7 +48,6 @@ type MechanismName = 'netns' | 'shaping' | 'firewall' | 'egress-nat';
 type Grants = { egress: boolean; inbound: boolean };
 type Shape = { bandwidthMbit: number; burstBytes: number };
 
-const NSENTER = 'nsenter';
 /** How long a refill waits after a prepare, so the instance spawns first. */
 const REFILL_DELAY_MS = 30;
 const TBF_PROBE = ['rate', '1mbit', 'burst', '4096', 'latency', '50ms'];
@@ -73,8 +72,17 @@ export function networkLayer(
   config: NodeConfig,
   nodeTag: string,
   warn: (message: string) => void,
+  options: NetworkLayerOptions = {},
 ): NetworkLayer {
-  return new NetLayer(config, nodeTag, warn);
+  return new NetLayer(config, nodeTag, warn, options.nsenter ?? findHostTool('nsenter'));
+}
+
+export interface NetworkLayerOptions {
+  /**
+   * Absolute path of nsenter (resolved from the trusted PATH when absent): it
+   * runs as root in the launch chain, so it is never looked up by name.
+   */
+  nsenter?: string;
 }
 
 class NetLayer implements NetworkLayer {
@@ -99,6 +107,7 @@ class NetLayer implements NetworkLayer {
     config: NodeConfig,
     private readonly tag: string,
     private readonly warn: (message: string) => void,
+    private readonly nsenter: string | undefined,
   ) {
     assertNodeTag(tag);
     assertIfName(config.network.bridge);
@@ -112,7 +121,7 @@ class NetLayer implements NetworkLayer {
       egressAllow: config.network.egressAllow,
       services: [],
     };
-    this.status = probe(config, tag);
+    this.status = probe(config, tag, nsenter);
     this.pool = new NamespacePool(
       config.network.poolSize,
       () => this.createSlot(this.poolShape),
@@ -141,7 +150,8 @@ class NetLayer implements NetworkLayer {
 
   async prepare(spec: SandboxSpec): Promise<LayerInstance> {
     if (this.closed) throw new Error('network layer is closed');
-    if (!this.status.netns.active) return identityInstance();
+    const nsenter = this.nsenter;
+    if (!this.status.netns.active || !nsenter) return identityInstance();
     await this.ensureStarted();
     if (!this.status.netns.active) return identityInstance();
     const slot = this.pool.take() ?? (await this.createSlot());
@@ -166,7 +176,7 @@ class NetLayer implements NetworkLayer {
       this.pool.refill(REFILL_DELAY_MS);
     }
     const base = (await readCounters(slot.hostVeth)) ?? { rxBytes: 0, txBytes: 0 };
-    const instance = new NetInstance(slot, this.gateway, grants.egress, base, async () => {
+    const instance = new NetInstance(slot, nsenter, this.gateway, grants.egress, base, async () => {
       this.instances.delete(instance);
       await this.teardown(slot, grants);
     });
@@ -358,6 +368,7 @@ class NetInstance implements LayerInstance {
 
   constructor(
     readonly slot: Slot,
+    private readonly nsenter: string,
     gateway: string,
     readonly egress: boolean,
     private readonly base: Counters,
@@ -369,7 +380,7 @@ class NetInstance implements LayerInstance {
   }
 
   wrap(command: string[]): string[] {
-    return [NSENTER, `--net=${netnsPath(this.slot.netns)}`, '--', ...command];
+    return [this.nsenter, `--net=${netnsPath(this.slot.netns)}`, '--', ...command];
   }
 
   /**
@@ -443,8 +454,12 @@ function inactive(name: MechanismName, reason: string): MechanismStatus {
  * handful of short commands (~tens of ms), so the layer can answer
  * `mechanisms()` at once.
  */
-function probe(config: NodeConfig, tag: string): Record<MechanismName, MechanismStatus> {
-  const netns = probeNetns(config);
+function probe(
+  config: NodeConfig,
+  tag: string,
+  nsenter: string | undefined,
+): Record<MechanismName, MechanismStatus> {
+  const netns = probeNetns(config, nsenter);
   const needsNetns = (name: MechanismName): MechanismStatus =>
     inactive(name, `needs netns (${netns.reason})`);
   if (!netns.active) {
@@ -460,11 +475,12 @@ function probe(config: NodeConfig, tag: string): Record<MechanismName, Mechanism
   return { netns, shaping: probeShaping(config, tag), firewall, 'egress-nat': egress };
 }
 
-function probeNetns(config: NodeConfig): MechanismStatus {
+function probeNetns(config: NodeConfig, nsenter: string | undefined): MechanismStatus {
   if (config.isolation.network === 'off') return inactive('netns', 'off in config');
   if (process.getuid?.() !== 0) return inactive('netns', 'needs root');
   if (!succeedsSync('ip', ['-V'])) return inactive('netns', 'ip (iproute2) not found');
-  if (!succeedsSync(NSENTER, ['--version'])) return inactive('netns', 'nsenter not found');
+  if (!nsenter || !succeedsSync(nsenter, ['--version']))
+    return inactive('netns', `nsenter not found in ${TRUSTED_PATH.join(':')}`);
   return { name: 'netns', active: true };
 }
 

@@ -1,5 +1,6 @@
 import { constants, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -343,9 +344,38 @@ export async function materialize(
         readableRoots: [await fs.realpath(layout.code), ...nodePaths, ...allowed],
       });
     }
+    await makeReadableByInstances(layout.dir);
   } catch (err) {
     await fs.rm(layout.dir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Instances run as an unprivileged uid that owns nothing: their code must be
+ * readable (and folders enterable) by everyone, whatever modes it came with,
+ * and writable by nobody but root. Symlinks are never followed (a link to
+ * /etc/shadow must not get its target's mode changed), and only regular
+ * files and folders are touched (opening a FIFO would block).
+ */
+export async function makeReadableByInstances(dir: string): Promise<void> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  const targets = [
+    dir,
+    ...entries
+      .filter((e) => e.isFile() || e.isDirectory())
+      .map((e) => path.join(e.parentPath, e.name)),
+  ];
+  const flags = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+  for (const target of targets) {
+    const handle = await fs.open(target, flags);
+    try {
+      const stat = await handle.stat();
+      // Executable (or a folder) for everyone if for anyone; no setuid, setgid or sticky bits.
+      await handle.chmod(stat.isDirectory() || (stat.mode & 0o111) !== 0 ? 0o755 : 0o644);
+    } finally {
+      await handle.close();
+    }
   }
 }
 

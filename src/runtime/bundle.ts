@@ -182,4 +182,7 @@ export async function buildHost(outFile: string): Promise<void> {
     target: 'node20',
     logLevel: 'silent',
   });
+  // Instances run it as an unprivileged uid, whatever the daemon's umask.
+  await fs.chmod(outFile, 0o644);
+  await fs.chmod(path.dirname(outFile), 0o755);
 }

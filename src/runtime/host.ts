@@ -20,6 +20,7 @@ import {
   type FromInstance,
   type ToInstance,
 } from './protocol.ts';
+import { applyFunctionEnv } from './env.ts';
 
 type Invoke = Extract<ToInstance, { type: 'invoke' }>;
 type Handler = (event: unknown, context: unknown) => unknown;
@@ -36,6 +37,8 @@ class CodedError extends Error {
 }
 
 const channel = new net.Socket({ fd: PROTOCOL_FD, readable: true, writable: true });
+// Now, inside the sandbox and after Node has started, the function's own env applies (env.ts).
+applyFunctionEnv(process.env);
 const env = process.env;
 const functionName = env.PETRI_FUNCTION ?? '';
 const memoryMb = Number(env.PETRI_MEMORY_MB ?? 0);

@@ -1,2 +1,8 @@
 export * from './protocol.ts';
 export { bundleHandler, buildHost, parseHandler } from './bundle.ts';
+export {
+  applyFunctionEnv,
+  encodeFunctionEnv,
+  FUNCTION_ENV_VAR,
+  RESERVED_ENV_PREFIX,
+} from './env.ts';

@@ -1,4 +1,4 @@
-import type { CpuLimit, MechanismStatus, SandboxSpec, Usage } from './types.ts';
+import type { CpuLimit, MechanismStatus, SandboxRootReport, SandboxSpec, Usage } from './types.ts';
 
 /**
  * One isolation mechanism of the process driver (cgroups, network namespace,
@@ -18,15 +18,43 @@ export interface IsolationLayer {
   reconcile(): Promise<void>;
   /** Releases node-wide resources (bridge, namespace pool). */
   close(): Promise<void>;
+  /** What instances' filesystems hold, for the layer that builds them. */
+  sandboxRoot?(): SandboxRootReport | undefined;
+}
+
+/** An open file the wrapped command inherits as descriptor `fd`. */
+export interface InheritedDescriptor {
+  /** 4 or above: 0–2 are stdio, 3 the protocol pipe. Layers must not pick the same one. */
+  fd: number;
+  /** The driver's descriptor; the driver closes it once the process is spawned. */
+  source: number;
+}
+
+/** What every layer instance of one sandbox offers the others when it wraps the command. */
+export interface WrapContext {
+  /** Every layer instance's `ownPaths`: a layer that builds the filesystem shows them read-only. */
+  ownPaths: string[];
 }
 
 export interface LayerInstance {
   /** Returns the command that runs `command` inside this layer. */
-  wrap(command: string[]): string[];
+  wrap(command: string[], context?: WrapContext): string[];
+  /**
+   * Host paths that belong to this instance alone (its cgroup folders), to
+   * be shown read-only inside: runtimes size themselves from them (Node's
+   * heap from memory.limit_in_bytes / memory.max, Go and the JVM their
+   * threads from the CPU quota).
+   */
+  ownPaths?: string[];
   /** Called once the instance's process exists (its pid is the wrapped command's). */
   attach?(pid: number): void;
-  /** Extra environment for the instance. */
+  /**
+   * Extra environment for the instance, from Petri itself (never the
+   * function's own env: the launch chain must not see that).
+   */
   env?: Record<string, string>;
+  /** Opens what the wrapped command reads from inherited descriptors; called just before spawn. */
+  descriptors?(): InheritedDescriptor[];
   /** The instance's address on the bridge, if this layer gives it one. */
   address?: string;
   setCpu?(limit: CpuLimit): Promise<void>;

@@ -1,11 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { FrameDecoder, FrameWriter, type FromInstance, type ToInstance } from '../runtime/index.ts';
-import type { IsolationLayer, LayerInstance } from './layer.ts';
+import {
+  encodeFunctionEnv,
+  FrameDecoder,
+  FrameWriter,
+  FUNCTION_ENV_VAR,
+  type FromInstance,
+  type ToInstance,
+} from '../runtime/index.ts';
+import { TRUSTED_PATH, type HostTools } from './host-tools.ts';
+import type { InheritedDescriptor, IsolationLayer, LayerInstance } from './layer.ts';
 import type {
   CpuLimit,
   IsolationReport,
+  LaunchReport,
   Sandbox,
   SandboxDriver,
   SandboxEvents,
@@ -15,14 +25,28 @@ import type {
 } from './types.ts';
 
 const STDERR_TAIL_BYTES = 4096;
-/** Variables an instance inherits from the node; everything else comes from its spec. */
-const INHERITED_ENV = ['PATH', 'LANG', 'TZ', 'HOME'];
+/** Variables an instance takes from the node's own environment (the operator's, not a function's). */
+const INHERITED_ENV = ['LANG', 'TZ', 'HOME'];
+/** System folders on an instance's PATH, after the folder of the node binary. */
+const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 export interface ProcessDriverOptions {
   /** The bundled instance host script (see runtime/bundle.ts buildHost). */
   hostScript: string;
   /** Isolation layers, innermost first. Empty means plain child processes. */
   layers: IsolationLayer[];
+  /** The launch tools resolved at start, reported by `capabilities()`. */
+  launchTools?: HostTools;
+}
+
+/**
+ * PATH inside instances: the folder of the node binary instances run, so
+ * `node` is the daemon's own Node and not a shim, then system folders. Never
+ * the daemon's PATH (npm puts node_modules/.bin first; pyenv and nvm shims
+ * live in home folders instances cannot see).
+ */
+export function instancePath(nodeBinary = process.execPath): string {
+  return [...new Set([path.dirname(nodeBinary), ...SYSTEM_PATH])].join(':');
 }
 
 /**
@@ -35,9 +59,14 @@ export class ProcessDriver implements SandboxDriver {
   constructor(private readonly options: ProcessDriverOptions) {}
 
   capabilities(): IsolationReport {
+    const sandboxRoot = this.options.layers
+      .map((layer) => layer.sandboxRoot?.())
+      .find((report) => report !== undefined);
     return {
       driver: this.name,
       mechanisms: this.options.layers.flatMap((layer) => layer.mechanisms()),
+      ...(this.options.launchTools ? { launch: launchReport(this.options.launchTools) } : {}),
+      ...(sandboxRoot ? { sandboxRoot } : {}),
     };
   }
 
@@ -65,10 +94,24 @@ async function destroyLayers(layers: LayerInstance[]): Promise<void> {
   for (const layer of [...layers].reverse()) await layer.destroy();
 }
 
+function launchReport(tools: HostTools): LaunchReport {
+  return {
+    trustedPath: TRUSTED_PATH.join(':'),
+    tools: Object.fromEntries(Object.entries(tools).map(([name, file]) => [name, file ?? null])),
+    instancePath: instancePath(),
+  };
+}
+
+/**
+ * The environment of the whole launch chain and of the instance host: only
+ * Petri's own variables. The function's env travels as one opaque value.
+ */
 function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
+  const env: NodeJS.ProcessEnv = { PATH: instancePath() };
   for (const key of INHERITED_ENV) if (process.env[key]) env[key] = process.env[key];
-  Object.assign(env, spec.env, ...layers.map((layer) => layer.env ?? {}));
+  Object.assign(env, ...layers.map((layer) => layer.env ?? {}));
+  // The function's env as one opaque value, decoded by the host inside the sandbox (runtime/env.ts).
+  env[FUNCTION_ENV_VAR] = encodeFunctionEnv(spec.env);
   env.PETRI_RUNTIME = spec.entry.runtime;
   env.PETRI_FUNCTION = spec.functionName;
   env.PETRI_VERSION = String(spec.version);
@@ -97,6 +140,17 @@ function onLines(stream: NodeJS.ReadableStream, listener: (line: string) => void
   });
 }
 
+/** stdin ignored, stdout, stderr and the protocol pipe (fd 3), then the layers' descriptors. */
+function stdioWith(descriptors: InheritedDescriptor[]): StdioOptions {
+  const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
+  for (const { fd, source } of descriptors) {
+    if (fd <= 3 || stdio[fd] !== undefined) throw new Error(`descriptor ${fd} is taken`);
+    stdio[fd] = source;
+  }
+  for (let fd = 0; fd < stdio.length; fd++) stdio[fd] ??= 'ignore';
+  return stdio;
+}
+
 class ProcessSandbox implements Sandbox {
   readonly id: string;
   readonly address?: string;
@@ -122,15 +176,24 @@ class ProcessSandbox implements Sandbox {
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
-    const command = layers.reduce((cmd, layer) => layer.wrap(cmd), [process.execPath, hostScript]);
+    const context = { ownPaths: layers.flatMap((layer) => layer.ownPaths ?? []) };
+    const command = layers.reduce(
+      (cmd, layer) => layer.wrap(cmd, context),
+      [process.execPath, hostScript],
+    );
     const [file, ...args] = command;
-    this.child = spawn(file, args, {
-      cwd: spec.cwd,
-      env: instanceEnv(spec, layers),
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      // Its own process group, so a kill reaches the commands it runs too.
-      detached: true,
-    });
+    const descriptors = layers.flatMap((layer) => layer.descriptors?.() ?? []);
+    try {
+      this.child = spawn(file, args, {
+        cwd: spec.cwd,
+        env: instanceEnv(spec, layers),
+        stdio: stdioWith(descriptors),
+        // Its own process group, so a kill reaches the commands it runs too.
+        detached: true,
+      });
+    } finally {
+      for (const { source } of descriptors) fs.closeSync(source);
+    }
     if (this.child.pid !== undefined) for (const layer of layers) layer.attach?.(this.child.pid);
     this.channel = this.child.stdio[3] as Writable;
     this.writer = new FrameWriter(this.channel, setImmediate);

@@ -47,6 +47,37 @@ export interface MechanismStatus {
 export interface IsolationReport {
   driver: string;
   mechanisms: MechanismStatus[];
+  /** The programs the launch chain runs as root, by absolute path, and where they were found. */
+  launch?: LaunchReport;
+  /** What an instance's filesystem holds; absent when bwrap is inactive. */
+  sandboxRoot?: SandboxRootReport;
+}
+
+export interface LaunchReport {
+  /** The only folders searched for the tools, once at start. */
+  trustedPath: string;
+  /** Each tool's path, or null when it is not there. */
+  tools: Record<string, string | null>;
+  /** PATH inside instances (also the launch chain's, which names every program absolutely). */
+  instancePath: string;
+}
+
+/** An instance's filesystem (`sandbox.*` in the node config). */
+export interface SandboxRootReport {
+  /** Host uids instances run as (gid = uid), one per live instance, all named `user`. */
+  uids: { first: number; count: number; user: string };
+  /** Host paths shown read-only at the same place, or recreated as the host's symlink. */
+  paths: { path: string; symlink?: string }[];
+  /** Entries of the curated /etc. */
+  etc: { copied: string[]; generated: string[] };
+  /** The Node binary instances run, shown read-only at its host path. */
+  node: string;
+  /** Private tmpfs mounts, each capped at the function's tmpSizeMb. */
+  tmpfs: string[];
+  /** HOME and the user's home in passwd. */
+  home: string;
+  /** True when a seccomp filter stops instances from making user namespaces. */
+  userNamespacesBlocked: boolean;
 }
 
 export interface CpuLimit {

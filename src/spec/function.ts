@@ -11,6 +11,29 @@ export const FunctionNameSchema = z
 
 const CommandSchema = z.array(z.string().min(1)).min(1);
 
+/** The whole env travels to the instance as one JSON value, which exec(2) caps at 128 KiB. */
+const ENV_MAX_BYTES = 64 * 1024;
+
+/**
+ * A function's own environment. It applies only inside the sandbox, to the
+ * handler and the commands it runs (never to Petri's launch chain), so any
+ * portable name is allowed, LD_PRELOAD and NODE_OPTIONS included. Where it
+ * names a variable Petri sets (PETRI_RUNTIME, PETRI_ADDRESS …), Petri's wins.
+ */
+const EnvSchema = z
+  .record(
+    z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]*$/,
+        'env names are letters, digits and "_", not led by a digit',
+      ),
+    z.string().refine((value) => !value.includes('\0'), 'env values may not hold NUL characters'),
+  )
+  .refine((env) => Buffer.byteLength(JSON.stringify(env)) <= ENV_MAX_BYTES, {
+    message: `env may hold at most ${ENV_MAX_BYTES / 1024} KiB (names and values as JSON)`,
+  });
+
 /*
  * Fields of DESIGN §7 that are not built yet accept only their "off" value, so a
  * spec that asks for one fails at deploy instead of being quietly ignored.
@@ -64,7 +87,7 @@ export const FunctionSpecSchema = z
     timeoutMs: z.number().int().min(1).max(900_000).default(30_000),
     concurrency: z.number().int().min(1).max(1000).default(1),
     maxInstances: z.number().int().min(1).max(1000).optional(),
-    env: z.record(z.string(), z.string()).prefault({}),
+    env: EnvSchema.prefault({}),
     keepAlive: KeepAliveSchema.prefault({}),
     network: NetworkSchema.prefault({}),
     snapshot: z

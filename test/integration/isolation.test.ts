@@ -224,7 +224,11 @@ describe('isolation on a real daemon', () => {
     assert.equal(body.database, false);
     assert.equal(body.writeCode, 'EROFS');
     assert.equal(body.writeRoot, 'EROFS');
-    assert.equal(body.writeOwnLimit, 'EROFS', 'its cgroup files are read-only');
+    // Its own cgroup folders are shown read-only (runtimes size themselves from them).
+    assert.ok(
+      ['EROFS', 'EACCES'].includes(String(body.writeOwnLimit)),
+      `its cgroup files are read-only: ${body.writeOwnLimit}`,
+    );
     assert.match(String(body.address), /^10\.213\./);
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,9 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../src/config.ts';
 import { bwrapLayer } from '../../src/sandbox/bwrap.ts';
-import type { IsolationLayer } from '../../src/sandbox/layer.ts';
-import { resourcesFor } from '../../src/sandbox/resources.ts';
+import type { IsolationLayer, LayerInstance } from '../../src/sandbox/layer.ts';
+import { instancePath } from '../../src/sandbox/process.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
+import { resourcesFor } from '../../src/sandbox/resources.ts';
 import { requireRoot } from '../helpers/root.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { describeLayerCases } from './layer.case.ts';
@@ -21,10 +23,42 @@ import { describeLayerCases } from './layer.case.ts';
  */
 const PROBE = `
 import fs from 'node:fs';
+import os from 'node:os';
+import { spawnSync } from 'node:child_process';
 const env = process.env;
 const attempt = (fn) => { try { fn(); return 'ok'; } catch (e) { return e.code; } };
 const exists = (p) => fs.existsSync(p);
+const status = fs.readFileSync('/proc/self/status', 'utf8');
+const field = (name) => status.split('\\n').find((l) => l.startsWith(name + ':')).split(/\\s+/)[1];
+const run = (file, args) => {
+  const r = spawnSync(file, args, { encoding: 'utf8' });
+  return { status: r.status, out: (r.stdout ?? '').trim(), err: r.error?.code };
+};
 const result = {
+  uid: process.getuid(),
+  gid: process.getgid(),
+  groups: process.getgroups(),
+  user: os.userInfo(),
+  home: env.HOME,
+  capBnd: field('CapBnd'),
+  capPrm: field('CapPrm'),
+  capAmb: field('CapAmb'),
+  noNewPrivs: field('NoNewPrivs'),
+  rootEntries: fs.readdirSync('/').sort(),
+  etcEntries: fs.readdirSync('/etc').sort(),
+  passwd: fs.readFileSync('/etc/passwd', 'utf8'),
+  shadow: attempt(() => fs.readFileSync('/etc/shadow')),
+  rootHome: attempt(() => fs.readdirSync('/root')),
+  homes: attempt(() => fs.readdirSync('/home')),
+  varEntries: attempt(() => fs.readdirSync('/var').join(',')),
+  srv: attempt(() => fs.readdirSync('/srv')),
+  sys: exists('/sys'),
+  writeRoot: attempt(() => fs.writeFileSync('/petri-bwrap-test', 'x')),
+  shmWrite: attempt(() => fs.writeFileSync('/dev/shm/x', 'x')),
+  userns: run('unshare', ['--user', 'true']).status,
+  sh: run('sh', ['-c', 'id -u']),
+  python: run('python3', ['-c', 'import os, sys; print(os.getuid(), sys.executable)']),
+  node: run('node', ['-p', 'process.execPath']),
   cwd: process.cwd(),
   writeCode: attempt(() => fs.writeFileSync(env.CODE_DIR + '/x', 'x')),
   writeEtc: attempt(() => fs.writeFileSync('/etc/petri-bwrap-test', 'x')),
@@ -75,6 +109,25 @@ describe('bwrap layer (root)', () => {
     await fs.rm(hostDir, { recursive: true, force: true });
   });
 
+  /** Spawns a wrapped command the way the process driver does: with the layer's descriptors. */
+  function spawnWrapped(
+    instance: LayerInstance,
+    command: string[],
+    options: SpawnOptions = {},
+  ): ChildProcess {
+    const [file, ...args] = instance.wrap(command);
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
+    const descriptors = instance.descriptors?.() ?? [];
+    for (const { fd, source } of descriptors) stdio[fd] = source;
+    try {
+      const child = spawn(file, args, { ...options, stdio });
+      children.push(child);
+      return child;
+    } finally {
+      for (const { source } of descriptors) fsSync.closeSync(source);
+    }
+  }
+
   function spec(tmpSizeMb: number): SandboxSpec {
     return {
       instanceId: 'i1',
@@ -97,18 +150,17 @@ describe('bwrap layer (root)', () => {
     };
   }
 
-  test('read-only root and code, private capped /tmp, own pid namespace, hidden state dir, fd 3', async (t) => {
+  test('minimal read-only root, own uid without capabilities, private capped /tmp, own pid namespace, fd 3', async (t) => {
     if (!requireRoot(t, missing)) return;
     const s = spec(1);
     const marker = path.join(os.tmpdir(), `petri-bwrap-marker-${process.pid}`);
     await fs.writeFile(marker, 'host');
     t.after(() => fs.rm(marker, { force: true }));
     const instance = await layer.prepare(s);
-    const [file, ...args] = instance.wrap([process.execPath, path.join(hostDir, 'probe.mjs')]);
-    const child = spawn(file, args, {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    const child = spawnWrapped(instance, [process.execPath, path.join(hostDir, 'probe.mjs')], {
       env: {
-        ...process.env,
+        PATH: instancePath(),
+        ...instance.env,
         CODE_DIR: s.codeDir,
         TMP_MARKER: marker,
         HOST_PID: String(process.pid),
@@ -116,7 +168,6 @@ describe('bwrap layer (root)', () => {
         STATE_DIR: stateDir,
       },
     });
-    children.push(child);
     let out = '';
     let err = '';
     let fd3 = '';
@@ -147,7 +198,71 @@ describe('bwrap layer (root)', () => {
     assert.deepEqual(r.stateDirEntries, ['functions']);
     assert.equal(r.hostname, 'petri');
     assert.equal(fd3, 'fd3-ok');
+
+    // Its own reserved uid, no groups, no capabilities now or later.
+    const { first, count } = parseConfig({}).sandbox.uidRange;
+    assert.ok(r.uid >= first && r.uid < first + count, `uid ${r.uid}`);
+    assert.equal(r.gid, r.uid);
+    // Node lists the effective gid with the supplementary groups, which are none.
+    assert.ok(
+      r.groups.every((gid: number) => gid === r.gid),
+      `groups ${r.groups}`,
+    );
+    assert.equal(r.user.username, 'petri');
+    assert.equal(r.user.homedir, '/tmp');
+    assert.equal(r.home, '/tmp');
+    assert.match(r.passwd, new RegExp(`^petri:x:${r.uid}:${r.uid}:`, 'm'));
+    assert.equal(Number.parseInt(r.capPrm, 16), 0);
+    assert.equal(Number.parseInt(r.capBnd, 16), 0, 'empty bounding set');
+    assert.equal(Number.parseInt(r.capAmb, 16), 0);
+    assert.equal(r.noNewPrivs, '1');
+    assert.notEqual(r.userns, 0, 'no user namespaces: no capabilities back');
+
+    // Only what runtimes need, plus the paths leading to the node binary, the probe and the code.
+    const expected = new Set(['dev', 'etc', 'proc', 'tmp']);
+    for (const p of ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+      if (fsSync.existsSync(p)) expected.add(p.slice(1));
+    }
+    for (const p of [process.execPath, stateDir]) expected.add(p.split('/')[1]);
+    assert.deepEqual(r.rootEntries, [...expected].sort());
+    assert.equal(r.shadow, 'ENOENT');
+    assert.equal(r.rootHome, 'ENOENT');
+    assert.equal(r.homes, 'ENOENT');
+    assert.equal(r.srv, 'ENOENT');
+    assert.equal(r.varEntries, 'ok', 'the state dir lies under /var/tmp here');
+    assert.equal(r.sys, false, 'no /sys: no view of any cgroup');
+    assert.ok(r.etcEntries.includes('passwd') && r.etcEntries.includes('hosts'));
+    assert.ok(!r.etcEntries.includes('shadow') && !r.etcEntries.includes('sudoers'));
+    assert.equal(r.writeRoot, 'EROFS');
+    assert.equal(r.shmWrite, 'ok');
+
+    // Shells, Python and the daemon's own Node work, found on the instance PATH.
+    assert.deepEqual(r.sh, { status: 0, out: String(r.uid) });
+    assert.equal(r.python.status, 0, JSON.stringify(r.python));
+    assert.equal(r.python.out.split(' ')[0], String(r.uid));
+    assert.deepEqual(r.node, { status: 0, out: process.execPath });
     await instance.destroy();
+  });
+
+  test('gives each live instance its own uid and hands it out again once the instance is gone', async (t) => {
+    if (!requireRoot(t, missing)) return;
+    const uidOf = async (instance: LayerInstance): Promise<number> => {
+      const child = spawnWrapped(instance, ['/usr/bin/id', '-u']);
+      let out = '';
+      child.stdout?.on('data', (c: Buffer) => (out += c));
+      await once(child, 'exit');
+      return Number(out.trim());
+    };
+    const a = await layer.prepare(spec(1));
+    const b = await layer.prepare(spec(1));
+    const [uidA, uidB] = [await uidOf(a), await uidOf(b)];
+    assert.notEqual(uidA, uidB);
+    assert.ok(uidA > 0 && uidB > 0);
+    await a.destroy();
+    const c = await layer.prepare(spec(1));
+    assert.equal(await uidOf(c), uidA, 'a released uid is used again');
+    await b.destroy();
+    await c.destroy();
   });
 
   test('the sandbox dies with its parent', async (t) => {
@@ -156,10 +271,18 @@ describe('bwrap layer (root)', () => {
     const tag = `${3000 + (process.pid % 1000)}.123`;
     const command = instance.wrap(['/bin/sleep', tag]);
     // A middle process stands in for the node; SIGKILL gives it no chance to clean up.
-    const parent = spawn(process.execPath, [
-      '-e',
-      `require('child_process').spawn(${JSON.stringify(command[0])}, ${JSON.stringify(command.slice(1))}, {stdio:'ignore'}); setInterval(() => {}, 1000)`,
-    ]);
+    const descriptors = instance.descriptors?.() ?? [];
+    const stdio: ('ignore' | number)[] = ['ignore', 'ignore', 'ignore', 'ignore'];
+    for (const { fd, source } of descriptors) stdio[fd] = source;
+    const parent = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('child_process').spawn(${JSON.stringify(command[0])}, ${JSON.stringify(command.slice(1))}, {stdio: ${JSON.stringify(stdio.map((_, fd) => (fd < 4 ? 'ignore' : fd)))}}); setInterval(() => {}, 1000)`,
+      ],
+      { stdio },
+    );
+    for (const { source } of descriptors) fsSync.closeSync(source);
     children.push(parent);
     await waitFor(async () => (await sleepers(tag)).length > 0);
     parent.kill('SIGKILL');
