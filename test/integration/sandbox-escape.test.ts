@@ -105,7 +105,7 @@ async function call(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown)
   const response = await request(daemon!.url + url, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...daemon!.headers, 'content-type': 'application/json' },
   });
   return {
     status: response.statusCode,

@@ -149,7 +149,12 @@ function assertNothingLeft(node: Node): void {
   const rules = inTestbed(node, ['iptables-save']);
   assert.ok(!rules.includes(chains.forward) && !rules.includes(chains.nat), 'iptables chains');
   // The store is closed cleanly (no WAL or shared-memory file) and keeps the node's functions.
-  assert.deepEqual(fs.readdirSync(node.stateDir).sort(), ['functions', 'petri.db', 'runtime']);
+  assert.deepEqual(fs.readdirSync(node.stateDir).sort(), [
+    'functions',
+    'petri.db',
+    'runtime',
+    'sandbox',
+  ]);
   assert.equal(daemon.child.exitCode, 0, daemon.output());
 }
 

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import type { IsolationLayer, LayerInstance, SandboxSpec } from '../../src/sandbox/index.ts';
 import { requireRoot, type MechanismCheck } from '../helpers/root.ts';
@@ -61,16 +62,22 @@ async function runWrapped(
   command: string[],
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const [file, ...args] = instance.wrap(command);
+  // Descriptors the layer hands its command (bwrap's seccomp program), placed as the driver does.
+  const descriptors = instance.descriptors?.() ?? [];
+  const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+  for (const { fd, source } of descriptors) stdio[fd] = source;
+  for (let i = 0; i < stdio.length; i++) stdio[i] ??= 'ignore';
   const child = spawn(file, args, {
     cwd: spec.cwd,
     env: { PATH: process.env.PATH, ...instance.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: stdio as ['ignore', 'pipe', 'pipe', ...('ignore' | number)[]],
   });
+  for (const { source } of descriptors) closeSync(source);
   if (child.pid !== undefined) instance.attach?.(child.pid);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
