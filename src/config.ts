@@ -51,6 +51,38 @@ export const IsolationConfigSchema = z
   })
   .strict();
 
+/** What the node keeps of functions' output (see src/node/logs.ts and Store.expireLogs). */
+export const LogsConfigSchema = z
+  .object({
+    /** The longest stdout/stderr line kept; the rest is cut with a marker. */
+    lineBytes: z
+      .number()
+      .int()
+      .min(256)
+      .default(16 * 1024),
+    /** Log kept per invocation (each line counts its bytes plus 64); the rest is counted as dropped. */
+    invocationBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
+    /** Lines older than this are deleted. */
+    maxAgeMs: z
+      .number()
+      .int()
+      .positive()
+      .default(7 * 24 * 3600 * 1000),
+    /** The store keeps at most this much log (counted as per invocation); the oldest goes first. */
+    maxBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .default(256 * 1024 * 1024),
+    /** How often expiry runs (it also runs when an eighth of maxBytes was written since the last run). */
+    expiryIntervalMs: z.number().int().min(10).default(60_000),
+  })
+  .strict();
+
 /** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
 export const PlacementConfigSchema = z
   .object({
@@ -78,6 +110,13 @@ export const NodeConfigSchema = z
       .int()
       .positive()
       .default(6 * 1024 * 1024),
+    /** The largest result (serialised JSON) a function may return; more is ResponseTooLarge. */
+    responseLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(256 * 1024 * 1024)
+      .default(6 * 1024 * 1024),
     queue: z
       .object({
         maxSize: z.number().int().min(0).default(100),
@@ -92,6 +131,7 @@ export const NodeConfigSchema = z
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
+    logs: LogsConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
@@ -102,6 +142,7 @@ export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
+export type LogsConfig = z.infer<typeof LogsConfigSchema>;
 
 export function parseConfig(input: unknown): NodeConfig {
   return NodeConfigSchema.parse(input ?? {});

@@ -38,7 +38,8 @@ export async function createDriver(
     networkLayer(config, tag, warn),
     cgroupLayer(config, tag, { warn }),
   ];
-  return new ProcessDriver({ hostScript, layers });
+  const limits = { responseBytes: config.responseLimitBytes, logLineBytes: config.logs.lineBytes };
+  return new ProcessDriver({ hostScript, layers, limits });
 }
 
 /**

@@ -1,6 +1,6 @@
-import { PetriError } from '../errors.ts';
+import { PetriError, type ErrorCode } from '../errors.ts';
 import type { InstanceState, InstanceView } from '../policy/index.ts';
-import type { FromInstance } from '../runtime/index.ts';
+import { INSTANCE_ERROR_CODES, type FromInstance } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -18,8 +18,18 @@ interface Pending {
 
 const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
 
+/** The codes an instance may report, as registered codes (the compiler checks they are). */
+const REPORTABLE: readonly ErrorCode[] = INSTANCE_ERROR_CODES;
+
 /** Describes how an instance ended as the error its in-flight invocations get. */
 export function exitError(exit: SandboxExit, during: string): PetriError {
+  if (exit.protocolError !== undefined) {
+    return new PetriError(
+      'BadFrame',
+      `instance was killed ${during}: it sent ${exit.protocolError}`,
+      { reason: exit.protocolError, stderr: exit.stderrTail },
+    );
+  }
   const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
   const details = { exitCode: exit.code, signal: exit.signal, stderr: exit.stderrTail };
   if (exit.oomKilled) {
@@ -204,16 +214,20 @@ export class Instance {
           }),
         );
         return;
-      case 'log':
-        this.hooks.onLog(this, message.stream, message.line, message.id);
+      case 'log': {
+        // An instance names only its own in-flight invocations; any other id is not believed.
+        const id =
+          message.id !== undefined && this.pending.has(message.id)
+            ? message.id
+            : this.soleInvocation();
+        this.hooks.onLog(this, message.stream, message.line, id);
         return;
+      }
       case 'result':
         this.settle(message.id, (p) => p.resolve(message.value));
         return;
       case 'error':
-        this.settle(message.id, (p) =>
-          p.reject(new PetriError(message.code, message.message, { stack: message.stack })),
-        );
+        this.settle(message.id, (p) => p.reject(instanceError(message)));
         return;
     }
   }
@@ -251,4 +265,18 @@ export class Instance {
       );
     }
   }
+}
+
+/**
+ * The error an instance reported. It may claim only the codes an instance
+ * can know (a handler cannot cause QueueFull); any other code, registered or
+ * not, is reported as HandlerError with the code it sent in the details.
+ */
+function instanceError(message: Extract<FromInstance, { type: 'error' }>): PetriError {
+  const code = REPORTABLE.find((reportable) => reportable === message.code);
+  if (code) return new PetriError(code, message.message, { stack: message.stack });
+  return new PetriError('HandlerError', message.message, {
+    stack: message.stack,
+    sentCode: message.code,
+  });
 }

@@ -1,2 +1,3 @@
 export * from './protocol.ts';
+export { FromInstanceSchema, parseFromInstance } from './schema.ts';
 export { bundleHandler, buildHost, parseHandler } from './bundle.ts';

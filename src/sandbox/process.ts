@@ -1,8 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type { Writable } from 'node:stream';
-import { FrameDecoder, FrameWriter, type FromInstance, type ToInstance } from '../runtime/index.ts';
+import {
+  cutText,
+  ERROR_TEXT_BYTES,
+  FrameDecoder,
+  FrameWriter,
+  parseFromInstance,
+  type FrameError,
+  type FromInstance,
+  type ToInstance,
+} from '../runtime/index.ts';
 import type { IsolationLayer, LayerInstance } from './layer.ts';
+import { LineSplitter } from './lines.ts';
 import type {
   CpuLimit,
   IsolationReport,
@@ -11,10 +21,19 @@ import type {
   SandboxEvents,
   SandboxExit,
   SandboxSpec,
+  InstanceLimits,
   Usage,
 } from './types.ts';
 
 const STDERR_TAIL_BYTES = 4096;
+/**
+ * Room in a frame beyond the response limit for the envelope around a result
+ * (type, id, key names): a result frame up to this much over the limit is
+ * still read, and refused as ResponseTooLarge; any longer frame is BadFrame.
+ */
+export const FRAME_ENVELOPE_BYTES = 64 * 1024;
+/** A result frame's bytes besides its value: `{"type":"result","id":"<id>","value":}`. */
+const RESULT_ENVELOPE_BYTES = 256;
 /** Variables an instance inherits from the node; everything else comes from its spec. */
 const INHERITED_ENV = ['PATH', 'LANG', 'TZ', 'HOME'];
 
@@ -23,6 +42,8 @@ export interface ProcessDriverOptions {
   hostScript: string;
   /** Isolation layers, innermost first. Empty means plain child processes. */
   layers: IsolationLayer[];
+  /** What an instance may send back. */
+  limits: InstanceLimits;
 }
 
 /**
@@ -45,7 +66,7 @@ export class ProcessDriver implements SandboxDriver {
     const prepared: LayerInstance[] = [];
     try {
       for (const layer of this.options.layers) prepared.push(await layer.prepare(spec));
-      return new ProcessSandbox(spec, this.options.hostScript, prepared);
+      return new ProcessSandbox(spec, this.options, prepared);
     } catch (err) {
       await destroyLayers(prepared);
       throw err;
@@ -65,7 +86,11 @@ async function destroyLayers(layers: LayerInstance[]): Promise<void> {
   for (const layer of [...layers].reverse()) await layer.destroy();
 }
 
-function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.ProcessEnv {
+function instanceEnv(
+  spec: SandboxSpec,
+  layers: LayerInstance[],
+  limits: InstanceLimits,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const key of INHERITED_ENV) if (process.env[key]) env[key] = process.env[key];
   Object.assign(env, spec.env, ...layers.map((layer) => layer.env ?? {}));
@@ -74,6 +99,9 @@ function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.Process
   env.PETRI_VERSION = String(spec.version);
   env.PETRI_INSTANCE_ID = spec.instanceId;
   env.PETRI_MEMORY_MB = String(spec.resources.memoryMb);
+  // The host refuses over-long results and lines itself; the daemon checks again.
+  env.PETRI_RESPONSE_LIMIT_BYTES = String(limits.responseBytes);
+  env.PETRI_LOG_LINE_BYTES = String(limits.logLineBytes);
   if (spec.entry.runtime === 'node') {
     env.PETRI_BUNDLE = spec.entry.bundle;
     env.PETRI_EXPORT = spec.entry.exportName;
@@ -83,18 +111,26 @@ function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.Process
   return env;
 }
 
-/** Splits a stream into lines, keeping a partial last line until it ends. */
-function onLines(stream: NodeJS.ReadableStream, listener: (line: string) => void): void {
-  let partial = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) listener(line);
-  });
-  stream.on('end', () => {
-    if (partial) listener(partial);
-  });
+/**
+ * Calls `listener` with each line of `stream`, lines cut at `maxLineBytes`;
+ * anything thrown goes to `onError`, never out of the stream's handler.
+ */
+function onLines(
+  stream: NodeJS.ReadableStream,
+  maxLineBytes: number,
+  listener: (line: string) => void,
+  onError: (err: unknown) => void,
+): void {
+  const splitter = new LineSplitter(maxLineBytes, listener);
+  const guarded = (step: () => void): void => {
+    try {
+      step();
+    } catch (err) {
+      onError(err);
+    }
+  };
+  stream.on('data', (chunk: Buffer) => guarded(() => splitter.push(chunk)));
+  stream.on('end', () => guarded(() => splitter.end()));
 }
 
 class ProcessSandbox implements Sandbox {
@@ -111,22 +147,28 @@ class ProcessSandbox implements Sandbox {
     exit: [],
   };
   private stderrTail = '';
+  /** Why the instance was killed for breaking the protocol, once it was. */
+  private protocolError: string | undefined;
   private exited = false;
   private exitPromise: Promise<void>;
   private destroyed: Promise<void> | undefined;
 
   constructor(
     spec: SandboxSpec,
-    hostScript: string,
+    options: ProcessDriverOptions,
     private readonly layers: LayerInstance[],
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
-    const command = layers.reduce((cmd, layer) => layer.wrap(cmd), [process.execPath, hostScript]);
+    const { limits } = options;
+    const command = layers.reduce(
+      (cmd, layer) => layer.wrap(cmd),
+      [process.execPath, options.hostScript],
+    );
     const [file, ...args] = command;
     this.child = spawn(file, args, {
       cwd: spec.cwd,
-      env: instanceEnv(spec, layers),
+      env: instanceEnv(spec, layers, limits),
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       // Its own process group, so a kill reaches the commands it runs too.
       detached: true,
@@ -135,18 +177,39 @@ class ProcessSandbox implements Sandbox {
     this.channel = this.child.stdio[3] as Writable;
     this.writer = new FrameWriter(this.channel, setImmediate);
     this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
-    const decoder = new FrameDecoder<FromInstance>((message) => {
-      if (message.type === 'result' || message.type === 'error') this.outstanding -= 1;
-      this.emit('message', message);
-    });
-    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) =>
-      decoder.push(chunk),
+    const decoder = new FrameDecoder<FromInstance>(
+      (message, bodyBytes) => this.onFrame(message, bodyBytes, limits),
+      {
+        maxFrameBytes: limits.responseBytes + FRAME_ENVELOPE_BYTES,
+        parse: parseFromInstance,
+        onError: (error: FrameError) => this.breakProtocol(error.message),
+      },
     );
-    onLines(this.child.stdout!, (line) => this.emit('output', 'stdout', line));
-    onLines(this.child.stderr!, (line) => {
-      this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
-      this.emit('output', 'stderr', line);
+    // Nothing an instance sends may throw out of here: that would take the daemon down.
+    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk);
+      } catch (err) {
+        this.breakProtocol(`a frame the daemon failed on (${(err as Error).message})`);
+      }
     });
+    const outputFailed = (err: unknown): void =>
+      this.breakProtocol(`output the daemon failed on (${(err as Error).message})`);
+    onLines(
+      this.child.stdout!,
+      limits.logLineBytes,
+      (line) => this.emit('output', 'stdout', line),
+      outputFailed,
+    );
+    onLines(
+      this.child.stderr!,
+      limits.logLineBytes,
+      (line) => {
+        this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
+        this.emit('output', 'stderr', line);
+      },
+      outputFailed,
+    );
     this.exitPromise = new Promise((resolve) => {
       this.child.on('error', (err) => {
         this.stderrTail += `spawn failed: ${err.message}\n`;
@@ -217,11 +280,43 @@ class ProcessSandbox implements Sandbox {
     await this.exitPromise;
   }
 
+  private onFrame(message: FromInstance, bodyBytes: number, limits: InstanceLimits): void {
+    if (this.protocolError !== undefined) return;
+    if (message.type === 'result' || message.type === 'error') {
+      this.outstanding = Math.max(0, this.outstanding - 1);
+    }
+    if (message.type === 'log') message.line = cutText(message.line, limits.logLineBytes);
+    if (message.type === 'error' || message.type === 'init-error') {
+      message.message = cutText(message.message, ERROR_TEXT_BYTES.message);
+      if (message.stack !== undefined)
+        message.stack = cutText(message.stack, ERROR_TEXT_BYTES.stack);
+    }
+    if (message.type === 'result' && bodyBytes > limits.responseBytes + RESULT_ENVELOPE_BYTES) {
+      // An honest host refuses such a result itself; this one did not.
+      this.emit('message', {
+        type: 'error',
+        id: message.id,
+        code: 'ResponseTooLarge',
+        message: `the result is about ${bodyBytes} bytes, over the ${limits.responseBytes}-byte response limit`,
+      });
+      return;
+    }
+    this.emit('message', message);
+  }
+
+  /** Kills an instance that sent something the protocol does not allow; `exit` says why. */
+  private breakProtocol(reason: string): void {
+    if (this.protocolError !== undefined) return;
+    this.protocolError = reason;
+    void this.destroy();
+  }
+
   private async reportExit(code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     let oomKilled = false;
     for (const layer of this.layers) oomKilled ||= (await layer.oomKilled?.()) ?? false;
     await destroyLayers(this.layers);
     const exit: SandboxExit = { code, signal, oomKilled, stderrTail: this.stderrTail };
+    if (this.protocolError !== undefined) exit.protocolError = this.protocolError;
     this.emit('exit', exit);
   }
 

@@ -1,3 +1,3 @@
-export { Store } from './store.ts';
+export { LOG_ROW_BYTES, Store, logLineCost } from './store.ts';
 export { MIGRATIONS, type Migration } from './migrations/index.ts';
 export type * from './types.ts';
