@@ -18,6 +18,14 @@ interface Pending {
 
 const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
 
+/**
+ * How long after an invocation ends alone its instance's output still counts
+ * as that invocation's. Output and results travel on different pipes (and a
+ * Node handler's stdout is written asynchronously), so lines printed just
+ * before returning often arrive just after the result.
+ */
+export const OUTPUT_TRAIL_MS = 1000;
+
 /** The codes an instance may report, as registered codes (the compiler checks they are). */
 const REPORTABLE: readonly ErrorCode[] = INSTANCE_ERROR_CODES;
 
@@ -70,7 +78,7 @@ export class Instance {
     this.lastUsedAt = this.startedAt;
     sandbox.on('message', (message) => this.onMessage(message));
     sandbox.on('output', (stream, line) =>
-      this.hooks.onLog(this, stream, line, this.soleInvocation()),
+      this.hooks.onLog(this, stream, line, this.outputOwner()),
     );
     sandbox.on('exit', (exit) => this.onExit(exit));
   }
@@ -195,10 +203,21 @@ export class Instance {
     else waiter.resolve();
   }
 
-  private soleInvocation(): string | undefined {
-    if (this.pending.size !== 1) return undefined;
-    return this.pending.keys().next().value;
+  /**
+   * The invocation output now belongs to: the one in flight when it is
+   * alone, or the last one to finish alone while its output may still
+   * trail (OUTPUT_TRAIL_MS); none when several run at once.
+   */
+  private outputOwner(): string | undefined {
+    if (this.pending.size === 1) return this.pending.keys().next().value;
+    const trailing = this.trailing;
+    if (this.pending.size === 0 && trailing && this.clock.now() < trailing.until)
+      return trailing.id;
+    return undefined;
   }
+
+  /** The last invocation that finished alone, and until when its output may trail. */
+  private trailing: { id: string; until: number } | undefined;
 
   private onMessage(message: FromInstance): void {
     switch (message.type) {
@@ -215,11 +234,12 @@ export class Instance {
         );
         return;
       case 'log': {
-        // An instance names only its own in-flight invocations; any other id is not believed.
+        // An instance names only its own invocations; any other id is not believed.
+        const owner = this.outputOwner();
         const id =
-          message.id !== undefined && this.pending.has(message.id)
+          message.id !== undefined && (this.pending.has(message.id) || message.id === owner)
             ? message.id
-            : this.soleInvocation();
+            : owner;
         this.hooks.onLog(this, message.stream, message.line, id);
         return;
       }
@@ -237,6 +257,8 @@ export class Instance {
     if (!pending) return;
     this.pending.delete(id);
     pending.timer.cancel();
+    this.trailing =
+      this.pending.size === 0 ? { id, until: this.clock.now() + OUTPUT_TRAIL_MS } : undefined;
     action(pending);
   }
 

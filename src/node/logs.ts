@@ -2,6 +2,7 @@ import type { LogsConfig } from '../config.ts';
 import type { LogStream } from '../runtime/index.ts';
 import { LOG_ROW_BYTES, logLineCost, type InvocationRecord, type Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
+import { OUTPUT_TRAIL_MS } from './instance.ts';
 
 /** Who wrote a line: its function version, instance and (when known) invocation. */
 export interface LogSource {
@@ -16,6 +17,8 @@ interface Budget {
   kept: number;
   droppedLines: number;
   droppedBytes: number;
+  /** The finished invocation's record, to complete once its output stops trailing. */
+  record?: InvocationRecord;
 }
 
 /** The line that stands for what a cap dropped. */
@@ -26,8 +29,9 @@ export function droppedLine(lines: number, bytes: number): string {
 /**
  * Caps the log kept per invocation: lines are stored until the invocation's
  * lines cost `invocationBytes` (bytes plus a fixed cost per row, as the
- * store counts them), then only counted. When the invocation ends, what was
- * dropped goes into its record (`logsDropped`) and one last line says so.
+ * store counts them), then only counted. What was dropped goes into the
+ * invocation's record (`logsDropped`) and one last line says so, once its
+ * output can no longer trail (OUTPUT_TRAIL_MS after it ends).
  *
  * Lines no invocation can be named for (several in flight, or output between
  * invocations) share one budget per instance, which starts again each time
@@ -59,14 +63,31 @@ export class LogKeeper {
     this.store.recordLog({ ...source, invocationId, stream, line, at: this.now() });
   }
 
-  /** Ends an invocation's log, putting what its cap dropped into `record`. */
+  /**
+   * Puts what the cap dropped so far into the ended invocation's `record`;
+   * output that still trails is counted, and the record stored again, when
+   * the invocation's log closes.
+   */
   finishInvocation(record: InvocationRecord): void {
     const budget = this.budgets.get(record.id);
     if (!budget) return;
-    this.budgets.delete(record.id);
+    budget.record = record;
+    if (budget.droppedLines > 0) record.logsDropped = dropped(budget);
+    this.clock.setTimer(OUTPUT_TRAIL_MS, () => this.closeInvocation(record.id), {
+      background: true,
+    });
+  }
+
+  private closeInvocation(invocationId: string): void {
+    const budget = this.budgets.get(invocationId);
+    if (!budget?.record) return;
+    this.budgets.delete(invocationId);
     if (budget.droppedLines === 0) return;
-    record.logsDropped = { lines: budget.droppedLines, bytes: budget.droppedBytes };
+    const { record } = budget;
+    const changed = record.logsDropped?.lines !== budget.droppedLines;
+    record.logsDropped = dropped(budget);
     this.recordDropped(budget);
+    if (changed) this.store.recordInvocation(record);
   }
 
   /** Starts the instance's shared budget again (it went idle or ended). */
@@ -91,6 +112,10 @@ export class LogKeeper {
   private now(): number {
     return Math.round(this.clock.now());
   }
+}
+
+function dropped(budget: Budget): { lines: number; bytes: number } {
+  return { lines: budget.droppedLines, bytes: budget.droppedBytes };
 }
 
 /** Invocation ids are UUIDs, so this never names one. */

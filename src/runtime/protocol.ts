@@ -129,16 +129,20 @@ export interface FrameDecoderOptions<T> {
  * Splits a byte stream into frames. Feed it chunks; it calls `onFrame` once
  * per complete frame with the message and its body's size.
  *
- * Linear in the bytes received: chunks of an incomplete frame are kept in a
- * list with their total and copied once, when the frame is complete (a frame
- * inside one chunk is not copied at all), so a large frame arriving in many
- * small chunks costs its size, not its size times the number of chunks.
+ * Linear in the bytes received, and it keeps no chunk it is given (the
+ * daemon reads into one reused buffer): a frame inside one chunk is parsed
+ * where it lies; a frame spanning chunks is copied, once, into a buffer of
+ * its announced size, so a large frame arriving in many small chunks costs
+ * its size, not its size times the number of chunks.
  */
 export class FrameDecoder<T> {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly prefix = Buffer.alloc(4);
+  private prefixFilled = 0;
   /** Body length of the frame being read; -1 until its length prefix is complete. */
   private bodyLength = -1;
+  /** The body of a frame spanning chunks, as far as it has come. */
+  private body: Buffer | undefined;
+  private bodyFilled = 0;
   private failed = false;
   private copied = 0;
 
@@ -152,19 +156,18 @@ export class FrameDecoder<T> {
     return this.copied;
   }
 
-  /** Bytes held for the frame being read (at most its length prefix plus `maxFrameBytes`). */
+  /** Bytes held for the frame being read (at most 4 plus `maxFrameBytes`). */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.prefixFilled + this.bodyFilled;
   }
 
   push(chunk: Buffer): void {
-    if (this.failed || chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
+    let offset = 0;
+    while (!this.failed) {
       if (this.bodyLength < 0) {
-        if (this.buffered < 4) return;
-        this.bodyLength = this.take(4).readUInt32BE(0);
+        if (offset >= chunk.length) return;
+        offset = this.readPrefix(chunk, offset);
+        if (this.bodyLength < 0) return;
         const max = this.options.maxFrameBytes;
         if (max !== undefined && this.bodyLength > max) {
           return this.fail(
@@ -173,66 +176,72 @@ export class FrameDecoder<T> {
           );
         }
       }
-      if (this.buffered < this.bodyLength) return;
-      const bodyBytes = this.bodyLength;
-      const body = this.take(bodyBytes);
+      const length = this.bodyLength;
+      if (this.body === undefined && chunk.length - offset >= length) {
+        this.bodyLength = -1;
+        this.deliver(chunk, offset, offset + length);
+        offset += length;
+        continue;
+      }
+      this.body ??= Buffer.allocUnsafe(length);
+      const part = Math.min(length - this.bodyFilled, chunk.length - offset);
+      chunk.copy(this.body, this.bodyFilled, offset, offset + part);
+      this.bodyFilled += part;
+      this.copied += part;
+      offset += part;
+      if (this.bodyFilled < length) return;
+      const body = this.body;
+      this.body = undefined;
+      this.bodyFilled = 0;
       this.bodyLength = -1;
-      const message = this.decode(body);
-      if (this.failed) return;
-      this.onFrame(message as T, bodyBytes);
-      if (this.failed) return;
+      this.deliver(body, 0, length);
     }
   }
 
-  private decode(body: Buffer): T | undefined {
+  /** Reads (the rest of) a length prefix from `chunk`; returns the offset after it. */
+  private readPrefix(chunk: Buffer, offset: number): number {
+    if (this.prefixFilled === 0 && chunk.length - offset >= 4) {
+      this.bodyLength = chunk.readUInt32BE(offset);
+      return offset + 4;
+    }
+    const part = Math.min(4 - this.prefixFilled, chunk.length - offset);
+    chunk.copy(this.prefix, this.prefixFilled, offset, offset + part);
+    this.prefixFilled += part;
+    this.copied += part;
+    if (this.prefixFilled === 4) {
+      this.prefixFilled = 0;
+      this.bodyLength = this.prefix.readUInt32BE(0);
+    }
+    return offset + part;
+  }
+
+  private deliver(bytes: Buffer, start: number, end: number): void {
     let value: unknown;
     try {
-      value = JSON.parse(body.toString('utf8'));
+      value = JSON.parse(bytes.toString('utf8', start, end));
     } catch (err) {
-      this.fail('malformed', `a frame that is not JSON (${(err as Error).message})`);
-      return undefined;
+      return this.fail('malformed', `a frame that is not JSON (${(err as Error).message})`);
     }
-    if (!this.options.parse) return value as T;
+    let message: T;
     try {
-      return this.options.parse(value);
+      message = this.options.parse ? this.options.parse(value) : (value as T);
     } catch (err) {
-      this.fail('invalid', `a frame that is not a protocol message (${(err as Error).message})`);
-      return undefined;
+      return this.fail(
+        'invalid',
+        `a frame that is not a protocol message (${(err as Error).message})`,
+      );
     }
+    this.onFrame(message, end - start);
   }
 
   private fail(fault: FrameFault, message: string): void {
     this.failed = true;
-    this.chunks = [];
-    this.buffered = 0;
+    this.body = undefined;
+    this.bodyFilled = 0;
+    this.prefixFilled = 0;
     const error = new FrameError(fault, message);
     if (!this.options.onError) throw error;
     this.options.onError(error);
-  }
-
-  /** Removes the first `n` buffered bytes (n ≤ buffered), copying only if they span chunks. */
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    let used = 0;
-    while (filled < n) {
-      const chunk = this.chunks[used];
-      const part = Math.min(chunk.length, n - filled);
-      chunk.copy(out, filled, 0, part);
-      filled += part;
-      if (part === chunk.length) used += 1;
-      else this.chunks[used] = chunk.subarray(part);
-    }
-    this.chunks.splice(0, used);
-    this.copied += n;
-    return out;
   }
 }
 

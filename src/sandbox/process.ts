@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import type { Writable } from 'node:stream';
+import type net from 'node:net';
 import {
   cutText,
   ERROR_TEXT_BYTES,
@@ -13,6 +13,7 @@ import {
 } from '../runtime/index.ts';
 import type { IsolationLayer, LayerInstance } from './layer.ts';
 import { LineSplitter } from './lines.ts';
+import { READ_BUFFER_BYTES, readIntoSharedBuffer, socketClosed } from './shared-reads.ts';
 import type {
   CpuLimit,
   IsolationReport,
@@ -52,6 +53,12 @@ export interface ProcessDriverOptions {
  */
 export class ProcessDriver implements SandboxDriver {
   readonly name = 'process';
+  /**
+   * Every instance's pipes are read into this one buffer (see
+   * shared-reads.ts): reads run one at a time on the event loop, and each
+   * is consumed before the next.
+   */
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
   constructor(private readonly options: ProcessDriverOptions) {}
 
@@ -66,7 +73,7 @@ export class ProcessDriver implements SandboxDriver {
     const prepared: LayerInstance[] = [];
     try {
       for (const layer of this.options.layers) prepared.push(await layer.prepare(spec));
-      return new ProcessSandbox(spec, this.options, prepared);
+      return new ProcessSandbox(spec, this.options, prepared, this.readBuffer);
     } catch (err) {
       await destroyLayers(prepared);
       throw err;
@@ -111,33 +118,40 @@ function instanceEnv(
   return env;
 }
 
+/** Runs `step`; anything it throws goes to `onError`, never out of a stream's handler. */
+function guarded(step: () => void, onError: (err: unknown) => void): void {
+  try {
+    step();
+  } catch (err) {
+    onError(err);
+  }
+}
+
 /**
- * Calls `listener` with each line of `stream`, lines cut at `maxLineBytes`;
- * anything thrown goes to `onError`, never out of the stream's handler.
+ * Reads a child's output socket into `buffer`, calling `listener` with each
+ * line cut at `maxLineBytes`. Returns the socket it reads.
  */
-function onLines(
-  stream: NodeJS.ReadableStream,
+function readLines(
+  stream: net.Socket,
+  buffer: Buffer,
   maxLineBytes: number,
   listener: (line: string) => void,
   onError: (err: unknown) => void,
-): void {
+): net.Socket {
   const splitter = new LineSplitter(maxLineBytes, listener);
-  const guarded = (step: () => void): void => {
-    try {
-      step();
-    } catch (err) {
-      onError(err);
-    }
-  };
-  stream.on('data', (chunk: Buffer) => guarded(() => splitter.push(chunk)));
-  stream.on('end', () => guarded(() => splitter.end()));
+  const socket = readIntoSharedBuffer(stream, buffer, (chunk) =>
+    guarded(() => splitter.push(chunk), onError),
+  );
+  socket.on('end', () => guarded(() => splitter.end(), onError));
+  socket.on('error', () => {}); // a dead instance surfaces through 'exit'
+  return socket;
 }
 
 class ProcessSandbox implements Sandbox {
   readonly id: string;
   readonly address?: string;
   private readonly child: ChildProcess;
-  private readonly channel: Writable;
+  private readonly channel: net.Socket;
   private readonly writer: FrameWriter;
   /** Invocations sent and not yet answered. */
   private outstanding = 0;
@@ -157,6 +171,7 @@ class ProcessSandbox implements Sandbox {
     spec: SandboxSpec,
     options: ProcessDriverOptions,
     private readonly layers: LayerInstance[],
+    readBuffer: Buffer,
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
@@ -174,9 +189,6 @@ class ProcessSandbox implements Sandbox {
       detached: true,
     });
     if (this.child.pid !== undefined) for (const layer of layers) layer.attach?.(this.child.pid);
-    this.channel = this.child.stdio[3] as Writable;
-    this.writer = new FrameWriter(this.channel, setImmediate);
-    this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
     const decoder = new FrameDecoder<FromInstance>(
       (message, bodyBytes) => this.onFrame(message, bodyBytes, limits),
       {
@@ -185,24 +197,26 @@ class ProcessSandbox implements Sandbox {
         onError: (error: FrameError) => this.breakProtocol(error.message),
       },
     );
-    // Nothing an instance sends may throw out of here: that would take the daemon down.
-    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk);
-      } catch (err) {
-        this.breakProtocol(`a frame the daemon failed on (${(err as Error).message})`);
-      }
-    });
+    // Nothing an instance sends may throw out of these handlers: that would take the daemon down.
+    const frameFailed = (err: unknown): void =>
+      this.breakProtocol(`a frame the daemon failed on (${(err as Error).message})`);
+    this.channel = readIntoSharedBuffer(this.child.stdio[3] as net.Socket, readBuffer, (chunk) =>
+      guarded(() => decoder.push(chunk), frameFailed),
+    );
+    this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
+    this.writer = new FrameWriter(this.channel, setImmediate);
     const outputFailed = (err: unknown): void =>
       this.breakProtocol(`output the daemon failed on (${(err as Error).message})`);
-    onLines(
-      this.child.stdout!,
+    const stdout = readLines(
+      this.child.stdout as net.Socket,
+      readBuffer,
       limits.logLineBytes,
       (line) => this.emit('output', 'stdout', line),
       outputFailed,
     );
-    onLines(
-      this.child.stderr!,
+    const stderr = readLines(
+      this.child.stderr as net.Socket,
+      readBuffer,
       limits.logLineBytes,
       (line) => {
         this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
@@ -210,14 +224,17 @@ class ProcessSandbox implements Sandbox {
       },
       outputFailed,
     );
-    this.exitPromise = new Promise((resolve) => {
+    const childClosed = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       this.child.on('error', (err) => {
         this.stderrTail += `spawn failed: ${err.message}\n`;
       });
-      this.child.on('close', (code, signal) => {
-        this.exited = true;
-        void this.reportExit(code, signal).finally(resolve);
-      });
+      this.child.on('close', (code, signal) => resolve([code, signal]));
+    });
+    // The exit is reported once every frame and line the instance sent has been read.
+    const streamsClosed = Promise.all([this.channel, stdout, stderr].map(socketClosed));
+    this.exitPromise = Promise.all([childClosed, streamsClosed]).then(([[code, signal]]) => {
+      this.exited = true;
+      return this.reportExit(code, signal);
     });
   }
 
