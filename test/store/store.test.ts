@@ -5,7 +5,13 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { parseSpec } from '../../src/spec/index.ts';
-import { MIGRATIONS, Store, type InvocationRecord } from '../../src/store/index.ts';
+import {
+  LOG_ROW_BYTES,
+  MIGRATIONS,
+  Store,
+  logLineCost,
+  type InvocationRecord,
+} from '../../src/store/index.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -181,6 +187,111 @@ describe('store', () => {
       ['starting', 'idle'],
     );
     assert.deepEqual(store.listInstanceEvents('i')[1].details, { pid: 3 });
+    store.close();
+  });
+});
+
+describe('log retention', () => {
+  const DAY = 24 * 3600 * 1000;
+
+  /** `count` lines of `bytes` each, for function `fn`, `at` the given time. */
+  function writeLines(store: Store, fn: string, count: number, bytes: number, at: number): void {
+    for (let i = 0; i < count; i++) {
+      store.recordLog({
+        functionName: fn,
+        version: 1,
+        instanceId: 'i',
+        stream: 'stdout',
+        line: String(i % 10).repeat(bytes),
+        at,
+      });
+    }
+    store.flush();
+  }
+
+  function tableBytes(file: string): number {
+    const raw = new Database(file, { readonly: true });
+    try {
+      const row = raw
+        .prepare(`SELECT COALESCE(SUM(octet_length(line) + ${LOG_ROW_BYTES}), 0) AS b FROM logs`)
+        .get() as { b: number };
+      return row.b;
+    } finally {
+      raw.close();
+    }
+  }
+
+  it('counts every written line, its bytes plus a row cost, across a reopen', () => {
+    const file = tempFile();
+    let store = Store.open(file);
+    writeLines(store, 'f', 10, 100, 1);
+    writeLines(store, 'g', 5, 3, 2);
+    assert.equal(store.storedLogBytes(), 10 * 164 + 5 * 67);
+    assert.equal(logLineCost('é'), 2 + LOG_ROW_BYTES);
+    store.close();
+    assert.equal(tableBytes(file), 10 * 164 + 5 * 67);
+    store = Store.open(file);
+    assert.equal(store.storedLogBytes(), 10 * 164 + 5 * 67, 'kept in the store, not recounted');
+    store.close();
+  });
+
+  it('deletes lines older than maxAgeMs and keeps the rest', async () => {
+    const file = tempFile();
+    const store = Store.open(file);
+    const now = 100 * DAY;
+    writeLines(store, 'old', 2500, 10, now - 8 * DAY);
+    writeLines(store, 'new', 10, 10, now - 6 * DAY);
+    const retention = { maxAgeMs: 7 * DAY, maxBytes: 1 << 30, expiryIntervalMs: 60_000 };
+    const expired = await store.expireLogs(retention, now);
+    assert.deepEqual(expired, { rows: 2500, bytes: 2500 * (10 + LOG_ROW_BYTES) });
+    assert.equal(store.listLogs({ functionName: 'old', limit: 10 }).length, 0);
+    assert.equal(store.listLogs({ functionName: 'new', limit: 100 }).length, 10);
+    assert.equal(store.storedLogBytes(), 10 * (10 + LOG_ROW_BYTES));
+    store.close();
+    assert.equal(tableBytes(file), 10 * (10 + LOG_ROW_BYTES));
+  });
+
+  it('deletes the oldest lines down to 7/8 of maxBytes once over it, in steps', async () => {
+    const file = tempFile();
+    const store = Store.open(file);
+    // 5000 lines of 1000 + 64 bytes: about 5.3 MB against a 1 MiB bound.
+    writeLines(store, 'f', 5000, 1000, 1);
+    const maxBytes = 1024 * 1024;
+    const retention = { maxAgeMs: 365 * DAY, maxBytes, expiryIntervalMs: 60_000 };
+    let turns = 0;
+    let done = false;
+    const count = (): void => {
+      turns += 1;
+      if (!done) setImmediate(count);
+    };
+    setImmediate(count);
+    const expired = await store.expireLogs(retention, 2);
+    done = true;
+    const left = store.storedLogBytes();
+    assert.ok(left <= (maxBytes * 7) / 8, `${left} bytes left`);
+    assert.ok(left > (maxBytes * 7) / 8 - 1064, 'no more than needed is deleted');
+    assert.equal(expired.bytes + left, 5000 * 1064);
+    assert.equal(tableBytes(file), left);
+    const kept = store.listLogs({ functionName: 'f', limit: 10_000 });
+    assert.equal(kept.length, left / 1064);
+    assert.equal(kept.at(-1)!.line, '9'.repeat(1000), 'the newest line is kept');
+    // 4200-odd rows go in steps of 1000: other work ran between them.
+    assert.ok(turns >= 4, `the event loop turned ${turns} times during expiry`);
+    // Under the bound, nothing more goes.
+    assert.deepEqual(await store.expireLogs(retention, 2), { rows: 0, bytes: 0 });
+    store.close();
+  });
+
+  it('runs expiry on its own once an eighth of maxBytes is written', async () => {
+    const store = Store.open(tempFile());
+    const maxBytes = 256 * 1024;
+    store.startLogExpiry({ maxAgeMs: 365 * DAY, maxBytes, expiryIntervalMs: 3_600_000 });
+    for (let round = 0; round < 20; round++) {
+      writeLines(store, 'f', 100, 300, Date.now()); // 36 KB a round, 720 KB in all
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(store.storedLogBytes() <= maxBytes, `${store.storedLogBytes()} bytes kept`);
     store.close();
   });
 });
