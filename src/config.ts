@@ -72,7 +72,10 @@ export const LogsConfigSchema = z
       .int()
       .positive()
       .default(7 * 24 * 3600 * 1000),
-    /** The store keeps at most this much log (counted as per invocation); the oldest goes first. */
+    /**
+     * The disk the logs may take, as the store estimates it from each row's
+     * size (storedLogBytes); past it the oldest lines go.
+     */
     maxBytes: z
       .number()
       .int()

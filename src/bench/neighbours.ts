@@ -110,7 +110,7 @@ function storeBytes(stateDir: string): number {
   return total;
 }
 
-/** The log the store says it keeps (log_usage: line bytes + a row cost each), bytes. */
+/** What the store counts its logs as taking on disk (log_usage, see storedLogBytes), bytes. */
 function keptLogBytes(stateDir: string): number {
   const db = new Database(path.join(stateDir, 'petri.db'), { readonly: true });
   try {
@@ -311,7 +311,7 @@ export async function run(argv: string[]): Promise<void> {
       `neighbour p99 under attack: worst ${worstP99.toFixed(2)} ms (target < ${TARGET_P99_MS} ms: ${worstP99 < TARGET_P99_MS ? 'met' : 'missed'}); ` +
         `daemon RSS growth in an attack phase: worst ${worstRss} MB (target < ${TARGET_RSS_GROWTH_MB} MB: ${worstRss < TARGET_RSS_GROWTH_MB ? 'met' : 'missed'}; ` +
         `${controlRss} MB with no attacker); over the whole run ${totalRssGrowthMb} MB; ` +
-        `store grew ${storeGrowthMb} MB (logs kept: ${keptLogMb} MB as counted); daemon ${alive ? 'alive' : 'DOWN'}`,
+        `store grew ${storeGrowthMb} MB (logs: ${keptLogMb} MB as the store counts them); daemon ${alive ? 'alive' : 'DOWN'}`,
     );
     await writeJson(args.json as string | undefined, {
       benchmark: 'neighbours',

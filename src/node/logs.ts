@@ -1,6 +1,6 @@
 import type { LogsConfig } from '../config.ts';
 import type { LogStream } from '../runtime/index.ts';
-import { LOG_ROW_BYTES, logLineCost, type InvocationRecord, type Store } from '../store/index.ts';
+import type { InvocationRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { OUTPUT_TRAIL_MS } from './instance.ts';
 
@@ -20,6 +20,9 @@ interface Budget {
   /** The finished invocation's record, to complete once its output stops trailing. */
   record?: InvocationRecord;
 }
+
+/** What a line counts against the cap besides its bytes: its row (so empty lines are not free). */
+export const LOG_LINE_OVERHEAD_BYTES = 64;
 
 /** The line that stands for what a cap dropped. */
 export function droppedLine(lines: number, bytes: number): string {
@@ -53,10 +56,11 @@ export class LogKeeper {
       budget = { source, invocationId, kept: 0, droppedLines: 0, droppedBytes: 0 };
       this.budgets.set(key, budget);
     }
-    const cost = logLineCost(line);
+    const bytes = Buffer.byteLength(line, 'utf8');
+    const cost = bytes + LOG_LINE_OVERHEAD_BYTES;
     if (budget.droppedLines > 0 || budget.kept + cost > this.config.invocationBytes) {
       budget.droppedLines += 1;
-      budget.droppedBytes += cost - LOG_ROW_BYTES;
+      budget.droppedBytes += bytes;
       return;
     }
     budget.kept += cost;

@@ -28,7 +28,10 @@ export function readIntoSharedBuffer(
   const internal = stream as unknown as { _handle?: { readStart?: unknown } | null };
   const handle = internal._handle;
   if (!handle || typeof handle.readStart !== 'function' || stream.destroyed) {
-    stream.on('data', onChunk);
+    stream.on('data', (chunk: Buffer) => {
+      onChunk(chunk);
+      if (chunk.length >= buffer.length) yieldBeforeNextRead(stream);
+    });
     return stream;
   }
   // The old socket lets go of the handle first, so destroying it leaves the handle open.
@@ -42,7 +45,9 @@ export function readIntoSharedBuffer(
       buffer,
       callback: (bytes: number): boolean => {
         onChunk(buffer.subarray(0, bytes));
-        return true;
+        if (bytes < buffer.length) return true;
+        yieldBeforeNextRead(socket);
+        return false; // paused until then
       },
     },
   };
@@ -53,6 +58,20 @@ export function readIntoSharedBuffer(
 }
 
 const shared = new WeakSet<net.Socket>();
+
+/**
+ * A full read means more is waiting. Node would read on, up to 32 reads in
+ * one go, so an instance streaming output at full speed held the event loop
+ * for 2 MB at a time and every other function's request waited behind it;
+ * pausing after each full read and resuming on the next turn lets the rest
+ * of the loop run between reads (and slows only the stream that floods).
+ */
+function yieldBeforeNextRead(socket: net.Socket): void {
+  socket.pause();
+  setImmediate(() => {
+    if (!socket.destroyed) socket.resume();
+  });
+}
 
 /** True when `socket` came from readIntoSharedBuffer's reused-buffer path. */
 export function readsIntoSharedBuffer(socket: net.Socket): boolean {

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
+import { storedLogBytes, type LogRowSizes } from '../../src/store/index.ts';
 
 /**
  * What an instance sends back is hostile input: garbage on its protocol
@@ -413,11 +414,19 @@ describe('a node whose logs are over their bound', () => {
     await sleep(1500); // the caps' last lines (1 s), a flush, then an expiry run
     const db = new Database(path.join(stateDir, 'petri.db'), { readonly: true });
     try {
-      const total = db
-        .prepare('SELECT COALESCE(SUM(octet_length(line) + 64), 0) AS bytes FROM logs')
-        .get() as { bytes: number };
-      // Eight invocations wrote 2 MiB; expiry keeps at most 512 KiB.
-      assert.ok(total.bytes <= 512 * 1024, `the store holds ${total.bytes} bytes of log`);
+      const total = (db.prepare('SELECT bytes FROM log_usage').get() as { bytes: number }).bytes;
+      const recounted = (
+        db
+          .prepare(
+            `SELECT octet_length(line) AS line,
+               octet_length(function_name) + COALESCE(octet_length(invocation_id), 0) AS indexed,
+               octet_length(instance_id) + length(stream) AS other FROM logs`,
+          )
+          .all() as LogRowSizes[]
+      ).reduce((sum, row) => sum + storedLogBytes(row), 0);
+      assert.equal(recounted, total, 'the running count matches the rows');
+      // Eight invocations wrote about 2.8 MiB on disk; expiry keeps at most 512 KiB.
+      assert.ok(total <= 512 * 1024, `the store holds ${total} bytes of log`);
       const perInvocation = db
         .prepare(
           `SELECT invocation_id AS id, COUNT(*) AS n FROM logs WHERE line NOT LIKE '[petri:%'

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../src/node/index.ts';
 import { OUTPUT_TRAIL_MS } from '../../src/node/instance.ts';
-import { droppedLine, LogKeeper } from '../../src/node/logs.ts';
-import { LOG_ROW_BYTES, Store, type InvocationRecord } from '../../src/store/index.ts';
+import { droppedLine, LOG_LINE_OVERHEAD_BYTES, LogKeeper } from '../../src/node/logs.ts';
+import { Store, type InvocationRecord } from '../../src/store/index.ts';
 
 const source = { functionName: 'f', version: 1, instanceId: 'f-1-abc' };
 
@@ -25,7 +25,7 @@ function setup(invocationBytes: number) {
 
 describe('the per-invocation log cap', () => {
   it('keeps lines up to the cap, counts the rest, and says so in a last line and the record', () => {
-    const { store, clock, keeper, lines } = setup(10 * (100 + LOG_ROW_BYTES));
+    const { store, clock, keeper, lines } = setup(10 * (100 + LOG_LINE_OVERHEAD_BYTES));
     for (let i = 0; i < 25; i++) keeper.line(source, 'stdout', 'x'.repeat(100), 'inv-1');
     keeper.line(source, 'stderr', 'short', 'inv-1'); // past the cap, however short
     const finished = record('inv-1');
@@ -55,7 +55,7 @@ describe('the per-invocation log cap', () => {
   });
 
   it('caps lines no invocation can be named for per instance, again after each idle', () => {
-    const { store, keeper, lines } = setup(3 * (1 + LOG_ROW_BYTES));
+    const { store, keeper, lines } = setup(3 * (1 + LOG_LINE_OVERHEAD_BYTES));
     for (let i = 0; i < 5; i++) keeper.line(source, 'stdout', String(i));
     keeper.resetInstance(source.instanceId);
     keeper.line(source, 'stdout', 'after idle');

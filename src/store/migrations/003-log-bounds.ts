@@ -1,7 +1,8 @@
 /**
  * Bounded logs: what an invocation's log cap dropped, and the running size
- * of the logs table (line bytes plus a fixed cost per row), kept in step by
- * every insert and delete so expiry never has to scan the table to size it.
+ * of the logs table on disk (see storedLogBytes), kept in step by every
+ * insert and delete so expiry never scans the table to size it. The store
+ * fills the row in on open (it needs the size model, which is code).
  */
 export const migration = {
   version: 3,
@@ -13,7 +14,5 @@ export const migration = {
       id INTEGER PRIMARY KEY CHECK (id = 1),
       bytes INTEGER NOT NULL
     );
-    INSERT INTO log_usage (id, bytes)
-      SELECT 1, COALESCE(SUM(octet_length(line) + 64), 0) FROM logs;
   `,
 };
