@@ -230,8 +230,10 @@ class ProcessSandbox implements Sandbox {
       });
       this.child.on('close', (code, signal) => resolve([code, signal]));
     });
-    // The exit is reported once every frame and line the instance sent has been read.
-    const streamsClosed = Promise.all([this.channel, stdout, stderr].map(socketClosed));
+    // The exit is reported once every frame and line the instance sent has been read
+    // (a process that never started has no pipes to wait for).
+    const streams = this.child.pid === undefined ? [] : [this.channel, stdout, stderr];
+    const streamsClosed = Promise.all(streams.map(socketClosed));
     this.exitPromise = Promise.all([childClosed, streamsClosed]).then(([[code, signal]]) => {
       this.exited = true;
       return this.reportExit(code, signal);
