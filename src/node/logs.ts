@@ -31,8 +31,8 @@ export function droppedLine(lines: number, bytes: number): string {
 
 /**
  * Caps the log kept per invocation: lines are stored until the invocation's
- * lines cost `invocationBytes` (bytes plus a fixed cost per row, as the
- * store counts them), then only counted. What was dropped goes into the
+ * lines cost `invocationBytes` (their bytes plus LOG_LINE_OVERHEAD_BYTES
+ * each), then only counted. What was dropped goes into the
  * invocation's record (`logsDropped`) and one last line says so, once its
  * output can no longer trail (OUTPUT_TRAIL_MS after it ends).
  *
