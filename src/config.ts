@@ -125,6 +125,41 @@ export const AuthConfigSchema = z
   })
   .strict();
 
+/** What the node keeps of functions' output (see src/node/logs.ts and Store.expireLogs). */
+export const LogsConfigSchema = z
+  .object({
+    /** The longest stdout/stderr line kept; the rest is cut with a marker. */
+    lineBytes: z
+      .number()
+      .int()
+      .min(256)
+      .default(16 * 1024),
+    /** Log kept per invocation (each line counts its bytes plus 64); the rest is counted as dropped. */
+    invocationBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
+    /** Lines older than this are deleted. */
+    maxAgeMs: z
+      .number()
+      .int()
+      .positive()
+      .default(7 * 24 * 3600 * 1000),
+    /**
+     * The disk the logs may take, as the store estimates it from each row's
+     * size (storedLogBytes); past it the oldest lines go.
+     */
+    maxBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .default(256 * 1024 * 1024),
+    /** How often expiry runs (it also runs when an eighth of maxBytes was written since the last run). */
+    expiryIntervalMs: z.number().int().min(10).default(60_000),
+  })
+  .strict();
+
 /** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
 export const PlacementConfigSchema = z
   .object({
@@ -261,6 +296,13 @@ export const NodeConfigSchema = z
       .int()
       .positive()
       .default(6 * 1024 * 1024),
+    /** The largest result (serialised JSON) a function may return; more is ResponseTooLarge. */
+    responseLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(256 * 1024 * 1024)
+      .default(6 * 1024 * 1024),
     queue: z
       .object({
         maxSize: z.number().int().min(0).default(100),
@@ -283,6 +325,7 @@ export const NodeConfigSchema = z
     placement: PlacementConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
+    logs: LogsConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
@@ -298,6 +341,7 @@ export type EgressAllowInput = z.input<typeof EgressAllowSchema>;
 export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
 export type DeployConfig = z.infer<typeof DeployConfigSchema>;
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
+export type LogsConfig = z.infer<typeof LogsConfigSchema>;
 
 /** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {

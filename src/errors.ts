@@ -38,6 +38,14 @@ export const ERROR_CODES = {
     meaning: 'The instance exited or crashed during the invocation.',
   },
   BadResponse: { status: 502, meaning: 'The function returned something that is not valid JSON.' },
+  ResponseTooLarge: {
+    status: 502,
+    meaning: "The function's result is over the node's response limit.",
+  },
+  BadFrame: {
+    status: 502,
+    meaning: 'The instance broke the runtime protocol (a bad frame); it was killed.',
+  },
   NodeRestarted: {
     status: 503,
     meaning: 'The node restarted while the invocation was queued or running.',

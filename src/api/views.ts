@@ -28,6 +28,7 @@ export function toInvocationView(record: InvocationRecord): InvocationView {
     instanceId: record.instanceId,
     result: record.result,
     error: record.error,
+    logsDropped: record.logsDropped,
     timings: {
       receivedAt: record.receivedAt,
       dispatchedAt: record.dispatchedAt,

@@ -16,6 +16,11 @@ export const BENCHMARKS: Record<
       'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
     load: () => import('./invoke.ts'),
   },
+  neighbours: {
+    description:
+      "a neighbour's warm latency and the daemon's RSS during a log flood, a huge line and a huge result",
+    load: () => import('./neighbours.ts'),
+  },
   net: {
     description:
       'network isolation study: iperf3 and S3 bandwidth vs memory, N concurrent functions, cost map (root)',

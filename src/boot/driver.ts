@@ -47,7 +47,8 @@ export async function createDriver(
     networkLayer(config, tag, warn, { nsenter: tools.nsenter }),
     cgroupLayer(config, tag, { warn, shell: tools.sh }),
   ];
-  return new ProcessDriver({ hostScript, layers, launchTools: tools });
+  const limits = { responseBytes: config.responseLimitBytes, logLineBytes: config.logs.lineBytes };
+  return new ProcessDriver({ hostScript, layers, limits, launchTools: tools });
 }
 
 /**

@@ -43,6 +43,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
   const hostScript = path.join(config.stateDir, 'runtime', 'host.mjs');
   await buildHost(hostScript);
   const store = Store.open(path.join(config.stateDir, 'petri.db'));
+  store.startLogExpiry(config.logs, (err) => log.warn({ err }, 'log expiry failed'));
   const driver = await createDriver(config, hostScript, log);
   const node = new PetriNode({
     config,

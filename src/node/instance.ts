@@ -1,6 +1,6 @@
-import { PetriError } from '../errors.ts';
+import { PetriError, type ErrorCode } from '../errors.ts';
 import type { InstanceState, InstanceView } from '../policy/index.ts';
-import type { FromInstance } from '../runtime/index.ts';
+import { INSTANCE_ERROR_CODES, type FromInstance } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -18,8 +18,26 @@ interface Pending {
 
 const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
 
+/**
+ * How long after an invocation ends alone its instance's output still counts
+ * as that invocation's. Output and results travel on different pipes (and a
+ * Node handler's stdout is written asynchronously), so lines printed just
+ * before returning often arrive just after the result.
+ */
+export const OUTPUT_TRAIL_MS = 1000;
+
+/** The codes an instance may report, as registered codes (the compiler checks they are). */
+const REPORTABLE: readonly ErrorCode[] = INSTANCE_ERROR_CODES;
+
 /** Describes how an instance ended as the error its in-flight invocations get. */
 export function exitError(exit: SandboxExit, during: string): PetriError {
+  if (exit.protocolError !== undefined) {
+    return new PetriError(
+      'BadFrame',
+      `instance was killed ${during}: it sent ${exit.protocolError}`,
+      { reason: exit.protocolError, stderr: exit.stderrTail },
+    );
+  }
   const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
   const details = { exitCode: exit.code, signal: exit.signal, stderr: exit.stderrTail };
   if (exit.oomKilled) {
@@ -61,7 +79,7 @@ export class Instance {
     this.lastUsedAt = this.startedAt;
     sandbox.on('message', (message) => this.onMessage(message));
     sandbox.on('output', (stream, line) =>
-      this.hooks.onLog(this, stream, line, this.soleInvocation()),
+      this.hooks.onLog(this, stream, line, this.outputOwner()),
     );
     sandbox.on('exit', (exit) => this.onExit(exit));
   }
@@ -191,10 +209,21 @@ export class Instance {
     else waiter.resolve();
   }
 
-  private soleInvocation(): string | undefined {
-    if (this.pending.size !== 1) return undefined;
-    return this.pending.keys().next().value;
+  /**
+   * The invocation output now belongs to: the one in flight when it is
+   * alone, or the last one to finish alone while its output may still
+   * trail (OUTPUT_TRAIL_MS); none when several run at once.
+   */
+  private outputOwner(): string | undefined {
+    if (this.pending.size === 1) return this.pending.keys().next().value;
+    const trailing = this.trailing;
+    if (this.pending.size === 0 && trailing && this.clock.now() < trailing.until)
+      return trailing.id;
+    return undefined;
   }
+
+  /** The last invocation that finished alone, and until when its output may trail. */
+  private trailing: { id: string; until: number } | undefined;
 
   private onMessage(message: FromInstance): void {
     switch (message.type) {
@@ -210,16 +239,21 @@ export class Instance {
           }),
         );
         return;
-      case 'log':
-        this.hooks.onLog(this, message.stream, message.line, message.id);
+      case 'log': {
+        // An instance names only its own invocations; any other id is not believed.
+        const owner = this.outputOwner();
+        const id =
+          message.id !== undefined && (this.pending.has(message.id) || message.id === owner)
+            ? message.id
+            : owner;
+        this.hooks.onLog(this, message.stream, message.line, id);
         return;
+      }
       case 'result':
         this.settle(message.id, (p) => p.resolve(message.value));
         return;
       case 'error':
-        this.settle(message.id, (p) =>
-          p.reject(new PetriError(message.code, message.message, { stack: message.stack })),
-        );
+        this.settle(message.id, (p) => p.reject(instanceError(message)));
         return;
     }
   }
@@ -229,6 +263,8 @@ export class Instance {
     if (!pending) return;
     this.pending.delete(id);
     pending.timer.cancel();
+    this.trailing =
+      this.pending.size === 0 ? { id, until: this.clock.now() + OUTPUT_TRAIL_MS } : undefined;
     action(pending);
   }
 
@@ -257,4 +293,18 @@ export class Instance {
       );
     }
   }
+}
+
+/**
+ * The error an instance reported. It may claim only the codes an instance
+ * can know (a handler cannot cause QueueFull); any other code, registered or
+ * not, is reported as HandlerError with the code it sent in the details.
+ */
+function instanceError(message: Extract<FromInstance, { type: 'error' }>): PetriError {
+  const code = REPORTABLE.find((reportable) => reportable === message.code);
+  if (code) return new PetriError(code, message.message, { stack: message.stack });
+  return new PetriError('HandlerError', message.message, {
+    stack: message.stack,
+    sentCode: message.code,
+  });
 }

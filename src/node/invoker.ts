@@ -3,6 +3,7 @@ import type { InvocationRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { timeOrderedId } from './ids.ts';
 import type { NodeMetrics } from './metrics.ts';
+import type { LogKeeper } from './logs.ts';
 import type { FunctionEntry, Pool, Slot } from './pool.ts';
 import { roundMs, type UsageSink } from './sink.ts';
 
@@ -17,6 +18,7 @@ export interface InvokerDeps {
   metrics: NodeMetrics;
   sink: UsageSink;
   clock: Clock;
+  logs: LogKeeper;
 }
 
 /**
@@ -123,6 +125,7 @@ export class Invoker {
       error?.code ?? 'success',
       record.totalMs / 1000,
     );
+    this.deps.logs.finishInvocation(record);
     this.deps.sink.complete(record, slot?.instance);
   }
 }

@@ -6,12 +6,15 @@ import type { FunctionRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { versionLayout } from './deploy.ts';
 import { Instance, type InstanceHooks } from './instance.ts';
+import type { LogKeeper } from './logs.ts';
 
 export interface LauncherDeps {
   config: NodeConfig;
   driver: SandboxDriver;
   store: Store;
   clock: Clock;
+  /** Where instances' output goes (capped per invocation). */
+  logs: LogKeeper;
   cores: number;
   /** The cores a starting instance may use (CPU placement), undefined: any. */
   startCpus(): string | undefined;
@@ -116,21 +119,19 @@ export class InstanceLauncher {
         at: Math.round(this.deps.clock.now()),
         details,
       });
+      if (state === 'idle' || state === 'dead') this.deps.logs.resetInstance(instance.id);
       if (state === 'dead') {
         this.deps.onDead(instance);
         this.unuse(instance.functionName, instance.version);
       }
     },
     onLog: (instance, stream, line, invocationId) => {
-      this.deps.store.recordLog({
+      const source = {
         functionName: instance.functionName,
         version: instance.version,
         instanceId: instance.id,
-        invocationId,
-        stream,
-        line,
-        at: Math.round(this.deps.clock.now()),
-      });
+      };
+      this.deps.logs.line(source, stream, line, invocationId);
     },
   };
 }

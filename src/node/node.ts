@@ -16,6 +16,7 @@ import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
 import { Invoker, type InvokeResult } from './invoker.ts';
+import { LogKeeper } from './logs.ts';
 import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
@@ -72,11 +73,13 @@ export class PetriNode {
     const clock = deps.clock ?? systemClock;
     this.clock = clock;
     this.started = clock.now();
+    const logs = new LogKeeper(store, config.logs, clock);
     const launcher = new InstanceLauncher({
       config,
       driver: deps.driver,
       store,
       clock,
+      logs,
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
       onDead: (instance) => this.pool.forget(instance),
@@ -127,6 +130,7 @@ export class PetriNode {
       metrics: this.metrics,
       sink: this.sink,
       clock,
+      logs,
     });
   }
 

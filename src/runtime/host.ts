@@ -12,12 +12,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
+  cutText,
+  encodeResultFrame,
+  ERROR_TEXT_BYTES,
   FrameDecoder,
   FrameWriter,
   PROTOCOL_FD,
   type FromInstance,
+  type InstanceErrorCode,
   type ToInstance,
 } from './protocol.ts';
 import { applyFunctionEnv } from './env.ts';
@@ -29,7 +33,7 @@ type Adapter = (message: Invoke) => Promise<unknown>;
 /** An error the adapter knows the code of. */
 class CodedError extends Error {
   constructor(
-    readonly code: 'HandlerError' | 'BadResponse',
+    readonly code: InstanceErrorCode,
     message: string,
   ) {
     super(message);
@@ -42,6 +46,12 @@ applyFunctionEnv(process.env);
 const env = process.env;
 const functionName = env.PETRI_FUNCTION ?? '';
 const memoryMb = Number(env.PETRI_MEMORY_MB ?? 0);
+/** The node's limits (the daemon checks them again: this host runs the function's code). */
+const responseLimitBytes = Number(env.PETRI_RESPONSE_LIMIT_BYTES) || 6 * 1024 * 1024;
+const logLineBytes = Number(env.PETRI_LOG_LINE_BYTES) || 16 * 1024;
+/** This script, as stack frames name it: its frames are Petri's, not the function's. */
+const HOST_URL = import.meta.url;
+const HOST_PATH = fileURLToPath(import.meta.url);
 let child: ChildProcess | undefined;
 
 const writer = new FrameWriter(channel);
@@ -51,8 +61,88 @@ function send(message: FromInstance): void {
 }
 
 function errorFields(err: unknown): { message: string; stack?: string } {
-  if (err instanceof Error) return { message: err.message, stack: err.stack };
-  return { message: typeof err === 'string' ? err : JSON.stringify(err) };
+  try {
+    if (err instanceof Error) {
+      const stack = typeof err.stack === 'string' ? functionStack(err.stack) : undefined;
+      return {
+        message: cutText(String(err.message), ERROR_TEXT_BYTES.message),
+        ...(stack === undefined ? {} : { stack: cutText(stack, ERROR_TEXT_BYTES.stack) }),
+      };
+    }
+    const text = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
+    return { message: cutText(text, ERROR_TEXT_BYTES.message) };
+  } catch {
+    // A thrown value that cannot even be described (a BigInt, a hostile getter).
+    return { message: `the handler threw a value of type ${typeof err}` };
+  }
+}
+
+/** A stack without the host's own frames and Node's internals: what the function's author needs. */
+function functionStack(stack: string): string {
+  return stack
+    .split('\n')
+    .filter(
+      (line) =>
+        !/^\s+at /.test(line) ||
+        !(line.includes(HOST_URL) || line.includes(HOST_PATH) || line.includes('node:internal')),
+    )
+    .join('\n');
+}
+
+/**
+ * Where in `value` the first BigInt is (as `result.a[2].b`), to say why it
+ * cannot be serialised; visits at most `budget` values.
+ */
+function bigIntPath(value: unknown, budget = 100_000): string | undefined {
+  const stack: [unknown, string][] = [[value, 'result']];
+  const seen = new Set<object>();
+  while (stack.length > 0 && budget-- > 0) {
+    const [current, path] = stack.pop()!;
+    if (typeof current === 'bigint') return path;
+    if (typeof current !== 'object' || current === null || seen.has(current)) continue;
+    seen.add(current);
+    const entries = Array.isArray(current)
+      ? current.map((item, index): [unknown, string] => [item, `${path}[${index}]`])
+      : Object.entries(current).map(([key, item]): [unknown, string] => [item, `${path}.${key}`]);
+    stack.push(...entries.reverse());
+  }
+  return undefined;
+}
+
+/**
+ * A result as a frame: serialised once, refused when it is not JSON
+ * (BadResponse, with the function's stack) or over the response limit
+ * (ResponseTooLarge, before a byte of it is sent).
+ */
+function resultFrame(id: string, value: unknown): Buffer {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    const fields = errorFields(err);
+    const path = err instanceof TypeError && /BigInt/.test(fields.message) ? bigIntPath(value) : '';
+    const where = path ? ` (at ${path})` : '';
+    throw Object.assign(
+      new CodedError(
+        'BadResponse',
+        `the result cannot be serialised as JSON: ${fields.message}${where}`,
+      ),
+      { stack: fields.stack },
+    );
+  }
+  // undefined, a function or a symbol: JSON has no such value, and the caller gets null.
+  json ??= 'null';
+  // A UTF-16 unit is 1 to 3 bytes of UTF-8: count the bytes only when the length cannot tell.
+  const over =
+    json.length > responseLimitBytes ||
+    (json.length * 3 > responseLimitBytes && Buffer.byteLength(json) > responseLimitBytes);
+  if (over) {
+    throw new CodedError(
+      'ResponseTooLarge',
+      `the result is ${Buffer.byteLength(json)} bytes of JSON, over the ${responseLimitBytes}-byte response limit`,
+    );
+  }
+  return encodeResultFrame(id, json);
 }
 
 /** The daemon gone means nobody wants our results: leave at once. */
@@ -73,7 +163,10 @@ function makeContext(message: Invoke): object {
         type: 'log',
         id: message.id,
         stream: 'stdout',
-        line: parts.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join(' '),
+        line: cutText(
+          parts.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join(' '),
+          logLineBytes,
+        ),
       }),
   };
 }
@@ -111,10 +204,20 @@ function execAdapter(): Adapter {
       });
       child = proc;
       const out: Buffer[] = [];
-      proc.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+      let outBytes = 0;
+      proc.stdout.on('data', (chunk: Buffer) => {
+        outBytes += chunk.length;
+        if (outBytes <= responseLimitBytes) out.push(chunk);
+        else proc.kill('SIGKILL'); // the result cannot fit: stop it printing
+      });
       proc.on('error', (err) => reject(new CodedError('HandlerError', err.message)));
       proc.on('close', (code, signal) => {
         child = undefined;
+        if (outBytes > responseLimitBytes) {
+          const limit = `the ${responseLimitBytes}-byte response limit`;
+          reject(new CodedError('ResponseTooLarge', `the command printed more than ${limit}`));
+          return;
+        }
         if (code !== 0) {
           const how = signal ? `signal ${signal}` : `code ${code}`;
           reject(new CodedError('HandlerError', `command exited with ${how}`));
@@ -190,7 +293,14 @@ function forward(agent: http.Agent, port: number, message: Invoke): Promise<unkn
       },
       (response) => {
         const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        let received = 0;
+        response.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received <= responseLimitBytes) return void chunks.push(chunk);
+          const limit = `the ${responseLimitBytes}-byte response limit`;
+          reject(new CodedError('ResponseTooLarge', `the server sent more than ${limit}`));
+          response.destroy();
+        });
         response.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const status = response.statusCode ?? 0;
@@ -233,7 +343,7 @@ async function loadAdapter(): Promise<Adapter> {
 async function run(adapter: Adapter, message: Invoke): Promise<void> {
   try {
     const value = await adapter(message);
-    send({ type: 'result', id: message.id, value: value === undefined ? null : value });
+    writer.writeEncoded(resultFrame(message.id, value));
   } catch (err) {
     const code = err instanceof CodedError ? err.code : 'HandlerError';
     send({ type: 'error', id: message.id, code, ...errorFields(err) });

@@ -1,17 +1,23 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
+import type net from 'node:net';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
 import {
+  cutText,
   encodeFunctionEnv,
+  ERROR_TEXT_BYTES,
   FrameDecoder,
   FrameWriter,
   FUNCTION_ENV_VAR,
+  parseFromInstance,
+  type FrameError,
   type FromInstance,
   type ToInstance,
 } from '../runtime/index.ts';
 import { TRUSTED_PATH, type HostTools } from './host-tools.ts';
 import type { InheritedDescriptor, IsolationLayer, LayerInstance } from './layer.ts';
+import { LineSplitter } from './lines.ts';
+import { READ_BUFFER_BYTES, readIntoSharedBuffer, socketClosed } from './shared-reads.ts';
 import type {
   CpuLimit,
   IsolationReport,
@@ -21,10 +27,19 @@ import type {
   SandboxEvents,
   SandboxExit,
   SandboxSpec,
+  InstanceLimits,
   Usage,
 } from './types.ts';
 
 const STDERR_TAIL_BYTES = 4096;
+/**
+ * Room in a frame beyond the response limit for the envelope around a result
+ * (type, id, key names): a result frame up to this much over the limit is
+ * still read, and refused as ResponseTooLarge; any longer frame is BadFrame.
+ */
+export const FRAME_ENVELOPE_BYTES = 64 * 1024;
+/** A result frame's bytes besides its value: `{"type":"result","id":"<id>","value":}`. */
+const RESULT_ENVELOPE_BYTES = 256;
 /** Variables an instance takes from the node's own environment (the operator's, not a function's). */
 const INHERITED_ENV = ['LANG', 'TZ', 'HOME'];
 /** System folders on an instance's PATH, after the folder of the node binary. */
@@ -35,6 +50,8 @@ export interface ProcessDriverOptions {
   hostScript: string;
   /** Isolation layers, innermost first. Empty means plain child processes. */
   layers: IsolationLayer[];
+  /** What an instance may send back. */
+  limits: InstanceLimits;
   /** The launch tools resolved at start, reported by `capabilities()`. */
   launchTools?: HostTools;
 }
@@ -55,6 +72,12 @@ export function instancePath(nodeBinary = process.execPath): string {
  */
 export class ProcessDriver implements SandboxDriver {
   readonly name = 'process';
+  /**
+   * Every instance's pipes are read into this one buffer (see
+   * shared-reads.ts): reads run one at a time on the event loop, and each
+   * is consumed before the next.
+   */
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
   constructor(private readonly options: ProcessDriverOptions) {}
 
@@ -74,7 +97,7 @@ export class ProcessDriver implements SandboxDriver {
     const prepared: LayerInstance[] = [];
     try {
       for (const layer of this.options.layers) prepared.push(await layer.prepare(spec));
-      return new ProcessSandbox(spec, this.options.hostScript, prepared);
+      return new ProcessSandbox(spec, this.options, prepared, this.readBuffer);
     } catch (err) {
       await destroyLayers(prepared);
       throw err;
@@ -106,7 +129,11 @@ function launchReport(tools: HostTools): LaunchReport {
  * The environment of the whole launch chain and of the instance host: only
  * Petri's own variables. The function's env travels as one opaque value.
  */
-function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.ProcessEnv {
+function instanceEnv(
+  spec: SandboxSpec,
+  layers: LayerInstance[],
+  limits: InstanceLimits,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: instancePath() };
   for (const key of INHERITED_ENV) if (process.env[key]) env[key] = process.env[key];
   Object.assign(env, ...layers.map((layer) => layer.env ?? {}));
@@ -117,6 +144,9 @@ function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.Process
   env.PETRI_VERSION = String(spec.version);
   env.PETRI_INSTANCE_ID = spec.instanceId;
   env.PETRI_MEMORY_MB = String(spec.resources.memoryMb);
+  // The host refuses over-long results and lines itself; the daemon checks again.
+  env.PETRI_RESPONSE_LIMIT_BYTES = String(limits.responseBytes);
+  env.PETRI_LOG_LINE_BYTES = String(limits.logLineBytes);
   if (spec.entry.runtime === 'node') {
     env.PETRI_BUNDLE = spec.entry.bundle;
     env.PETRI_EXPORT = spec.entry.exportName;
@@ -124,20 +154,6 @@ function instanceEnv(spec: SandboxSpec, layers: LayerInstance[]): NodeJS.Process
     env.PETRI_COMMAND = JSON.stringify(spec.entry.command);
   }
   return env;
-}
-
-/** Splits a stream into lines, keeping a partial last line until it ends. */
-function onLines(stream: NodeJS.ReadableStream, listener: (line: string) => void): void {
-  let partial = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) listener(line);
-  });
-  stream.on('end', () => {
-    if (partial) listener(partial);
-  });
 }
 
 /** stdin ignored, stdout, stderr and the protocol pipe (fd 3), then the layers' descriptors. */
@@ -151,11 +167,40 @@ function stdioWith(descriptors: InheritedDescriptor[]): StdioOptions {
   return stdio;
 }
 
+/** Runs `step`; anything it throws goes to `onError`, never out of a stream's handler. */
+function guarded(step: () => void, onError: (err: unknown) => void): void {
+  try {
+    step();
+  } catch (err) {
+    onError(err);
+  }
+}
+
+/**
+ * Reads a child's output socket into `buffer`, calling `listener` with each
+ * line cut at `maxLineBytes`. Returns the socket it reads.
+ */
+function readLines(
+  stream: net.Socket,
+  buffer: Buffer,
+  maxLineBytes: number,
+  listener: (line: string) => void,
+  onError: (err: unknown) => void,
+): net.Socket {
+  const splitter = new LineSplitter(maxLineBytes, listener);
+  const socket = readIntoSharedBuffer(stream, buffer, (chunk) =>
+    guarded(() => splitter.push(chunk), onError),
+  );
+  socket.on('end', () => guarded(() => splitter.end(), onError));
+  socket.on('error', () => {}); // a dead instance surfaces through 'exit'
+  return socket;
+}
+
 class ProcessSandbox implements Sandbox {
   readonly id: string;
   readonly address?: string;
   private readonly child: ChildProcess;
-  private readonly channel: Writable;
+  private readonly channel: net.Socket;
   private readonly writer: FrameWriter;
   /** Invocations sent and not yet answered. */
   private outstanding = 0;
@@ -165,28 +210,32 @@ class ProcessSandbox implements Sandbox {
     exit: [],
   };
   private stderrTail = '';
+  /** Why the instance was killed for breaking the protocol, once it was. */
+  private protocolError: string | undefined;
   private exited = false;
   private exitPromise: Promise<void>;
   private destroyed: Promise<void> | undefined;
 
   constructor(
     spec: SandboxSpec,
-    hostScript: string,
+    options: ProcessDriverOptions,
     private readonly layers: LayerInstance[],
+    readBuffer: Buffer,
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
+    const { limits } = options;
     const context = { ownPaths: layers.flatMap((layer) => layer.ownPaths ?? []) };
     const command = layers.reduce(
       (cmd, layer) => layer.wrap(cmd, context),
-      [process.execPath, hostScript],
+      [process.execPath, options.hostScript],
     );
     const [file, ...args] = command;
     const descriptors = layers.flatMap((layer) => layer.descriptors?.() ?? []);
     try {
       this.child = spawn(file, args, {
         cwd: spec.cwd,
-        env: instanceEnv(spec, layers),
+        env: instanceEnv(spec, layers, limits),
         stdio: stdioWith(descriptors),
         // Its own process group, so a kill reaches the commands it runs too.
         detached: true,
@@ -195,29 +244,54 @@ class ProcessSandbox implements Sandbox {
       for (const { source } of descriptors) fs.closeSync(source);
     }
     if (this.child.pid !== undefined) for (const layer of layers) layer.attach?.(this.child.pid);
-    this.channel = this.child.stdio[3] as Writable;
-    this.writer = new FrameWriter(this.channel, setImmediate);
-    this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
-    const decoder = new FrameDecoder<FromInstance>((message) => {
-      if (message.type === 'result' || message.type === 'error') this.outstanding -= 1;
-      this.emit('message', message);
-    });
-    (this.child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) =>
-      decoder.push(chunk),
+    const decoder = new FrameDecoder<FromInstance>(
+      (message, bodyBytes) => this.onFrame(message, bodyBytes, limits),
+      {
+        maxFrameBytes: limits.responseBytes + FRAME_ENVELOPE_BYTES,
+        parse: parseFromInstance,
+        onError: (error: FrameError) => this.breakProtocol(error.message),
+      },
     );
-    onLines(this.child.stdout!, (line) => this.emit('output', 'stdout', line));
-    onLines(this.child.stderr!, (line) => {
-      this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
-      this.emit('output', 'stderr', line);
-    });
-    this.exitPromise = new Promise((resolve) => {
+    // Nothing an instance sends may throw out of these handlers: that would take the daemon down.
+    const frameFailed = (err: unknown): void =>
+      this.breakProtocol(`a frame the daemon failed on (${(err as Error).message})`);
+    this.channel = readIntoSharedBuffer(this.child.stdio[3] as net.Socket, readBuffer, (chunk) =>
+      guarded(() => decoder.push(chunk), frameFailed),
+    );
+    this.channel.on('error', () => {}); // a dead instance surfaces through 'exit'
+    this.writer = new FrameWriter(this.channel, setImmediate);
+    const outputFailed = (err: unknown): void =>
+      this.breakProtocol(`output the daemon failed on (${(err as Error).message})`);
+    const stdout = readLines(
+      this.child.stdout as net.Socket,
+      readBuffer,
+      limits.logLineBytes,
+      (line) => this.emit('output', 'stdout', line),
+      outputFailed,
+    );
+    const stderr = readLines(
+      this.child.stderr as net.Socket,
+      readBuffer,
+      limits.logLineBytes,
+      (line) => {
+        this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_BYTES);
+        this.emit('output', 'stderr', line);
+      },
+      outputFailed,
+    );
+    const childClosed = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       this.child.on('error', (err) => {
         this.stderrTail += `spawn failed: ${err.message}\n`;
       });
-      this.child.on('close', (code, signal) => {
-        this.exited = true;
-        void this.reportExit(code, signal).finally(resolve);
-      });
+      this.child.on('close', (code, signal) => resolve([code, signal]));
+    });
+    // The exit is reported once every frame and line the instance sent has been read
+    // (a process that never started has no pipes to wait for).
+    const streams = this.child.pid === undefined ? [] : [this.channel, stdout, stderr];
+    const streamsClosed = Promise.all(streams.map(socketClosed));
+    this.exitPromise = Promise.all([childClosed, streamsClosed]).then(([[code, signal]]) => {
+      this.exited = true;
+      return this.reportExit(code, signal);
     });
   }
 
@@ -280,11 +354,43 @@ class ProcessSandbox implements Sandbox {
     await this.exitPromise;
   }
 
+  private onFrame(message: FromInstance, bodyBytes: number, limits: InstanceLimits): void {
+    if (this.protocolError !== undefined) return;
+    if (message.type === 'result' || message.type === 'error') {
+      this.outstanding = Math.max(0, this.outstanding - 1);
+    }
+    if (message.type === 'log') message.line = cutText(message.line, limits.logLineBytes);
+    if (message.type === 'error' || message.type === 'init-error') {
+      message.message = cutText(message.message, ERROR_TEXT_BYTES.message);
+      if (message.stack !== undefined)
+        message.stack = cutText(message.stack, ERROR_TEXT_BYTES.stack);
+    }
+    if (message.type === 'result' && bodyBytes > limits.responseBytes + RESULT_ENVELOPE_BYTES) {
+      // An honest host refuses such a result itself; this one did not.
+      this.emit('message', {
+        type: 'error',
+        id: message.id,
+        code: 'ResponseTooLarge',
+        message: `the result is about ${bodyBytes} bytes, over the ${limits.responseBytes}-byte response limit`,
+      });
+      return;
+    }
+    this.emit('message', message);
+  }
+
+  /** Kills an instance that sent something the protocol does not allow; `exit` says why. */
+  private breakProtocol(reason: string): void {
+    if (this.protocolError !== undefined) return;
+    this.protocolError = reason;
+    void this.destroy();
+  }
+
   private async reportExit(code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     let oomKilled = false;
     for (const layer of this.layers) oomKilled ||= (await layer.oomKilled?.()) ?? false;
     await destroyLayers(this.layers);
     const exit: SandboxExit = { code, signal, oomKilled, stderrTail: this.stderrTail };
+    if (this.protocolError !== undefined) exit.protocolError = this.protocolError;
     this.emit('exit', exit);
   }
 

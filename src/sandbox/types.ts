@@ -102,6 +102,16 @@ export interface SandboxExit {
   oomKilled: boolean;
   /** The last few KB the instance wrote to stderr. */
   stderrTail: string;
+  /** Set when the driver killed the instance for a bad frame: what was wrong with it. */
+  protocolError?: string;
+}
+
+/** Bounds on what an instance sends the daemon (node config: responseLimitBytes, logs.lineBytes). */
+export interface InstanceLimits {
+  /** The largest result, as serialised JSON; frames may exceed it only by their envelope. */
+  responseBytes: number;
+  /** The longest stdout/stderr/log line kept; longer ones are cut with a marker. */
+  logLineBytes: number;
 }
 
 export interface SandboxEvents {

@@ -37,6 +37,8 @@ export interface InvocationRecord {
   peakMemoryBytes?: number;
   netRxBytes?: number;
   netTxBytes?: number;
+  /** Log lines past the invocation's log cap: not stored, only counted. */
+  logsDropped?: { lines: number; bytes: number };
 }
 
 export interface InvocationQuery {
@@ -70,4 +72,17 @@ export interface LogQuery {
   invocationId?: string;
   since?: number;
   limit: number;
+}
+
+/** How long and how much log the store keeps (node config `logs`). */
+export interface LogRetention {
+  maxAgeMs: number;
+  maxBytes: number;
+  /** How often expiry runs; it also runs once an eighth of maxBytes was written since the last run. */
+  expiryIntervalMs: number;
+}
+
+export interface ExpiredLogs {
+  rows: number;
+  bytes: number;
 }

@@ -141,7 +141,12 @@ export const plainProcessDriver: DriverSubject = {
   kind: 'driver',
   name: 'process driver, no isolation layers',
   setup,
-  make: async () => new ProcessDriver({ hostScript: await hostScript(), layers: [] }),
+  make: async () =>
+    new ProcessDriver({
+      hostScript: await hostScript(),
+      layers: [],
+      limits: { responseBytes: 6 * 1024 * 1024, logLineBytes: 16 * 1024 },
+    }),
   spec: (_key, id) => conventionSpec(id),
   mechanisms: [],
   processes: true,

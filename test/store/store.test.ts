@@ -5,7 +5,14 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { parseSpec } from '../../src/spec/index.ts';
-import { MIGRATIONS, Store, type InvocationRecord } from '../../src/store/index.ts';
+import {
+  MIGRATIONS,
+  Store,
+  logRowSizes,
+  storedLogBytes,
+  type InvocationRecord,
+  type LogRowSizes,
+} from '../../src/store/index.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -181,6 +188,168 @@ describe('store', () => {
       ['starting', 'idle'],
     );
     assert.deepEqual(store.listInstanceEvents('i')[1].details, { pid: 3 });
+    store.close();
+  });
+});
+
+describe('log retention', () => {
+  const DAY = 24 * 3600 * 1000;
+
+  const INVOCATION = '01a23349-61de-781d-8e8d-cbfd5e2435cb';
+  /** What a line of `bytes` written by `writeLines` for `fn` takes on disk, by the store's model. */
+  const stored = (bytes: number, fn = 'f'): number =>
+    storedLogBytes(
+      logRowSizes({
+        functionName: fn,
+        version: 1,
+        invocationId: INVOCATION,
+        instanceId: `${fn}-1-0e1f2a3b`,
+        stream: 'stdout',
+        line: 'x'.repeat(bytes),
+        at: 0,
+      }),
+    );
+
+  /** `count` lines of `bytes` each, for function `fn`, `at` the given time. */
+  function writeLines(store: Store, fn: string, count: number, bytes: number, at: number): void {
+    for (let i = 0; i < count; i++) {
+      store.recordLog({
+        functionName: fn,
+        version: 1,
+        invocationId: INVOCATION,
+        instanceId: `${fn}-1-0e1f2a3b`,
+        stream: 'stdout',
+        line: String(i % 10).repeat(bytes),
+        at,
+      });
+    }
+    store.flush();
+  }
+
+  /** Recounts the logs table from its rows, by the store's model. */
+  function tableBytes(file: string): number {
+    const raw = new Database(file, { readonly: true });
+    try {
+      const rows = raw
+        .prepare(
+          `SELECT octet_length(line) AS line,
+             octet_length(function_name) + octet_length(invocation_id) AS indexed,
+             octet_length(instance_id) + length(stream) AS other
+           FROM logs`,
+        )
+        .all() as LogRowSizes[];
+      return rows.reduce((sum, row) => sum + storedLogBytes(row), 0);
+    } finally {
+      raw.close();
+    }
+  }
+
+  it('counts what log lines take on disk, within 10 % of the file, for short to 16 KB lines', () => {
+    for (const fn of ['f', 'a-function-with-a-much-longer-name']) {
+      for (const bytes of [0, 40, 300, 1000, 2000, 5000, 16 * 1024]) {
+        const file = tempFile();
+        const store = Store.open(file);
+        const count = Math.ceil((2 * 1024 * 1024) / (bytes + 100));
+        const pages = (): number => {
+          const raw = new Database(file, { readonly: true });
+          try {
+            return Number(raw.pragma('page_count', { simple: true }));
+          } finally {
+            raw.close();
+          }
+        };
+        store.flush();
+        const before = pages();
+        writeLines(store, fn, count, bytes, 1);
+        const grown = (pages() - before) * 4096;
+        const counted = store.logBytes();
+        assert.ok(
+          Math.abs(counted / grown - 1) < 0.1,
+          `${fn}, ${bytes}-byte lines: counted ${counted}, the file grew ${grown}`,
+        );
+        store.close();
+      }
+    }
+  });
+
+  it('keeps the count in the store across a reopen, and recounts an older store once', () => {
+    const file = tempFile();
+    let store = Store.open(file);
+    writeLines(store, 'f', 10, 100, 1);
+    writeLines(store, 'g', 5, 3, 2);
+    const expected = 10 * stored(100) + 5 * stored(3, 'g');
+    assert.equal(store.logBytes(), expected);
+    store.close();
+    assert.equal(tableBytes(file), expected);
+    store = Store.open(file);
+    assert.equal(store.logBytes(), expected, 'kept in the store');
+    store.close();
+    const raw = new Database(file);
+    raw.exec('DELETE FROM log_usage'); // as a store from before the count was kept
+    raw.close();
+    store = Store.open(file);
+    assert.equal(store.logBytes(), expected, 'recounted from the rows');
+    store.close();
+  });
+
+  it('deletes lines older than maxAgeMs and keeps the rest', async () => {
+    const file = tempFile();
+    const store = Store.open(file);
+    const now = 100 * DAY;
+    writeLines(store, 'old', 2500, 10, now - 8 * DAY);
+    writeLines(store, 'new', 10, 10, now - 6 * DAY);
+    const retention = { maxAgeMs: 7 * DAY, maxBytes: 1 << 30, expiryIntervalMs: 60_000 };
+    const expired = await store.expireLogs(retention, now);
+    assert.deepEqual(expired, { rows: 2500, bytes: 2500 * stored(10, 'old') });
+    assert.equal(store.listLogs({ functionName: 'old', limit: 10 }).length, 0);
+    assert.equal(store.listLogs({ functionName: 'new', limit: 100 }).length, 10);
+    assert.equal(store.logBytes(), 10 * stored(10, 'new'));
+    store.close();
+    assert.equal(tableBytes(file), 10 * stored(10, 'new'));
+  });
+
+  it('deletes the oldest lines down to 7/8 of maxBytes once over it, in steps', async () => {
+    const file = tempFile();
+    const store = Store.open(file);
+    // 4000 lines of 1000 bytes: about 5.7 MB on disk against a 1 MiB bound.
+    writeLines(store, 'f', 4000, 1000, 1);
+    const perLine = stored(1000);
+    const maxBytes = 1024 * 1024;
+    const retention = { maxAgeMs: 365 * DAY, maxBytes, expiryIntervalMs: 60_000 };
+    let turns = 0;
+    let done = false;
+    const count = (): void => {
+      turns += 1;
+      if (!done) setImmediate(count);
+    };
+    setImmediate(count);
+    const expired = await store.expireLogs(retention, 2);
+    done = true;
+    const left = store.logBytes();
+    assert.ok(left <= (maxBytes * 7) / 8, `${left} bytes left`);
+    assert.ok(left > (maxBytes * 7) / 8 - perLine, 'no more than needed is deleted');
+    assert.equal(expired.bytes + left, 4000 * perLine);
+    assert.equal(tableBytes(file), left);
+    const kept = store.listLogs({ functionName: 'f', limit: 10_000 });
+    assert.equal(kept.length, left / perLine);
+    assert.equal(kept.at(-1)!.line, '9'.repeat(1000), 'the newest line is kept');
+    // 3000-odd rows go in steps of 1000: other work ran between them.
+    assert.ok(turns >= 3, `the event loop turned ${turns} times during expiry`);
+    // Under the bound, nothing more goes.
+    assert.deepEqual(await store.expireLogs(retention, 2), { rows: 0, bytes: 0 });
+    store.close();
+  });
+
+  it('runs expiry on its own once an eighth of maxBytes is written', async () => {
+    const store = Store.open(tempFile());
+    const maxBytes = 256 * 1024;
+    store.startLogExpiry({ maxAgeMs: 365 * DAY, maxBytes, expiryIntervalMs: 3_600_000 });
+    for (let round = 0; round < 20; round++) {
+      writeLines(store, 'f', 100, 200, Date.now()); // about 40 KB a round
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(store.logBytes() <= maxBytes, `${store.logBytes()} bytes kept`);
     store.close();
   });
 });

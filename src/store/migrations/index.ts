@@ -1,5 +1,6 @@
 import { migration as core } from './001-core.ts';
 import { migration as unfinishedIndex } from './002-unfinished-index.ts';
+import { migration as logBounds } from './003-log-bounds.ts';
 
 export interface Migration {
   version: number;
@@ -8,4 +9,4 @@ export interface Migration {
 }
 
 /** Every migration in order; a new one is a new numbered file added here. */
-export const MIGRATIONS: Migration[] = [core, unfinishedIndex];
+export const MIGRATIONS: Migration[] = [core, unfinishedIndex, logBounds];

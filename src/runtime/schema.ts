@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import type { FromInstance } from './protocol.ts';
+
+/**
+ * What the daemon accepts from an instance: every frame is checked against
+ * this before the daemon acts on it (an instance's frames are hostile
+ * input). Text fields are not length-checked here; the daemon cuts them.
+ * Not part of the instance host (which bundles only Node built-ins).
+ */
+const invocationId = z.string().min(1).max(128);
+
+export const FromInstanceSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ready') }),
+  z.strictObject({ type: z.literal('result'), id: invocationId, value: z.unknown() }),
+  z.strictObject({
+    type: z.literal('error'),
+    id: invocationId,
+    code: z.string().max(64),
+    message: z.string(),
+    stack: z.string().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('log'),
+    id: invocationId.optional(),
+    stream: z.enum(['stdout', 'stderr']),
+    line: z.string(),
+  }),
+  z.strictObject({
+    type: z.literal('init-error'),
+    message: z.string(),
+    stack: z.string().optional(),
+  }),
+]);
+
+/** The message `value` is, or an Error naming the first thing wrong with it. */
+export function parseFromInstance(value: unknown): FromInstance {
+  const parsed = FromInstanceSchema.safeParse(value);
+  if (parsed.success) return parsed.data as FromInstance;
+  const issue = parsed.error.issues[0];
+  const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  throw new Error(`${where}${issue.message}`);
+}
