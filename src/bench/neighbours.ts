@@ -127,7 +127,7 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
       method: 'PUT',
       path: `/v1/functions/${name}`,
       body: JSON.stringify({ runtime: 'node', handler: 'index.handler', ...spec }),
-      headers: { 'content-type': 'application/json' },
+      headers: { ...daemon.headers, 'content-type': 'application/json' },
     });
     const text = await response.body.text();
     if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
@@ -139,6 +139,7 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
 /** One invocation; returns its latency and outcome (200, or the error code). */
 async function invoke(
   pool: Pool,
+  auth: Daemon['headers'],
   name: string,
   event: unknown,
 ): Promise<{ ms: number; outcome: string }> {
@@ -147,7 +148,7 @@ async function invoke(
     method: 'POST',
     path: `/v1/functions/${name}/invoke`,
     body: JSON.stringify(event),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...auth, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   const ms = performance.now() - started;
@@ -162,7 +163,10 @@ function attackLoop(daemon: Daemon, attack: Attack, outcomes: Record<string, num
   const pool = new Pool(daemon.url, { connections: 1, bodyTimeout: 120_000 });
   const running = (async () => {
     while (!stopped) {
-      const { outcome } = await invoke(pool, attack.name, { kind: attack.kind, mb: attack.mb });
+      const { outcome } = await invoke(pool, daemon.headers, attack.name, {
+        kind: attack.kind,
+        mb: attack.mb,
+      });
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     }
   })();
@@ -194,7 +198,9 @@ async function runPhase(daemon: Daemon, phase: Phase, seconds: number): Promise<
   try {
     const until = performance.now() + seconds * 1000;
     while (performance.now() < until) {
-      const { ms, outcome } = await invoke(pool, 'neighbour', { n: samples.length });
+      const { ms, outcome } = await invoke(pool, daemon.headers, 'neighbour', {
+        n: samples.length,
+      });
       if (outcome === '200') samples.push(ms);
       else failures += 1;
     }
@@ -242,8 +248,10 @@ export async function run(argv: string[]): Promise<void> {
     progress(`warming up the neighbour (${args.warmup} s) and starting the attackers`);
     const warm = new Pool(daemon.url, { connections: 1 });
     const warmUntil = performance.now() + Number(args.warmup) * 1000;
-    for (let i = 0; performance.now() < warmUntil; i++) await invoke(warm, 'neighbour', { i });
-    for (const attack of ATTACKS) await invoke(warm, attack.name, { kind: 'warmup', mb: 0 });
+    for (let i = 0; performance.now() < warmUntil; i++)
+      await invoke(warm, daemon.headers, 'neighbour', { i });
+    for (const attack of ATTACKS)
+      await invoke(warm, daemon.headers, attack.name, { kind: 'warmup', mb: 0 });
     await warm.close();
     await sleep(1000);
     const rssBefore = rssBytes(daemon.child.pid!);

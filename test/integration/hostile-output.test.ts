@@ -40,7 +40,7 @@ async function call(on: Daemon, method: 'GET' | 'PUT' | 'POST', url: string, bod
   const response = await request(on.url + url, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...on.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   return {
