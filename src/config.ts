@@ -60,6 +60,20 @@ export const PlacementConfigSchema = z
   })
   .strict();
 
+/** What instances run on. */
+export const RuntimeConfigSchema = z
+  .object({
+    /**
+     * Absolute path of the Node binary instances run (the daemon itself needs
+     * Node 22+, instances Node 20+); checked at start (runtime/node-binary.ts).
+     */
+    nodeBinary: z
+      .string()
+      .min(1)
+      .default(() => process.execPath),
+  })
+  .strict();
+
 export const NodeConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -92,6 +106,7 @@ export const NodeConfigSchema = z
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
+    runtime: RuntimeConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { parseConfig, type NodeConfig } from '../config.ts';
 import { PetriNode } from '../node/index.ts';
-import { buildHost } from '../runtime/index.ts';
+import { buildHost, checkNodeBinary } from '../runtime/index.ts';
 import { createDriver, daemonCpusetFor } from '../sandbox/create.ts';
 import { Store } from '../store/index.ts';
 import { buildApp } from './app.ts';
@@ -26,6 +26,8 @@ export interface RunningNode {
  */
 export async function startNode(input: unknown = {}): Promise<RunningNode> {
   const config = parseConfig(input);
+  // Before anything is made: a bad binary would otherwise fail every instance later.
+  const instanceNode = await checkNodeBinary(config.runtime.nodeBinary);
   const log = pino({ level: config.logLevel, base: undefined });
   await fs.mkdir(config.stateDir, { recursive: true });
   const hostScript = path.join(config.stateDir, 'runtime', 'host.mjs');
@@ -37,6 +39,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     store,
     driver,
     log,
+    instanceNode,
     daemonCpuset: daemonCpusetFor(config),
   });
   await node.start();

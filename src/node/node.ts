@@ -12,7 +12,7 @@ import {
   type KeepAlivePolicy,
   type PlacementPolicy,
 } from '../policy/index.ts';
-import { parseHandler } from '../runtime/index.ts';
+import { parseHandler, type InstanceNode } from '../runtime/index.ts';
 import {
   resourcesFor,
   type IsolationReport,
@@ -35,6 +35,8 @@ export interface NodeDeps {
   store: Store;
   driver: SandboxDriver;
   log: Logger;
+  /** The Node binary instances run, checked at start (config runtime.nodeBinary). */
+  instanceNode: InstanceNode;
   policy?: KeepAlivePolicy;
   placement?: PlacementPolicy;
   /** Moves the daemon into a cpuset of its own, for CPU placement; absent: placement is off. */
@@ -58,6 +60,11 @@ export interface FunctionView {
 
 export interface NodeInfo {
   version: string;
+  /** The daemon's own Node version. */
+  nodeVersion: string;
+  /** The Node binary instances run and the version it reports. */
+  instanceNodeBinary: string;
+  instanceNodeVersion: string;
   cores: number;
   memoryBudgetMb: number;
   memoryInUseMb: number;
@@ -233,6 +240,9 @@ export class PetriNode {
     const { dead: _dead, ...instances } = this.pool.instanceCounts();
     return {
       version: PETRI_VERSION,
+      nodeVersion: process.version,
+      instanceNodeBinary: this.deps.instanceNode.binary,
+      instanceNodeVersion: this.deps.instanceNode.version,
       cores: this.cores,
       memoryBudgetMb: this.deps.config.memoryBudgetMb,
       memoryInUseMb: this.pool.memoryInUseMb(),

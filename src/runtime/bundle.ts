@@ -3,6 +3,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { PetriError } from '../errors.ts';
+import { INSTANCE_NODE_MIN_MAJOR } from './node-binary.ts';
+
+/** Instances run the host and the bundles on any Node from this major on (config runtime.nodeBinary). */
+const TARGET = `node${INSTANCE_NODE_MIN_MAJOR}`;
 
 const HANDLER_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
 
@@ -52,7 +56,7 @@ export async function bundleHandler(
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: TARGET,
       banner: { js: REQUIRE_SHIM },
       logLevel: 'silent',
       absWorkingDir: codeDir,
@@ -82,7 +86,7 @@ export async function buildHost(outFile: string): Promise<void> {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: TARGET,
     logLevel: 'silent',
   });
 }

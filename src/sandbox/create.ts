@@ -36,7 +36,7 @@ export async function createDriver(
     networkLayer(config, tag, warn),
     cgroupLayer(config, tag, { warn }),
   ];
-  return new ProcessDriver({ hostScript, layers });
+  return new ProcessDriver({ hostScript, nodeBinary: config.runtime.nodeBinary, layers });
 }
 
 /**

@@ -26,6 +26,8 @@ const INHERITED_ENV = ['PATH', 'LANG', 'TZ', 'HOME'];
 export interface ProcessDriverOptions {
   /** The bundled instance host script (see runtime/bundle.ts buildHost). */
   hostScript: string;
+  /** The Node binary that runs the host (config runtime.nodeBinary, checked at start). */
+  nodeBinary: string;
   /** Isolation layers, innermost first. Empty means plain child processes. */
   layers: IsolationLayer[];
 }
@@ -50,7 +52,8 @@ export class ProcessDriver implements SandboxDriver {
     const prepared: LayerInstance[] = [];
     try {
       for (const layer of this.options.layers) prepared.push(await layer.prepare(spec));
-      return new ProcessSandbox(spec, this.options.hostScript, prepared);
+      const command = [this.options.nodeBinary, this.options.hostScript];
+      return new ProcessSandbox(spec, command, prepared);
     } catch (err) {
       await destroyLayers(prepared);
       throw err;
@@ -122,12 +125,13 @@ class ProcessSandbox implements Sandbox {
 
   constructor(
     spec: SandboxSpec,
-    hostScript: string,
+    /** The instance host's command line, before the layers wrap it. */
+    hostCommand: string[],
     private readonly layers: LayerInstance[],
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
-    const command = layers.reduce((cmd, layer) => layer.wrap(cmd), [process.execPath, hostScript]);
+    const command = layers.reduce((cmd, layer) => layer.wrap(cmd), hostCommand);
     const [file, ...args] = command;
     this.child = spawn(file, args, {
       cwd: spec.cwd,
