@@ -21,7 +21,7 @@ import type {
 
 const STDERR_TAIL_BYTES = 4096;
 /** Variables an instance inherits from the node; everything else comes from its spec. */
-const INHERITED_ENV = ['PATH', 'LANG', 'TZ', 'HOME'];
+export const INHERITED_ENV = ['PATH', 'LANG', 'TZ', 'HOME'];
 
 export interface ProcessDriverOptions {
   /** The bundled instance host script (see runtime/bundle.ts buildHost). */
