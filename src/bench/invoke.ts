@@ -282,13 +282,13 @@ async function coldStarts(
     { runtime, kind: 'poolWarm' as const },
     ...(runtime.drained ? [{ runtime, kind: 'poolDrained' as const }] : []),
   ]);
-  const daemonOf = (step: Step): Daemon | undefined =>
-    step.kind === 'poolWarm' ? step.runtime.warm : step.runtime.drained;
+  const daemonOf = ({ runtime, kind }: Step): Daemon | undefined =>
+    kind === 'poolWarm' ? runtime.warm : kind === 'poolDrained' ? runtime.drained : undefined;
   try {
     // A node's first cold start also builds its bridge; then its pool fills.
     for (const step of steps) {
       const daemon = daemonOf(step);
-      if (step.kind !== 'bare' && daemon) await coldStart(poolFor(daemon), daemon);
+      if (daemon) await coldStart(poolFor(daemon), daemon);
     }
     await sleep(POOL_FILL_MS);
     for (let pass = 0; pass < count * 3; pass++) {
@@ -297,10 +297,9 @@ async function coldStarts(
       if (pending.length === 0) break;
       for (const step of pending) {
         const daemon = daemonOf(step);
-        const sample =
-          step.kind === 'bare' || !daemon
-            ? await bareNodeFirstByte(step.runtime.runtime.binary)
-            : await coldStart(poolFor(daemon), daemon);
+        const sample = daemon
+          ? await coldStart(poolFor(daemon), daemon)
+          : await bareNodeFirstByte(step.runtime.runtime.binary);
         if (sample !== undefined) samples.get(step.runtime)![step.kind].push(sample);
       }
     }
