@@ -177,7 +177,10 @@ async function bareNodeFirstByte(binary: string): Promise<number> {
 /** The compared runtime: `--compare-node PATH`, `off`, or by default the system Node of another major. */
 async function compareRuntime(flag: string): Promise<InstanceNode | undefined> {
   if (flag === 'off') return undefined;
-  if (flag !== '') return checkNodeBinary(flag);
+  if (flag !== '')
+    return checkNodeBinary(flag).catch((err: unknown) => {
+      throw new Error(`--compare-node: ${(err as Error).message}`);
+    });
   const system = await checkNodeBinary(SYSTEM_NODE).catch(() => undefined);
   return system && major(system.version) !== major(process.version) ? system : undefined;
 }
@@ -215,12 +218,16 @@ async function startNode(
     runtime: { nodeBinary: settings.nodeBinary },
   };
   fs.writeFileSync(configFile, JSON.stringify(config));
-  const daemon = await spawnDaemon({ stateDir, testbed, configFile });
+  const remove = (): void => fs.rmSync(stateDir, { recursive: true, force: true });
+  const daemon = await spawnDaemon({ stateDir, testbed, configFile }).catch((err: unknown) => {
+    remove();
+    throw err;
+  });
   return {
     ...daemon,
     close: async () => {
       await daemon.close();
-      fs.rmSync(stateDir, { recursive: true, force: true });
+      remove();
     },
   };
 }
@@ -309,11 +316,14 @@ async function coldStarts(
   return samples;
 }
 
-async function nodeFacts(daemon: Daemon): Promise<{ active: string[]; placement: string }> {
+async function nodeFacts(
+  daemon: Daemon,
+): Promise<{ active: string[]; placement: string; instanceNodeVersion: string }> {
   const response = await fetch(`${daemon.url}/v1/node`);
   const node = (await response.json()) as {
     isolation: { mechanisms: { name: string; active: boolean }[] };
     placement: { policy: string; active: boolean; reason?: string };
+    instanceNodeVersion: string;
   };
   const { placement } = node;
   return {
@@ -321,13 +331,8 @@ async function nodeFacts(daemon: Daemon): Promise<{ active: string[]; placement:
     placement: placement.active
       ? placement.policy
       : `${placement.policy} (off: ${placement.reason})`,
+    instanceNodeVersion: node.instanceNodeVersion,
   };
-}
-
-/** The instance Node version a node reports, to check it runs what it was given. */
-async function instanceNodeVersion(daemon: Daemon): Promise<string> {
-  const response = await fetch(`${daemon.url}/v1/node`);
-  return ((await response.json()) as { instanceNodeVersion: string }).instanceNodeVersion;
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -357,7 +362,7 @@ export async function run(argv: string[]): Promise<void> {
   progress(
     `instances on ${primary.version}${compared ? ` and ${compared.version} (${compared.binary})` : ''}`,
   );
-  const echo = await startEchoServer(host, testbed);
+  let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
   const daemons: Daemon[] = [];
   const started = async (settings: NodeSettings): Promise<Daemon> => {
     const daemon = await startNode(settings, daemons.length, testbed);
@@ -365,11 +370,11 @@ export async function run(argv: string[]): Promise<void> {
     return daemon;
   };
   try {
+    echo = await startEchoServer(host, testbed);
+    const wanted: [RuntimeNodes['key'], InstanceNode][] = [['petri', primary]];
+    if (compared) wanted.push(['compare', compared]);
     const runtimes: RuntimeNodes[] = [];
-    for (const [key, runtime] of [
-      ['petri', primary],
-      ...(compared ? [['compare', compared] as const] : []),
-    ] as const) {
+    for (const [key, runtime] of wanted) {
       const nodeBinary = runtime.binary;
       const warm = await started({ placement: placementPolicy, nodeBinary });
       // Without root there is no network namespace, so no pool to drain.
@@ -384,7 +389,8 @@ export async function run(argv: string[]): Promise<void> {
         ? await started({ placement: 'spread', nodeBinary: primary.binary })
         : undefined;
     for (const r of runtimes) {
-      const reported = await instanceNodeVersion(r.warm);
+      // The node reports what its instances run: check it is what it was given.
+      const reported = (await nodeFacts(r.warm)).instanceNodeVersion;
       if (reported !== r.runtime.version)
         throw new Error(`node reports instances on ${reported}, expected ${r.runtime.version}`);
       // One vCPU's worth of memory, like the single-threaded baseline server: a
@@ -497,7 +503,7 @@ export async function run(argv: string[]): Promise<void> {
       ...result,
     });
   } finally {
-    echo.stop();
+    echo?.stop();
     for (const daemon of daemons) await daemon.close();
     await testbed?.close();
   }
