@@ -112,6 +112,20 @@ export const DeployConfigSchema = z
   })
   .strict();
 
+/** What instances run on. */
+export const RuntimeConfigSchema = z
+  .object({
+    /**
+     * Absolute path of the Node binary instances run (the daemon itself needs
+     * Node 22+, instances Node 20+); checked at start (runtime/node-binary.ts).
+     */
+    nodeBinary: z
+      .string()
+      .min(1)
+      .default(() => process.execPath),
+  })
+  .strict();
+
 /** Who may use the API (README, "Security model"). */
 export const AuthConfigSchema = z
   .object({
@@ -326,6 +340,7 @@ export const NodeConfigSchema = z
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
+    runtime: RuntimeConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),

@@ -13,7 +13,7 @@ export const BENCHMARKS: Record<
   },
   invoke: {
     description:
-      'warm latency, throughput and cold start against a raw HTTP echo server and bare node',
+      'warm latency, throughput and cold start (namespace pool warm and drained) against a raw HTTP echo server and bare node to its first byte; --compare-node PATH|off',
     load: () => import('./invoke.ts'),
   },
   neighbours: {

@@ -8,13 +8,21 @@ import { Pool } from 'undici';
 import { spawnDaemon, type Daemon } from '../harness/index.ts';
 import { canMakeTestbed, createTestbed, type Testbed } from '../harness/index.ts';
 import { table } from '../report/index.ts';
+import { checkNodeBinary, type InstanceNode } from '../runtime/index.ts';
+import { INHERITED_ENV, instancePath } from '../sandbox/index.ts';
 import { benchArgs, machineFacts, ratio, summarize, writeJson, type Summary } from './common.ts';
 
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 const BODY = JSON.stringify({ hello: 'world', n: 42 });
 const ECHO_MEMORY_MB = 1769;
+/** The Node the `--compare-node` default looks for: the distribution's own. */
+const SYSTEM_NODE = '/usr/bin/node';
+/** Gap after each cold start, so the stopped instance's tear-down is not in the next sample. */
+const COLD_GAP_MS = 100;
+/** Time for a node's namespace pool to fill after its first cold start. */
+const POOL_FILL_MS = 1500;
 
-/** A raw node:http server that echoes the body: the floor any HTTP invoke path sits on. */
+/** A raw node:http server that echoes the body: the least any HTTP invoke path can cost. */
 const ECHO_SERVER = `
 const http = require('node:http');
 const server = http.createServer((req, res) => {
@@ -26,9 +34,51 @@ server.keepAliveTimeout = 60000;
 server.listen(0, process.argv[1], () => console.log('port ' + server.address().port));
 `;
 
+/** Bare Node's first sign of life: one byte on its stdout pipe, the moment its script runs. */
+const FIRST_BYTE = "process.stdout.write('.')";
+/**
+ * Bare Node gets only what an instance inherits: variables such as
+ * NODE_EXTRA_CA_CERTS cost Node 20 ~50 ms at start, which no instance pays.
+ */
+const INSTANCE_ENV: Record<string, string> = {
+  PATH: instancePath(),
+  ...Object.fromEntries(
+    INHERITED_ENV.flatMap((key) => (process.env[key] ? [[key, process.env[key]]] : [])),
+  ),
+};
+
 interface Target {
   origin: string;
   path: string;
+  /** A Petri node's API token header; none for the raw echo server. */
+  headers?: Record<string, string>;
+}
+
+/** Latency and throughput targets, by the key they are reported under. */
+type TargetKey = 'base' | 'petri' | 'compare' | 'spread';
+
+interface Round {
+  /** p50 latency (ms) of each target this round. */
+  p50: Partial<Record<TargetKey, number>>;
+  /** Throughput (req/s) of each target this round. */
+  rps: Partial<Record<TargetKey, number>>;
+}
+
+/** The Node binary a set of instances runs, and the nodes that run them. */
+interface RuntimeNodes {
+  key: 'petri' | 'compare';
+  runtime: InstanceNode;
+  /** Configured placement, default pool: warm figures and cold starts with the pool warm. */
+  warm: Daemon;
+  /** `network.poolSize: 0`: every cold start makes its namespace. Absent without root. */
+  drained?: Daemon;
+}
+
+interface ColdSamples {
+  /** Spawn → first byte of bare Node on this binary. */
+  bare: number[];
+  poolWarm: number[];
+  poolDrained: number[];
 }
 
 function progress(message: string): void {
@@ -59,7 +109,7 @@ async function post(
     method: 'POST',
     path: target.path,
     body: BODY,
-    headers: { 'content-type': 'application/json' },
+    headers: { ...target.headers, 'content-type': 'application/json' },
   });
   await response.body.text();
   if (response.statusCode !== 200)
@@ -108,28 +158,81 @@ async function throughput(target: Target, connections: number, seconds: number):
   return completed / ((performance.now() - started) / 1000);
 }
 
-/** Time from spawn to exit of `node -e 0`: the cost of starting the runtime at all. */
-async function bareNodeStart(): Promise<number> {
+/**
+ * Time from spawn to the first byte bare Node writes to a pipe: the same
+ * event a cold start is timed to (its first response), not process exit.
+ */
+async function bareNodeFirstByte(binary: string): Promise<number> {
   const started = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
-    child.once('exit', () => resolve());
-    child.once('error', reject);
+  const child = spawn(binary, ['-e', FIRST_BYTE], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: INSTANCE_ENV,
   });
-  return performance.now() - started;
+  // 'close' comes after stdout's data, so it rejects only when no byte ever came.
+  const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+  const elapsed = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', () => resolve(performance.now() - started));
+    child.once('error', reject);
+    void closed.then((code) => reject(new Error(`${binary} exited (${code}) before writing`)));
+  });
+  await closed;
+  return elapsed;
 }
 
-/** A daemon with its own temp state dir and `placement.policy`; closing it removes the dir. */
-async function nodeWithPlacement(policy: string, testbed: Testbed | undefined): Promise<Daemon> {
+/** The compared runtime: `--compare-node PATH`, `off`, or by default the system Node of another major. */
+async function compareRuntime(flag: string): Promise<InstanceNode | undefined> {
+  if (flag === 'off') return undefined;
+  if (flag !== '')
+    return checkNodeBinary(flag).catch((err: unknown) => {
+      throw new Error(`--compare-node: ${(err as Error).message}`);
+    });
+  const system = await checkNodeBinary(SYSTEM_NODE).catch(() => undefined);
+  return system && major(system.version) !== major(process.version) ? system : undefined;
+}
+
+function major(version: string): number {
+  return Number(/^v(\d+)/.exec(version)?.[1]);
+}
+
+interface NodeSettings {
+  placement: string;
+  /** `network.poolSize`; the node's default when absent. */
+  poolSize?: number;
+  nodeBinary: string;
+}
+
+/**
+ * A daemon with its own temp state dir, closing it removes the dir. Each
+ * gets its own bridge and subnet, so several share the test namespace
+ * without their instances' addresses overlapping.
+ */
+async function startNode(
+  settings: NodeSettings,
+  index: number,
+  testbed: Testbed | undefined,
+): Promise<Daemon> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-'));
   const configFile = path.join(stateDir, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify({ placement: { policy } }));
-  const daemon = await spawnDaemon({ stateDir, testbed, configFile });
+  const config = {
+    placement: { policy: settings.placement },
+    network: {
+      bridge: `petrib${index}`,
+      subnet: `10.${213 + index}.0.0/16`,
+      ...(settings.poolSize === undefined ? {} : { poolSize: settings.poolSize }),
+    },
+    runtime: { nodeBinary: settings.nodeBinary },
+  };
+  fs.writeFileSync(configFile, JSON.stringify(config));
+  const remove = (): void => fs.rmSync(stateDir, { recursive: true, force: true });
+  const daemon = await spawnDaemon({ stateDir, testbed, configFile }).catch((err: unknown) => {
+    remove();
+    throw err;
+  });
   return {
     ...daemon,
     close: async () => {
       await daemon.close();
-      fs.rmSync(stateDir, { recursive: true, force: true });
+      remove();
     },
   };
 }
@@ -146,42 +249,90 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
       ...spec,
       source: { path: path.join(EXAMPLES, 'echo') },
     }),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
   await pool.close();
   if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
 }
 
-async function coldStarts(
-  daemon: Daemon,
-  count: number,
-): Promise<{ cold: number[]; bare: number[] }> {
-  const target = { origin: daemon.url, path: '/v1/functions/echo-cold/invoke' };
-  const cold: number[] = [];
-  const bare: number[] = [];
-  const pool = new Pool(daemon.url, { connections: 1 });
-  try {
-    for (let i = 0; cold.length < count && i < count * 3; i++) {
-      bare.push(await bareNodeStart());
-      const started = performance.now();
-      const headers = await post(pool, target);
-      const elapsed = performance.now() - started;
-      if (headers['x-petri-start'] === 'cold') cold.push(elapsed);
-      // keepAlive 0 stops the instance right away; give it a moment to go.
-      await sleep(100);
-    }
-  } finally {
-    await pool.close();
-  }
-  return { cold, bare };
+const COLD_PATH = '/v1/functions/echo-cold/invoke';
+
+/** One invocation of `echo-cold`: its latency in ms, or undefined when it was not a cold start. */
+async function coldStart(pool: Pool, daemon: Daemon): Promise<number | undefined> {
+  const started = performance.now();
+  const headers = await post(pool, {
+    origin: daemon.url,
+    path: COLD_PATH,
+    headers: daemon.headers,
+  });
+  const elapsed = performance.now() - started;
+  // keepAlive 0 stops the instance right away; give its tear-down a moment.
+  await sleep(COLD_GAP_MS);
+  return headers['x-petri-start'] === 'cold' ? elapsed : undefined;
 }
 
-async function nodeFacts(daemon: Daemon): Promise<{ active: string[]; placement: string }> {
-  const response = await fetch(`${daemon.url}/v1/node`);
+/**
+ * Cold starts on every node against bare Node on the same binary,
+ * interleaved: each pass takes one sample of every kind, in an order that
+ * alternates, so drift on a shared machine favours none. A node's own next
+ * cold start comes several samples later, so its pool (when it has one)
+ * has refilled.
+ */
+async function coldStarts(
+  runtimes: RuntimeNodes[],
+  count: number,
+): Promise<Map<RuntimeNodes, ColdSamples>> {
+  const samples = new Map(
+    runtimes.map((r) => [r, { bare: [], poolWarm: [], poolDrained: [] } as ColdSamples]),
+  );
+  const pools = new Map<Daemon, Pool>();
+  const poolFor = (daemon: Daemon): Pool => {
+    let pool = pools.get(daemon);
+    if (!pool) pools.set(daemon, (pool = new Pool(daemon.url, { connections: 1 })));
+    return pool;
+  };
+  type Step = { runtime: RuntimeNodes; kind: keyof ColdSamples };
+  const steps: Step[] = runtimes.flatMap((runtime) => [
+    { runtime, kind: 'bare' as const },
+    { runtime, kind: 'poolWarm' as const },
+    ...(runtime.drained ? [{ runtime, kind: 'poolDrained' as const }] : []),
+  ]);
+  const daemonOf = ({ runtime, kind }: Step): Daemon | undefined =>
+    kind === 'poolWarm' ? runtime.warm : kind === 'poolDrained' ? runtime.drained : undefined;
+  try {
+    // A node's first cold start also builds its bridge; then its pool fills.
+    for (const step of steps) {
+      const daemon = daemonOf(step);
+      if (daemon) await coldStart(poolFor(daemon), daemon);
+    }
+    await sleep(POOL_FILL_MS);
+    for (let pass = 0; pass < count * 3; pass++) {
+      const order = pass % 2 ? [...steps].reverse() : steps;
+      const pending = order.filter((step) => samples.get(step.runtime)![step.kind].length < count);
+      if (pending.length === 0) break;
+      for (const step of pending) {
+        const daemon = daemonOf(step);
+        const sample = daemon
+          ? await coldStart(poolFor(daemon), daemon)
+          : await bareNodeFirstByte(step.runtime.runtime.binary);
+        if (sample !== undefined) samples.get(step.runtime)![step.kind].push(sample);
+      }
+    }
+  } finally {
+    await Promise.all([...pools.values()].map((pool) => pool.close()));
+  }
+  return samples;
+}
+
+async function nodeFacts(
+  daemon: Daemon,
+): Promise<{ active: string[]; placement: string; instanceNodeVersion: string }> {
+  const response = await fetch(`${daemon.url}/v1/node`, { headers: daemon.headers });
   const node = (await response.json()) as {
     isolation: { mechanisms: { name: string; active: boolean }[] };
     placement: { policy: string; active: boolean; reason?: string };
+    instanceNodeVersion: string;
   };
   const { placement } = node;
   return {
@@ -189,25 +340,8 @@ async function nodeFacts(daemon: Daemon): Promise<{ active: string[]; placement:
     placement: placement.active
       ? placement.policy
       : `${placement.policy} (off: ${placement.reason})`,
+    instanceNodeVersion: node.instanceNodeVersion,
   };
-}
-
-function row(
-  name: string,
-  value: number,
-  baseline: number,
-  unit: string,
-  target: string,
-  /** The headline ratio when it is not simply value ÷ baseline (per-round medians). */
-  headline = ratio(value, baseline),
-): string[] {
-  return [
-    name,
-    `${value.toFixed(unit === 'req/s' ? 0 : 3)} ${unit}`,
-    `${baseline.toFixed(unit === 'req/s' ? 0 : 3)} ${unit}`,
-    String(headline),
-    target,
-  ];
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -219,148 +353,169 @@ export async function run(argv: string[]): Promise<void> {
     connections: { type: 'string', default: '32' },
     cold: { type: 'string', default: '30' },
     placement: { type: 'string', default: 'pack-when-sequential' },
+    // A second Node binary for instances; '' = /usr/bin/node when its major differs, 'off' = none.
+    'compare-node': { type: 'string', default: '' },
   });
   const requests = Number(args.requests);
   const rounds = Number(args.rounds);
   const connections = Number(args.connections);
+  const seconds = Number(args.seconds);
+  const placementPolicy = String(args.placement);
+  const primary: InstanceNode = { binary: process.execPath, version: process.version };
+  const compared = await compareRuntime(String(args['compare-node']));
   const testbed = canMakeTestbed() ? await createTestbed() : undefined;
   const host = testbed?.innerAddress ?? '127.0.0.1';
   progress(
     testbed ? `running in network namespace ${testbed.name}` : 'not root: running on loopback',
   );
-  const echo = await startEchoServer(host, testbed);
-  // The node's own default placement unless asked otherwise (`--placement spread`: the kernel's choice).
-  const daemon = await nodeWithPlacement(String(args.placement), testbed);
-  // The same node with the kernel's placement, measured in the same rounds: what placement buys.
-  const spreadDaemon =
-    args.placement !== 'spread' ? await nodeWithPlacement('spread', testbed) : undefined;
+  progress(
+    `instances on ${primary.version}${compared ? ` and ${compared.version} (${compared.binary})` : ''}`,
+  );
+  let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+  const daemons: Daemon[] = [];
+  const started = async (settings: NodeSettings): Promise<Daemon> => {
+    const daemon = await startNode(settings, daemons.length, testbed);
+    daemons.push(daemon);
+    return daemon;
+  };
   try {
-    // One vCPU's worth of memory, like the single-threaded baseline server: a
-    // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
-    await deploy(daemon, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
-    await deploy(daemon, 'echo-cold', { keepAlive: { ms: 0 } });
-    if (spreadDaemon)
-      await deploy(spreadDaemon, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
-    const baseTarget = { origin: echo.origin, path: '/' };
-    const petriTarget = { origin: daemon.url, path: '/v1/functions/echo/invoke' };
-    const spreadTarget = spreadDaemon && { origin: spreadDaemon.url, path: petriTarget.path };
+    echo = await startEchoServer(host, testbed);
+    const wanted: [RuntimeNodes['key'], InstanceNode][] = [['petri', primary]];
+    if (compared) wanted.push(['compare', compared]);
+    const runtimes: RuntimeNodes[] = [];
+    for (const [key, runtime] of wanted) {
+      const nodeBinary = runtime.binary;
+      const warm = await started({ placement: placementPolicy, nodeBinary });
+      // Without root there is no network namespace, so no pool to drain.
+      const drained = testbed
+        ? await started({ placement: placementPolicy, poolSize: 0, nodeBinary })
+        : undefined;
+      runtimes.push({ key, runtime, warm, drained });
+    }
+    // The same node with the kernel's placement, measured in the same rounds: what placement buys.
+    const spread =
+      placementPolicy !== 'spread'
+        ? await started({ placement: 'spread', nodeBinary: primary.binary })
+        : undefined;
+    for (const r of runtimes) {
+      // The node reports what its instances run: check it is what it was given.
+      const reported = (await nodeFacts(r.warm)).instanceNodeVersion;
+      if (reported !== r.runtime.version)
+        throw new Error(`node reports instances on ${reported}, expected ${r.runtime.version}`);
+      // One vCPU's worth of memory, like the single-threaded baseline server: a
+      // 128 MB share (0.07 vCPU) would measure the CPU limit, not the invoke path.
+      await deploy(r.warm, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
+      await deploy(r.warm, 'echo-cold', { keepAlive: { ms: 0 } });
+      if (r.drained) await deploy(r.drained, 'echo-cold', { keepAlive: { ms: 0 } });
+    }
+    if (spread)
+      await deploy(spread, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
+    const invokePath = '/v1/functions/echo/invoke';
+    const targets = new Map<TargetKey, Target>([['base', { origin: echo.origin, path: '/' }]]);
+    for (const r of runtimes)
+      targets.set(r.key, { origin: r.warm.url, path: invokePath, headers: r.warm.headers });
+    if (spread)
+      targets.set('spread', { origin: spread.url, path: invokePath, headers: spread.headers });
+    // Throughput compares the echo server with each runtime; placement is a latency question.
+    const throughputKeys = [...targets.keys()].filter((key) => key !== 'spread');
+
     progress('warming up');
-    await latencies(baseTarget, 300);
-    await latencies(petriTarget, 300);
-    if (spreadTarget) await latencies(spreadTarget, 300);
-    const base: number[] = [];
-    const petri: number[] = [];
+    for (const target of targets.values()) await latencies(target, 300);
+    const samples = new Map<TargetKey, number[]>([...targets.keys()].map((key) => [key, []]));
     const rounds_: Round[] = [];
     for (let round = 1; round <= rounds; round++) {
       progress(`round ${round}/${rounds}: latency at 1 connection (${requests} requests each)`);
-      // Alternate who goes first, so drift on a shared machine favours neither.
-      const order = [baseTarget, petriTarget, ...(spreadTarget ? [spreadTarget] : [])];
-      if (round % 2 === 0) order.reverse();
-      const measured = new Map<Target, number[]>();
-      for (const target of order)
-        measured.set(target, await latencies(target, requests, Number(args.settle)));
-      const roundBase = measured.get(baseTarget) ?? [];
-      const roundPetri = measured.get(petriTarget) ?? [];
-      const roundSpread = spreadTarget && measured.get(spreadTarget);
-      base.push(...roundBase);
-      petri.push(...roundPetri);
-      const [first, second] = round % 2 ? [baseTarget, petriTarget] : [petriTarget, baseTarget];
+      // Alternate who goes first, so drift on a shared machine favours none.
+      const latencyOrder = [...targets.keys()];
+      if (round % 2 === 0) latencyOrder.reverse();
+      const p50: Round['p50'] = {};
+      for (const key of latencyOrder) {
+        const measured = await latencies(targets.get(key)!, requests, Number(args.settle));
+        samples.get(key)!.push(...measured);
+        p50[key] = summarize(measured).p50;
+      }
       progress(
-        `round ${round}/${rounds}: throughput at ${connections} connections (${args.seconds} s each)`,
+        `round ${round}/${rounds}: throughput at ${connections} connections (${seconds} s each)`,
       );
-      const rpsA = await throughput(first, connections, Number(args.seconds));
-      const rpsB = await throughput(second, connections, Number(args.seconds));
-      const [baseRps, petriRps] = round % 2 ? [rpsA, rpsB] : [rpsB, rpsA];
-      rounds_.push({
-        baseP50: summarize(roundBase).p50,
-        petriP50: summarize(roundPetri).p50,
-        ...(roundSpread ? { spreadP50: summarize(roundSpread).p50 } : {}),
-        baseRps,
-        petriRps,
-      });
+      const throughputOrder = round % 2 ? throughputKeys : [...throughputKeys].reverse();
+      const rps: Round['rps'] = {};
+      for (const key of throughputOrder)
+        rps[key] = await throughput(targets.get(key)!, connections, seconds);
+      rounds_.push({ p50, rps });
     }
-    progress(`cold starts (${args.cold}, each against a bare node -e 0)`);
-    const { cold, bare } = await coldStarts(daemon, Number(args.cold));
-    const { active, placement } = await nodeFacts(daemon);
-    const result = report(
-      summarize(base),
-      summarize(petri),
-      rounds_,
-      summarize(cold),
-      summarize(bare),
+
+    progress(
+      `cold starts (${args.cold} of each: pool warm${testbed ? ', pool drained' : ''}, and bare node to its first byte, per binary)`,
     );
+    const cold = await coldStarts(runtimes, Number(args.cold));
+    const { active, placement } = await nodeFacts(runtimes[0].warm);
+    const summaries = new Map([...samples].map(([key, values]) => [key, summarize(values)]));
+    const figures = runtimes.map((r) => ({
+      nodes: r,
+      ...runtimeFigures(r.key, rounds_, summaries, cold.get(r)!),
+    }));
+    const [main, other] = figures;
+    const mainReport = runtimeReport(main);
+    const compareReport = other && {
+      ...runtimeReport(other),
+      over: overPrimary(rounds_, main, other),
+    };
+    const result = {
+      ...mainReport,
+      placement: placementEffect(rounds_),
+      ...(compareReport ? { compare: compareReport } : {}),
+    };
     console.log(
       table(
-        ['figure', 'petri', 'baseline', 'ratio', 'target'],
-        [
-          row(
-            'warm p50 (1 conn)',
-            result.warm.petri.p50,
-            result.warm.baseline.p50,
-            'ms',
-            '≤ 2',
-            result.warm.ratioP50,
-          ),
-          row('warm p99 (1 conn)', result.warm.petri.p99, result.warm.baseline.p99, 'ms', ''),
-          row(
-            `throughput (${connections} conn)`,
-            result.throughput.petri,
-            result.throughput.baseline,
-            'req/s',
-            '≥ 0.3',
-            result.throughput.ratio,
-          ),
-          row('cold start p50', result.cold.petri.p50, result.cold.baseline.p50, 'ms', '≤ 1.5'),
-          ...(result.placement
-            ? [
-                row(
-                  'warm p50, placement spread',
-                  result.placement.spreadP50,
-                  result.warm.baseline.p50,
-                  'ms',
-                  '',
-                  result.placement.spreadRatioP50,
-                ),
-                [
-                  'placement gain: spread p50 ÷ this p50',
-                  '',
-                  '',
-                  String(result.placement.spreadOverConfigured),
-                  '',
-                ],
-              ]
-            : []),
-        ],
+        ['figure', 'petri', 'baseline', 'ratio', 'added (p50)', 'target', 'met'],
+        mainRows(result, connections),
         {
-          title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'} · placement: ${placement}`,
+          title: `npm run bench -- invoke · ${os.availableParallelism()} cores · isolation: ${active.join(', ') || 'none'} · placement: ${placement} · instances on ${primary.version}`,
         },
       ),
     );
+    if (other && compareReport)
+      console.log(
+        table(
+          [
+            'instances on',
+            `${main.nodes.runtime.version} (daemon's)`,
+            `${other.nodes.runtime.version} (${other.nodes.runtime.binary})`,
+            `${major(other.nodes.runtime.version)} ÷ ${major(main.nodes.runtime.version)}`,
+          ],
+          compareRows(main, other, mainReport, compareReport),
+          { title: 'the same rounds, instances on two Node binaries (daemon on the first)' },
+        ),
+      );
     await writeJson(args.json as string | undefined, {
       benchmark: 'invoke',
       machine: machineFacts(),
       network: testbed ? 'test namespace over veth' : 'loopback',
       isolation: active,
       placementPolicy: placement,
+      runtimes: { daemon: primary, compare: compared },
       settings: {
         requests,
         settleRequests: Number(args.settle),
         rounds,
         connections,
-        seconds: Number(args.seconds),
+        seconds,
         cold: Number(args.cold),
         echoFunction: { memoryMb: ECHO_MEMORY_MB, concurrency: connections },
         coldFunction: { memoryMb: 128, keepAliveMs: 0 },
         ratios:
-          'warm and throughput ratios are medians of per-round ratios (same round, alternating order)',
+          'warm and throughput ratios and added µs are medians of per-round figures (same round, alternating order)',
+        coldMethod:
+          `bare node: spawn → first byte of \`node -e "${FIRST_BYTE}"\` on a pipe, same binary as the instances; ` +
+          'petri: request → response of a keepAlive-0 function; pool warm = default network.poolSize, ' +
+          `drained = network.poolSize 0 (every cold start makes its namespace); samples interleaved, ${COLD_GAP_MS} ms apart`,
       },
       rounds: rounds_,
       ...result,
     });
   } finally {
-    echo.stop();
-    await daemon.close();
-    await spreadDaemon?.close();
+    echo?.stop();
+    for (const daemon of daemons) await daemon.close();
     await testbed?.close();
   }
 }
@@ -369,53 +524,231 @@ function median(values: number[]): number {
   return summarize(values).p50;
 }
 
-interface Round {
-  baseP50: number;
-  petriP50: number;
-  /** The same node with `placement.policy: spread`. */
-  spreadP50?: number;
-  baseRps: number;
-  petriRps: number;
+/** Per-round medians of one target's latency and throughput against the echo server's. */
+function runtimeFigures(
+  key: 'petri' | 'compare',
+  rounds: Round[],
+  summaries: Map<TargetKey, Summary>,
+  cold: ColdSamples,
+) {
+  const latencyRatio = median(rounds.map((r) => r.p50[key]! / r.p50.base!));
+  const addedUs = median(rounds.map((r) => (r.p50[key]! - r.p50.base!) * 1000));
+  const throughputRatio = median(rounds.map((r) => r.rps[key]! / r.rps.base!));
+  return {
+    latencyRatio,
+    addedUs,
+    throughputRatio,
+    base: summaries.get('base')!,
+    petri: summaries.get(key)!,
+    baseRps: median(rounds.map((r) => r.rps.base!)),
+    petriRps: median(rounds.map((r) => r.rps[key]!)),
+    bare: summarize(cold.bare),
+    poolWarm: summarize(cold.poolWarm),
+    poolDrained: cold.poolDrained.length > 0 ? summarize(cold.poolDrained) : undefined,
+  };
 }
 
-function report(base: Summary, petri: Summary, rounds: Round[], cold: Summary, bare: Summary) {
-  const latencyRatio = median(rounds.map((r) => r.petriP50 / r.baseP50));
-  const throughputRatio = median(rounds.map((r) => r.petriRps / r.baseRps));
+type Figures = ReturnType<typeof runtimeFigures> & { nodes: RuntimeNodes };
+
+const COLD_TARGET = 1.5;
+
+function coldReport(petri: Summary, bare: Summary) {
   return {
+    baseline: bare,
+    petri,
+    ratioP50: ratio(petri.p50, bare.p50),
+    addedP50Ms: round3(petri.p50 - bare.p50),
+    target: COLD_TARGET,
+    met: petri.p50 <= COLD_TARGET * bare.p50,
+  };
+}
+
+function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+function runtimeReport(f: Figures) {
+  return {
+    runtime: f.nodes.runtime,
     warm: {
-      baseline: base,
-      petri,
-      ratioP50: ratio(latencyRatio, 1),
-      ratioP99: ratio(petri.p99, base.p99),
+      baseline: f.base,
+      petri: f.petri,
+      ratioP50: ratio(f.latencyRatio, 1),
+      addedP50Us: Math.round(f.addedUs * 10) / 10,
+      ratioP99: ratio(f.petri.p99, f.base.p99),
       targetP50: 2,
-      met: latencyRatio <= 2,
+      met: f.latencyRatio <= 2,
     },
     throughput: {
-      baseline: median(rounds.map((r) => r.baseRps)),
-      petri: median(rounds.map((r) => r.petriRps)),
-      ratio: ratio(throughputRatio, 1),
+      baseline: f.baseRps,
+      petri: f.petriRps,
+      ratio: ratio(f.throughputRatio, 1),
       target: 0.3,
-      met: throughputRatio >= 0.3,
+      met: f.throughputRatio >= 0.3,
     },
     cold: {
-      baseline: bare,
-      petri: cold,
-      ratioP50: ratio(cold.p50, bare.p50),
-      target: 1.5,
-      met: cold.p50 <= 1.5 * bare.p50,
+      poolWarm: coldReport(f.poolWarm, f.bare),
+      ...(f.poolDrained ? { poolDrained: coldReport(f.poolDrained, f.bare) } : {}),
     },
-    placement: placementEffect(rounds),
+  };
+}
+
+/** The compared runtime against the daemon's own: per-round ratios where rounds exist. */
+function overPrimary(rounds: Round[], main: Figures, other: Figures) {
+  return {
+    warmP50: ratio(median(rounds.map((r) => r.p50.compare! / r.p50.petri!)), 1),
+    throughput: ratio(median(rounds.map((r) => r.rps.compare! / r.rps.petri!)), 1),
+    bareFirstByteP50: ratio(other.bare.p50, main.bare.p50),
+    coldPoolWarmP50: ratio(other.poolWarm.p50, main.poolWarm.p50),
+    ...(other.poolDrained && main.poolDrained
+      ? { coldPoolDrainedP50: ratio(other.poolDrained.p50, main.poolDrained.p50) }
+      : {}),
   };
 }
 
 /** Warm p50 of the node with placement spread, against the echo server and against the node as configured. */
 function placementEffect(rounds: Round[]) {
-  const compared = rounds.filter((r) => r.spreadP50 !== undefined);
+  const compared = rounds.filter((r) => r.p50.spread !== undefined);
   if (compared.length === 0) return undefined;
-  const spread = (r: Round): number => r.spreadP50 ?? NaN;
+  const spread = (r: Round): number => r.p50.spread ?? NaN;
   return {
     spreadP50: median(compared.map(spread)),
-    spreadRatioP50: ratio(median(compared.map((r) => spread(r) / r.baseP50)), 1),
-    spreadOverConfigured: ratio(median(compared.map((r) => spread(r) / r.petriP50)), 1),
+    spreadRatioP50: ratio(median(compared.map((r) => spread(r) / r.p50.base!)), 1),
+    spreadAddedP50Us:
+      Math.round(median(compared.map((r) => (spread(r) - r.p50.base!) * 1000)) * 10) / 10,
+    spreadOverConfigured: ratio(median(compared.map((r) => spread(r) / r.p50.petri!)), 1),
   };
+}
+
+type Report = ReturnType<typeof runtimeReport> & { placement: ReturnType<typeof placementEffect> };
+
+function ms(value: number): string {
+  return `${value.toFixed(3)} ms`;
+}
+
+function added(value: number, unit: 'µs' | 'ms'): string {
+  return `${value >= 0 ? '+' : ''}${value.toFixed(unit === 'µs' ? 0 : 1)} ${unit}`;
+}
+
+function met(value: boolean): string {
+  return value ? 'yes' : 'NO';
+}
+
+function coldRow(name: string, cold: ReturnType<typeof coldReport>): string[] {
+  return [
+    name,
+    ms(cold.petri.p50),
+    `${ms(cold.baseline.p50)} (node first byte)`,
+    String(cold.ratioP50),
+    added(cold.addedP50Ms, 'ms'),
+    `≤ ${cold.target}`,
+    met(cold.met),
+  ];
+}
+
+function mainRows(result: Report, connections: number): string[][] {
+  const { warm, throughput, cold, placement } = result;
+  return [
+    [
+      'warm p50 (1 conn)',
+      ms(warm.petri.p50),
+      ms(warm.baseline.p50),
+      String(warm.ratioP50),
+      added(warm.addedP50Us, 'µs'),
+      `≤ ${warm.targetP50}`,
+      met(warm.met),
+    ],
+    [
+      'warm p99 (1 conn)',
+      ms(warm.petri.p99),
+      ms(warm.baseline.p99),
+      String(warm.ratioP99),
+      added((warm.petri.p99 - warm.baseline.p99) * 1000, 'µs'),
+      '–',
+      '–',
+    ],
+    [
+      `throughput (${connections} conn)`,
+      `${throughput.petri.toFixed(0)} req/s`,
+      `${throughput.baseline.toFixed(0)} req/s`,
+      String(throughput.ratio),
+      '',
+      `≥ ${throughput.target}`,
+      met(throughput.met),
+    ],
+    coldRow('cold start p50, namespace pool warm', cold.poolWarm),
+    ...(cold.poolDrained
+      ? [coldRow('cold start p50, namespace pool drained', cold.poolDrained)]
+      : []),
+    ...(placement
+      ? [
+          [
+            'warm p50, placement spread',
+            ms(placement.spreadP50),
+            ms(warm.baseline.p50),
+            String(placement.spreadRatioP50),
+            added(placement.spreadAddedP50Us, 'µs'),
+            '–',
+            '–',
+          ],
+          [
+            'placement gain: spread p50 ÷ this p50',
+            '',
+            '',
+            String(placement.spreadOverConfigured),
+            '',
+            '–',
+            '–',
+          ],
+        ]
+      : []),
+  ];
+}
+
+function compareRows(
+  main: Figures,
+  other: Figures,
+  a: ReturnType<typeof runtimeReport>,
+  b: ReturnType<typeof runtimeReport> & { over: ReturnType<typeof overPrimary> },
+): string[][] {
+  const { over } = b;
+  const coldRows = (label: string, kind: 'poolWarm' | 'poolDrained', overRatio?: number) => {
+    const x = a.cold[kind];
+    const y = b.cold[kind];
+    if (!x || !y) return [];
+    return [
+      [`cold start p50, pool ${label}`, ms(x.petri.p50), ms(y.petri.p50), String(overRatio ?? '')],
+      [
+        `  ÷ bare node first byte (target ≤ ${COLD_TARGET})`,
+        String(x.ratioP50),
+        String(y.ratioP50),
+        '',
+      ],
+    ];
+  };
+  return [
+    ['warm p50 (1 conn)', ms(a.warm.petri.p50), ms(b.warm.petri.p50), String(over.warmP50)],
+    ['  ÷ echo server (target ≤ 2)', String(a.warm.ratioP50), String(b.warm.ratioP50), ''],
+    [
+      '  added over echo server',
+      added(a.warm.addedP50Us, 'µs'),
+      added(b.warm.addedP50Us, 'µs'),
+      '',
+    ],
+    [
+      'throughput',
+      `${a.throughput.petri.toFixed(0)} req/s`,
+      `${b.throughput.petri.toFixed(0)} req/s`,
+      String(over.throughput),
+    ],
+    ['  ÷ echo server (target ≥ 0.3)', String(a.throughput.ratio), String(b.throughput.ratio), ''],
+    [
+      'bare node first byte p50',
+      ms(main.bare.p50),
+      ms(other.bare.p50),
+      String(over.bareFirstByteP50),
+    ],
+    ...coldRows('warm', 'poolWarm', over.coldPoolWarmP50),
+    ...coldRows('drained', 'poolDrained', over.coldPoolDrainedP50),
+  ];
 }

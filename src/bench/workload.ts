@@ -17,6 +17,13 @@ import {
 } from '../workload/index.ts';
 import type { Trace, TraceFunction } from '../workload/index.ts';
 
+/** One line of the table; a row without a target is evidence and has no `met`. */
+interface Row {
+  figure: string;
+  value: number | string;
+  target?: { text: string; met: boolean };
+}
+
 /**
  * `npm run bench -- workload`: the In-Vitro toolkit's targets.
  * - sampler: on a 10,000-function × 60-minute synthetic trace, sizes 10..1000
@@ -41,65 +48,70 @@ export async function run(argv: string[]): Promise<void> {
   const cores = os.availableParallelism();
   const sampler = benchSampler(Number(values.functions), Number(values.minutes));
   const load = await benchLoad(Number(values.rate), Number(values.seconds));
-  const rows = [
-    [
-      'sampler: worst In-Vitro ÷ random WD over sizes',
-      sampler.worstRatio,
-      '≤ 0.2',
-      sampler.worstRatio <= 0.2,
-    ],
-    [
-      'sampler: median In-Vitro ÷ random WD',
-      sampler.medianRatio,
-      '(paper: up to 10× better)',
-      true,
-    ],
-    [
-      'sampler: sizes with ratio ≤ 0.2',
-      `${sampler.sizesMeetingTarget}/${sampler.sizes}`,
-      'all',
-      sampler.sizesMeetingTarget === sampler.sizes,
-    ],
-    [
-      'sampler: load strictly increasing with size',
-      String(sampler.loadIncreasing),
-      'true',
-      sampler.loadIncreasing,
-    ],
-    ['sampler: run time ÷ 60 s budget', sampler.seconds / 60, '< 1', sampler.seconds < 60],
-    ...sampler.searchFloor.map(
-      (floor) =>
-        [
-          `sampler: direct search ÷ random WD at ${floor.size} (${floor.swaps} swaps, evidence)`,
-          floor.ratio,
-          '(how low the score goes at all)',
-          true,
-        ] as const,
-    ),
-    ['sampler: rank-WD speed-up over sort-merge WD', sampler.speedup, '(baseline, same run)', true],
-    [
-      'load: achieved ÷ scheduled rate',
-      load.rateRatio,
-      '≥ 0.99',
-      Math.abs(1 - load.rateRatio) <= 0.01,
-    ],
-    ['load: p99 dispatch lateness (ms)', load.p99LatenessMs, '≤ 2', load.p99LatenessMs <= 2],
-    [
-      'load: p99 lateness ÷ idle event-loop p99 (baseline)',
-      load.p99LatenessMs / load.idleP99Ms,
-      '(baseline, same run)',
-      true,
-    ],
-    ['load: failures', load.failures, '0', load.failures === 0],
-  ] as const;
+  const rows: Row[] = [
+    {
+      figure: 'sampler: worst In-Vitro ÷ random WD over sizes',
+      value: sampler.worstRatio,
+      target: { text: '≤ 0.2', met: sampler.worstRatio <= 0.2 },
+    },
+    {
+      figure: 'sampler: median In-Vitro ÷ random WD (paper: up to 10× better)',
+      value: sampler.medianRatio,
+      target: { text: '< 1 (better than random)', met: sampler.medianRatio < 1 },
+    },
+    {
+      figure: 'sampler: sizes with ratio ≤ 0.2',
+      value: `${sampler.sizesMeetingTarget}/${sampler.sizes}`,
+      target: { text: 'all', met: sampler.sizesMeetingTarget === sampler.sizes },
+    },
+    {
+      figure: 'sampler: load strictly increasing with size',
+      value: String(sampler.loadIncreasing),
+      target: { text: 'true', met: sampler.loadIncreasing },
+    },
+    {
+      figure: 'sampler: run time ÷ 60 s budget',
+      value: sampler.seconds / 60,
+      target: { text: '< 1', met: sampler.seconds < 60 },
+    },
+    // Evidence without a target: a local search only bounds the best ratio from above.
+    ...sampler.directSearch.map((search): Row => ({
+      figure: `sampler: direct search ÷ random WD at ${search.size} (${search.swaps} swaps; best found, not a floor)`,
+      value: search.ratio,
+    })),
+    {
+      figure: 'sampler: rank-WD speed-up over sort-merge WD (same run)',
+      value: sampler.speedup,
+      target: { text: '> 1', met: sampler.speedup > 1 },
+    },
+    {
+      figure: 'load: achieved ÷ scheduled rate',
+      value: load.rateRatio,
+      target: { text: 'within 1 %', met: Math.abs(1 - load.rateRatio) <= 0.01 },
+    },
+    {
+      figure: 'load: p99 dispatch lateness (ms)',
+      value: load.p99LatenessMs,
+      target: { text: '≤ 2', met: load.p99LatenessMs <= 2 },
+    },
+    {
+      figure: 'load: p99 lateness ÷ idle event-loop p99 (baseline, same run)',
+      value: load.p99LatenessMs / load.idleP99Ms,
+    },
+    {
+      figure: 'load: failures',
+      value: load.failures,
+      target: { text: '0', met: load.failures === 0 },
+    },
+  ];
   console.log(
     table(
       ['figure', 'value', 'target', 'met'],
-      rows.map(([figure, value, target, met]) => [
+      rows.map(({ figure, value, target }) => [
         figure,
         typeof value === 'number' ? Number(value.toPrecision(4)) : value,
-        target,
-        met ? 'yes' : 'NO',
+        target?.text ?? '–',
+        target ? (target.met ? 'yes' : 'NO') : '–',
       ]),
       { title: `workload benchmark (${cores} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'})` },
     ),
@@ -112,7 +124,12 @@ export async function run(argv: string[]): Promise<void> {
           cores,
           sampler,
           load,
-          rows: rows.map(([figure, value, target, met]) => ({ figure, value, target, met })),
+          rows: rows.map(({ figure, value, target }) => ({
+            figure,
+            value,
+            target: target?.text ?? null,
+            met: target?.met ?? null,
+          })),
         },
         null,
         2,
@@ -147,7 +164,7 @@ function benchSampler(functions: number, minutes: number) {
     sizesMeetingTarget: ratios.filter((r) => r <= 0.2).length,
     loadIncreasing,
     speedup: wdSpeedup(trace),
-    searchFloor: searchFloor(trace, results),
+    directSearch: directSearch(trace, results),
     perSize: results.map((r, i) => ({
       size: r.size,
       invocations: r.invocations,
@@ -162,10 +179,12 @@ function benchSampler(functions: number, minutes: number) {
  * Evidence for the sampler-quality target, not part of the method: starting
  * from the In-Vitro summary of a size, a hill climb swaps one function at a
  * time for any function of the whole trace, keeping a swap when it lowers the
- * score. It optimises the score directly, free of nesting, so it shows how
- * far below random sampling any summary of that size can get on this trace.
+ * score. It optimises the score directly, free of nesting. What it finds is
+ * one summary of that size, so its score is an upper bound on the best score
+ * any summary of that size can reach, not a floor: more swaps keep lowering
+ * it, and a sampler may still do better.
  */
-function searchFloor(trace: Trace, results: ReturnType<typeof sampleTrace>) {
+function directSearch(trace: Trace, results: ReturnType<typeof sampleTrace>) {
   const scorer = new TraceScorer(trace);
   const n = trace.functions.length;
   const plan: [size: number, swaps: number][] = [

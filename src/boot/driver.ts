@@ -43,12 +43,19 @@ export async function createDriver(
       binary: tools.bwrap,
       setpriv: tools.setpriv,
       readOnlyPaths: [path.dirname(hostScript)],
+      nodeBinary: config.runtime.nodeBinary,
     }),
     networkLayer(config, tag, warn, { nsenter: tools.nsenter }),
     cgroupLayer(config, tag, { warn, shell: tools.sh }),
   ];
   const limits = { responseBytes: config.responseLimitBytes, logLineBytes: config.logs.lineBytes };
-  return new ProcessDriver({ hostScript, layers, limits, launchTools: tools });
+  return new ProcessDriver({
+    hostScript,
+    layers,
+    limits,
+    launchTools: tools,
+    nodeBinary: config.runtime.nodeBinary,
+  });
 }
 
 /**

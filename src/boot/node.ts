@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { parseConfig, type NodeConfig } from '../config.ts';
 import { PetriNode } from '../node/index.ts';
-import { buildHost } from '../runtime/index.ts';
+import { buildHost, checkNodeBinary } from '../runtime/index.ts';
 import { createDriver, daemonCpusetFor } from './driver.ts';
 import { Store } from '../store/index.ts';
 import { buildApp } from '../api/index.ts';
@@ -37,6 +37,8 @@ function deployBodyLimit(maxArchiveBytes: number): number {
  */
 export async function startNode(input: unknown = {}): Promise<RunningNode> {
   const config = parseConfig(input);
+  // Before anything is made: a bad binary would otherwise fail every instance later.
+  const instanceNode = await checkNodeBinary(config.runtime.nodeBinary);
   const { token } = await resolveApiToken(config);
   const log = pino({ level: config.logLevel, base: undefined });
   await fs.mkdir(config.stateDir, { recursive: true });
@@ -51,6 +53,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     driver,
     log,
     daemonCpuset: daemonCpusetFor(config),
+    instanceNode,
   });
   await node.start();
   const app = buildApp(node, {

@@ -26,10 +26,18 @@ function placementText(placement: NodeView['placement'] | undefined): string {
   return `${placement.policy}: ${placement.current} (daemon on core ${placement.daemonCpu})`;
 }
 
+/** A node older than these fields leaves them out. */
+function instanceNodeText(node: Partial<NodeView>): string {
+  if (!node.instanceNodeVersion) return 'not reported';
+  return `${node.instanceNodeVersion} (${node.instanceNodeBinary ?? 'binary not reported'})`;
+}
+
 function nodeText(node: NodeView, url: string): string {
   const facts = keyValues([
     ['node', url],
     ['version', node.version],
+    ['daemon node.js', node.nodeVersion ?? 'not reported'],
+    ['instance node.js', instanceNodeText(node)],
     ['uptime', formatDuration(node.uptimeMs)],
     ['cores', node.cores],
     ['memory', `${node.memoryInUseMb} MB in use of ${node.memoryBudgetMb} MB`],

@@ -10,6 +10,7 @@ import {
   type KeepAlivePolicy,
   type PlacementPolicy,
 } from '../policy/index.ts';
+import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
@@ -33,10 +34,17 @@ export interface NodeDeps {
   daemonCpuset?: () => Promise<DaemonCpuset | undefined>;
   /** Time and timers of the pool and its instances (default: the system's). */
   clock?: Clock;
+  /** The Node binary instances run, checked at start (default: the daemon's own). */
+  instanceNode?: InstanceNode;
 }
 
 export interface NodeInfo {
   version: string;
+  /** The daemon's own Node version. */
+  nodeVersion: string;
+  /** The Node binary instances run and the version it reports. */
+  instanceNodeBinary: string;
+  instanceNodeVersion: string;
   cores: number;
   memoryBudgetMb: number;
   memoryInUseMb: number;
@@ -199,6 +207,9 @@ export class PetriNode {
     const { dead: _dead, ...instances } = this.pool.instanceCounts();
     return {
       version: PETRI_VERSION,
+      nodeVersion: process.version,
+      instanceNodeBinary: this.deps.instanceNode?.binary ?? process.execPath,
+      instanceNodeVersion: this.deps.instanceNode?.version ?? process.version,
       cores: this.cores,
       memoryBudgetMb: this.deps.config.memoryBudgetMb,
       memoryInUseMb: this.pool.memoryInUseMb(),

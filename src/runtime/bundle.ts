@@ -9,6 +9,10 @@ import {
   locationBanner,
   moduleLocationsPlugin,
 } from './module-locations.ts';
+import { INSTANCE_NODE_MIN_MAJOR } from './node-binary.ts';
+
+/** Instances run the host and the bundles on any Node from this major on (config runtime.nodeBinary). */
+const TARGET = `node${INSTANCE_NODE_MIN_MAJOR}`;
 
 const HANDLER_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
 
@@ -136,7 +140,7 @@ export async function bundleHandler(
       bundle: true,
       platform: 'node',
       format: 'esm',
-      target: 'node20',
+      target: TARGET,
       banner: { js: locationBanner(codeFromBundle) },
       define: LOCATION_DEFINES,
       plugins: [
@@ -179,7 +183,7 @@ export async function buildHost(outFile: string): Promise<void> {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: TARGET,
     logLevel: 'silent',
   });
   // Instances run it as an unprivileged uid, whatever the daemon's umask.

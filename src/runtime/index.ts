@@ -7,3 +7,4 @@ export {
   FUNCTION_ENV_VAR,
   RESERVED_ENV_PREFIX,
 } from './env.ts';
+export { checkNodeBinary, INSTANCE_NODE_MIN_MAJOR, type InstanceNode } from './node-binary.ts';

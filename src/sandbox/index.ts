@@ -1,7 +1,12 @@
 export type * from './types.ts';
 export type { IsolationLayer, LayerInstance, InheritedDescriptor, WrapContext } from './layer.ts';
 export { resourcesFor } from './resources.ts';
-export { ProcessDriver, instancePath, type ProcessDriverOptions } from './process.ts';
+export {
+  ProcessDriver,
+  INHERITED_ENV,
+  instancePath,
+  type ProcessDriverOptions,
+} from './process.ts';
 export { KeptFile } from './kept-file.ts';
 export { bwrapLayer } from './bwrap.ts';
 export {

@@ -41,7 +41,7 @@ export const FRAME_ENVELOPE_BYTES = 64 * 1024;
 /** A result frame's bytes besides its value: `{"type":"result","id":"<id>","value":}`. */
 const RESULT_ENVELOPE_BYTES = 256;
 /** Variables an instance takes from the node's own environment (the operator's, not a function's). */
-const INHERITED_ENV = ['LANG', 'TZ', 'HOME'];
+export const INHERITED_ENV = ['LANG', 'TZ', 'HOME'];
 /** System folders on an instance's PATH, after the folder of the node binary. */
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -54,6 +54,8 @@ export interface ProcessDriverOptions {
   limits: InstanceLimits;
   /** The launch tools resolved at start, reported by `capabilities()`. */
   launchTools?: HostTools;
+  /** The Node binary that runs the host (config runtime.nodeBinary, checked at start). */
+  nodeBinary?: string;
 }
 
 /**
@@ -81,6 +83,10 @@ export class ProcessDriver implements SandboxDriver {
 
   constructor(private readonly options: ProcessDriverOptions) {}
 
+  private get nodeBinary(): string {
+    return this.options.nodeBinary ?? process.execPath;
+  }
+
   capabilities(): IsolationReport {
     const sandboxRoot = this.options.layers
       .map((layer) => layer.sandboxRoot?.())
@@ -88,7 +94,9 @@ export class ProcessDriver implements SandboxDriver {
     return {
       driver: this.name,
       mechanisms: this.options.layers.flatMap((layer) => layer.mechanisms()),
-      ...(this.options.launchTools ? { launch: launchReport(this.options.launchTools) } : {}),
+      ...(this.options.launchTools
+        ? { launch: launchReport(this.options.launchTools, this.nodeBinary) }
+        : {}),
       ...(sandboxRoot ? { sandboxRoot } : {}),
     };
   }
@@ -117,11 +125,11 @@ async function destroyLayers(layers: LayerInstance[]): Promise<void> {
   for (const layer of [...layers].reverse()) await layer.destroy();
 }
 
-function launchReport(tools: HostTools): LaunchReport {
+function launchReport(tools: HostTools, nodeBinary: string): LaunchReport {
   return {
     trustedPath: TRUSTED_PATH.join(':'),
     tools: Object.fromEntries(Object.entries(tools).map(([name, file]) => [name, file ?? null])),
-    instancePath: instancePath(),
+    instancePath: instancePath(nodeBinary),
   };
 }
 
@@ -133,8 +141,9 @@ function instanceEnv(
   spec: SandboxSpec,
   layers: LayerInstance[],
   limits: InstanceLimits,
+  nodeBinary: string,
 ): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: instancePath() };
+  const env: NodeJS.ProcessEnv = { PATH: instancePath(nodeBinary) };
   for (const key of INHERITED_ENV) if (process.env[key]) env[key] = process.env[key];
   Object.assign(env, ...layers.map((layer) => layer.env ?? {}));
   // The function's env as one opaque value, decoded by the host inside the sandbox (runtime/env.ts).
@@ -228,14 +237,14 @@ class ProcessSandbox implements Sandbox {
     const context = { ownPaths: layers.flatMap((layer) => layer.ownPaths ?? []) };
     const command = layers.reduce(
       (cmd, layer) => layer.wrap(cmd, context),
-      [process.execPath, options.hostScript],
+      [options.nodeBinary ?? process.execPath, options.hostScript],
     );
     const [file, ...args] = command;
     const descriptors = layers.flatMap((layer) => layer.descriptors?.() ?? []);
     try {
       this.child = spawn(file, args, {
         cwd: spec.cwd,
-        env: instanceEnv(spec, layers, limits),
+        env: instanceEnv(spec, layers, limits, options.nodeBinary ?? process.execPath),
         stdio: stdioWith(descriptors),
         // Its own process group, so a kill reaches the commands it runs too.
         detached: true,

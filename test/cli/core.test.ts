@@ -426,9 +426,25 @@ describe('status', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /^memory:\s+256 MB in use of 4096 MB$/m);
     assert.match(run.stdout, /^uptime:\s+1m 30s$/m);
+    assert.match(run.stdout, /^daemon node\.js:\s+v24\.22\.3$/m);
+    assert.match(run.stdout, /^instance node\.js:\s+v20\.20\.2 \(\/usr\/bin\/node\)$/m);
     assert.match(run.stdout, /^MECHANISM\s+ACTIVE\s+REASON$/m);
     assert.match(run.stdout, /^cgroup-cpu\s+yes\s+-$/m);
     assert.match(run.stdout, /^netns\s+no\s+not root$/m);
+  });
+
+  it('says when an older node does not report its Node versions', async () => {
+    const {
+      nodeVersion: _n,
+      instanceNodeBinary: _b,
+      instanceNodeVersion: _v,
+      ...older
+    } = nodeView();
+    node.routes.set('GET /v1/node', () => ({ body: older }));
+    const run = await cli(['status']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^daemon node\.js:\s+not reported$/m);
+    assert.match(run.stdout, /^instance node\.js:\s+not reported$/m);
   });
 
   it('--json prints the API body', async () => {

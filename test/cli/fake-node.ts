@@ -121,6 +121,9 @@ export function invocationView(overrides: Partial<InvocationView> = {}): Invocat
 export function nodeView(): NodeView {
   return {
     version: '0.1.0',
+    nodeVersion: 'v24.22.3',
+    instanceNodeBinary: '/usr/bin/node',
+    instanceNodeVersion: 'v20.20.2',
     cores: 2,
     memoryBudgetMb: 4096,
     memoryInUseMb: 256,

@@ -43,6 +43,8 @@ export async function fakeNode(
     store,
     driver,
     log: pino({ level: 'silent' }),
+    // The FakeDriver runs no binary; this is the default binary's real version.
+    instanceNode: { binary: process.execPath, version: process.version },
     ...deps,
   });
   await node.start();

@@ -129,9 +129,16 @@ describe('a real daemon', () => {
     const node = (await call('GET', '/v1/node')).body as {
       sandboxDriver: string;
       memoryBudgetMb: number;
+      nodeVersion: string;
+      instanceNodeBinary: string;
+      instanceNodeVersion: string;
     };
     assert.equal(node.sandboxDriver, 'process');
     assert.ok(node.memoryBudgetMb > 0);
+    // spawnDaemon runs this process's binary, and instances default to the daemon's.
+    assert.equal(node.nodeVersion, process.version);
+    assert.equal(node.instanceNodeBinary, process.execPath);
+    assert.equal(node.instanceNodeVersion, process.version);
   });
 
   it('runs JS (ESM), TypeScript and CommonJS node handlers, cold then warm', async () => {
