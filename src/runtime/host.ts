@@ -10,7 +10,7 @@
  * Only Node built-ins may be imported here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
@@ -271,14 +271,29 @@ async function httpAdapter(): Promise<Adapter> {
     process.exit(code ?? 1);
   });
   while (!(await canConnect(port))) await new Promise((r) => setTimeout(r, 5));
-  const agent = new http.Agent({ keepAlive: true });
-  return (message) => forward(agent, port, message);
+  const httpModule = loadHttp();
+  const agent = new httpModule.Agent({ keepAlive: true });
+  return (message) => forward(httpModule, agent, port, message);
 }
 
-function forward(agent: http.Agent, port: number, message: Invoke): Promise<unknown> {
+/**
+ * node:http, loaded only by the http runtime: as a static ES import on Node 24
+ * it evaluates every export, the lazy WebSocket getters and so Node's bundled
+ * undici included, which cost every instance's cold start ~35 ms (bench invoke).
+ */
+function loadHttp(): typeof http {
+  return process.getBuiltinModule('node:http');
+}
+
+function forward(
+  httpModule: typeof http,
+  agent: http.Agent,
+  port: number,
+  message: Invoke,
+): Promise<unknown> {
   const body = JSON.stringify(message.event);
   return new Promise((resolve, reject) => {
-    const request = http.request(
+    const request = httpModule.request(
       {
         agent,
         host: '127.0.0.1',
