@@ -60,7 +60,9 @@ const SAMPLE_EVENTS: Record<string, string> = {
 /** Where a person finds the API token: the file the node made, or the variable they set. */
 function tokenHint(running: RunningNode): { shell: string; cliEnv: string } {
   if (process.env.PETRI_TOKEN) return { shell: '$PETRI_TOKEN', cliEnv: '' };
-  const file = path.relative(process.cwd(), path.join(running.config.stateDir, TOKEN_FILE));
+  const absolute = path.join(running.config.stateDir, TOKEN_FILE);
+  const relative = path.relative(process.cwd(), absolute);
+  const file = relative.startsWith('..') ? absolute : relative;
   const isDefault = file === path.join('.petri', TOKEN_FILE);
   return {
     shell: `$(cat ${file})`,
