@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import {
   cgroupLayer,
+  DAEMON_CPUSET_PREFIX,
   detectCgroups,
   enableFastCgroupMoves,
   type DaemonCpuset,
@@ -66,6 +67,6 @@ export function daemonCpusetFor(config: NodeConfig): () => Promise<DaemonCpuset 
   return async () => {
     if (config.isolation.cgroups === 'off') return undefined;
     const tag = nodeTagFrom(path.resolve(config.stateDir));
-    return detectCgroups().daemonCpuset(`petri-daemon-${tag}`);
+    return detectCgroups().daemonCpuset(`${DAEMON_CPUSET_PREFIX}${tag}`);
   };
 }

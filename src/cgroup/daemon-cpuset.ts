@@ -28,6 +28,40 @@ export function parseCpuList(list: string): number[] {
   return cpus;
 }
 
+/** Every node's daemon cpuset is `<this><node tag>`, beside the node's cgroup. */
+export const DAEMON_CPUSET_PREFIX = 'petri-daemon-';
+
+/** Long enough that a node is past the few µs between creating its cpuset and joining it. */
+const STALE_AFTER_MS = 60_000;
+
+/**
+ * Removes the empty daemon cpusets in `base` older than `minAgeMs`. A plain
+ * rmdir, never a retrying one: on a cgroup that holds a live daemon it fails
+ * at once, which is how a node in use is told from a crashed one.
+ */
+export async function removeStaleDaemonCpusets(
+  base: string,
+  minAgeMs = STALE_AFTER_MS,
+): Promise<string[]> {
+  const names = (await fs.readdir(base).catch(() => [] as string[])).filter((name) =>
+    name.startsWith(DAEMON_CPUSET_PREFIX),
+  );
+  const removed: string[] = [];
+  for (const name of names) {
+    const dir = path.join(base, name);
+    const stat = await fs.stat(dir).catch(() => undefined);
+    if (!stat?.isDirectory() || Date.now() - stat.ctimeMs < minAgeMs) continue;
+    if (
+      await fs.rmdir(dir).then(
+        () => true,
+        () => false,
+      )
+    )
+      removed.push(name);
+  }
+  return removed;
+}
+
 /** Rounds of moving children out: each round catches what a child forked meanwhile. */
 const CHILD_MOVE_ROUNDS = 10;
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
-import { type DaemonCpuset, joinDaemonCpuset } from './daemon-cpuset.ts';
+import { type DaemonCpuset, joinDaemonCpuset, removeStaleDaemonCpusets } from './daemon-cpuset.ts';
 import { V1Cgroup } from './v1.ts';
 import { killCgroupV2, V2Cgroup } from './v2.ts';
 import {
@@ -146,6 +146,7 @@ abstract class BaseSystem implements CgroupSystem {
 
   abstract create(name: string, limits: CgroupLimits): Promise<Cgroup>;
   abstract daemonCpuset(name: string): Promise<DaemonCpuset | undefined>;
+  abstract removeStaleDaemonCpusets(minAgeMs?: number): Promise<string[]>;
 
   /** The node's cgroup directories (one per hierarchy) that Petri nests its cgroups under. */
   protected abstract bases(): string[];
@@ -233,6 +234,11 @@ class V1System extends BaseSystem {
     return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
   }
 
+  async removeStaleDaemonCpusets(minAgeMs?: number): Promise<string[]> {
+    const base = this.baseDirs.get('cpuset');
+    return base ? removeStaleDaemonCpusets(base, minAgeMs) : [];
+  }
+
   protected async kill(dir: string): Promise<void> {
     await killUntilEmpty([path.join(dir, 'cgroup.procs')], this.killTimeoutMs);
   }
@@ -302,6 +308,10 @@ class V2System extends BaseSystem {
     return undefined;
   }
 
+  async removeStaleDaemonCpusets(): Promise<string[]> {
+    return [];
+  }
+
   protected async kill(dir: string): Promise<void> {
     await killCgroupV2(dir, this.killTimeoutMs);
   }
@@ -336,5 +346,8 @@ class NoCgroups implements CgroupSystem {
   }
   async daemonCpuset(): Promise<DaemonCpuset | undefined> {
     return undefined;
+  }
+  async removeStaleDaemonCpusets(): Promise<string[]> {
+    return [];
   }
 }

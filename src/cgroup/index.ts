@@ -14,5 +14,5 @@ export {
   type CgroupLayerOptions,
   type CgroupLayerInstance,
 } from './layer.ts';
-export { type DaemonCpuset, parseCpuList } from './daemon-cpuset.ts';
+export { DAEMON_CPUSET_PREFIX, type DaemonCpuset, parseCpuList } from './daemon-cpuset.ts';
 export { enableFastCgroupMoves, type FastMovesResult } from './fast-moves.ts';

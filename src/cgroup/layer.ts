@@ -67,7 +67,10 @@ export function cgroupLayer(
     prepare: async (spec) =>
       active ? prepareCgroup(active, nodeTag, spec, options.shell) : noCgroup(),
     reconcile: async () => {
-      if (active) await active.cleanup(prefix);
+      if (!active) return;
+      await active.cleanup(prefix);
+      // Crashed daemons' cpusets, this node's and those of nodes that will never start again.
+      await active.removeStaleDaemonCpusets();
     },
     close: async () => {
       if (active) await active.cleanup(prefix);

@@ -71,6 +71,12 @@ export interface CgroupSystem {
    * with processes cannot also delegate to instances).
    */
   daemonCpuset(name: string): Promise<DaemonCpuset | undefined>;
+  /**
+   * Removes daemon cpusets (`petri-daemon-*`) that crashed nodes left empty,
+   * of any node: one still in use holds its daemon and cannot be removed, and
+   * one younger than `minAgeMs` may be a node between mkdir and joining it.
+   */
+  removeStaleDaemonCpusets(minAgeMs?: number): Promise<string[]>;
 }
 
 export interface DetectOptions {

@@ -246,6 +246,27 @@ describe('real cgroups (root)', () => {
       if (!released) await cpuset.release().catch(() => undefined);
     }
   });
+
+  test('stale daemon cpusets of crashed nodes are removed, one holding a live daemon is kept', async (t) => {
+    if (!requireRoot(t, missing('cpuset'))) return;
+    const live = `petri-daemon-${TAG}-live`;
+    const stale = `petri-daemon-${TAG}-stale`;
+    const cpuset = await system.daemonCpuset(live);
+    assert.ok(cpuset, 'cgroup v1 cpuset can hold the daemon');
+    try {
+      const [liveDir] = await findTagDirs(live);
+      // What a daemon killed while pinned leaves: its cpuset, empty.
+      await fs.mkdir(path.join(path.dirname(liveDir), stale));
+      const removed = await system.removeStaleDaemonCpusets(0);
+      assert.ok(removed.includes(stale), `removed ${removed.join(', ')}`);
+      assert.ok(!removed.includes(live), 'the cpuset this process is in stays');
+      assert.deepEqual(await findTagDirs(stale), []);
+      assert.equal((await findTagDirs(live)).length, 1);
+    } finally {
+      await cpuset.release();
+      for (const dir of await findTagDirs(stale)) await fs.rmdir(dir).catch(() => undefined);
+    }
+  });
 });
 
 /** Directories named after `tag` anywhere in the cgroup tree (the node's own cgroup may be nested). */
