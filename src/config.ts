@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PetriError } from './errors.ts';
+import { fieldIssues } from './spec/index.ts';
 
 /** The example functions shipped with Petri (`petri serve --examples` deploys them by path). */
 export const EXAMPLES_DIR = path.resolve(
@@ -362,13 +363,7 @@ export type LogsConfig = z.infer<typeof LogsConfigSchema>;
 export function parseConfig(input: unknown): NodeConfig {
   const result = NodeConfigSchema.safeParse(input ?? {});
   if (result.success) return result.data;
-  const issues = result.error.issues.map((issue) => ({
-    field: issue.path.join('.') || '(root)',
-    message:
-      issue.code === 'unrecognized_keys'
-        ? `unknown field(s) ${issue.keys.join(', ')}`
-        : issue.message,
-  }));
+  const issues = fieldIssues(result.error);
   const text = issues.map((i) => `${i.field} ${i.message}`).join('; ');
   throw new PetriError('InvalidConfig', `invalid node configuration: ${text}`, { issues });
 }
