@@ -16,13 +16,22 @@ import type { LayerSubject } from '../sandbox/layer.case.ts';
  * inside a test namespace (layer.test.ts passes `netLayerRef`), so the
  * bridge, namespaces and iptables chains never touch this host's network.
  */
+/**
+ * A bridge named after the case's tag, so a case run in this host's own
+ * namespace (the switched-off one) never mistakes a real node's petri0 for
+ * something the case left.
+ */
+function bridgeOf(tag: string): string {
+  return `pb${tag}`.slice(0, 15);
+}
+
 export const netLayerSubject: LayerSubject = {
   kind: 'layer',
   name: 'network layer',
   make: (tag, options = {}) => {
     const config = parseConfig({
       stateDir: '/tmp/petri-net-conformance',
-      network: { poolSize: 2 },
+      network: { poolSize: 2, bridge: bridgeOf(tag) },
       isolation: options.off ? { network: 'off' } : {},
     });
     return networkLayer(config, tag, () => undefined);
@@ -45,7 +54,7 @@ export const netLayerSubject: LayerSubject = {
     ...(await netTracesOf(tag, instance.wrap([]))),
     ...(await egressRuleOf(tag, instance.address)),
   ],
-  leftovers: (tag) => netTraces(tag),
+  leftovers: (tag) => netTraces(tag, bridgeOf(tag)),
   settle: (layer) => (layer as NetworkLayer).poolIdle(),
   // Instance namespaces have global names; the bridge goes with the test namespace.
   cleanup: async (tag) => {
