@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
+import { announceLargeBody } from '../helpers/large-body.ts';
 import { nodeTagFrom } from '../../src/net/index.ts';
 
 const EXAMPLES = path.resolve(import.meta.dirname, '../../examples');
@@ -75,27 +75,6 @@ async function deploy(
   });
   assert.ok(reply.status === 201 || reply.status === 200, JSON.stringify(reply.body));
   return reply;
-}
-
-/** Sends request headers announcing `length` bytes plus a little of the body; returns the raw reply. */
-function announceLargeBody(url: string, length: number): Promise<string> {
-  const { hostname, port } = new URL(daemon.url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname);
-    let reply = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      if (reply.includes('}}')) socket.destroy();
-    });
-    socket.on('close', () => resolve(reply));
-    socket.on('error', reject);
-    socket.write(
-      `POST ${url} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
-        `Authorization: ${daemon.headers.authorization}\r\n` +
-        `Content-Length: ${length}\r\n\r\n{"blob":"xxxx`,
-    );
-  });
 }
 
 function invoke(name: string, event: unknown = {}): Promise<Reply> {
@@ -239,7 +218,12 @@ describe('a real daemon', () => {
     assert.equal(errorOf(malformed).code, 'InvalidRequest');
     // Announce 7 MB but send only the start: the node must answer from the header
     // alone (a client streaming the whole body may see the socket close under it).
-    const huge = await announceLargeBody('/v1/functions/echo/invoke', 7 * 1024 * 1024);
+    const huge = await announceLargeBody(
+      daemon,
+      'POST',
+      '/v1/functions/echo/invoke',
+      7 * 1024 * 1024,
+    );
     assert.match(huge, /^HTTP\/1\.1 413/);
     assert.match(huge, /"code":"PayloadTooLarge"/);
     assert.equal((await invoke('echo', { still: 'serving' })).status, 200);
