@@ -17,6 +17,11 @@ export const ERROR_CODES = {
     meaning: 'The request has no valid API token.',
   },
   RouteNotFound: { status: 404, meaning: 'No API route matches the method and path.' },
+  MethodNotAllowed: {
+    status: 405,
+    meaning:
+      'The route exists but not for this method; the Allow header lists the methods it takes.',
+  },
   PayloadTooLarge: { status: 413, meaning: 'The request body is over the payload limit.' },
   QueueFull: { status: 429, meaning: "The function's queue is full; try again later." },
   QueueTimeout: {
@@ -37,7 +42,11 @@ export const ERROR_CODES = {
     status: 502,
     meaning: 'The instance exited or crashed during the invocation.',
   },
-  BadResponse: { status: 502, meaning: 'The function returned something that is not valid JSON.' },
+  BadResponse: {
+    status: 502,
+    meaning:
+      'The function returned something that is not valid JSON, or an invalid function URL response.',
+  },
   ResponseTooLarge: {
     status: 502,
     meaning: "The function's result is over the node's response limit.",

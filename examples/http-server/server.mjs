@@ -12,4 +12,4 @@ const server = http.createServer((request, response) => {
     response.end(JSON.stringify({ served, upper: String(event.text ?? '').toUpperCase() }));
   });
 });
-server.listen(Number(process.env.PORT), '127.0.0.1');
+server.listen(Number(process.env.PORT));

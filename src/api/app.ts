@@ -4,10 +4,14 @@ import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode } from '../node/index.ts';
 import { FunctionNameSchema, fieldIssues } from '../spec/index.ts';
+import { addFunctionUrls, retryAfter } from './function-urls.ts';
+import { RouteMethods } from './methods.ts';
 import { toInvocationView } from './views.ts';
 
 export interface AppOptions {
   payloadLimitBytes: number;
+  /** The largest response a function URL relays (default: 6 MiB, the node's default). */
+  responseLimitBytes?: number;
   /** Deploy bodies carry base64 archives, so they may be larger than invoke payloads. */
   deployLimitBytes?: number;
   logger?: FastifyBaseLogger;
@@ -51,7 +55,11 @@ function addAuth(app: FastifyInstance, options: AppOptions): void {
 
 const NameParams = z.object({ name: z.string() });
 const IdParams = z.object({ id: z.string().min(1) });
-const InvokeQuery = z.object({ mode: z.enum(['sync', 'async']).default('sync') }).strict();
+/**
+ * Not strict: Lambda's and OpenFaaS's clients add their own parameters
+ * (`Qualifier`, a function's own query), which are ignored, not a 400.
+ */
+const InvokeQuery = z.object({ mode: z.enum(['sync', 'async']).default('sync') });
 const InvocationsQuery = z
   .object({
     function: z.string().optional(),
@@ -83,7 +91,20 @@ function functionName(params: unknown): string {
   return name;
 }
 
+/** A result as the JSON invoke API sends it: a string as text, bytes as bytes, else JSON. */
+function resultBody(value: unknown): { body: string | Buffer; type: string } {
+  if (typeof value === 'string') return { body: value, type: 'text/plain; charset=utf-8' };
+  if (Buffer.isBuffer(value)) return { body: value, type: 'application/octet-stream' };
+  return { body: JSON.stringify(value ?? null), type: 'application/json; charset=utf-8' };
+}
+
 function sendError(reply: FastifyReply, error: PetriError): FastifyReply {
+  const retry = retryAfter(error);
+  if (retry !== undefined) reply.header('retry-after', retry);
+  if (error.code === 'MethodNotAllowed') {
+    const allow = (error.details as { allow?: string[] } | undefined)?.allow ?? [];
+    reply.header('allow', allow.join(', '));
+  }
   return reply.code(error.status).type('application/json').send(error.toBody());
 }
 
@@ -143,9 +164,25 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
     if (error.code === 'Internal') log?.error({ err, url: request.url }, 'internal error');
     return sendError(reply, error);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new PetriError('RouteNotFound', `no route ${request.method} ${request.url}`)),
-  );
+  const methods = new RouteMethods();
+  app.addHook('onRoute', (route) => methods.add(route.method, route.url));
+  app.setNotFoundHandler((request, reply) => {
+    const allow = methods.allowed(request.url);
+    if (allow.length > 0) {
+      const message = `${request.method} is not allowed on ${request.url.split('?')[0]}`;
+      return sendError(reply, new PetriError('MethodNotAllowed', message, { allow }));
+    }
+    return sendError(
+      reply,
+      new PetriError('RouteNotFound', `no route ${request.method} ${request.url}`),
+    );
+  });
+  addFunctionUrls(app, node, {
+    requestLimitBytes: options.payloadLimitBytes,
+    responseLimitBytes: options.responseLimitBytes ?? 6 * 1024 * 1024,
+    token: options.token,
+    bearerMatches,
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/v1/node', async () => node.info());
@@ -203,10 +240,10 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       return sendError(reply, new PetriError(code, message, details));
     }
     // The hot path writes the reply itself: fastify's onSend pipeline has nothing to add here.
-    const body = JSON.stringify(value ?? null);
+    const { body, type } = resultBody(value);
     reply.hijack();
     reply.raw.writeHead(200, {
-      'content-type': 'application/json; charset=utf-8',
+      'content-type': type,
       'content-length': Buffer.byteLength(body),
       'x-petri-invocation-id': record.id,
       'x-petri-start': record.startPath ?? 'cold',

@@ -29,6 +29,7 @@ export function toInvocationView(record: InvocationRecord): InvocationView {
     result: record.result,
     error: record.error,
     logsDropped: record.logsDropped,
+    http: record.http,
     timings: {
       receivedAt: record.receivedAt,
       dispatchedAt: record.dispatchedAt,

@@ -58,6 +58,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
   await node.start();
   const app = buildApp(node, {
     payloadLimitBytes: config.payloadLimitBytes,
+    responseLimitBytes: config.responseLimitBytes,
     deployLimitBytes: deployBodyLimit(config.deploy.maxArchiveBytes),
     logger: log,
     token,

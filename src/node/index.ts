@@ -4,7 +4,9 @@ export {
   type FunctionView,
   type NodeInfo,
   type InvokeResult,
+  type UrlTarget,
 } from './node.ts';
+export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';

@@ -1,4 +1,4 @@
-import { PetriError, type ErrorCode } from '../errors.ts';
+import { PetriError, toPetriError, type ErrorCode } from '../errors.ts';
 import type { InstanceState, InstanceView } from '../policy/index.ts';
 import { INSTANCE_ERROR_CODES, type FromInstance } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
@@ -68,6 +68,8 @@ export class Instance {
   cpu = 0;
   private readonly pending = new Map<string, Pending>();
   private stopReason: PetriError | undefined;
+  /** The http runtime's server port, as the instance's `ready` said. */
+  private httpPort: number | undefined;
 
   private constructor(
     readonly fn: FunctionRecord,
@@ -159,6 +161,37 @@ export class Instance {
     });
   }
 
+  /**
+   * Where the http runtime's server takes connections from the node: the
+   * instance's bridge address (loopback when it shares the node's network)
+   * and the port it reported; undefined for other runtimes.
+   */
+  get httpEndpoint(): { host: string; port: number } | undefined {
+    if (this.httpPort === undefined) return undefined;
+    return { host: this.sandbox.address ?? '127.0.0.1', port: this.httpPort };
+  }
+
+  /**
+   * Runs one invocation that talks to the instance directly instead of by
+   * frame (a function URL proxied to the http runtime's server), under the
+   * same rules as `invoke`: the timeout kills the instance and its exit ends
+   * the invocation. Either aborts `work`'s signal.
+   */
+  track<T>(id: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.invocations += 1;
+    const controller = new AbortController();
+    const settled = new Promise<T>((resolve, reject) => {
+      const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
+      this.pending.set(id, { resolve: (value) => resolve(value as T), reject, timer });
+    });
+    work(controller.signal).then(
+      (value) => this.settle(id, (p) => p.resolve(value)),
+      (err: unknown) => this.settle(id, (p) => p.reject(toPetriError(err))),
+    );
+    settled.catch(() => controller.abort());
+    return settled;
+  }
+
   /** Marks one invocation done; the instance is idle when none is left. */
   release(): void {
     this.inFlight -= 1;
@@ -228,6 +261,7 @@ export class Instance {
   private onMessage(message: FromInstance): void {
     switch (message.type) {
       case 'ready':
+        this.httpPort = message.port;
         this.setState('idle');
         this.settleReady();
         return;
@@ -250,7 +284,7 @@ export class Instance {
         return;
       }
       case 'result':
-        this.settle(message.id, (p) => p.resolve(message.value));
+        this.settle(message.id, (p) => p.resolve(resultValue(message)));
         return;
       case 'error':
         this.settle(message.id, (p) => p.reject(instanceError(message)));
@@ -307,4 +341,10 @@ function instanceError(message: Extract<FromInstance, { type: 'error' }>): Petri
     stack: message.stack,
     sentCode: message.code,
   });
+}
+
+/** A result frame's value as the handler returned it: JSON, a string, or bytes. */
+function resultValue(message: Extract<FromInstance, { type: 'result' }>): unknown {
+  if (message.encoding === 'base64') return Buffer.from(message.value as string, 'base64');
+  return message.value;
 }

@@ -12,6 +12,30 @@ export interface InvokeResult {
   value?: unknown;
 }
 
+/** A function URL call to a handler: its request line and how its value becomes the response. */
+export interface UrlCall<R extends { statusCode: number }> {
+  method: string;
+  path: string;
+  respond(value: unknown): R;
+}
+
+/** What a proxied exchange knows of its invocation. */
+export interface ExchangeContext {
+  /** Aborted when the invocation ends early (timeout, the instance's exit). */
+  signal: AbortSignal;
+  invocationId: string;
+}
+
+export interface HttpEndpoint {
+  host: string;
+  port: number;
+}
+
+/** A result as the record keeps it: bytes as their base64 text (JSON has no bytes). */
+function storedResult(value: unknown): unknown {
+  return Buffer.isBuffer(value) ? value.toString('base64') : value;
+}
+
 export interface InvokerDeps {
   pool: Pool;
   store: Store;
@@ -33,14 +57,62 @@ export class Invoker {
   constructor(private readonly deps: InvokerDeps) {}
 
   invoke(entry: FunctionEntry, event: unknown): Promise<InvokeResult> {
-    return this.run(entry, this.newRecord(entry, 'sync'), event);
+    return this.run(entry, this.newRecord(entry, 'sync'), (slot, id) =>
+      slot.instance.invoke(id, event),
+    );
+  }
+
+  /**
+   * A function URL request to a `node` or `exec` function: `event` is the
+   * request as an event, `call.respond` turns the handler's value into the
+   * response (throwing a PetriError when it cannot), whose status is recorded.
+   */
+  async invokeUrl<R extends { statusCode: number }>(
+    entry: FunctionEntry,
+    event: (invocationId: string) => unknown,
+    call: UrlCall<R>,
+  ): Promise<{ record: InvocationRecord; response?: R }> {
+    const record = this.newRecord(entry, 'sync', call);
+    let response: R | undefined;
+    await this.run(entry, record, async (slot, id) => {
+      response = call.respond(await slot.instance.invoke(id, event(id)));
+      if (record.http) record.http.status = response.statusCode;
+      return undefined;
+    });
+    return { record, response };
+  }
+
+  /**
+   * A function URL request proxied to an `http` function's server: `exchange`
+   * gets the instance's endpoint once a slot is taken and resolves with the
+   * status the server answered once the response has been relayed. The
+   * instance's timeout and exit abort its signal.
+   */
+  async proxy(
+    entry: FunctionEntry,
+    call: { method: string; path: string },
+    exchange: (endpoint: HttpEndpoint, context: ExchangeContext) => Promise<number>,
+  ): Promise<InvocationRecord> {
+    const record = this.newRecord(entry, 'sync', call);
+    await this.run(entry, record, (slot, id) => {
+      const endpoint = slot.instance.httpEndpoint;
+      if (!endpoint) throw new PetriError('Internal', 'the instance reported no server port');
+      return slot.instance.track(id, async (signal) => {
+        const status = await exchange(endpoint, { signal, invocationId: id });
+        if (record.http) record.http.status = status;
+        return undefined;
+      });
+    });
+    return record;
   }
 
   /** Records the invocation durably as queued and runs it in the background. */
   invokeAsync(entry: FunctionEntry, event: unknown): InvocationRecord {
     const record = this.newRecord(entry, 'async');
     this.deps.store.recordInvocationNow(record);
-    const running = this.run(entry, record, event).finally(() => this.asyncRuns.delete(running));
+    const running = this.run(entry, record, (slot, id) => slot.instance.invoke(id, event)).finally(
+      () => this.asyncRuns.delete(running),
+    );
     this.asyncRuns.add(running);
     return record;
   }
@@ -55,9 +127,13 @@ export class Invoker {
     await Promise.allSettled([...this.asyncRuns]);
   }
 
-  private newRecord(entry: FunctionEntry, mode: 'sync' | 'async'): InvocationRecord {
+  private newRecord(
+    entry: FunctionEntry,
+    mode: 'sync' | 'async',
+    http?: { method: string; path: string },
+  ): InvocationRecord {
     const receivedAt = this.deps.clock.now();
-    return {
+    const record: InvocationRecord = {
       id: timeOrderedId(Math.floor(receivedAt)),
       functionName: entry.record.name,
       version: entry.record.version,
@@ -65,12 +141,14 @@ export class Invoker {
       status: 'queued',
       receivedAt,
     };
+    if (http) record.http = { method: http.method, path: http.path };
+    return record;
   }
 
   private async run(
     entry: FunctionEntry,
     record: InvocationRecord,
-    event: unknown,
+    send: (slot: Slot, id: string) => Promise<unknown>,
   ): Promise<InvokeResult> {
     let slot: Slot | undefined;
     try {
@@ -88,9 +166,9 @@ export class Invoker {
         startedAt: this.deps.clock.now(),
       });
       if (record.mode === 'async') this.deps.store.recordInvocation({ ...record });
-      const value = await slot.instance.invoke(record.id, event);
+      const value = await send(slot, record.id);
       // Only async callers fetch results later; sync results go back in the response.
-      if (record.mode === 'async') record.result = value;
+      if (record.mode === 'async') record.result = storedResult(value);
       this.finish(record, slot, undefined);
       return { record, value };
     } catch (err) {
@@ -110,6 +188,8 @@ export class Invoker {
     record.finishedAt = finished;
     record.status = error ? 'failed' : 'succeeded';
     if (error) record.error = { code: error.code, message: error.message, details: error.details };
+    // A function URL caller that got a platform error got its status.
+    if (error && record.http) record.http.status = error.status;
     record.totalMs = roundMs(finished - record.receivedAt);
     if (record.startedAt !== undefined && record.dispatchedAt !== undefined) {
       record.queuedMs = roundMs(record.dispatchedAt - record.receivedAt);

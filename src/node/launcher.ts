@@ -97,7 +97,8 @@ export class InstanceLauncher {
       entry,
       env: spec.env,
       resources: this.resourcesFor(spec.memoryMb),
-      network: spec.network,
+      // The node connects to an http server for function URLs; nothing else may.
+      network: { ...spec.network, inbound: spec.runtime === 'http' },
     };
   }
 

@@ -12,11 +12,19 @@ import {
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
+import type { FunctionSpec } from '../spec/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
-import { Invoker, type InvokeResult } from './invoker.ts';
+import {
+  Invoker,
+  type ExchangeContext,
+  type HttpEndpoint,
+  type InvokeResult,
+  type UrlCall,
+} from './invoker.ts';
+import type { FunctionEntry } from './pool.ts';
 import { LogKeeper } from './logs.ts';
 import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
@@ -36,6 +44,13 @@ export interface NodeDeps {
   clock?: Clock;
   /** The Node binary instances run, checked at start (default: the daemon's own). */
   instanceNode?: InstanceNode;
+}
+
+/** A function version a function URL resolved to. `entry` is the node's own. */
+export interface UrlTarget {
+  readonly entry: FunctionEntry;
+  readonly spec: FunctionSpec;
+  readonly version: number;
 }
 
 export interface NodeInfo {
@@ -186,6 +201,34 @@ export class PetriNode {
   /** Accepts an invocation, records it durably as queued, and runs it in the background. */
   invokeAsync(name: string, event: unknown): InvocationRecord {
     return this.invoker.invokeAsync(this.catalog.require(name), event);
+  }
+
+  /**
+   * Which function version a function URL request goes to. Today: the
+   * current version; this is the one place a version selector or an alias
+   * will choose another.
+   */
+  urlTarget(name: string): UrlTarget {
+    const entry = this.catalog.require(name);
+    return { entry, spec: entry.record.spec, version: entry.record.version };
+  }
+
+  /** A function URL request to a `node`/`exec` function: see Invoker.invokeUrl. */
+  invokeUrl<R extends { statusCode: number }>(
+    target: UrlTarget,
+    event: (invocationId: string) => unknown,
+    call: UrlCall<R>,
+  ) {
+    return this.invoker.invokeUrl(target.entry, event, call);
+  }
+
+  /** A function URL request proxied to an `http` function's server: see Invoker.proxy. */
+  proxy(
+    target: UrlTarget,
+    call: { method: string; path: string },
+    exchange: (endpoint: HttpEndpoint, context: ExchangeContext) => Promise<number>,
+  ): Promise<InvocationRecord> {
+    return this.invoker.proxy(target.entry, call, exchange);
   }
 
   getInvocation(id: string): InvocationRecord {

@@ -53,6 +53,8 @@ const logLineBytes = Number(env.PETRI_LOG_LINE_BYTES) || 16 * 1024;
 const HOST_URL = import.meta.url;
 const HOST_PATH = fileURLToPath(import.meta.url);
 let child: ChildProcess | undefined;
+/** The http runtime's server port, told to the daemon in `ready`. */
+let serverPort: number | undefined;
 
 const writer = new FrameWriter(channel);
 
@@ -115,6 +117,13 @@ function bigIntPath(value: unknown, budget = 100_000): string | undefined {
  * (ResponseTooLarge, before a byte of it is sent).
  */
 function resultFrame(id: string, value: unknown): Buffer {
+  if (typeof value === 'string') return sizedResultFrame(id, JSON.stringify(value), 'text');
+  if (value instanceof Uint8Array) {
+    // As with Lambda, the limit holds for the bytes as sent: base64, 4 characters per 3 bytes.
+    checkResultSize(Math.ceil(value.byteLength / 3) * 4, 'base64');
+    const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return encodeResultFrame(id, `"${bytes.toString('base64')}"`, 'base64');
+  }
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
@@ -131,18 +140,25 @@ function resultFrame(id: string, value: unknown): Buffer {
     );
   }
   // undefined, a function or a symbol: JSON has no such value, and the caller gets null.
-  json ??= 'null';
+  return sizedResultFrame(id, json ?? 'null');
+}
+
+/** A result already serialised as JSON, refused over the response limit. */
+function sizedResultFrame(id: string, json: string, encoding?: 'text'): Buffer {
   // A UTF-16 unit is 1 to 3 bytes of UTF-8: count the bytes only when the length cannot tell.
   const over =
     json.length > responseLimitBytes ||
     (json.length * 3 > responseLimitBytes && Buffer.byteLength(json) > responseLimitBytes);
-  if (over) {
-    throw new CodedError(
-      'ResponseTooLarge',
-      `the result is ${Buffer.byteLength(json)} bytes of JSON, over the ${responseLimitBytes}-byte response limit`,
-    );
-  }
-  return encodeResultFrame(id, json);
+  if (over) checkResultSize(Buffer.byteLength(json), encoding === 'text' ? 'text' : 'JSON');
+  return encodeResultFrame(id, json, encoding);
+}
+
+function checkResultSize(bytes: number, what: string): void {
+  if (bytes <= responseLimitBytes) return;
+  throw new CodedError(
+    'ResponseTooLarge',
+    `the result is ${bytes} bytes of ${what}, over the ${responseLimitBytes}-byte response limit`,
+  );
 }
 
 /** The daemon gone means nobody wants our results: leave at once. */
@@ -247,9 +263,9 @@ function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, host);
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -271,6 +287,14 @@ async function httpAdapter(): Promise<Adapter> {
     process.exit(code ?? 1);
   });
   while (!(await canConnect(port))) await new Promise((r) => setTimeout(r, 5));
+  // Function URLs connect from the node, to the instance's bridge address.
+  const address = env.PETRI_ADDRESS;
+  if (address && !(await canConnect(port, address))) {
+    process.stderr.write(
+      `petri: the server takes connections on 127.0.0.1:${port} only; function URLs need it to listen on 0.0.0.0 (all addresses)\n`,
+    );
+  }
+  serverPort = port;
   const httpModule = loadHttp();
   const agent = new httpModule.Agent({ keepAlive: true });
   return (message) => forward(httpModule, agent, port, message);
@@ -382,7 +406,7 @@ async function main(): Promise<void> {
     else exitWithDaemon();
   });
   channel.on('data', (chunk: Buffer) => decoder.push(chunk));
-  send({ type: 'ready' });
+  send(serverPort === undefined ? { type: 'ready' } : { type: 'ready', port: serverPort });
 }
 
 void main();

@@ -12,9 +12,17 @@ export type ToInstance =
 
 export type LogStream = 'stdout' | 'stderr';
 
+export type ResultEncoding = 'text' | 'base64';
+
 export type FromInstance =
-  | { type: 'ready' }
-  | { type: 'result'; id: string; value: unknown }
+  /** `port`: where the http runtime's server listens, for function URLs to connect to. */
+  | { type: 'ready'; port?: number }
+  /**
+   * `encoding` says how `value` carries a result JSON cannot: `text` a string
+   * the handler returned (sent as text/plain), `base64` its bytes (a Buffer or
+   * Uint8Array, sent as application/octet-stream). Absent: a JSON value.
+   */
+  | { type: 'result'; id: string; value: unknown; encoding?: ResultEncoding }
   | {
       type: 'error';
       id: string;
@@ -47,8 +55,13 @@ export function encodeFrame(message: ToInstance | FromInstance): Buffer {
  * A `result` frame around a value already serialised as JSON: the host
  * serialises a result once, to learn its size, and sends that text.
  */
-export function encodeResultFrame(id: string, valueJson: string): Buffer {
-  return frameOf(`{"type":"result","id":${JSON.stringify(id)},"value":${valueJson}}`);
+export function encodeResultFrame(
+  id: string,
+  valueJson: string,
+  encoding?: ResultEncoding,
+): Buffer {
+  const tag = encoding === undefined ? '' : `,"encoding":"${encoding}"`;
+  return frameOf(`{"type":"result","id":${JSON.stringify(id)},"value":${valueJson}${tag}}`);
 }
 
 function frameOf(json: string): Buffer {

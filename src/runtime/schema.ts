@@ -10,8 +10,22 @@ import type { FromInstance } from './protocol.ts';
 const invocationId = z.string().min(1).max(128);
 
 export const FromInstanceSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('ready') }),
-  z.strictObject({ type: z.literal('result'), id: invocationId, value: z.unknown() }),
+  z.strictObject({ type: z.literal('ready'), port: z.number().int().min(1).max(65535).optional() }),
+  z
+    .strictObject({
+      type: z.literal('result'),
+      id: invocationId,
+      value: z.unknown(),
+      encoding: z.enum(['text', 'base64']).optional(),
+    })
+    .superRefine((frame, ctx) => {
+      if (frame.encoding === undefined) return;
+      const ok =
+        typeof frame.value === 'string' &&
+        (frame.encoding === 'text' || z.base64().safeParse(frame.value).success);
+      const want = frame.encoding === 'text' ? 'a string' : 'a base64 string';
+      if (!ok) ctx.addIssue({ code: 'custom', path: ['value'], message: `must be ${want}` });
+    }),
   z.strictObject({
     type: z.literal('error'),
     id: invocationId,

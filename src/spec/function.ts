@@ -61,6 +61,12 @@ const NetworkSchema = z
   })
   .strict();
 
+/**
+ * The function URL (`/fn/{name}`): open by default, as a Lambda URL of auth
+ * type NONE (the function checks its callers), or behind the node's API token.
+ */
+const UrlSchema = z.object({ auth: z.enum(['none', 'token']).default('none') }).strict();
+
 const QueueSchema = z
   .object({
     maxSize: z.number().int().min(0).optional(),
@@ -94,6 +100,7 @@ export const FunctionSpecSchema = z
       .literal(false, { error: 'must be false or absent: snapshots are not built yet' })
       .default(false),
     queue: QueueSchema.prefault({}),
+    url: UrlSchema.prefault({}),
   })
   .strict()
   .superRefine((spec, ctx) => {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { ErrorCode } from '../errors.ts';
+import { FunctionSpecSchema, type FunctionSpec } from '../spec/index.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
 import type {
   ExpiredLogs,
@@ -108,8 +109,8 @@ export class Store {
           instance_id, error_code, error_message, error_details, result, received_at,
           dispatched_at, started_at, finished_at, queued_ms, init_ms, execution_ms, total_ms,
           cpu_ms, peak_memory_bytes, net_rx_bytes, net_tx_bytes, logs_dropped_lines,
-          logs_dropped_bytes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+          logs_dropped_bytes, http_method, http_path, http_status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertEvent: db.prepare(`
         INSERT INTO instance_events (instance_id, function_name, version, event, at, details)
         VALUES (@instanceId, @functionName, @version, @event, @at, @details)`),
@@ -502,11 +503,21 @@ function optionalString(value: unknown): string | undefined {
   return value === null || value === undefined ? undefined : String(value);
 }
 
+/**
+ * A stored spec with the defaults of fields added since it was stored (a
+ * version deployed before `url` existed gets `url.auth: "none"`).
+ */
+function storedSpec(text: unknown): FunctionSpec {
+  const raw: unknown = JSON.parse(String(text));
+  const parsed = FunctionSpecSchema.safeParse(raw);
+  return parsed.success ? parsed.data : (raw as FunctionSpec);
+}
+
 function toFunctionRecord(row: Row): FunctionRecord {
   return {
     name: String(row.name),
     version: Number(row.version),
-    spec: JSON.parse(String(row.spec)),
+    spec: storedSpec(row.spec),
     codeDir: String(row.code_dir),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
@@ -541,6 +552,9 @@ function invocationParams(record: InvocationRecord): unknown[] {
     record.netTxBytes ?? null,
     record.logsDropped?.lines ?? null,
     record.logsDropped?.bytes ?? null,
+    record.http?.method ?? null,
+    record.http?.path ?? null,
+    record.http?.status ?? null,
   ];
 }
 
@@ -578,5 +592,13 @@ function toInvocationRecord(row: Row): InvocationRecord {
       row.logs_dropped_lines === null || row.logs_dropped_lines === undefined
         ? undefined
         : { lines: Number(row.logs_dropped_lines), bytes: Number(row.logs_dropped_bytes ?? 0) },
+    http:
+      row.http_method === null || row.http_method === undefined
+        ? undefined
+        : {
+            method: String(row.http_method),
+            path: String(row.http_path ?? ''),
+            status: optionalNumber(row.http_status),
+          },
   };
 }

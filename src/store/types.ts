@@ -39,6 +39,8 @@ export interface InvocationRecord {
   netTxBytes?: number;
   /** Log lines past the invocation's log cap: not stored, only counted. */
   logsDropped?: { lines: number; bytes: number };
+  /** A function URL invocation's request and the status it was answered with. */
+  http?: { method: string; path: string; status?: number };
 }
 
 export interface InvocationQuery {

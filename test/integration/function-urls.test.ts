@@ -1,0 +1,230 @@
+/**
+ * Function URLs against a real daemon: the same requests to a plain server
+ * and to that server behind Petri give the same responses (minus the
+ * documented proxy differences), Lambda-format events and responses for
+ * node and exec functions, auth per spec, and the records' method, path and
+ * status.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
+
+const SERVER = path.resolve(import.meta.dirname, '../helpers/conformance-server.mjs');
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-fnurl-'));
+const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-fnurl-code-'));
+let daemon: Daemon;
+let plain: ChildProcess;
+let plainUrl: string;
+
+interface Reply {
+  status: number;
+  headers: [string, string][];
+  body: Buffer;
+}
+
+type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
+
+interface Case {
+  name: string;
+  method: Method;
+  path: string;
+  headers?: Record<string, string | string[]>;
+  body?: Buffer | string;
+}
+
+/** Headers that describe the connection or the moment, and Petri's own: not compared. */
+const RESPONSE_DIFFERENCES = new Set([
+  'date',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'x-petri-invocation-id',
+]);
+/** What the proxy adds to or changes in the request the server sees. */
+const REQUEST_DIFFERENCES = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-petri-invocation-id',
+]);
+
+function pairs(raw: string[], drop: Set<string>): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (!drop.has(raw[i].toLowerCase())) out.push([raw[i].toLowerCase(), raw[i + 1]]);
+  }
+  return out;
+}
+
+async function send(base: string, c: Case, extra: Record<string, string> = {}): Promise<Reply> {
+  const response = await request(base + c.path, {
+    method: c.method,
+    headers: { ...c.headers, ...extra },
+    body: c.body,
+  });
+  const body = Buffer.from(await response.body.arrayBuffer());
+  const raw: string[] = [];
+  for (const [name, value] of Object.entries(response.headers)) {
+    for (const v of Array.isArray(value) ? value : [value ?? '']) raw.push(name, v);
+  }
+  return { status: response.statusCode, headers: pairs(raw, RESPONSE_DIFFERENCES), body };
+}
+
+/** The echo route's view of the request, without what a proxy legitimately changes. */
+function comparable(reply: Reply): unknown {
+  const type = reply.headers.find(([name]) => name === 'content-type')?.[1] ?? '';
+  if (!type.includes('json') || reply.body.length === 0) return reply;
+  const echoed = JSON.parse(reply.body.toString()) as { headers: string[] };
+  // The echo's length differs by the request headers the proxy adds.
+  const headers = reply.headers.filter(([name]) => name !== 'content-length');
+  return { ...reply, headers, body: { ...echoed, headers: pairs(echoed.headers, REQUEST_DIFFERENCES) } };
+}
+
+function fn(name: string, files: Record<string, string>): string {
+  const dir = path.join(codeRoot, name);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, file), text);
+  return dir;
+}
+
+async function deploy(name: string, spec: Record<string, unknown>, dir: string): Promise<void> {
+  const response = await request(`${daemon.url}/v1/functions/${name}`, {
+    method: 'PUT',
+    headers: { ...daemon.headers, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...spec, source: { path: dir } }),
+  });
+  const text = await response.body.text();
+  assert.ok(response.statusCode < 300, text);
+}
+
+async function json(url: string, init: { method?: Method; body?: string } = {}) {
+  const response = await request(daemon.url + url, {
+    method: init.method ?? 'GET',
+    headers: daemon.headers,
+    body: init.body,
+  });
+  const text = await response.body.text();
+  return { status: response.statusCode, headers: response.headers, text };
+}
+
+before(async () => {
+  const serverDir = fn('conformance', { 'server.mjs': fs.readFileSync(SERVER, 'utf8') });
+  daemon = await spawnDaemon({ stateDir });
+  await deploy('conf', { runtime: 'http', command: ['node', 'server.mjs'], concurrency: 8 }, serverDir);
+  plain = spawn(process.execPath, [path.join(serverDir, 'server.mjs')], {
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<string>((resolve) =>
+    plain.stdout!.on('data', (chunk: Buffer) => {
+      const match = /listening on (\d+)/.exec(chunk.toString());
+      if (match) resolve(match[1]);
+    }),
+  );
+  plainUrl = `http://127.0.0.1:${port}`;
+});
+
+after(async () => {
+  plain?.kill();
+  await daemon?.close();
+  fs.rmSync(stateDir, { recursive: true, force: true });
+  fs.rmSync(codeRoot, { recursive: true, force: true });
+});
+
+const BINARY = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256));
+
+const CASES: Case[] = [
+  { name: 'a GET', method: 'GET', path: '/echo' },
+  { name: 'the root', method: 'GET', path: '' },
+  { name: 'a HEAD', method: 'HEAD', path: '/echo' },
+  { name: 'an OPTIONS', method: 'OPTIONS', path: '/echo' },
+  { name: 'a DELETE', method: 'DELETE', path: '/echo/item/7' },
+  {
+    name: 'a POST with JSON',
+    method: 'POST',
+    path: '/echo',
+    headers: { 'content-type': 'application/json' },
+    body: '{"a":[1,2]}',
+  },
+  { name: 'a PATCH with an empty body', method: 'PATCH', path: '/echo', body: '' },
+  { name: 'a PUT without a body', method: 'PUT', path: '/echo' },
+  {
+    name: 'encoded characters and repeated query keys',
+    method: 'GET',
+    path: '/echo/a%20b/%2Fc/%C3%A9?x=1&x=2&y=%C3%A9&empty=&flag',
+  },
+  {
+    name: 'headers with several values and cookies',
+    method: 'GET',
+    path: '/echo',
+    headers: { 'x-many': ['a', 'b, c'], cookie: 'k1=v1; k2=v2', accept: 'text/html, */*;q=0.1' },
+  },
+  {
+    name: 'a hop-by-hop request header and one the Connection header names',
+    method: 'GET',
+    path: '/echo',
+    headers: { 'x-hop': 'secret', connection: 'x-hop' },
+  },
+  { name: 'a binary upload and download', method: 'POST', path: '/binary', body: BINARY },
+  { name: 'a 204', method: 'GET', path: '/status/204' },
+  { name: 'a 304', method: 'GET', path: '/status/304', headers: { 'if-none-match': '"v1"' } },
+  { name: "the function's own 418", method: 'GET', path: '/status/418' },
+  { name: 'a redirect (not followed)', method: 'GET', path: '/redirect' },
+  { name: 'several set-cookie headers', method: 'GET', path: '/cookies' },
+  { name: 'a 2 MiB streamed response', method: 'GET', path: '/big' },
+];
+
+describe('function URLs of an http function', () => {
+  for (const c of CASES) {
+    it(`relay ${c.name} as the server answers it`, async () => {
+      const direct = await send(plainUrl, c);
+      const proxied = await send(`${daemon.url}/fn/conf`, c);
+      assert.deepEqual(comparable(proxied), comparable(direct));
+    });
+  }
+
+  it('drop the hop-by-hop response headers and those Connection names', async () => {
+    const reply = await send(`${daemon.url}/fn/conf`, { name: '', method: 'GET', path: '/hop' });
+    const names = reply.headers.map(([name]) => name);
+    assert.ok(!names.includes('x-private'), names.join());
+    assert.ok(!names.includes('keep-alive'));
+    assert.equal(reply.body.toString(), 'hop');
+  });
+
+  it('record method, path and status, and keep the instance warm across requests', async () => {
+    const response = await request(`${daemon.url}/fn/conf/status/418?q=1`);
+    await response.body.text();
+    const id = String(response.headers['x-petri-invocation-id']);
+    // The record is written after the reply; poll briefly for it.
+    let view: { http?: unknown; status?: string; startPath?: string } = {};
+    for (let i = 0; i < 50 && view.status !== 'succeeded'; i++) {
+      const got = await json(`/v1/invocations/${id}`);
+      if (got.status === 200) view = JSON.parse(got.text);
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(view.http, { method: 'GET', path: '/status/418', status: 418 });
+    assert.equal(view.status, 'succeeded');
+    assert.equal(view.startPath, 'warm');
+  });
+
+  it('refuse a body over the payload limit with the registered 413', async () => {
+    const big = Buffer.alloc(7 * 1024 * 1024, 1);
+    const response = await request(`${daemon.url}/fn/conf/echo`, { method: 'POST', body: big });
+    const text = await response.body.text();
+    assert.equal(response.statusCode, 413);
+    assert.equal(JSON.parse(text).error.code, 'PayloadTooLarge');
+  });
+
+  it('answer an unknown function with the registered 404', async () => {
+    const response = await request(`${daemon.url}/fn/nope/x`);
+    assert.equal(response.statusCode, 404);
+    assert.equal(JSON.parse(await response.body.text()).error.code, 'FunctionNotFound');
+  });
+});
