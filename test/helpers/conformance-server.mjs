@@ -20,7 +20,8 @@ function echo(request, response, body) {
 const routes = {
   '/status/204': (request, response) => response.writeHead(204, { 'x-kind': 'empty' }).end(),
   '/status/304': (request, response) => response.writeHead(304, { etag: '"v1"' }).end(),
-  '/status/418': (request, response) => response.writeHead(418, "I'm a teapot").end('short and stout'),
+  '/status/418': (request, response) =>
+    response.writeHead(418, "I'm a teapot").end('short and stout'),
   '/redirect': (request, response) => response.writeHead(302, { location: '/echo' }).end(),
   '/cookies': (request, response) => {
     response.setHeader('set-cookie', ['a=1; Path=/', 'b=2; HttpOnly']);
@@ -44,7 +45,11 @@ const routes = {
     more();
   },
   '/hop': (request, response) => {
-    response.writeHead(200, { connection: 'x-private', 'x-private': 'secret', 'keep-alive': 'timeout=5' });
+    response.writeHead(200, {
+      connection: 'x-private',
+      'x-private': 'secret',
+      'keep-alive': 'timeout=5',
+    });
     response.end('hop');
   },
 };

@@ -84,7 +84,11 @@ function comparable(reply: Reply): unknown {
   const echoed = JSON.parse(reply.body.toString()) as { headers: string[] };
   // The echo's length differs by the request headers the proxy adds.
   const headers = reply.headers.filter(([name]) => name !== 'content-length');
-  return { ...reply, headers, body: { ...echoed, headers: pairs(echoed.headers, REQUEST_DIFFERENCES) } };
+  return {
+    ...reply,
+    headers,
+    body: { ...echoed, headers: pairs(echoed.headers, REQUEST_DIFFERENCES) },
+  };
 }
 
 function fn(name: string, files: Record<string, string>): string {
@@ -117,7 +121,11 @@ async function json(url: string, init: { method?: Method; body?: string } = {}) 
 before(async () => {
   const serverDir = fn('conformance', { 'server.mjs': fs.readFileSync(SERVER, 'utf8') });
   daemon = await spawnDaemon({ stateDir });
-  await deploy('conf', { runtime: 'http', command: ['node', 'server.mjs'], concurrency: 8 }, serverDir);
+  await deploy(
+    'conf',
+    { runtime: 'http', command: ['node', 'server.mjs'], concurrency: 8 },
+    serverDir,
+  );
   plain = spawn(process.execPath, [path.join(serverDir, 'server.mjs')], {
     env: { ...process.env, PORT: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -226,5 +234,252 @@ describe('function URLs of an http function', () => {
     const response = await request(`${daemon.url}/fn/nope/x`);
     assert.equal(response.statusCode, 404);
     assert.equal(JSON.parse(await response.body.text()).error.code, 'FunctionNotFound');
+  });
+});
+
+const LAMBDA_HANDLER = `
+export const handler = async (event, context) => {
+  const path = event.rawPath;
+  if (path === '/event') return { statusCode: 200, body: JSON.stringify({ event, id: context.invocationId }) };
+  if (path === '/created') {
+    return {
+      statusCode: 201,
+      headers: { 'content-type': 'text/plain', 'x-count': 3 },
+      cookies: ['s=1; Path=/', 't=2'],
+      body: 'made',
+    };
+  }
+  if (path === '/binary') {
+    const bytes = Buffer.from(event.body, 'base64').map((b) => 255 - b);
+    return { statusCode: 200, headers: { 'content-type': 'image/png' }, body: Buffer.from(bytes).toString('base64'), isBase64Encoded: true };
+  }
+  if (path === '/plain') return { hello: 'world' };
+  if (path === '/text') return 'just text';
+  if (path === '/bytes') return Buffer.from([0, 1, 2, 255]);
+  if (path === '/missing') return { statusCode: 404, body: 'no such thing' };
+  if (path === '/bad-header') return { statusCode: 200, headers: { 'x-bad': 'a\\r\\nb' } };
+  if (path === '/bad-status') return { statusCode: 99 };
+  if (path === '/slow') { await new Promise((r) => setTimeout(r, 500)); return 'slow'; }
+  if (path === '/throw') throw new Error('boom');
+  return { statusCode: 204 };
+};
+`;
+
+const EXEC_COMMAND = `
+let input = '';
+process.stdin.on('data', (c) => (input += c));
+process.stdin.on('end', () => {
+  const event = JSON.parse(input);
+  const q = event.queryStringParameters ?? {};
+  process.stdout.write(JSON.stringify({
+    statusCode: 202,
+    headers: { 'x-runtime': 'exec' },
+    body: JSON.stringify({ path: event.rawPath, method: event.requestContext.http.method, q, body: event.body }),
+  }));
+});
+`;
+
+describe('function URLs of node and exec functions (Lambda format)', () => {
+  before(async () => {
+    await deploy(
+      'lam',
+      { runtime: 'node', handler: 'index.handler' },
+      fn('lam', { 'index.mjs': LAMBDA_HANDLER }),
+    );
+    await deploy(
+      'ex',
+      { runtime: 'exec', command: ['node', 'run.mjs'] },
+      fn('ex', { 'run.mjs': EXEC_COMMAND }),
+    );
+  });
+
+  it('give a node handler the payload 2.0 event', async () => {
+    const response = await request(`${daemon.url}/fn/lam/event?a=1&a=2&b=%C3%A9`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie: 'c1=x; c2=y', 'x-many': ['p', 'q'] },
+      body: '{"k":1}',
+    });
+    assert.equal(response.statusCode, 200);
+    const { event, id } = JSON.parse(await response.body.text());
+    assert.equal(id, response.headers['x-petri-invocation-id']);
+    assert.equal(event.version, '2.0');
+    assert.equal(event.rawPath, '/event');
+    assert.equal(event.rawQueryString, 'a=1&a=2&b=%C3%A9');
+    assert.deepEqual(event.queryStringParameters, { a: '1,2', b: 'é' });
+    assert.deepEqual(event.cookies, ['c1=x', 'c2=y']);
+    assert.equal(event.headers['x-many'], 'p,q');
+    assert.equal(event.headers.cookie, undefined);
+    assert.equal(event.requestContext.http.method, 'POST');
+    assert.equal(event.requestContext.http.path, '/event');
+    assert.equal(event.requestContext.requestId, id);
+    assert.equal(event.body, '{"k":1}');
+    assert.equal(event.isBase64Encoded, false);
+  });
+
+  it("send a structured response's status, headers and cookies", async () => {
+    const response = await request(`${daemon.url}/fn/lam/created`);
+    assert.equal(response.statusCode, 201);
+    assert.equal(response.headers['content-type'], 'text/plain');
+    assert.equal(response.headers['x-count'], '3');
+    assert.deepEqual(response.headers['set-cookie'], ['s=1; Path=/', 't=2']);
+    assert.equal(await response.body.text(), 'made');
+  });
+
+  it('carry binary bodies as base64 both ways', async () => {
+    const bytes = Buffer.from([0, 1, 2, 200, 255]);
+    const response = await request(`${daemon.url}/fn/lam/binary`, { method: 'PUT', body: bytes });
+    assert.equal(response.headers['content-type'], 'image/png');
+    assert.deepEqual(
+      Buffer.from(await response.body.arrayBuffer()),
+      Buffer.from([255, 254, 253, 55, 0]),
+    );
+  });
+
+  it('answer plain values as Lambda does: JSON, text, and bytes', async () => {
+    const plainValue = await request(`${daemon.url}/fn/lam/plain`);
+    assert.equal(plainValue.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(await plainValue.body.text()), { hello: 'world' });
+    const text = await request(`${daemon.url}/fn/lam/text`);
+    assert.equal(await text.body.text(), 'just text');
+    const bytes = await request(`${daemon.url}/fn/lam/bytes`);
+    assert.equal(bytes.headers['content-type'], 'application/octet-stream');
+    assert.deepEqual(Buffer.from(await bytes.body.arrayBuffer()), Buffer.from([0, 1, 2, 255]));
+  });
+
+  it("pass the function's own 404 and 204, and report platform errors as registered JSON", async () => {
+    const missing = await request(`${daemon.url}/fn/lam/missing`);
+    assert.equal(missing.statusCode, 404);
+    assert.equal(await missing.body.text(), 'no such thing');
+    const empty = await request(`${daemon.url}/fn/lam/anything`);
+    assert.equal(empty.statusCode, 204);
+    await empty.body.text();
+    for (const [route, code] of [
+      ['/throw', 'HandlerError'],
+      ['/bad-header', 'BadResponse'],
+      ['/bad-status', 'BadResponse'],
+    ]) {
+      const response = await request(`${daemon.url}/fn/lam${route}`);
+      assert.equal(response.statusCode, 502, route);
+      assert.equal(JSON.parse(await response.body.text()).error.code, code, route);
+    }
+  });
+
+  it('give an exec command the same event on stdin and take its response from stdout', async () => {
+    const response = await request(`${daemon.url}/fn/ex/some/where?z=9`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'text/plain' },
+      body: 'hi',
+    });
+    assert.equal(response.statusCode, 202);
+    assert.equal(response.headers['x-runtime'], 'exec');
+    assert.deepEqual(JSON.parse(await response.body.text()), {
+      path: '/some/where',
+      method: 'PATCH',
+      q: { z: '9' },
+      body: 'hi',
+    });
+  });
+});
+
+describe('function URL auth', () => {
+  before(async () => {
+    const dir = fn('conformance', { 'server.mjs': fs.readFileSync(SERVER, 'utf8') });
+    await deploy(
+      'locked',
+      { runtime: 'http', command: ['node', 'server.mjs'], url: { auth: 'token' } },
+      dir,
+    );
+  });
+
+  it('are open by default and pass the Authorization header to the function', async () => {
+    const response = await request(`${daemon.url}/fn/conf/echo`, {
+      headers: { authorization: 'Basic abc' },
+    });
+    const echoed = JSON.parse(await response.body.text()) as { headers: string[] };
+    assert.equal(response.statusCode, 200);
+    assert.ok(echoed.headers.includes('Basic abc'));
+  });
+
+  it('need the API token when the spec says so, and never show it to the function', async () => {
+    const without = await request(`${daemon.url}/fn/locked/echo`);
+    assert.equal(without.statusCode, 401);
+    assert.equal(JSON.parse(await without.body.text()).error.code, 'Unauthorized');
+    const withToken = await request(`${daemon.url}/fn/locked/echo`, { headers: daemon.headers });
+    assert.equal(withToken.statusCode, 200);
+    const echoed = JSON.parse(await withToken.body.text()) as { headers: string[] };
+    assert.ok(!echoed.headers.some((h) => h.toLowerCase() === 'authorization'));
+    assert.ok(!echoed.headers.includes(daemon.headers.authorization));
+  });
+
+  it('reject an unknown url field at deploy', async () => {
+    const response = await request(`${daemon.url}/v1/functions/badurl`, {
+      method: 'PUT',
+      headers: { ...daemon.headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ runtime: 'node', url: { auth: 'iam' }, source: { path: codeRoot } }),
+    });
+    assert.equal(response.statusCode, 400);
+    assert.equal(JSON.parse(await response.body.text()).error.code, 'InvalidSpec');
+  });
+});
+
+describe('the JSON invoke API', () => {
+  it('returns a string as text/plain and bytes as application/octet-stream', async () => {
+    const text = await json('/v1/functions/lam/invoke', {
+      method: 'POST',
+      body: '{"rawPath":"/text"}',
+    });
+    assert.equal(text.status, 200);
+    assert.match(String(text.headers['content-type']), /^text\/plain/);
+    assert.equal(text.text, 'just text');
+    const response = await request(`${daemon.url}/v1/functions/lam/invoke`, {
+      method: 'POST',
+      headers: daemon.headers,
+      body: '{"rawPath":"/bytes"}',
+    });
+    assert.equal(response.headers['content-type'], 'application/octet-stream');
+    assert.deepEqual(Buffer.from(await response.body.arrayBuffer()), Buffer.from([0, 1, 2, 255]));
+  });
+
+  it('ignores query parameters it does not know, but checks its own', async () => {
+    const extra = await json('/v1/functions/lam/invoke?Qualifier=%24LATEST', {
+      method: 'POST',
+      body: '{"rawPath":"/plain"}',
+    });
+    assert.equal(extra.status, 200);
+    const bad = await json('/v1/functions/lam/invoke?mode=later', { method: 'POST', body: '{}' });
+    assert.equal(bad.status, 400);
+  });
+
+  it('answers a wrong method with 405 and Allow', async () => {
+    const reply = await json('/v1/functions/lam/invoke');
+    assert.equal(reply.status, 405);
+    assert.equal(reply.headers.allow, 'POST');
+    assert.equal(JSON.parse(reply.text).error.code, 'MethodNotAllowed');
+  });
+
+  it('sheds load with 429 and Retry-After, on both doors', async () => {
+    await deploy(
+      'one',
+      { runtime: 'node', handler: 'index.handler', maxInstances: 1, queue: { maxSize: 0 } },
+      fn('one', { 'index.mjs': LAMBDA_HANDLER }),
+    );
+    for (const door of ['/v1/functions/one/invoke', '/fn/one/slow']) {
+      const slow = request(`${daemon.url}/v1/functions/one/invoke`, {
+        method: 'POST',
+        headers: daemon.headers,
+        body: '{"rawPath":"/slow"}',
+      });
+      // The first holds the only instance (cold start included) for 500 ms.
+      await new Promise((r) => setTimeout(r, 100));
+      const shed = await request(daemon.url + door, {
+        method: 'POST',
+        headers: daemon.headers,
+        body: '{}',
+      });
+      assert.equal(shed.statusCode, 429, door);
+      assert.equal(shed.headers['retry-after'], '1', door);
+      assert.equal(JSON.parse(await shed.body.text()).error.code, 'QueueFull');
+      await (await slow).body.text();
+    }
   });
 });
