@@ -22,7 +22,11 @@ const COLD_GAP_MS = 100;
 /** Time for a node's namespace pool to fill after its first cold start. */
 const POOL_FILL_MS = 1500;
 
-/** A raw node:http server that echoes the body: the least any HTTP invoke path can cost. */
+/**
+ * A raw node:http server that echoes the body: the least any HTTP invoke
+ * path can cost. The same code is the baseline (on ECHO_HOST, any port) and,
+ * unmodified, the `http` function behind a function URL (on $PORT).
+ */
 const ECHO_SERVER = `
 const http = require('node:http');
 const server = http.createServer((req, res) => {
@@ -31,8 +35,10 @@ const server = http.createServer((req, res) => {
   req.on('end', () => { res.setHeader('content-type', 'application/json'); res.end(Buffer.concat(chunks)); });
 });
 server.keepAliveTimeout = 60000;
-server.listen(0, process.argv[1], () => console.log('port ' + server.address().port));
+server.listen(Number(process.env.PORT ?? 0), process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
 `;
+/** The function URL the http echo function answers on. */
+const URL_PATH = '/fn/echo-http/';
 
 /** Bare Node's first sign of life: one byte on its stdout pipe, the moment its script runs. */
 const FIRST_BYTE = "process.stdout.write('.')";
@@ -55,7 +61,7 @@ interface Target {
 }
 
 /** Latency and throughput targets, by the key they are reported under. */
-type TargetKey = 'base' | 'petri' | 'compare' | 'spread';
+type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url';
 
 interface Round {
   /** p50 latency (ms) of each target this round. */
@@ -89,8 +95,10 @@ async function startEchoServer(
   host: string,
   testbed?: Testbed,
 ): Promise<{ origin: string; stop(): void }> {
-  const command = [...(testbed?.nsenterArgs() ?? []), process.execPath, '-e', ECHO_SERVER, host];
-  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const command = [...(testbed?.nsenterArgs() ?? []), process.execPath, '-e', ECHO_SERVER];
+  const env: NodeJS.ProcessEnv = { ...process.env, ECHO_HOST: host };
+  delete env.PORT;
+  const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.setEncoding('utf8').on('data', (text: string) => {
       const match = /port (\d+)/.exec(text);
@@ -237,6 +245,26 @@ async function startNode(
   };
 }
 
+/** The echo server as an `http` function, in a temp folder removed by the returned call. */
+async function deployHttpEcho(daemon: Daemon, concurrency: number): Promise<() => void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-bench-echo-http-'));
+  fs.writeFileSync(path.join(dir, 'server.js'), ECHO_SERVER);
+  const remove = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    await deploy(daemon, 'echo-http', {
+      runtime: 'http',
+      command: ['node', 'server.js'],
+      memoryMb: ECHO_MEMORY_MB,
+      concurrency,
+      source: { path: dir },
+    });
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return remove;
+}
+
 async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown>): Promise<void> {
   const pool = new Pool(daemon.url, { connections: 1 });
   const response = await pool.request({
@@ -246,8 +274,8 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
       runtime: 'node',
       handler: 'index.handler',
       memoryMb: 128,
-      ...spec,
       source: { path: path.join(EXAMPLES, 'echo') },
+      ...spec,
     }),
     headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
@@ -372,6 +400,7 @@ export async function run(argv: string[]): Promise<void> {
     `instances on ${primary.version}${compared ? ` and ${compared.version} (${compared.binary})` : ''}`,
   );
   let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+  let removeHttpEcho: (() => void) | undefined;
   const daemons: Daemon[] = [];
   const started = async (settings: NodeSettings): Promise<Daemon> => {
     const daemon = await startNode(settings, daemons.length, testbed);
@@ -410,12 +439,15 @@ export async function run(argv: string[]): Promise<void> {
     }
     if (spread)
       await deploy(spread, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
+    removeHttpEcho = await deployHttpEcho(runtimes[0].warm, connections);
     const invokePath = '/v1/functions/echo/invoke';
     const targets = new Map<TargetKey, Target>([['base', { origin: echo.origin, path: '/' }]]);
     for (const r of runtimes)
       targets.set(r.key, { origin: r.warm.url, path: invokePath, headers: r.warm.headers });
     if (spread)
       targets.set('spread', { origin: spread.url, path: invokePath, headers: spread.headers });
+    // The function URL is open (auth none): no token, as a web client calls it.
+    targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
     // Throughput compares the echo server with each runtime; placement is a latency question.
     const throughputKeys = [...targets.keys()].filter((key) => key !== 'spread');
 
@@ -462,6 +494,7 @@ export async function run(argv: string[]): Promise<void> {
     };
     const result = {
       ...mainReport,
+      functionUrl: functionUrlReport(rounds_, summaries),
       placement: placementEffect(rounds_),
       ...(compareReport ? { compare: compareReport } : {}),
     };
@@ -516,6 +549,7 @@ export async function run(argv: string[]): Promise<void> {
   } finally {
     echo?.stop();
     for (const daemon of daemons) await daemon.close();
+    removeHttpEcho?.();
     await testbed?.close();
   }
 }
@@ -620,7 +654,34 @@ function placementEffect(rounds: Round[]) {
   };
 }
 
-type Report = ReturnType<typeof runtimeReport> & { placement: ReturnType<typeof placementEffect> };
+/** The function URL path (http runtime, through the proxy) against the same server on its own. */
+function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) {
+  const latencyRatio = median(rounds.map((r) => r.p50.url! / r.p50.base!));
+  const throughputRatio = median(rounds.map((r) => r.rps.url! / r.rps.base!));
+  return {
+    warm: {
+      baseline: summaries.get('base')!,
+      petri: summaries.get('url')!,
+      ratioP50: ratio(latencyRatio, 1),
+      addedP50Us:
+        Math.round(median(rounds.map((r) => (r.p50.url! - r.p50.base!) * 1000)) * 10) / 10,
+      targetP50: 2,
+      met: latencyRatio <= 2,
+    },
+    throughput: {
+      baseline: median(rounds.map((r) => r.rps.base!)),
+      petri: median(rounds.map((r) => r.rps.url!)),
+      ratio: ratio(throughputRatio, 1),
+      target: 0.4,
+      met: throughputRatio >= 0.4,
+    },
+  };
+}
+
+type Report = ReturnType<typeof runtimeReport> & {
+  placement: ReturnType<typeof placementEffect>;
+  functionUrl: ReturnType<typeof functionUrlReport>;
+};
 
 function ms(value: number): string {
   return `${value.toFixed(3)} ms`;
@@ -675,6 +736,24 @@ function mainRows(result: Report, connections: number): string[][] {
       '',
       `≥ ${throughput.target}`,
       met(throughput.met),
+    ],
+    [
+      'function URL, http runtime: warm p50 (1 conn)',
+      ms(result.functionUrl.warm.petri.p50),
+      ms(result.functionUrl.warm.baseline.p50),
+      String(result.functionUrl.warm.ratioP50),
+      added(result.functionUrl.warm.addedP50Us, 'µs'),
+      `≤ ${result.functionUrl.warm.targetP50}`,
+      met(result.functionUrl.warm.met),
+    ],
+    [
+      `function URL, http runtime: throughput (${connections} conn)`,
+      `${result.functionUrl.throughput.petri.toFixed(0)} req/s`,
+      `${result.functionUrl.throughput.baseline.toFixed(0)} req/s`,
+      String(result.functionUrl.throughput.ratio),
+      '',
+      `≥ ${result.functionUrl.throughput.target}`,
+      met(result.functionUrl.throughput.met),
     ],
     coldRow('cold start p50, namespace pool warm', cold.poolWarm),
     ...(cold.poolDrained

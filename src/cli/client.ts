@@ -269,6 +269,7 @@ export class PetriClient {
     let status: number;
     let headers: RawResponse['headers'];
     let text: string;
+    let bytes: Buffer;
     try {
       const res = await request(url, {
         method: method as 'GET',
@@ -279,9 +280,18 @@ export class PetriClient {
       });
       status = res.statusCode;
       headers = res.headers;
-      text = await res.body.text();
+      bytes = Buffer.from(await res.body.arrayBuffer());
+      text = bytes.toString('utf8');
     } catch (err) {
       throw new NodeUnreachableError(this.baseUrl, err);
+    }
+    // An invoke's string result is text/plain and its bytes application/octet-stream.
+    const type = String(headers['content-type'] ?? '');
+    if (status >= 200 && status < 300 && type.startsWith('text/plain')) {
+      return { status, headers, body: text };
+    }
+    if (status >= 200 && status < 300 && type.startsWith('application/octet-stream')) {
+      return { status, headers, body: bytes };
     }
     const body = parseBody(text);
     if (status >= 200 && status < 300) {

@@ -37,7 +37,12 @@ async function call(
   return {
     status: response.statusCode,
     headers: response.headers,
-    body: text ? JSON.parse(text) : undefined,
+    // A string result comes back as text/plain, anything else as JSON.
+    body: /^text\/plain/.test(String(response.headers['content-type']))
+      ? text
+      : text
+        ? JSON.parse(text)
+        : undefined,
   };
 }
 
