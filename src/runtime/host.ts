@@ -149,7 +149,8 @@ function sizedResultFrame(id: string, json: string, encoding?: 'text'): Buffer {
   const over =
     json.length > responseLimitBytes ||
     (json.length * 3 > responseLimitBytes && Buffer.byteLength(json) > responseLimitBytes);
-  if (over) checkResultSize(Buffer.byteLength(json), encoding === 'text' ? 'text' : 'JSON');
+  // A string is counted as it is sent: as a JSON string.
+  if (over) checkResultSize(Buffer.byteLength(json), 'JSON');
   return encodeResultFrame(id, json, encoding);
 }
 
