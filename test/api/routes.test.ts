@@ -275,3 +275,18 @@ describe('HTTP API v1', () => {
     assert.match(metrics.body, /petri_memory_in_use_bytes \d+/);
   });
 });
+
+describe('methods and shed load', () => {
+  it('answers a known path with a wrong method as 405 with Allow', async () => {
+    const invoke = await app.inject({ method: 'GET', url: '/v1/functions/f/invoke?x=1' });
+    assert.equal(invoke.statusCode, 405);
+    assert.equal(invoke.headers.allow, 'POST');
+    assert.equal(invoke.json().error.code, 'MethodNotAllowed');
+    const node = await app.inject({ method: 'DELETE', url: '/v1/node' });
+    assert.equal(node.statusCode, 405);
+    assert.equal(node.headers.allow, 'GET, HEAD');
+    const fn = await app.inject({ method: 'POST', url: '/v1/functions/f' });
+    assert.equal(fn.headers.allow, 'DELETE, GET, HEAD, PUT');
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/nothing' })).statusCode, 404);
+  });
+});
