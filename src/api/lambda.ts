@@ -137,7 +137,7 @@ const HeaderValue = z.union([z.string(), z.number(), z.boolean()]).transform(Str
 
 /** A structured response: Lambda takes a value with a `statusCode` as one. */
 const StructuredResponse = z.object({
-  statusCode: z.number().int().min(100).max(599),
+  statusCode: z.number().int().min(200).max(599),
   headers: z.record(z.string(), HeaderValue).optional(),
   multiValueHeaders: z.record(z.string(), z.array(HeaderValue)).optional(),
   cookies: z.array(z.string()).optional(),

@@ -108,7 +108,14 @@ export function relay(
       }
       const back = endToEndHeaders(response.rawHeaders, new Set());
       back.push('x-petri-invocation-id', context.invocationId);
-      outgoing.writeHead(status, response.statusMessage, back);
+      // The server is the function's: a status or reason HTTP cannot relay must not throw here.
+      try {
+        if (status < 200 || status > 599) throw new Error(`status ${status} cannot be relayed`);
+        outgoing.writeHead(status, response.statusMessage, back);
+      } catch (err) {
+        fail(new PetriError('BadResponse', `the server's response: ${(err as Error).message}`));
+        return;
+      }
       let received = 0;
       response.on('data', (chunk: Buffer) => {
         received += chunk.length;

@@ -26,6 +26,14 @@ const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBy
  */
 export const OUTPUT_TRAIL_MS = 1000;
 
+/**
+ * How long a failed connection to an instance's server waits for the
+ * instance's exit, which the driver reports only after tearing its layers
+ * down (hundreds of ms on a loaded node), so a dying server is reported as
+ * InstanceCrashed rather than a bare "socket hang up".
+ */
+const EXIT_GRACE_MS = 1000;
+
 /** The codes an instance may report, as registered codes (the compiler checks they are). */
 const REPORTABLE: readonly ErrorCode[] = INSTANCE_ERROR_CODES;
 
@@ -186,7 +194,12 @@ export class Instance {
     });
     work(controller.signal).then(
       (value) => this.settle(id, (p) => p.resolve(value)),
-      (err: unknown) => this.settle(id, (p) => p.reject(toPetriError(err))),
+      (err: unknown) => {
+        const error = toPetriError(err);
+        if (error.code !== 'HandlerError') return this.settle(id, (p) => p.reject(error));
+        // A connection that failed may be the server dying: its exit, if it comes, says more.
+        this.clock.setTimer(EXIT_GRACE_MS, () => this.settle(id, (p) => p.reject(error)));
+      },
     );
     settled.catch(() => controller.abort());
     return settled;

@@ -18,6 +18,12 @@ function echo(request, response, body) {
 }
 
 const routes = {
+  '/hang': () => {},
+  '/exit': () => process.exit(3),
+  '/status/99': (request, response) => {
+    // A status line Node's own writeHead refuses, written raw.
+    response.socket.end('HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n');
+  },
   '/status/204': (request, response) => response.writeHead(204, { 'x-kind': 'empty' }).end(),
   '/status/304': (request, response) => response.writeHead(304, { etag: '"v1"' }).end(),
   '/status/418': (request, response) =>

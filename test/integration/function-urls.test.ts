@@ -230,6 +230,28 @@ describe('function URLs of an http function', () => {
     assert.equal(JSON.parse(text).error.code, 'PayloadTooLarge');
   });
 
+  it('end a server that overruns its timeout with 504, and one that dies with 502', async () => {
+    const dir = fn('conformance', { 'server.mjs': fs.readFileSync(SERVER, 'utf8') });
+    await deploy(
+      'hangs',
+      { runtime: 'http', command: ['node', 'server.mjs'], timeoutMs: 500 },
+      dir,
+    );
+    for (const [route, status, code] of [
+      ['/hang', 504, 'Timeout'],
+      ['/exit', 502, 'InstanceCrashed'],
+      ['/status/99', 502, 'BadResponse'],
+    ] as const) {
+      const response = await request(`${daemon.url}/fn/hangs${route}`);
+      const text = await response.body.text();
+      assert.equal(response.statusCode, status, `${route}: ${text}`);
+      assert.equal(JSON.parse(text).error.code, code, `${route}: ${text}`);
+    }
+    // The node kept serving: the next request gets a fresh instance.
+    const after = await request(`${daemon.url}/fn/hangs/status/204`);
+    assert.equal(after.statusCode, 204);
+  });
+
   it('answer an unknown function with the registered 404', async () => {
     const response = await request(`${daemon.url}/fn/nope/x`);
     assert.equal(response.statusCode, 404);
