@@ -1,4 +1,5 @@
-// An unmodified-style web service: serves HTTP on $PORT; Petri forwards each invocation as a POST.
+// An unmodified-style web service: serves HTTP on $PORT (all addresses, so its function URL
+// /fn/http-server reaches it); a JSON invoke arrives as a POST / with the event as its body.
 import http from 'node:http';
 
 let served = 0;
