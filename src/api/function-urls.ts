@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PetriError } from '../errors.ts';
+import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
 import { FunctionNameSchema } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
@@ -91,9 +91,9 @@ function answerError(reply: FastifyReply, error: PetriError): void {
   const headers: http.OutgoingHttpHeaders = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    // An unread request body cannot be skipped safely: this connection ends here.
-    connection: 'close',
   };
+  // An unread request body (over the limit, or a failed relay) ends the connection here.
+  if (!reply.request.raw.complete) headers.connection = 'close';
   const retry = retryAfter(error);
   if (retry !== undefined) headers['retry-after'] = retry;
   raw.writeHead(error.status, headers);
@@ -115,7 +115,13 @@ async function viaLambda(
   options: FunctionUrlOptions,
 ): Promise<void> {
   const { parts, target } = resolved;
-  const body = await readBody(request.raw, options.requestLimitBytes);
+  let body: Buffer;
+  try {
+    body = await readBody(request.raw, options.requestLimitBytes);
+  } catch (err) {
+    reply.hijack();
+    return answerError(reply, toPetriError(err));
+  }
   const method = request.raw.method ?? 'GET';
   const { record, response } = await node.invokeUrl(
     target,

@@ -180,6 +180,7 @@ const CASES: Case[] = [
     path: '/echo',
     headers: { 'x-hop': 'secret', connection: 'x-hop' },
   },
+  { name: 'a long path', method: 'GET', path: `/echo/${'segment/'.repeat(60)}end` },
   { name: 'a binary upload and download', method: 'POST', path: '/binary', body: BINARY },
   { name: 'a 204', method: 'GET', path: '/status/204' },
   { name: 'a 304', method: 'GET', path: '/status/304', headers: { 'if-none-match': '"v1"' } },
@@ -384,6 +385,13 @@ describe('function URLs of node and exec functions (Lambda format)', () => {
       assert.equal(response.statusCode, 502, route);
       assert.equal(JSON.parse(await response.body.text()).error.code, code, route);
     }
+  });
+
+  it('refuse a body over the payload limit with the registered 413', async () => {
+    const big = Buffer.alloc(7 * 1024 * 1024, 1);
+    const response = await request(`${daemon.url}/fn/lam/event`, { method: 'POST', body: big });
+    assert.equal(response.statusCode, 413);
+    assert.equal(JSON.parse(await response.body.text()).error.code, 'PayloadTooLarge');
   });
 
   it('give an exec command the same event on stdin and take its response from stdout', async () => {
