@@ -204,3 +204,60 @@ describe('pool on a manual clock', () => {
     }, TypeError);
   });
 });
+
+describe('an exchange tracked on an instance (function URLs of http functions)', () => {
+  async function tracked(clock: ManualClock, spec: Record<string, unknown> = {}) {
+    const { pool, driver } = timedPool(clock);
+    const fn = record({ timeoutMs: 1000, ...spec });
+    pool.setFunction(fn);
+    const entry = pool.entry(fn.name)!;
+    const acquiring = pool.acquire(entry);
+    await flush();
+    clock.advance(0);
+    const slot = await acquiring;
+    return { slot, driver, pool };
+  }
+
+  it('times out like an invocation: the signal aborts and the instance is stopped', async () => {
+    const clock = new ManualClock();
+    const { slot, driver } = await tracked(clock);
+    let aborted = false;
+    const running = slot.instance.track('x', (signal) => {
+      signal.addEventListener('abort', () => (aborted = true));
+      return new Promise(() => {});
+    });
+    clock.advance(1000);
+    await assert.rejects(running, (err: PetriError) => err.code === 'Timeout');
+    assert.ok(aborted);
+    await flush();
+    assert.equal(driver.live().length, 0);
+  });
+
+  it("ends with the instance's exit, even when the connection failed first", async () => {
+    const clock = new ManualClock();
+    const { slot, driver } = await tracked(clock);
+    const running = slot.instance.track('x', async () => {
+      throw new PetriError('HandlerError', 'socket hang up');
+    });
+    await flush();
+    driver.live()[0].die({ code: 3, signal: null, oomKilled: false, stderrTail: '' });
+    await assert.rejects(running, (err: PetriError) => err.code === 'InstanceCrashed');
+  });
+
+  it('reports a failed connection as it is when the instance lives on', async () => {
+    const clock = new ManualClock();
+    const { slot } = await tracked(clock, { timeoutMs: 5000 });
+    const running = slot.instance.track('x', async () => {
+      throw new PetriError('HandlerError', 'socket hang up');
+    });
+    await flush();
+    clock.advance(1000); // the exit grace, well within the timeout
+    await assert.rejects(running, (err: PetriError) => err.code === 'HandlerError');
+  });
+
+  it('resolves with what the exchange returned', async () => {
+    const clock = new ManualClock();
+    const { slot } = await tracked(clock);
+    assert.equal(await slot.instance.track('x', async () => 201), 201);
+  });
+});
