@@ -158,7 +158,9 @@ function addHeader(headers: string[], name: string, value: string): void {
     throw badResponse(`header "${name.slice(0, 64)}": ${(err as Error).message}`);
   }
   // The node frames the body itself; the connection is the node's, not the function's.
-  if (isHopByHop(name) || name.toLowerCase() === 'content-length') return;
+  // x-petri-invocation-id is the node's to set.
+  const lower = name.toLowerCase();
+  if (isHopByHop(name) || lower === 'content-length' || lower === 'x-petri-invocation-id') return;
   headers.push(name, value);
 }
 

@@ -29,9 +29,11 @@ export interface ProxyRequest {
  * function's server must not answer it again.
  */
 const NODE_ANSWERS = ['expect'];
+/** Petri's own header: only the node sets it, on the way in and on the way out. */
+const OWN = 'x-petri-invocation-id';
 
 function forwardedHeaders(incoming: http.IncomingMessage, drop: ReadonlySet<string>): string[] {
-  const headers = endToEndHeaders(incoming.rawHeaders, new Set([...drop, ...NODE_ANSWERS]));
+  const headers = endToEndHeaders(incoming.rawHeaders, new Set([...drop, ...NODE_ANSWERS, OWN]));
   const from = incoming.socket.remoteAddress ?? '';
   const prior = incoming.headers['x-forwarded-for'];
   // The client's own x-forwarded-for was kept above; ours extends the chain.
@@ -68,7 +70,7 @@ export function relay(
   const { incoming, outgoing } = request;
   return new Promise((resolve, reject) => {
     const headers = forwardedHeaders(incoming, request.drop);
-    headers.push('x-petri-invocation-id', context.invocationId);
+    headers.push(OWN, context.invocationId);
     const upstream = http.request({
       agent,
       host: endpoint.host,
@@ -106,8 +108,8 @@ export function relay(
         fail(new PetriError('ResponseTooLarge', `the server's response is over ${limit}`));
         return;
       }
-      const back = endToEndHeaders(response.rawHeaders, new Set());
-      back.push('x-petri-invocation-id', context.invocationId);
+      const back = endToEndHeaders(response.rawHeaders, new Set([OWN]));
+      back.push(OWN, context.invocationId);
       // The server is the function's: a status or reason HTTP cannot relay must not throw here.
       try {
         if (status < 200 || status > 599) throw new Error(`status ${status} cannot be relayed`);
