@@ -4,6 +4,9 @@ export {
   type FunctionView,
   type NodeInfo,
   type InvokeResult,
+  type AliasView,
+  type ResolvedTarget,
+  type VersionView,
 } from './node.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';

@@ -1,5 +1,5 @@
 import { PetriError, toPetriError } from '../errors.ts';
-import type { InvocationRecord, Store } from '../store/index.ts';
+import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { timeOrderedId } from './ids.ts';
 import type { NodeMetrics } from './metrics.ts';
@@ -32,15 +32,26 @@ export class Invoker {
 
   constructor(private readonly deps: InvokerDeps) {}
 
-  invoke(entry: FunctionEntry, event: unknown): Promise<InvokeResult> {
-    return this.run(entry, this.newRecord(entry, 'sync'), event);
+  /** `target`: the version to run (default: the function's current one). */
+  invoke(
+    entry: FunctionEntry,
+    event: unknown,
+    target: FunctionRecord = entry.record,
+  ): Promise<InvokeResult> {
+    return this.run(entry, this.newRecord(target, 'sync'), event, target);
   }
 
   /** Records the invocation durably as queued and runs it in the background. */
-  invokeAsync(entry: FunctionEntry, event: unknown): InvocationRecord {
-    const record = this.newRecord(entry, 'async');
+  invokeAsync(
+    entry: FunctionEntry,
+    event: unknown,
+    target: FunctionRecord = entry.record,
+  ): InvocationRecord {
+    const record = this.newRecord(target, 'async');
     this.deps.store.recordInvocationNow(record);
-    const running = this.run(entry, record, event).finally(() => this.asyncRuns.delete(running));
+    const running = this.run(entry, record, event, target).finally(() =>
+      this.asyncRuns.delete(running),
+    );
     this.asyncRuns.add(running);
     return record;
   }
@@ -55,12 +66,12 @@ export class Invoker {
     await Promise.allSettled([...this.asyncRuns]);
   }
 
-  private newRecord(entry: FunctionEntry, mode: 'sync' | 'async'): InvocationRecord {
+  private newRecord(target: FunctionRecord, mode: 'sync' | 'async'): InvocationRecord {
     const receivedAt = this.deps.clock.now();
     return {
       id: timeOrderedId(Math.floor(receivedAt)),
-      functionName: entry.record.name,
-      version: entry.record.version,
+      functionName: target.name,
+      version: target.version,
       mode,
       status: 'queued',
       receivedAt,
@@ -71,12 +82,13 @@ export class Invoker {
     entry: FunctionEntry,
     record: InvocationRecord,
     event: unknown,
+    target: FunctionRecord,
   ): Promise<InvokeResult> {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
       // A cold start that fails still counts as one (metrics, the record, x-petri-start).
-      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'));
+      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'), target);
       if (record.mode === 'async') acquired.catch(() => {}); // settled below
       slot = await acquired;
       Object.assign(record, {

@@ -12,6 +12,7 @@ import {
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
+import type { VersionSelector } from '../spec/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -22,6 +23,7 @@ import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
+import type { AliasView, ResolvedTarget, VersionView } from './versions.ts';
 
 export interface NodeDeps {
   config: NodeConfig;
@@ -153,6 +155,7 @@ export class PetriNode {
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    this.catalog.loadAliases();
     await this.catalog.sweepAll();
     await this.placer.start();
   }
@@ -176,16 +179,76 @@ export class PetriNode {
     await this.catalog.remove(name);
   }
 
+  /** A new version with the current code and a merge patch of its spec (PATCH). */
+  async patchFunction(name: string, patch: unknown): Promise<FunctionView> {
+    return this.catalog.patch(name, patch);
+  }
+
+  // ---- versions and aliases ---------------------------------------------
+
+  listVersions(name: string): VersionView[] {
+    return this.catalog.versions(name);
+  }
+
+  /**
+   * The version an invocation of `name` runs under `selector`: `{}` the
+   * current one, `{version}` that one, `{alias}` the alias's (or its canary,
+   * for its share of calls: each call of this with an alias counts as one).
+   * Throws FunctionNotFound, VersionNotFound, AliasNotFound, InvalidRequest.
+   */
+  resolveTarget(name: string, selector: VersionSelector = {}): ResolvedTarget {
+    return this.catalog.resolveTarget(name, selector);
+  }
+
+  listAliases(name: string): AliasView[] {
+    return this.catalog.listAliases(name);
+  }
+
+  getAlias(name: string, alias: string): AliasView {
+    return this.catalog.getAlias(name, alias);
+  }
+
+  setAlias(
+    name: string,
+    alias: string,
+    body: unknown,
+  ): Promise<{ view: AliasView; created: boolean }> {
+    return this.catalog.setAlias(name, alias, body);
+  }
+
+  deleteAlias(name: string, alias: string): Promise<void> {
+    return this.catalog.deleteAlias(name, alias);
+  }
+
   // ---- invocations -----------------------------------------------------
 
-  /** Runs one invocation to its end; errors are in the record, never thrown. */
-  async invoke(name: string, event: unknown): Promise<InvokeResult> {
-    return this.invoker.invoke(this.catalog.require(name), event);
+  /**
+   * Runs one invocation to its end; errors are in the record, never thrown.
+   * `target` picks the version (a selector, or what resolveTarget returned);
+   * a bad selector throws, as it is the caller's error, not the invocation's.
+   */
+  async invoke(
+    name: string,
+    event: unknown,
+    target: VersionSelector | ResolvedTarget = {},
+  ): Promise<InvokeResult> {
+    const entry = this.catalog.require(name);
+    return this.invoker.invoke(entry, event, this.targetRecord(name, target));
   }
 
   /** Accepts an invocation, records it durably as queued, and runs it in the background. */
-  invokeAsync(name: string, event: unknown): InvocationRecord {
-    return this.invoker.invokeAsync(this.catalog.require(name), event);
+  invokeAsync(
+    name: string,
+    event: unknown,
+    target: VersionSelector | ResolvedTarget = {},
+  ): InvocationRecord {
+    const entry = this.catalog.require(name);
+    return this.invoker.invokeAsync(entry, event, this.targetRecord(name, target));
+  }
+
+  private targetRecord(name: string, target: VersionSelector | ResolvedTarget) {
+    if ('record' in target && target.name === name) return target.record;
+    return this.catalog.resolveTarget(name, target as VersionSelector).record;
   }
 
   getInvocation(id: string): InvocationRecord {
@@ -244,4 +307,4 @@ export class PetriNode {
   }
 }
 
-export type { FunctionView, InvokeResult };
+export type { FunctionView, InvokeResult, AliasView, ResolvedTarget, VersionView };
