@@ -69,7 +69,7 @@ describe('versions and aliases over HTTP', () => {
     const created = await put({ version: 1, canary: { version: 2, weight: 0.5 } });
     assert.equal(created.statusCode, 201);
     assert.deepEqual(
-      { ...created.json(), createdAt: 0, updatedAt: 0 },
+      { ...(created.json() as object), createdAt: 0, updatedAt: 0 },
       {
         name: 'prod',
         functionName: 'web',
