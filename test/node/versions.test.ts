@@ -247,3 +247,37 @@ describe('the store', () => {
     store.close();
   });
 });
+
+describe('a restart', () => {
+  it('loads aliases back and keeps their versions', async () => {
+    const { PetriNode } = await import('../../src/node/index.ts');
+    const { pino } = await import('pino');
+    const first = await fakeNode({ deploy: { keepVersions: 1 } });
+    const code = handlerDir();
+    await first.node.deploy('again', deployBody(code));
+    // keepVersions is 1: only the alias keeps v1 once v2 is made.
+    await first.node.setAlias('again', 'live', { version: 1 });
+    await first.node.patchFunction('again', { memoryMb: 160 });
+    await first.node.setAlias('again', 'live', { version: 1, canary: { version: 2, weight: 0.5 } });
+    await first.node.close(); // closes the store too; the state dir stays
+    const store = Store.open(path.join(first.dir, 'petri.db'));
+    const node = new PetriNode({
+      config: first.config,
+      store,
+      driver: first.driver,
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      await node.start();
+      assert.deepEqual(node.getAlias('again', 'live').canary, { version: 2, weight: 0.5 });
+      assert.ok(fs.existsSync(path.join(first.dir, 'functions', 'again', 'v1')), 'v1 kept');
+      const picked: number[] = [];
+      for (let i = 0; i < 4; i += 1)
+        picked.push((await node.invoke('again', {}, { alias: 'live' })).record.version);
+      assert.deepEqual(picked.sort(), [1, 1, 2, 2]);
+    } finally {
+      await node.close();
+      fs.rmSync(first.dir, { recursive: true, force: true });
+    }
+  });
+});
