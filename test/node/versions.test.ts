@@ -125,6 +125,25 @@ describe('versions', () => {
     assert.equal(liveOf('canary', 2), 1);
   });
 
+  it('caps and queues each version on its own: a queued old version does not hold up the current one', async () => {
+    await fake.node.deploy('queues', deployBody(handlerDir(), { maxInstances: 1 }));
+    await fake.node.deploy('queues', deployBody(handlerDir(), { maxInstances: 1, memoryMb: 160 }));
+    const order: string[] = [];
+    const run = (label: string, version: number | undefined, sleepMs: number) =>
+      fake.node
+        .invoke('queues', { sleepMs }, version === undefined ? {} : { version })
+        .then(({ record }) => {
+          assert.equal(record.status, 'succeeded', JSON.stringify(record.error));
+          order.push(`${label}@${record.version}`);
+        });
+    // The first call takes v1's one slot at once (its start is counted), so the second queues.
+    const busy = run('first', 1, 400);
+    const queued = run('queued', 1, 0);
+    const current = run('current', undefined, 0);
+    await Promise.all([busy, queued, current]);
+    assert.deepEqual(order, ['current@2', 'first@1', 'queued@1']);
+  });
+
   it('refuses bad alias bodies and names', async () => {
     await deploy('bad-alias', 128);
     for (const body of [
