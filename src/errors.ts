@@ -12,6 +12,11 @@ export const ERROR_CODES = {
   },
   FunctionNotFound: { status: 404, meaning: 'No function with that name is deployed.' },
   InvocationNotFound: { status: 404, meaning: 'No invocation with that id is known.' },
+  VersionNotFound: {
+    status: 404,
+    meaning: 'The function has no such version (never made, or pruned).',
+  },
+  AliasNotFound: { status: 404, meaning: 'The function has no alias of that name.' },
   Unauthorized: {
     status: 401,
     meaning: 'The request has no valid API token.',

@@ -3,7 +3,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode } from '../node/index.ts';
-import { FunctionNameSchema, fieldIssues } from '../spec/index.ts';
+import {
+  FunctionNameSchema,
+  fieldIssues,
+  parseQualifier,
+  type VersionSelector,
+} from '../spec/index.ts';
 import { addFunctionUrls, retryAfter } from './function-urls.ts';
 import { RouteMethods } from './methods.ts';
 import { toInvocationView } from './views.ts';
@@ -59,7 +64,15 @@ const IdParams = z.object({ id: z.string().min(1) });
  * Not strict: Lambda's and OpenFaaS's clients add their own parameters
  * (`Qualifier`, a function's own query), which are ignored, not a 400.
  */
-const InvokeQuery = z.object({ mode: z.enum(['sync', 'async']).default('sync') });
+const InvokeQuery = z.object({
+  mode: z.enum(['sync', 'async']).default('sync'),
+  version: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/, 'must be a version number')
+    .optional(),
+  alias: z.string().min(1).optional(),
+});
+const AliasParams = z.object({ name: z.string(), alias: z.string() });
 const InvocationsQuery = z
   .object({
     function: z.string().optional(),
@@ -96,6 +109,33 @@ function resultBody(value: unknown): { body: string | Buffer; type: string } {
   if (typeof value === 'string') return { body: value, type: 'text/plain; charset=utf-8' };
   if (Buffer.isBuffer(value)) return { body: value, type: 'application/octet-stream' };
   return { body: JSON.stringify(value ?? null), type: 'application/json; charset=utf-8' };
+}
+
+/**
+ * The version an invoke asked for: `?version=N`, `?alias=NAME`, or the
+ * `x-petri-version` header (a number or an alias name); none: the current one.
+ */
+function versionSelector(
+  query: { version?: string; alias?: string },
+  header: string | string[] | undefined,
+): VersionSelector {
+  const asked = [query.version, query.alias, header].filter((v) => v !== undefined).length;
+  if (asked > 1)
+    throw new PetriError(
+      'InvalidRequest',
+      'ask for one of ?version, ?alias or x-petri-version, not several',
+    );
+  if (query.version !== undefined) return { version: Number(query.version) };
+  if (query.alias !== undefined) {
+    const selector = parseQualifier(query.alias);
+    if (selector.alias === undefined)
+      throw new PetriError('InvalidRequest', `alias "${query.alias}" is a number: use ?version`);
+    return selector;
+  }
+  if (typeof header === 'string') return parseQualifier(header);
+  if (Array.isArray(header))
+    throw new PetriError('InvalidRequest', 'send x-petri-version at most once');
+  return {};
 }
 
 function sendError(reply: FastifyReply, error: PetriError): FastifyReply {
@@ -211,6 +251,32 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
     await node.removeFunction(name);
     return { name, deleted: true };
   });
+  app.patch('/v1/functions/:name', async (request) =>
+    node.patchFunction(functionName(request.params), request.body),
+  );
+  app.get('/v1/functions/:name/versions', async (request) => ({
+    versions: node.listVersions(functionName(request.params)),
+  }));
+  app.get('/v1/functions/:name/aliases', async (request) => ({
+    aliases: node.listAliases(functionName(request.params)),
+  }));
+  app.get('/v1/functions/:name/aliases/:alias', async (request) => {
+    const name = functionName(request.params);
+    const { alias } = parse(AliasParams, request.params, 'path');
+    return node.getAlias(name, alias);
+  });
+  app.put('/v1/functions/:name/aliases/:alias', async (request, reply) => {
+    const name = functionName(request.params);
+    const { alias } = parse(AliasParams, request.params, 'path');
+    const { view, created } = await node.setAlias(name, alias, request.body);
+    return reply.code(created ? 201 : 200).send(view);
+  });
+  app.delete('/v1/functions/:name/aliases/:alias', async (request) => {
+    const name = functionName(request.params);
+    const { alias } = parse(AliasParams, request.params, 'path');
+    await node.deleteAlias(name, alias);
+    return { name: alias, functionName: name, deleted: true };
+  });
   app.get('/v1/functions/:name/logs', async (request) => {
     const name = functionName(request.params);
     const query = parse(LogsQuery, request.query, 'query');
@@ -225,14 +291,20 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
 
   app.post('/v1/functions/:name/invoke', async (request, reply) => {
     const name = functionName(request.params);
-    const { mode } = parse(InvokeQuery, request.query, 'query');
+    const query = parse(InvokeQuery, request.query, 'query');
+    const target = node.resolveTarget(
+      name,
+      versionSelector(query, request.headers['x-petri-version']),
+    );
     const event = request.body === undefined ? {} : request.body;
-    if (mode === 'async') {
-      const record = node.invokeAsync(name, event);
-      return reply.code(202).send({ invocationId: record.id });
+    if (query.mode === 'async') {
+      const record = node.invokeAsync(name, event, target);
+      reply.header('x-petri-version', String(record.version));
+      return reply.code(202).send({ invocationId: record.id, version: record.version });
     }
-    const { record, value } = await node.invoke(name, event);
+    const { record, value } = await node.invoke(name, event, target);
     reply.header('x-petri-invocation-id', record.id);
+    reply.header('x-petri-version', String(record.version));
     if (record.startPath) reply.header('x-petri-start', record.startPath);
     reply.header('x-petri-duration-ms', String(record.totalMs ?? 0));
     if (record.error) {
@@ -248,6 +320,7 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       'x-petri-invocation-id': record.id,
       'x-petri-start': record.startPath ?? 'cold',
       'x-petri-duration-ms': String(record.totalMs ?? 0),
+      'x-petri-version': String(record.version),
     });
     reply.raw.end(body);
     return reply;

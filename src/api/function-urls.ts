@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
-import { FunctionNameSchema } from '../spec/index.ts';
+import { FunctionNameSchema, parseQualifier } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
 import { relay } from './proxy.ts';
 
@@ -44,11 +44,15 @@ export function urlParts(url: string): UrlParts | undefined {
 /** The function a request names, checked against the spec's `url.auth`. */
 function resolve(node: PetriNode, request: FastifyRequest, options: FunctionUrlOptions) {
   const parts = urlParts(request.raw.url ?? '');
-  const name = parts?.name ?? '';
+  // `/fn/{name}:{qualifier}` picks a version or an alias, as Lambda's qualified URLs do.
+  const [name = '', qualifier] = (parts?.name ?? '').split(/:(.*)/s, 2);
   if (!parts || !FunctionNameSchema.safeParse(name).success) {
     throw new PetriError('FunctionNotFound', `no function named "${name}"`);
   }
-  const target: UrlTarget = node.urlTarget(name);
+  const target: UrlTarget = node.urlTarget(
+    name,
+    qualifier === undefined ? {} : parseQualifier(qualifier),
+  );
   const needsToken = target.spec.url.auth === 'token' && options.token !== undefined;
   if (needsToken && !options.bearerMatches(request.headers.authorization, options.token ?? '')) {
     throw new PetriError('Unauthorized', 'this function URL needs the API token');
@@ -115,6 +119,7 @@ async function viaLambda(
   options: FunctionUrlOptions,
 ): Promise<void> {
   const { parts, target } = resolved;
+  reply.raw.setHeader('x-petri-version', String(target.version));
   let body: Buffer;
   try {
     body = await readBody(request.raw, options.requestLimitBytes);
@@ -159,6 +164,7 @@ async function viaProxy(
 ): Promise<void> {
   const { parts, target, drop } = resolved;
   reply.hijack();
+  reply.raw.setHeader('x-petri-version', String(target.version));
   const path = parts.query === '' ? parts.path : `${parts.path}?${parts.query}`;
   const limits = {
     requestBytes: options.requestLimitBytes,

@@ -149,6 +149,8 @@ function badResponse(message: string): PetriError {
   return new PetriError('BadResponse', `the function URL response is invalid: ${message}`);
 }
 
+const NODE_HEADERS = new Set(['x-petri-invocation-id', 'x-petri-version']);
+
 /** Appends a header the function set, refusing what HTTP cannot carry and hop-by-hop headers. */
 function addHeader(headers: string[], name: string, value: string): void {
   try {
@@ -158,9 +160,9 @@ function addHeader(headers: string[], name: string, value: string): void {
     throw badResponse(`header "${name.slice(0, 64)}": ${(err as Error).message}`);
   }
   // The node frames the body itself; the connection is the node's, not the function's.
-  // x-petri-invocation-id is the node's to set.
+  // x-petri-invocation-id and x-petri-version are the node's to set.
   const lower = name.toLowerCase();
-  if (isHopByHop(name) || lower === 'content-length' || lower === 'x-petri-invocation-id') return;
+  if (isHopByHop(name) || lower === 'content-length' || NODE_HEADERS.has(lower)) return;
   headers.push(name, value);
 }
 

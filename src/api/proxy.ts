@@ -108,7 +108,8 @@ export function relay(
         fail(new PetriError('ResponseTooLarge', `the server's response is over ${limit}`));
         return;
       }
-      const back = endToEndHeaders(response.rawHeaders, new Set([OWN]));
+      // The version header is the node's too: set on the reply before the relay.
+      const back = endToEndHeaders(response.rawHeaders, new Set([OWN, 'x-petri-version']));
       back.push(OWN, context.invocationId);
       // The server is the function's: a status or reason HTTP cannot relay must not throw here.
       try {

@@ -4,11 +4,11 @@
  */
 import { request } from 'undici';
 import type { InvocationView } from '../api/index.ts';
-import type { NodeInfo } from '../node/index.ts';
+import type { AliasView, NodeInfo, VersionView } from '../node/index.ts';
 import type { StartPath, InvocationStatus } from '../store/index.ts';
 
 // The wire shapes the server defines; imported as types only (no server code loads).
-export type { InvocationView, StartPath, InvocationStatus };
+export type { InvocationView, StartPath, InvocationStatus, AliasView, VersionView };
 export type NodeView = NodeInfo;
 export type InstanceCounts = NodeInfo['instances'];
 
@@ -64,7 +64,22 @@ export interface InvokeOutcome {
   invocationId?: string;
   start?: string;
   durationMs?: number;
+  /** The version that ran (x-petri-version). */
+  version?: number;
+  /** JSON results parsed; a text/plain result as its text; an octet-stream one as bytes. */
   result: unknown;
+  /** How the node sent the result: `json`, `text` or `binary`. */
+  kind: ResultKind;
+  /** The response body exactly as received. */
+  bytes: Buffer;
+}
+
+export type ResultKind = 'json' | 'text' | 'binary';
+
+/** Which version an invoke runs: a number or an alias; neither: the current one. */
+export interface InvokeTarget {
+  version?: number;
+  alias?: string;
 }
 
 /**
@@ -112,6 +127,20 @@ interface RawResponse {
   headers: Record<string, string | string[] | undefined>;
   /** The parsed JSON body; undefined when the body was empty. */
   body: unknown;
+}
+
+interface ByteResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  bytes: Buffer;
+}
+
+/** The kind of result a content type announces; JSON unless it says text or bytes. */
+export function resultKind(contentType: string | undefined): ResultKind {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type === 'application/octet-stream') return 'binary';
+  if (type.startsWith('text/')) return 'text';
+  return 'json';
 }
 
 interface CallOptions {
@@ -198,26 +227,84 @@ export class PetriClient {
     return this.json('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
   }
 
-  async invoke(name: string, event: unknown): Promise<InvokeOutcome> {
-    const res = await this.call('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
+  async invoke(name: string, event: unknown, target: InvokeTarget = {}): Promise<InvokeOutcome> {
+    const path = `/v1/functions/${encodeURIComponent(name)}/invoke`;
+    const res = await this.exchange('POST', path, {
+      query: { ...target },
       body: event,
       headersTimeoutMs: 0,
     });
+    if (res.status < 200 || res.status >= 300) this.fail('POST', path, res);
     const duration = Number(headerValue(res.headers['x-petri-duration-ms']));
+    const version = Number(headerValue(res.headers['x-petri-version']));
+    const kind = resultKind(headerValue(res.headers['content-type']));
     return {
       invocationId: headerValue(res.headers['x-petri-invocation-id']),
       start: headerValue(res.headers['x-petri-start']),
       durationMs: Number.isFinite(duration) ? duration : undefined,
-      // A handler that returns nothing yields an empty body; show it as null.
-      result: res.body === undefined ? null : res.body,
+      version: Number.isInteger(version) && version > 0 ? version : undefined,
+      result: this.result(kind, res.bytes, path),
+      kind,
+      bytes: res.bytes,
     };
   }
 
-  invokeAsync(name: string, event: unknown): Promise<{ invocationId: string }> {
+  invokeAsync(
+    name: string,
+    event: unknown,
+    target: InvokeTarget = {},
+  ): Promise<{ invocationId: string; version?: number }> {
     return this.json('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
-      query: { mode: 'async' },
+      query: { mode: 'async', ...target },
       body: event,
     });
+  }
+
+  /** A merge patch of the function's spec (PATCH): a new version with the same code. */
+  patchFunction(name: string, patch: Record<string, unknown>): Promise<FunctionView> {
+    return this.json('PATCH', `/v1/functions/${encodeURIComponent(name)}`, { body: patch });
+  }
+
+  listVersions(name: string): Promise<{ versions: VersionView[] }> {
+    return this.json('GET', `/v1/functions/${encodeURIComponent(name)}/versions`);
+  }
+
+  listAliases(name: string): Promise<{ aliases: AliasView[] }> {
+    return this.json('GET', `/v1/functions/${encodeURIComponent(name)}/aliases`);
+  }
+
+  getAlias(name: string, alias: string): Promise<AliasView> {
+    return this.json('GET', this.aliasPath(name, alias));
+  }
+
+  setAlias(
+    name: string,
+    alias: string,
+    body: { version: number; canary?: { version: number; weight: number } },
+  ): Promise<AliasView> {
+    return this.json('PUT', this.aliasPath(name, alias), { body });
+  }
+
+  deleteAlias(name: string, alias: string): Promise<{ name: string; deleted: boolean }> {
+    return this.json('DELETE', this.aliasPath(name, alias));
+  }
+
+  /** The function URL of `name` (`<base>/fn/<name>`). */
+  functionUrl(name: string): string {
+    return `${this.baseUrl}/fn/${encodeURIComponent(name)}`;
+  }
+
+  private aliasPath(name: string, alias: string): string {
+    return `/v1/functions/${encodeURIComponent(name)}/aliases/${encodeURIComponent(alias)}`;
+  }
+
+  private result(kind: ResultKind, bytes: Buffer, path: string): unknown {
+    if (kind === 'binary') return bytes;
+    if (kind === 'text') return bytes.toString('utf8');
+    const body = parseBody(bytes.toString('utf8'));
+    if (!body.ok) throw new ApiError('Internal', `node sent invalid JSON for POST ${path}`, 200);
+    // A handler that returns nothing yields an empty body; show it as null.
+    return body.value === undefined ? null : body.value;
   }
 
   getInvocation(id: string): Promise<InvocationView> {
@@ -265,11 +352,41 @@ export class PetriClient {
 
   /** One HTTP exchange: JSON in, JSON out, error bodies thrown as ApiError. */
   private async call(method: string, path: string, options: CallOptions): Promise<RawResponse> {
+    const res = await this.exchange(method, path, options);
+    const { status, headers } = res;
+    const body = parseBody(res.bytes.toString('utf8'));
+    if (status >= 200 && status < 300) {
+      if (body.ok) return { status, headers, body: body.value };
+      throw new ApiError('Internal', `node sent invalid JSON for ${method} ${path}`, status);
+    }
+    return this.fail(method, path, res);
+  }
+
+  /** A failed exchange as the ApiError its body names (with the invocation, when named). */
+  private fail(method: string, path: string, res: ByteResponse): never {
+    const text = res.bytes.toString('utf8');
+    const body = parseBody(text);
+    const error = body.ok ? errorFromBody(body.value) : undefined;
+    if (error) {
+      const invocationId = headerValue(res.headers['x-petri-invocation-id']);
+      throw new ApiError(error.code, error.message, res.status, error.details, invocationId);
+    }
+    // Not the registry's shape: probably a proxy in between, or a route the node lacks.
+    const snippet = text.slice(0, 200).trim();
+    throw new ApiError(
+      'Internal',
+      `node answered HTTP ${res.status} for ${method} ${path}${snippet ? `: ${snippet}` : ''}`,
+      res.status,
+    );
+  }
+
+  /** One HTTP exchange: JSON in, the body's bytes out. */
+  private async exchange(
+    method: string,
+    path: string,
+    options: CallOptions,
+  ): Promise<ByteResponse> {
     const url = this.url(path, options.query);
-    let status: number;
-    let headers: RawResponse['headers'];
-    let text: string;
-    let bytes: Buffer;
     try {
       const res = await request(url, {
         method: method as 'GET',
@@ -278,38 +395,11 @@ export class PetriClient {
         headersTimeout: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
         bodyTimeout: 0,
       });
-      status = res.statusCode;
-      headers = res.headers;
-      bytes = Buffer.from(await res.body.arrayBuffer());
-      text = bytes.toString('utf8');
+      const bytes = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, headers: res.headers, bytes };
     } catch (err) {
       throw new NodeUnreachableError(this.baseUrl, err);
     }
-    // An invoke's string result is text/plain and its bytes application/octet-stream.
-    const type = String(headers['content-type'] ?? '');
-    if (status >= 200 && status < 300 && type.startsWith('text/plain')) {
-      return { status, headers, body: text };
-    }
-    if (status >= 200 && status < 300 && type.startsWith('application/octet-stream')) {
-      return { status, headers, body: bytes };
-    }
-    const body = parseBody(text);
-    if (status >= 200 && status < 300) {
-      if (body.ok) return { status, headers, body: body.value };
-      throw new ApiError('Internal', `node sent invalid JSON for ${method} ${path}`, status);
-    }
-    const error = body.ok ? errorFromBody(body.value) : undefined;
-    if (error) {
-      const invocationId = headerValue(headers['x-petri-invocation-id']);
-      throw new ApiError(error.code, error.message, status, error.details, invocationId);
-    }
-    // Not the registry's shape: probably a proxy in between, or a route the node lacks.
-    const snippet = text.slice(0, 200).trim();
-    throw new ApiError(
-      'Internal',
-      `node answered HTTP ${status} for ${method} ${path}${snippet ? `: ${snippet}` : ''}`,
-      status,
-    );
   }
 
   private url(path: string, query: CallOptions['query']): string {

@@ -30,6 +30,7 @@ interface DeployOptions {
   keepAlive?: number;
   egress?: boolean;
   archive?: boolean;
+  configOnly?: boolean;
 }
 
 export function registerDeploy(program: Command, io: CliIo): void {
@@ -48,6 +49,10 @@ export function registerDeploy(program: Command, io: CliIo): void {
     .option('--keep-alive <ms>', 'keep idle instances this long', intOption(0))
     .option('--egress', 'allow network egress beyond the node')
     .option('--archive', 'send a tar.gz of <dir> even to a local node')
+    .option(
+      '--config-only',
+      "apply petri.json's configuration without sending the code (a new version, same code)",
+    )
     .action(action(io, deploy));
 }
 
@@ -67,6 +72,13 @@ async function deploy(ctx: Ctx<DeployOptions>, dir: string): Promise<void> {
     );
   }
   const client = ctx.client();
+  if (ctx.opts.configOnly) {
+    const current = await client.getFunction(name);
+    const fn = await client.patchFunction(name, patchTowards(current.spec, spec));
+    const what = fn.version === current.version ? 'unchanged at' : 'configured';
+    ctx.print(ctx.opts.json ? formatJson(fn) : `${what} ${fn.name} version ${fn.version}`);
+    return;
+  }
   const sendArchive = async (): Promise<FunctionView> =>
     client.deploy(name, { ...spec, source: { archive: await archiveFolder(resolve(dir)) } });
   // A node on this machine reads the folder itself if its config allows that
@@ -125,6 +137,29 @@ function applyOverrides(
   }
   if (opts.egress) out.network = { ...asRecord(spec.network), egress: true };
   return out;
+}
+
+/**
+ * The merge patch (RFC 7396) that turns `current` into `target`: fields
+ * `target` lacks become null (their defaults), objects are diffed key by
+ * key, so an env variable removed from petri.json is removed on the node.
+ */
+export function patchTowards(
+  current: Record<string, unknown>,
+  target: Record<string, unknown>,
+): Record<string, unknown> {
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(current)) if (!(key in target)) patch[key] = null;
+  for (const [key, value] of Object.entries(target)) {
+    const before = current[key];
+    if (isRecord(before) && isRecord(value)) {
+      const inner = patchTowards(before, value);
+      if (Object.keys(inner).length > 0) patch[key] = inner;
+    } else if (JSON.stringify(before) !== JSON.stringify(value)) {
+      patch[key] = value;
+    }
+  }
+  return patch;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -6,6 +6,7 @@ import { registerInvoke } from './invoke.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerStatus } from './status.ts';
 import { processIo, type CliIo } from './verb.ts';
+import { registerVersionVerbs } from './versions.ts';
 
 /** The root `petri` command with its global options, before any verb is added. */
 export function rootCommand(env: NodeJS.ProcessEnv = process.env): Command {
@@ -22,14 +23,16 @@ export function rootCommand(env: NodeJS.ProcessEnv = process.env): Command {
 }
 
 /**
- * Verbs that speak the node API: serve, deploy, invoke, ls, get, rm, logs,
- * invocations, invocation, status (in this order in `petri --help`).
+ * Verbs that speak the node API: serve, deploy, invoke, ls, get, rm,
+ * versions, url, config, alias, logs, invocations, invocation, status (in
+ * this order in `petri --help`).
  */
 export function registerCoreCommands(program: Command, io: CliIo = processIo()): void {
   registerServeCommand(program);
   registerDeploy(program, io);
   registerInvoke(program, io);
   registerFunctionVerbs(program, io);
+  registerVersionVerbs(program, io);
   registerLogs(program, io);
   registerInvocationVerbs(program, io);
   registerStatus(program, io);
@@ -59,15 +62,33 @@ export async function runCli(
       io.setExitCode?.(code);
     },
   };
+  const json = wantsJson(argv);
   const program = rootCommand(env)
     .exitOverride()
-    .configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
+    .configureOutput({ writeOut: full.stdout, writeErr: json ? () => {} : full.stderr });
   registerCoreCommands(program, full);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
-    throw err;
+    if (!(err instanceof CommanderError)) throw err;
+    if (json && err.exitCode !== 0) full.stdout(usageErrorJson(err));
+    return err.exitCode;
   }
   return exitCode;
+}
+
+/** Whether the words ask for --json (before `--`, where options end). */
+export function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/**
+ * A usage error (unknown option, missing argument, bad value) as `--json`
+ * prints failures: one line of `{"error": {code, message}}` with the code
+ * InvalidRequest, so scripts read every failure the same way.
+ */
+export function usageErrorJson(err: CommanderError): string {
+  const message = err.message.replace(/^error: /, '');
+  return `${JSON.stringify({ error: { code: 'InvalidRequest', message } })}\n`;
 }

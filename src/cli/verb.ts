@@ -18,6 +18,10 @@ export interface CliIo {
   stderr(text: string): void;
   /** invoke prints its start path and timing on stderr only for people, not for pipes. */
   stderrIsTTY: boolean;
+  /** Raw bytes to stdout (a binary result); unset: written as latin1 text through `stdout`. */
+  stdoutBytes?(data: Uint8Array): void;
+  /** invoke writes a binary result to a terminal only with --out (unset: not a terminal). */
+  stdoutIsTTY?: boolean;
   /** Verbs never call process.exit; they report failure here. */
   setExitCode(code: number): void;
   /** Ends `logs --follow`; the real CLI leaves it unset and stops on Ctrl-C. */
@@ -33,6 +37,8 @@ export function processIo(): CliIo {
     stdout: (text) => void process.stdout.write(text),
     stderr: (text) => void process.stderr.write(text),
     stderrIsTTY: process.stderr.isTTY === true,
+    stdoutBytes: (data) => void process.stdout.write(data),
+    stdoutIsTTY: process.stdout.isTTY === true,
     setExitCode: (code) => {
       process.exitCode = code;
     },

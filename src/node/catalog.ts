@@ -4,8 +4,18 @@ import type { Logger } from 'pino';
 import type { DeployConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import type { InstanceState } from '../policy/index.ts';
-import { parseDeployBody, type FunctionSource, type FunctionSpec } from '../spec/index.ts';
+import {
+  AliasBodySchema,
+  AliasNameSchema,
+  applyConfigPatch,
+  fieldIssues,
+  parseDeployBody,
+  type FunctionSource,
+  type FunctionSpec,
+  type VersionSelector,
+} from '../spec/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
+import { cloneVersionFolder } from './clone.ts';
 import type { Clock } from './clock.ts';
 import {
   folderDigest,
@@ -16,6 +26,14 @@ import {
   versionsOnDisk,
 } from './deploy.ts';
 import type { FunctionEntry, Pool } from './pool.ts';
+import {
+  aliasView,
+  retainedVersions,
+  VersionBook,
+  type AliasView,
+  type ResolvedTarget,
+  type VersionView,
+} from './versions.ts';
 
 export interface FunctionView {
   name: string;
@@ -49,8 +67,18 @@ export class FunctionCatalog {
   /** Versions of removed functions: their files go as soon as no instance uses them. */
   private readonly doomed = new Set<string>();
   private closed = false;
+  /** Aliases and version records (src/node/versions.ts). */
+  private readonly book: VersionBook;
 
-  constructor(private readonly deps: CatalogDeps) {}
+  constructor(private readonly deps: CatalogDeps) {
+    this.book = new VersionBook(deps.store);
+  }
+
+  /** At start, after the pool has every function: loads aliases and keeps their versions warm. */
+  loadAliases(): void {
+    this.book.load();
+    for (const name of this.deps.pool.functions.keys()) this.keepAliasedWarm(name);
+  }
 
   /** Deploys a new function or a new version of one. */
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
@@ -62,6 +90,116 @@ export class FunctionCatalog {
         // Prunes old versions, or the empty folder a failed first deploy leaves.
         await this.sweep(name);
       }
+    });
+  }
+
+  /**
+   * A new version with the current one's code and a merge patch applied to
+   * its spec (`PATCH /v1/functions/{name}`); none when the spec is unchanged.
+   */
+  async patch(name: string, body: unknown): Promise<FunctionView> {
+    this.require(name);
+    return this.serially(name, async () => {
+      try {
+        return await this.publishConfig(name, body);
+      } finally {
+        await this.sweep(name);
+      }
+    });
+  }
+
+  /** The versions that can be invoked (not pruned), oldest first. */
+  versions(name: string): VersionView[] {
+    const entry = this.require(name);
+    const all = this.book.allRecords(name);
+    const keep = this.retained(name, all);
+    const aliases = this.book.aliasesOf(name);
+    return all
+      .filter((record) => keep.has(record.version))
+      .map((record) => ({
+        version: record.version,
+        spec: record.spec,
+        createdAt: record.updatedAt,
+        ...(record.codeDigest ? { codeDigest: record.codeDigest } : {}),
+        current: record.version === entry.record.version,
+        aliases: aliases
+          .filter((a) => a.version === record.version || a.canary?.version === record.version)
+          .map((a) => a.name),
+      }));
+  }
+
+  /**
+   * The version an invocation runs: the current one, the one asked for
+   * (`VersionNotFound` if pruned or never made), or the one an alias picks.
+   */
+  resolveTarget(name: string, selector: VersionSelector = {}): ResolvedTarget {
+    const entry = this.require(name);
+    if (selector.version !== undefined && selector.alias !== undefined)
+      throw new PetriError('InvalidRequest', 'ask for a version or an alias, not both');
+    let version = selector.version;
+    const alias = selector.alias;
+    if (alias !== undefined) version = this.book.pick(this.book.alias(name, alias));
+    if (version === undefined || version === entry.record.version)
+      return { name, version: entry.record.version, record: entry.record, alias };
+    const record = entry.kept.get(version) ?? this.retainedRecord(name, version);
+    return { name, version, record, alias };
+  }
+
+  listAliases(name: string): AliasView[] {
+    this.require(name);
+    return this.book.aliasesOf(name).map(aliasView);
+  }
+
+  getAlias(name: string, alias: string): AliasView {
+    this.require(name);
+    return aliasView(this.book.alias(name, checkAliasName(alias)));
+  }
+
+  /** Creates or moves an alias (a rollback is moving it back); its versions stay warm and kept. */
+  async setAlias(
+    name: string,
+    alias: string,
+    body: unknown,
+  ): Promise<{ view: AliasView; created: boolean }> {
+    this.require(name);
+    const validName = AliasNameSchema.safeParse(alias);
+    if (!validName.success) {
+      const issues = fieldIssues(validName.error).map((i) => ({ ...i, field: 'alias' }));
+      throw new PetriError('InvalidRequest', `invalid alias name "${alias}"`, { issues });
+    }
+    const parsed = AliasBodySchema.safeParse(body ?? {});
+    if (!parsed.success) {
+      const issues = fieldIssues(parsed.error);
+      const text = issues.map((i) => `${i.field} ${i.message}`).join('; ');
+      throw new PetriError('InvalidRequest', `invalid alias: ${text}`, { issues });
+    }
+    return this.serially(name, async () => {
+      const entry = this.require(name);
+      for (const version of [parsed.data.version, parsed.data.canary?.version]) {
+        if (version !== undefined && version !== entry.record.version)
+          this.retainedRecord(name, version);
+      }
+      const { record, created } = this.book.setAlias(
+        name,
+        alias,
+        parsed.data,
+        this.deps.clock.now(),
+      );
+      this.keepAliasedWarm(name);
+      this.deps.log.info({ function: name, alias, version: record.version }, 'alias set');
+      await this.sweep(name);
+      return { view: aliasView(record), created };
+    });
+  }
+
+  async deleteAlias(name: string, alias: string): Promise<void> {
+    this.require(name);
+    checkAliasName(alias);
+    await this.serially(name, async () => {
+      this.book.deleteAlias(name, alias);
+      this.keepAliasedWarm(name);
+      this.deps.log.info({ function: name, alias }, 'alias removed');
+      await this.sweep(name);
     });
   }
 
@@ -83,6 +221,7 @@ export class FunctionCatalog {
     this.require(name);
     this.deps.pool.removeFunction(name);
     this.deps.store.deleteFunction(name);
+    this.book.forget(name);
     this.deps.log.info({ function: name }, 'removed');
     await this.serially(name, async () => {
       // A deploy that was under way may have made the function again; its versions stay.
@@ -130,7 +269,8 @@ export class FunctionCatalog {
     const version = store.lastVersion(name) + 1;
     const layout = versionLayout(this.deps.stateDir, name, version);
     await materialize(layout, spec, source, { ...this.deps.deploy, stateDir: this.deps.stateDir });
-    if (existing && (await sameVersion(existing, spec, layout.dir))) {
+    const codeDigest = await folderDigest(layout.dir);
+    if (existing && (await sameVersion(existing, spec, codeDigest))) {
       // Like Lambda's PublishVersion: nothing changed, so no new version.
       await removeVersionFiles(layout);
       return { view: functionView(this.require(name)), created: false };
@@ -143,11 +283,70 @@ export class FunctionCatalog {
       codeDir: layout.dir,
       createdAt: existing?.createdAt ?? at,
       updatedAt: at,
+      codeDigest,
     };
     store.saveFunctionVersion(record);
     pool.setFunction(record);
     this.deps.log.info({ function: name, version }, 'deployed');
     return { view: functionView(this.require(name)), created: !existing };
+  }
+
+  private async publishConfig(name: string, body: unknown): Promise<FunctionView> {
+    const { store, pool, stateDir } = this.deps;
+    const current = store.getFunction(name);
+    if (!current) throw new PetriError('FunctionNotFound', `no function named "${name}"`);
+    const spec = applyConfigPatch(current.spec, body);
+    if (JSON.stringify(spec) === JSON.stringify(current.spec))
+      return functionView(this.require(name));
+    const version = store.lastVersion(name) + 1;
+    const layout = versionLayout(stateDir, name, version);
+    await cloneVersionFolder(versionLayout(stateDir, name, current.version).dir, layout.dir);
+    const codeDigest = current.codeDigest ?? (await folderDigest(layout.dir));
+    const record: FunctionRecord = {
+      name,
+      version,
+      spec,
+      codeDir: layout.dir,
+      createdAt: current.createdAt,
+      updatedAt: this.deps.clock.now(),
+      codeDigest,
+    };
+    store.saveFunctionVersion(record);
+    pool.setFunction(record);
+    this.deps.log.info({ function: name, version }, 'configuration changed');
+    return functionView(this.require(name));
+  }
+
+  /** The versions kept on disk (see retainedVersions), from the store's records. */
+  private retained(name: string, all: FunctionRecord[] = this.book.allRecords(name)): Set<number> {
+    const current = this.require(name).record.version;
+    return retainedVersions(
+      all.map((record) => record.version),
+      current,
+      this.deps.deploy.keepVersions,
+      this.book.referenced(name),
+    );
+  }
+
+  /** A version that is still kept, or `VersionNotFound`. */
+  private retainedRecord(name: string, version: number): FunctionRecord {
+    const record = this.book.record(name, version);
+    if (!record || !this.retained(name).has(version)) {
+      throw new PetriError('VersionNotFound', `function "${name}" has no version ${version}`, {
+        versions: [...this.retained(name)].sort((a, b) => a - b),
+      });
+    }
+    return record;
+  }
+
+  /** Tells the pool which versions aliases name, so their instances stay warm. */
+  private keepAliasedWarm(name: string): void {
+    const records: FunctionRecord[] = [];
+    for (const version of this.book.referenced(name)) {
+      const record = this.book.record(name, version);
+      if (record) records.push(record);
+    }
+    this.deps.pool.keepVersions(name, records);
   }
 
   /** Runs `task` after every earlier disk task of the function. */
@@ -179,6 +378,8 @@ export class FunctionCatalog {
         const older = onDisk.filter((version) => version <= current.version);
         for (const version of older.slice(-this.deps.deploy.keepVersions)) keep.add(version);
         keep.add(current.version);
+        // Versions an alias names stay, however old.
+        for (const version of this.book.referenced(name)) keep.add(version);
       }
       for (const version of onDisk) {
         const key = versionKey(name, version);
@@ -216,16 +417,19 @@ function functionView(entry: FunctionEntry): FunctionView {
   };
 }
 
-/** Whether a deploy's spec and materialised folder equal the function's current version. */
+/** Whether a deploy's spec and materialised folder's digest equal the function's current version. */
 async function sameVersion(
   current: FunctionRecord,
   spec: FunctionSpec,
-  dir: string,
+  digest: string,
 ): Promise<boolean> {
   if (JSON.stringify(current.spec) !== JSON.stringify(spec)) return false;
-  const [before, after] = await Promise.all([
-    folderDigest(current.codeDir).catch(() => ''),
-    folderDigest(dir),
-  ]);
-  return before === after;
+  const before = current.codeDigest ?? (await folderDigest(current.codeDir).catch(() => ''));
+  return before === digest;
+}
+
+function checkAliasName(alias: string): string {
+  const valid = AliasNameSchema.safeParse(alias);
+  if (!valid.success) throw new PetriError('AliasNotFound', `no alias named "${alias}"`);
+  return alias;
 }

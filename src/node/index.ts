@@ -5,6 +5,9 @@ export {
   type NodeInfo,
   type InvokeResult,
   type UrlTarget,
+  type AliasView,
+  type ResolvedTarget,
+  type VersionView,
 } from './node.ts';
 export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';

@@ -1,5 +1,5 @@
 import { PetriError, toPetriError } from '../errors.ts';
-import type { InvocationRecord, Store } from '../store/index.ts';
+import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { timeOrderedId } from './ids.ts';
 import type { NodeMetrics } from './metrics.ts';
@@ -56,8 +56,13 @@ export class Invoker {
 
   constructor(private readonly deps: InvokerDeps) {}
 
-  invoke(entry: FunctionEntry, event: unknown): Promise<InvokeResult> {
-    return this.run(entry, this.newRecord(entry, 'sync'), (slot, id) =>
+  /** `target`: the version to run (default: the function's current one). */
+  invoke(
+    entry: FunctionEntry,
+    event: unknown,
+    target: FunctionRecord = entry.record,
+  ): Promise<InvokeResult> {
+    return this.run(entry, this.newRecord(target, 'sync'), target, (slot, id) =>
       slot.instance.invoke(id, event),
     );
   }
@@ -69,12 +74,13 @@ export class Invoker {
    */
   async invokeUrl<R extends { statusCode: number }>(
     entry: FunctionEntry,
+    target: FunctionRecord,
     event: (invocationId: string) => unknown,
     call: UrlCall<R>,
   ): Promise<{ record: InvocationRecord; response?: R }> {
-    const record = this.newRecord(entry, 'sync', call);
+    const record = this.newRecord(target, 'sync', call);
     let response: R | undefined;
-    await this.run(entry, record, async (slot, id) => {
+    await this.run(entry, record, target, async (slot, id) => {
       response = call.respond(await slot.instance.invoke(id, event(id)));
       if (record.http) record.http.status = response.statusCode;
       return undefined;
@@ -90,11 +96,12 @@ export class Invoker {
    */
   async proxy(
     entry: FunctionEntry,
+    target: FunctionRecord,
     call: { method: string; path: string },
     exchange: (endpoint: HttpEndpoint, context: ExchangeContext) => Promise<number>,
   ): Promise<InvocationRecord> {
-    const record = this.newRecord(entry, 'sync', call);
-    await this.run(entry, record, (slot, id) => {
+    const record = this.newRecord(target, 'sync', call);
+    await this.run(entry, record, target, (slot, id) => {
       const endpoint = slot.instance.httpEndpoint;
       if (!endpoint) throw new PetriError('Internal', 'the instance reported no server port');
       return slot.instance.track(id, async (signal) => {
@@ -107,12 +114,16 @@ export class Invoker {
   }
 
   /** Records the invocation durably as queued and runs it in the background. */
-  invokeAsync(entry: FunctionEntry, event: unknown): InvocationRecord {
-    const record = this.newRecord(entry, 'async');
+  invokeAsync(
+    entry: FunctionEntry,
+    event: unknown,
+    target: FunctionRecord = entry.record,
+  ): InvocationRecord {
+    const record = this.newRecord(target, 'async');
     this.deps.store.recordInvocationNow(record);
-    const running = this.run(entry, record, (slot, id) => slot.instance.invoke(id, event)).finally(
-      () => this.asyncRuns.delete(running),
-    );
+    const running = this.run(entry, record, target, (slot, id) =>
+      slot.instance.invoke(id, event),
+    ).finally(() => this.asyncRuns.delete(running));
     this.asyncRuns.add(running);
     return record;
   }
@@ -128,15 +139,15 @@ export class Invoker {
   }
 
   private newRecord(
-    entry: FunctionEntry,
+    target: FunctionRecord,
     mode: 'sync' | 'async',
     http?: { method: string; path: string },
   ): InvocationRecord {
     const receivedAt = this.deps.clock.now();
     const record: InvocationRecord = {
       id: timeOrderedId(Math.floor(receivedAt)),
-      functionName: entry.record.name,
-      version: entry.record.version,
+      functionName: target.name,
+      version: target.version,
       mode,
       status: 'queued',
       receivedAt,
@@ -148,13 +159,14 @@ export class Invoker {
   private async run(
     entry: FunctionEntry,
     record: InvocationRecord,
+    target: FunctionRecord,
     send: (slot: Slot, id: string) => Promise<unknown>,
   ): Promise<InvokeResult> {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
       // A cold start that fails still counts as one (metrics, the record, x-petri-start).
-      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'));
+      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'), target);
       if (record.mode === 'async') acquired.catch(() => {}); // settled below
       slot = await acquired;
       Object.assign(record, {

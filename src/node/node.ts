@@ -12,8 +12,8 @@ import {
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
-import type { FunctionSpec } from '../spec/index.ts';
-import type { InvocationRecord, Store } from '../store/index.ts';
+import type { FunctionSpec, VersionSelector } from '../spec/index.ts';
+import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
@@ -30,6 +30,7 @@ import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
+import type { AliasView, ResolvedTarget, VersionView } from './versions.ts';
 
 export interface NodeDeps {
   config: NodeConfig;
@@ -49,6 +50,8 @@ export interface NodeDeps {
 /** A function version a function URL resolved to. `entry` is the node's own. */
 export interface UrlTarget {
   readonly entry: FunctionEntry;
+  /** The version's own record (not necessarily the current one). */
+  readonly record: FunctionRecord;
   readonly spec: FunctionSpec;
   readonly version: number;
 }
@@ -168,6 +171,7 @@ export class PetriNode {
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    this.catalog.loadAliases();
     await this.catalog.sweepAll();
     await this.placer.start();
   }
@@ -191,26 +195,86 @@ export class PetriNode {
     await this.catalog.remove(name);
   }
 
-  // ---- invocations -----------------------------------------------------
-
-  /** Runs one invocation to its end; errors are in the record, never thrown. */
-  async invoke(name: string, event: unknown): Promise<InvokeResult> {
-    return this.invoker.invoke(this.catalog.require(name), event);
+  /** A new version with the current code and a merge patch of its spec (PATCH). */
+  async patchFunction(name: string, patch: unknown): Promise<FunctionView> {
+    return this.catalog.patch(name, patch);
   }
 
-  /** Accepts an invocation, records it durably as queued, and runs it in the background. */
-  invokeAsync(name: string, event: unknown): InvocationRecord {
-    return this.invoker.invokeAsync(this.catalog.require(name), event);
+  // ---- versions and aliases ---------------------------------------------
+
+  listVersions(name: string): VersionView[] {
+    return this.catalog.versions(name);
   }
 
   /**
-   * Which function version a function URL request goes to. Today: the
-   * current version; this is the one place a version selector or an alias
-   * will choose another.
+   * The version an invocation of `name` runs under `selector`: `{}` the
+   * current one, `{version}` that one, `{alias}` the alias's (or its canary,
+   * for its share of calls: each call of this with an alias counts as one).
+   * Throws FunctionNotFound, VersionNotFound, AliasNotFound, InvalidRequest.
    */
-  urlTarget(name: string): UrlTarget {
+  resolveTarget(name: string, selector: VersionSelector = {}): ResolvedTarget {
+    return this.catalog.resolveTarget(name, selector);
+  }
+
+  listAliases(name: string): AliasView[] {
+    return this.catalog.listAliases(name);
+  }
+
+  getAlias(name: string, alias: string): AliasView {
+    return this.catalog.getAlias(name, alias);
+  }
+
+  setAlias(
+    name: string,
+    alias: string,
+    body: unknown,
+  ): Promise<{ view: AliasView; created: boolean }> {
+    return this.catalog.setAlias(name, alias, body);
+  }
+
+  deleteAlias(name: string, alias: string): Promise<void> {
+    return this.catalog.deleteAlias(name, alias);
+  }
+
+  // ---- invocations -----------------------------------------------------
+
+  /**
+   * Runs one invocation to its end; errors are in the record, never thrown.
+   * `target` picks the version (a selector, or what resolveTarget returned);
+   * a bad selector throws, as it is the caller's error, not the invocation's.
+   */
+  async invoke(
+    name: string,
+    event: unknown,
+    target: VersionSelector | ResolvedTarget = {},
+  ): Promise<InvokeResult> {
     const entry = this.catalog.require(name);
-    return { entry, spec: entry.record.spec, version: entry.record.version };
+    return this.invoker.invoke(entry, event, this.targetRecord(name, target));
+  }
+
+  /** Accepts an invocation, records it durably as queued, and runs it in the background. */
+  invokeAsync(
+    name: string,
+    event: unknown,
+    target: VersionSelector | ResolvedTarget = {},
+  ): InvocationRecord {
+    const entry = this.catalog.require(name);
+    return this.invoker.invokeAsync(entry, event, this.targetRecord(name, target));
+  }
+
+  private targetRecord(name: string, target: VersionSelector | ResolvedTarget) {
+    if ('record' in target && target.name === name) return target.record;
+    return this.catalog.resolveTarget(name, target as VersionSelector).record;
+  }
+
+  /**
+   * Which function version a function URL request goes to: the current one,
+   * or the one `selector` (a version or an alias) picks.
+   */
+  urlTarget(name: string, selector: VersionSelector = {}): UrlTarget {
+    const entry = this.catalog.require(name);
+    const { record } = this.catalog.resolveTarget(name, selector);
+    return { entry, record, spec: record.spec, version: record.version };
   }
 
   /** A function URL request to a `node`/`exec` function: see Invoker.invokeUrl. */
@@ -219,7 +283,7 @@ export class PetriNode {
     event: (invocationId: string) => unknown,
     call: UrlCall<R>,
   ) {
-    return this.invoker.invokeUrl(target.entry, event, call);
+    return this.invoker.invokeUrl(target.entry, target.record, event, call);
   }
 
   /** A function URL request proxied to an `http` function's server: see Invoker.proxy. */
@@ -228,7 +292,7 @@ export class PetriNode {
     call: { method: string; path: string },
     exchange: (endpoint: HttpEndpoint, context: ExchangeContext) => Promise<number>,
   ): Promise<InvocationRecord> {
-    return this.invoker.proxy(target.entry, call, exchange);
+    return this.invoker.proxy(target.entry, target.record, call, exchange);
   }
 
   getInvocation(id: string): InvocationRecord {
@@ -287,4 +351,4 @@ export class PetriNode {
   }
 }
 
-export type { FunctionView, InvokeResult };
+export type { FunctionView, InvokeResult, AliasView, ResolvedTarget, VersionView };

@@ -25,19 +25,28 @@ interface Waiter {
   reject(error: PetriError): void;
   onColdStart: (() => void) | undefined;
   timer: Timer | undefined;
+  /** The version it asked for. */
+  record: FunctionRecord;
 }
 
 /** Per function: its current version, its instances (any version) and its queue. */
 export interface FunctionEntry {
   record: FunctionRecord;
+  /**
+   * Other versions kept warm like the current one (those an alias names):
+   * their idle instances stay under the keep-alive policy instead of draining.
+   */
+  kept: Map<number, FunctionRecord>;
   instances: Set<Instance>;
   /** Cold starts under way, not yet in `instances`. */
   starting: number;
+  /** The same, per version (made on the first cold start). */
+  startingByVersion?: Map<number, number>;
   queue: Waiter[];
 }
 
 export interface PoolHooks {
-  /** Starts a new instance of the function's current version. */
+  /** Starts a new instance of the given version (the current one, unless asked otherwise). */
   startInstance(record: FunctionRecord): Promise<Instance>;
 }
 
@@ -68,12 +77,38 @@ export class Pool {
   setFunction(record: FunctionRecord): void {
     const entry = this.functions.get(record.name);
     if (!entry) {
-      this.functions.set(record.name, { record, instances: new Set(), starting: 0, queue: [] });
+      this.functions.set(record.name, {
+        record,
+        kept: new Map(),
+        instances: new Set(),
+        starting: 0,
+        queue: [],
+      });
       return;
     }
     entry.record = record;
+    this.retireUnserved(entry);
+  }
+
+  /**
+   * Sets the versions besides the current one that stay warm (the ones
+   * aliases name); idle instances of versions no longer among them stop.
+   */
+  keepVersions(name: string, records: FunctionRecord[]): void {
+    const entry = this.functions.get(name);
+    if (!entry) return;
+    entry.kept = new Map(records.map((record) => [record.version, record]));
+    this.retireUnserved(entry);
+  }
+
+  /** Whether instances of `version` stay warm: the current version or a kept one. */
+  serves(entry: FunctionEntry, version: number): boolean {
+    return entry.record.version === version || entry.kept.has(version);
+  }
+
+  private retireUnserved(entry: FunctionEntry): void {
     for (const instance of entry.instances) {
-      if (instance.version !== record.version && instance.state === 'idle')
+      if (!this.serves(entry, instance.version) && instance.state === 'idle')
         void this.retire(instance);
     }
   }
@@ -94,20 +129,26 @@ export class Pool {
   /**
    * Finds or makes room for one invocation; may wait in the function's queue.
    * `onColdStart` hears when an instance starts for it, so a start that fails
-   * is still known as a cold one.
+   * is still known as a cold one. `record` is the version to run (default:
+   * the current one); a version neither current nor kept gets an instance
+   * that stops when its invocations end.
    */
-  async acquire(entry: FunctionEntry, onColdStart?: () => void): Promise<Slot> {
-    const warm = this.findWarm(entry);
+  async acquire(
+    entry: FunctionEntry,
+    onColdStart?: () => void,
+    record: FunctionRecord = entry.record,
+  ): Promise<Slot> {
+    const warm = this.findWarm(entry, record.version);
     if (warm) {
       this.reserve(warm);
       return { instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() };
     }
-    if (this.makeRoom(entry)) {
+    if (this.makeRoom(entry, record)) {
       const dispatchedAt = this.clock.now();
       onColdStart?.();
-      return { instance: await this.coldStart(entry), startPath: 'cold', dispatchedAt };
+      return { instance: await this.coldStart(entry, record), startPath: 'cold', dispatchedAt };
     }
-    return this.enqueue(entry, onColdStart);
+    return this.enqueue(entry, onColdStart, record);
   }
 
   /** Called when an invocation finishes on `instance`. */
@@ -115,13 +156,11 @@ export class Pool {
     instance.release();
     this.inFlight -= 1;
     const entry = this.functions.get(instance.functionName);
-    const current = entry?.record.version === instance.version;
-    if (instance.state === 'idle' && !current) {
-      void this.retire(instance);
-      return;
-    }
+    // Queued work first: a waiter for this very version may take the slot.
     if (entry) this.serveQueue(entry);
-    if (instance.state === 'idle') this.armKeepAlive(instance);
+    if (instance.state !== 'idle') return;
+    if (entry && this.serves(entry, instance.version)) this.armKeepAlive(instance);
+    else void this.retire(instance);
   }
 
   /** Called when an instance died: forget it and let queued work use the room. */
@@ -200,30 +239,31 @@ export class Pool {
     if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
   }
 
-  private findWarm(entry: FunctionEntry): Instance | undefined {
+  private findWarm(entry: FunctionEntry, version = entry.record.version): Instance | undefined {
     let best: Instance | undefined;
     for (const instance of entry.instances) {
-      if (instance.version !== entry.record.version || !instance.hasRoom()) continue;
+      if (instance.version !== version || !instance.hasRoom()) continue;
       // Most recently used first, so the others can age out.
       if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
     }
     return best;
   }
 
-  private liveCount(entry: FunctionEntry): number {
-    let count = entry.starting;
+  /** Live and starting instances of one version: each version's `maxInstances` caps its own. */
+  private liveCount(entry: FunctionEntry, version: number): number {
+    let count = entry.startingByVersion?.get(version) ?? 0;
     for (const instance of entry.instances) {
       const live = instance.state !== 'dead' && instance.state !== 'stopping';
-      if (live && instance.version === entry.record.version) count += 1;
+      if (live && instance.version === version) count += 1;
     }
     return count;
   }
 
   /** True when a new instance may start now (evicting idle ones if that makes room). */
-  private makeRoom(entry: FunctionEntry): boolean {
-    const spec = entry.record.spec;
+  private makeRoom(entry: FunctionEntry, record: FunctionRecord = entry.record): boolean {
+    const spec = record.spec;
     const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
-    if (this.liveCount(entry) >= cap) return false;
+    if (this.liveCount(entry, record.version) >= cap) return false;
     if (spec.memoryMb > this.limits.memoryBudgetMb) {
       throw new PetriError(
         'CapacityExceeded',
@@ -240,17 +280,18 @@ export class Pool {
   }
 
   /** `makeRoom` for queued work: a function too large for the node just stays queued. */
-  private roomFor(entry: FunctionEntry): boolean {
+  private roomFor(entry: FunctionEntry, record: FunctionRecord): boolean {
     try {
-      return this.makeRoom(entry);
+      return this.makeRoom(entry, record);
     } catch {
       return false;
     }
   }
 
-  private async coldStart(entry: FunctionEntry): Promise<Instance> {
-    const record = entry.record;
+  private async coldStart(entry: FunctionEntry, record: FunctionRecord): Promise<Instance> {
     entry.starting += 1;
+    const byVersion = (entry.startingByVersion ??= new Map());
+    byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
     this.startingMb += record.spec.memoryMb;
     try {
       const instance = await this.hooks.startInstance(record);
@@ -261,20 +302,27 @@ export class Pool {
       return instance;
     } finally {
       entry.starting -= 1;
+      const left = (byVersion.get(record.version) ?? 1) - 1;
+      if (left > 0) byVersion.set(record.version, left);
+      else byVersion.delete(record.version);
       this.startingMb -= record.spec.memoryMb;
     }
   }
 
-  private enqueue(entry: FunctionEntry, onColdStart: (() => void) | undefined): Promise<Slot> {
-    const maxSize = entry.record.spec.queue.maxSize ?? this.limits.queueMaxSize;
-    const maxWaitMs = entry.record.spec.queue.maxWaitMs ?? this.limits.queueMaxWaitMs;
+  private enqueue(
+    entry: FunctionEntry,
+    onColdStart: (() => void) | undefined,
+    record: FunctionRecord,
+  ): Promise<Slot> {
+    const maxSize = record.spec.queue.maxSize ?? this.limits.queueMaxSize;
+    const maxWaitMs = record.spec.queue.maxWaitMs ?? this.limits.queueMaxWaitMs;
     if (entry.queue.length >= maxSize) {
       return Promise.reject(
         new PetriError('QueueFull', `queue of "${entry.record.name}" is full (${maxSize} waiting)`),
       );
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, onColdStart, timer: undefined };
+      const waiter: Waiter = { resolve, reject, onColdStart, timer: undefined, record };
       waiter.timer = this.clock.setTimer(maxWaitMs, () => {
         const index = entry.queue.indexOf(waiter);
         if (index >= 0) entry.queue.splice(index, 1);
@@ -284,23 +332,38 @@ export class Pool {
     });
   }
 
-  /** Hands queued invocations to instances with room, or cold starts if allowed. */
+  /**
+   * Hands queued invocations to instances with room, or cold starts if
+   * allowed, oldest first; a waiter for a version that has neither waits
+   * without holding up those behind it that ask for another version.
+   */
   private serveQueue(entry: FunctionEntry): void {
-    while (entry.queue.length > 0) {
-      const warm = this.findWarm(entry);
+    const blocked = new Set<number>();
+    for (let i = 0; i < entry.queue.length;) {
+      const waiter = entry.queue[i]!;
+      const version = waiter.record.version;
+      if (blocked.has(version)) {
+        i += 1;
+        continue;
+      }
+      const warm = this.findWarm(entry, version);
       if (warm) {
         this.reserve(warm);
-        const waiter = entry.queue.shift()!;
+        entry.queue.splice(i, 1);
         waiter.timer?.cancel();
         waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() });
         continue;
       }
-      if (!this.roomFor(entry)) return;
-      const waiter = entry.queue.shift()!;
+      if (!this.roomFor(entry, waiter.record)) {
+        blocked.add(version);
+        i += 1;
+        continue;
+      }
+      entry.queue.splice(i, 1);
       waiter.timer?.cancel();
       const dispatchedAt = this.clock.now();
       waiter.onColdStart?.();
-      this.coldStart(entry).then(
+      this.coldStart(entry, waiter.record).then(
         (instance) => waiter.resolve({ instance, startPath: 'cold', dispatchedAt }),
         (err: PetriError) => waiter.reject(err),
       );

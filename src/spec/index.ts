@@ -13,3 +13,13 @@ export {
   type FieldIssue,
   type Runtime,
 } from './function.ts';
+export {
+  AliasNameSchema,
+  AliasBodySchema,
+  VersionNumberSchema,
+  applyConfigPatch,
+  mergePatch,
+  parseQualifier,
+  type AliasBody,
+  type VersionSelector,
+} from './versions.ts';

@@ -6,6 +6,7 @@ import { FunctionSpecSchema, type FunctionSpec } from '../spec/index.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
 import type {
   ExpiredLogs,
+  AliasRecord,
   FunctionRecord,
   InstanceEventRecord,
   InvocationQuery,
@@ -162,8 +163,8 @@ export class Store {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO function_versions (name, version, spec, code_dir, created_at)
-           VALUES (?, ?, ?, ?, ?)`,
+          `INSERT INTO function_versions (name, version, spec, code_dir, created_at, code_digest)
+           VALUES (?, ?, ?, ?, ?, ?)`,
         )
         .run(
           record.name,
@@ -171,6 +172,7 @@ export class Store {
           JSON.stringify(record.spec),
           record.codeDir,
           record.updatedAt,
+          record.codeDigest ?? null,
         );
       this.db
         .prepare(
@@ -185,7 +187,7 @@ export class Store {
   listFunctions(): FunctionRecord[] {
     const rows = this.db
       .prepare(
-        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir
+        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir, v.code_digest
          FROM functions f JOIN function_versions v ON v.name = f.name AND v.version = f.version
          ORDER BY f.name`,
       )
@@ -196,7 +198,7 @@ export class Store {
   getFunction(name: string): FunctionRecord | undefined {
     const row = this.db
       .prepare(
-        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir
+        `SELECT f.name, f.version, f.created_at, f.updated_at, v.spec, v.code_dir, v.code_digest
          FROM functions f JOIN function_versions v ON v.name = f.name AND v.version = f.version
          WHERE f.name = ?`,
       )
@@ -212,8 +214,75 @@ export class Store {
     return row.v ?? 0;
   }
 
+  /** Removes the function and its aliases; version rows stay so numbers never repeat. */
   deleteFunction(name: string): void {
-    this.db.prepare('DELETE FROM functions WHERE name = ?').run(name);
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM functions WHERE name = ?').run(name);
+      this.db.prepare('DELETE FROM aliases WHERE function_name = ?').run(name);
+    })();
+  }
+
+  /**
+   * The versions of the function as deployed now, oldest first: rows of an
+   * earlier function of that name (deleted, then deployed again) are left out.
+   */
+  listVersions(name: string): FunctionRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT v.name, v.version, f.created_at, v.created_at AS updated_at, v.spec, v.code_dir,
+           v.code_digest
+         FROM function_versions v JOIN functions f ON f.name = v.name
+         WHERE v.name = ? AND v.created_at >= f.created_at ORDER BY v.version`,
+      )
+      .all(name) as Row[];
+    return rows.map(toFunctionRecord);
+  }
+
+  // ---- aliases -----------------------------------------------------------
+
+  saveAlias(alias: AliasRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO aliases (function_name, name, version, canary_version, canary_weight,
+           created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(function_name, name) DO UPDATE SET version = excluded.version,
+           canary_version = excluded.canary_version, canary_weight = excluded.canary_weight,
+           updated_at = excluded.updated_at`,
+      )
+      .run(
+        alias.functionName,
+        alias.name,
+        alias.version,
+        alias.canary?.version ?? null,
+        alias.canary?.weight ?? null,
+        alias.createdAt,
+        alias.updatedAt,
+      );
+  }
+
+  /** A function's aliases, by name. */
+  listAliases(functionName: string): AliasRecord[] {
+    const rows = this.db
+      .prepare('SELECT * FROM aliases WHERE function_name = ? ORDER BY name')
+      .all(functionName) as Row[];
+    return rows.map(toAliasRecord);
+  }
+
+  /** Every alias of every function (loaded once at start). */
+  allAliases(): AliasRecord[] {
+    const rows = this.db
+      .prepare('SELECT * FROM aliases ORDER BY function_name, name')
+      .all() as Row[];
+    return rows.map(toAliasRecord);
+  }
+
+  /** Returns whether there was such an alias. */
+  deleteAlias(functionName: string, name: string): boolean {
+    return (
+      this.db
+        .prepare('DELETE FROM aliases WHERE function_name = ? AND name = ?')
+        .run(functionName, name).changes > 0
+    );
   }
 
   // ---- invocations -----------------------------------------------------
@@ -519,6 +588,21 @@ function toFunctionRecord(row: Row): FunctionRecord {
     version: Number(row.version),
     spec: storedSpec(row.spec),
     codeDir: String(row.code_dir),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    ...(typeof row.code_digest === 'string' ? { codeDigest: row.code_digest } : {}),
+  };
+}
+
+function toAliasRecord(row: Row): AliasRecord {
+  const canaryVersion = optionalNumber(row.canary_version);
+  return {
+    functionName: String(row.function_name),
+    name: String(row.name),
+    version: Number(row.version),
+    ...(canaryVersion === undefined
+      ? {}
+      : { canary: { version: canaryVersion, weight: Number(row.canary_weight ?? 0) } }),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
   };

@@ -12,6 +12,19 @@ export interface FunctionRecord {
   codeDir: string;
   createdAt: number;
   updatedAt: number;
+  /** The digest of the version folder (code and bundle); absent for versions made before it was kept. */
+  codeDigest?: string;
+}
+
+/** An alias: a name for a version, optionally sending a share of calls to a second one. */
+export interface AliasRecord {
+  functionName: string;
+  name: string;
+  version: number;
+  /** A second version and the share of invocations (0–1) it gets. */
+  canary?: { version: number; weight: number };
+  createdAt: number;
+  updatedAt: number;
 }
 
 /** One invocation: timings are epoch ms; durations are ms. */

@@ -286,7 +286,7 @@ describe('methods and shed load', () => {
     assert.equal(node.statusCode, 405);
     assert.equal(node.headers.allow, 'GET, HEAD');
     const fn = await app.inject({ method: 'POST', url: '/v1/functions/f' });
-    assert.equal(fn.headers.allow, 'DELETE, GET, HEAD, PUT');
+    assert.equal(fn.headers.allow, 'DELETE, GET, HEAD, PATCH, PUT');
     assert.equal((await app.inject({ method: 'GET', url: '/v2/nothing' })).statusCode, 404);
   });
 });

@@ -21,6 +21,8 @@ export interface CannedResponse {
   /** Sent as JSON unless `raw` is given. */
   body?: unknown;
   raw?: string;
+  /** Sent as they are (set a content-type header with them). */
+  bytes?: Buffer;
 }
 
 export type Route = (req: RecordedRequest) => CannedResponse;
@@ -58,7 +60,11 @@ export async function startFakeNode(): Promise<FakeNode> {
         'content-type': 'application/json',
         ...answer.headers,
       });
-      res.end(answer.raw ?? (answer.body === undefined ? '' : JSON.stringify(answer.body)));
+      res.end(
+        answer.bytes ??
+          answer.raw ??
+          (answer.body === undefined ? '' : JSON.stringify(answer.body)),
+      );
     });
   });
   await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));

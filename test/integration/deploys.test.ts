@@ -22,7 +22,11 @@ interface Reply {
   >;
 }
 
-async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, body?: unknown) {
+async function call(
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH',
+  url: string,
+  body?: unknown,
+) {
   const response = await request(daemon.url + url, {
     method,
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
@@ -149,6 +153,61 @@ describe('deploys against a real daemon', () => {
     const removed = await call('DELETE', '/v1/functions/gone');
     assert.equal(removed.status, 200);
     await until(() => !fs.existsSync(fnDir), 'the function folder to go');
+    await neighbourServes();
+  });
+
+  it('serves versions by alias (kept warm across config-only versions), canary and rollback', async () => {
+    const archive = archiveOf([
+      { name: 'index.mjs', data: 'export const handler = () => ({ v: process.env.V });\n' },
+    ]);
+    const created = await call('PUT', '/v1/functions/ver', {
+      runtime: 'node',
+      env: { V: 'one' },
+      source: { archive },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const invoke = async (query = '') => {
+      const response = await request(`${daemon.url}/v1/functions/ver/invoke${query}`, {
+        method: 'POST',
+        body: '{}',
+        headers: daemon.headers,
+      });
+      const body = (await response.body.json()) as { v?: string };
+      assert.equal(response.statusCode, 200, JSON.stringify(body));
+      const header = (name: string) => String(response.headers[name]);
+      return { v: body.v, version: header('x-petri-version'), start: header('x-petri-start') };
+    };
+    const patched = await call('PATCH', '/v1/functions/ver', { env: { V: 'two' } });
+    assert.equal(patched.body.version, 2, JSON.stringify(patched.body));
+    assert.deepEqual(await invoke(), { v: 'two', version: '2', start: 'cold' });
+    assert.equal((await call('PUT', '/v1/functions/ver/aliases/live', { version: 1 })).status, 201);
+    assert.deepEqual(await invoke('?alias=live'), { v: 'one', version: '1', start: 'cold' });
+    // Two more config-only versions: v1 is past keepVersions (2), yet the alias keeps it warm.
+    for (const V of ['three', 'four']) await call('PATCH', '/v1/functions/ver', { env: { V } });
+    assert.deepEqual(await invoke('?alias=live'), { v: 'one', version: '1', start: 'warm' });
+    const versions = (await call('GET', '/v1/functions/ver/versions')).body.versions as {
+      version: number;
+      codeDigest: string;
+    }[];
+    assert.deepEqual(
+      versions.map((v) => v.version),
+      [1, 3, 4],
+    );
+    assert.equal(new Set(versions.map((v) => v.codeDigest)).size, 1, 'one code digest');
+    await call('PUT', '/v1/functions/ver/aliases/live', {
+      version: 1,
+      canary: { version: 4, weight: 0.5 },
+    });
+    const seen: string[] = [];
+    for (let i = 0; i < 10; i += 1) seen.push((await invoke('?alias=live')).version);
+    assert.equal(seen.filter((v) => v === '4').length, 5, seen.join());
+    // Rollback is moving the alias; v1 then goes (no alias names it, past keepVersions).
+    await call('PUT', '/v1/functions/ver/aliases/live', { version: 3 });
+    assert.deepEqual(await invoke('?alias=live'), { v: 'three', version: '3', start: 'cold' });
+    await until(() => !fs.existsSync(path.join(stateDir, 'functions', 'ver', 'v1')), 'v1 pruned');
+    const gone = await call('POST', '/v1/functions/ver/invoke?version=1', {});
+    assert.equal(gone.body.error?.code, 'VersionNotFound');
+    await call('DELETE', '/v1/functions/ver');
     await neighbourServes();
   });
 });

@@ -44,6 +44,7 @@ const RESPONSE_DIFFERENCES = new Set([
   'keep-alive',
   'transfer-encoding',
   'x-petri-invocation-id',
+  'x-petri-version',
 ]);
 /** What the proxy adds to or changes in the request the server sees. */
 const REQUEST_DIFFERENCES = new Set([

@@ -2,6 +2,7 @@ import { migration as core } from './001-core.ts';
 import { migration as unfinishedIndex } from './002-unfinished-index.ts';
 import { migration as logBounds } from './003-log-bounds.ts';
 import { migration as httpRequest } from './004-http-request.ts';
+import { migration as aliases } from './005-aliases.ts';
 
 export interface Migration {
   version: number;
@@ -10,4 +11,4 @@ export interface Migration {
 }
 
 /** Every migration in order; a new one is a new numbered file added here. */
-export const MIGRATIONS: Migration[] = [core, unfinishedIndex, logBounds, httpRequest];
+export const MIGRATIONS: Migration[] = [core, unfinishedIndex, logBounds, httpRequest, aliases];
