@@ -254,6 +254,27 @@ describe('function URLs of an http function', () => {
     assert.equal(after.statusCode, 204);
   });
 
+  it("serve an unmodified static file server (Python's http.server)", async () => {
+    const dir = fn('static', { 'hello.txt': 'hello from a file\n', 'data.bin': '\u0000\u0001' });
+    const command = ['sh', '-c', 'exec python3 -m http.server "$PORT"'];
+    await deploy('static', { runtime: 'http', command }, dir);
+    const file = await request(`${daemon.url}/fn/static/hello.txt`);
+    assert.equal(file.statusCode, 200);
+    assert.equal(file.headers['content-type'], 'text/plain');
+    assert.equal(await file.body.text(), 'hello from a file\n');
+    const modified = String(file.headers['last-modified']);
+    const cached = await request(`${daemon.url}/fn/static/hello.txt`, {
+      headers: { 'if-modified-since': modified },
+    });
+    assert.equal(cached.statusCode, 304);
+    await cached.body.text();
+    const missing = await request(`${daemon.url}/fn/static/nope.txt`);
+    assert.equal(missing.statusCode, 404);
+    assert.match(await missing.body.text(), /File not found/);
+    const folder = await request(`${daemon.url}/fn/static/`);
+    assert.match(await folder.body.text(), /hello\.txt/);
+  });
+
   it('answer an unknown function with the registered 404', async () => {
     const response = await request(`${daemon.url}/fn/nope/x`);
     assert.equal(response.statusCode, 404);
