@@ -35,6 +35,8 @@ const MECHANISMS: Record<string, Controller[]> = {
   'cgroup-cpu': ['cpu', 'cpuacct'],
   'cgroup-memory': ['memory'],
   'cgroup-pids': ['pids'],
+  // Paused instances (idle ones frozen after a grace); without it idle instances stay running.
+  'cgroup-freezer': ['freezer'],
 };
 
 /**
@@ -110,6 +112,7 @@ async function prepareCgroup(
     usage: () => cgroup.usage(),
     resetPeak: () => cgroup.resetPeak(),
     oomKilled: () => cgroup.oomKilled(),
+    ...(cgroup.canFreeze ? { freeze: () => cgroup.freeze(), thaw: () => cgroup.thaw() } : {}),
     destroy: () => cgroup.destroy(),
   };
 }

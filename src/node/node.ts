@@ -6,6 +6,7 @@ import { PetriError } from '../errors.ts';
 import {
   FixedKeepAlive,
   PLACEMENT_POLICIES,
+  START_PATH_POLICIES,
   type InstanceState,
   type KeepAlivePolicy,
   type PlacementPolicy,
@@ -99,10 +100,12 @@ export class PetriNode {
         maxInstancesPerFunction: config.maxInstancesPerFunction,
         queueMaxSize: config.queue.maxSize,
         queueMaxWaitMs: config.queue.maxWaitMs,
+        pauseGraceMs: config.startPaths.pause ? config.startPaths.pauseGraceMs : undefined,
       },
       deps.policy ?? new FixedKeepAlive(config.keepAliveMs),
       { startInstance: (record) => launcher.start(record) },
       clock,
+      START_PATH_POLICIES[config.startPaths.policy](),
     );
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
