@@ -4,6 +4,7 @@ import path from 'node:path';
 import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
 import { type DaemonCpuset, joinDaemonCpuset, removeStaleDaemonCpusets } from './daemon-cpuset.ts';
 import { thawV1 } from './freezer.ts';
+import type { FreezeControl } from './thaw-guard.ts';
 import { V1Cgroup } from './v1.ts';
 import { killCgroupV2, V2Cgroup } from './v2.ts';
 import {
@@ -231,6 +232,12 @@ class V1System extends BaseSystem {
     return [...new Set(this.baseDirs.values())];
   }
 
+  freezeControl(prefix: string): FreezeControl | undefined {
+    const base = this.baseDirs.get('freezer');
+    if (!base) return undefined;
+    return { dir: path.join(base, ...checkName(prefix)), file: 'freezer.state', thawed: 'THAWED' };
+  }
+
   async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
     const base = this.baseDirs.get('cpuset');
     return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
@@ -269,7 +276,10 @@ class V2System extends BaseSystem {
       } else if (name === 'freezer') {
         // v2 freezes any non-root cgroup through cgroup.freeze, without a controller.
         const missing = reason ?? this.freezeProblem();
-        this.statuses.set(name, missing ? { name, usable: false, reason: missing } : { name, usable: true });
+        this.statuses.set(
+          name,
+          missing ? { name, usable: false, reason: missing } : { name, usable: true },
+        );
       } else if (!available.has(name)) {
         this.statuses.set(name, {
           name,
@@ -318,6 +328,11 @@ class V2System extends BaseSystem {
 
   protected bases(): string[] {
     return this.controllers().some((c) => c.usable) ? [this.base] : [];
+  }
+
+  freezeControl(prefix: string): FreezeControl | undefined {
+    if (!this.usable('freezer')) return undefined;
+    return { dir: path.join(this.base, ...checkName(prefix)), file: 'cgroup.freeze', thawed: '0' };
   }
 
   async daemonCpuset(): Promise<DaemonCpuset | undefined> {

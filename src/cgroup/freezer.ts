@@ -17,8 +17,10 @@ const POLL_MS = 1;
 export async function freezeV1(dir: string, timeoutMs = FREEZE_TIMEOUT_MS): Promise<void> {
   const file = path.join(dir, 'freezer.state');
   await writeControl(file, 'FROZEN');
-  await waitFor(async () => (await readOptional(file))?.trim() === 'FROZEN', timeoutMs, () =>
-    thawV1(dir),
+  await waitFor(
+    async () => (await readOptional(file))?.trim() === 'FROZEN',
+    timeoutMs,
+    () => thawV1(dir),
   );
 }
 
@@ -29,7 +31,11 @@ export async function thawV1(dir: string): Promise<void> {
 /** v2: `cgroup.freeze` (kernel 5.2+), done once `cgroup.events` says `frozen 1`. */
 export async function freezeV2(dir: string, timeoutMs = FREEZE_TIMEOUT_MS): Promise<void> {
   await writeControl(path.join(dir, 'cgroup.freeze'), 1);
-  await waitFor(() => isFrozenV2(dir), timeoutMs, () => thawV2(dir));
+  await waitFor(
+    () => isFrozenV2(dir),
+    timeoutMs,
+    () => thawV2(dir),
+  );
 }
 
 export async function thawV2(dir: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { DaemonCpuset } from './daemon-cpuset.ts';
+import type { FreezeControl } from './thaw-guard.ts';
 
 /** Which cgroup interface the node drives: v1 (one hierarchy per controller), v2 (unified), or none. */
 export type CgroupVersion = 'v1' | 'v2' | 'none';
@@ -73,6 +74,11 @@ export interface CgroupSystem {
   readonly root: string;
   controllers(): ControllerStatus[];
   usable(controller: Controller): boolean;
+  /**
+   * Where the freeze switches of instances under `prefix` live, for the thaw
+   * guard; undefined when the node cannot freeze.
+   */
+  freezeControl?(prefix: string): FreezeControl | undefined;
   /** Makes `name` (relative to the node's own cgroup) with the limits applied. */
   create(name: string, limits: CgroupLimits): Promise<Cgroup>;
   /**
