@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readOptional, writeControl, writeIfPresent } from './files.ts';
+import { readOptional, writeControl } from './files.ts';
 
 /**
  * The cgroup freezer: a frozen cgroup keeps its memory and gets no CPU time
@@ -24,8 +25,9 @@ export async function freezeV1(dir: string, timeoutMs = FREEZE_TIMEOUT_MS): Prom
   );
 }
 
+/** Synchronous like every control write: a thaw is on the paused path's critical path. */
 export async function thawV1(dir: string): Promise<void> {
-  await writeIfPresent(path.join(dir, 'freezer.state'), 'THAWED');
+  await writeWhereExists(path.join(dir, 'freezer.state'), 'THAWED');
 }
 
 /** v2: `cgroup.freeze` (kernel 5.2+), done once `cgroup.events` says `frozen 1`. */
@@ -39,7 +41,12 @@ export async function freezeV2(dir: string, timeoutMs = FREEZE_TIMEOUT_MS): Prom
 }
 
 export async function thawV2(dir: string): Promise<void> {
-  await writeIfPresent(path.join(dir, 'cgroup.freeze'), 0);
+  await writeWhereExists(path.join(dir, 'cgroup.freeze'), 0);
+}
+
+/** A thaw also runs over every hierarchy's folder at clean-up, where most have no freezer file. */
+async function writeWhereExists(file: string, value: string | number): Promise<void> {
+  if (existsSync(file)) await writeControl(file, value);
 }
 
 async function isFrozenV2(dir: string): Promise<boolean> {
