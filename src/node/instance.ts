@@ -115,7 +115,12 @@ export class Instance {
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
     const instance = new Instance(fn, sandbox, hooks, clock);
-    hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
+    // Every start is a cold one until prewarm and restore exist.
+    hooks.onState(instance, 'starting', {
+      pid: sandbox.pid,
+      address: sandbox.address,
+      startPath: 'cold',
+    });
     await instance.waitReady(startTimeoutMs);
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });
     instance.cpu = spec.resources.cpu;

@@ -142,6 +142,7 @@ export function nodeView(): NodeView {
       allCpus: '0,1',
       current: 'pack',
     },
+    startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
     instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
     functions: 1,
     uptimeMs: 90_000,

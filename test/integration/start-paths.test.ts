@@ -118,6 +118,11 @@ describe('start paths on a real node', () => {
   it('freezes an idle instance after the pause grace: no CPU, and the next invocation thaws it', async (t) => {
     if (!requireRoot(t, missingFreezer)) return;
     const { daemon, tag } = node!;
+    assert.deepEqual((await call(daemon, 'GET', '/v1/node')).json.startPaths, {
+      policy: 'warm-first',
+      pausing: true,
+      pauseGraceMs: 50,
+    });
     const first = await invoke(daemon, 'light', { n: 1 });
     assert.equal(first.startPath, 'cold');
     await until('light is paused', async () => (await pausedCount(daemon, 'light')) === 1);
