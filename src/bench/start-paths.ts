@@ -153,6 +153,17 @@ function memoryBytes(tag: string, instanceId: string): number | undefined {
   return readNumber(dir && path.join(dir, 'memory.usage_in_bytes'));
 }
 
+/** The node says paused from the freeze's first step; the kernel says FROZEN once every task stopped. */
+async function untilFrozen(tag: string, instanceId: string): Promise<void> {
+  const dir = instanceDir('freezer', tag, instanceId);
+  if (!dir) throw new Error(`no freezer cgroup for ${instanceId}`);
+  const deadline = Date.now() + 5000;
+  while (fs.readFileSync(path.join(dir, 'freezer.state'), 'utf8').trim() !== 'FROZEN') {
+    if (Date.now() > deadline) throw new Error(`${instanceId} was never frozen`);
+    await sleep(5);
+  }
+}
+
 /** CPU share of one CPU the (paused) instance used over `ms`, from cpuacct.usage. */
 async function cpuShare(tag: string, instanceId: string, ms: number): Promise<number | undefined> {
   const dir = instanceDir('cpuacct', tag, instanceId);
@@ -192,6 +203,7 @@ async function round(
       continue;
     }
     await untilPaused(daemon, key);
+    await untilFrozen(tag, instanceId);
     const share = await cpuShare(tag, instanceId, CPU_WINDOW_MS);
     if (share !== undefined) samples.pausedCpuShare.push(share);
     const frozen = memoryBytes(tag, instanceId);

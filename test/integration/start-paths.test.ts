@@ -127,7 +127,10 @@ describe('start paths on a real node', () => {
     assert.equal(first.startPath, 'cold');
     await until('light is paused', async () => (await pausedCount(daemon, 'light')) === 1);
     const state = await controlFile(tag, first.instanceId, 'freezer.state');
-    assert.equal(fs.readFileSync(state, 'utf8').trim(), 'FROZEN');
+    // `paused` from the freeze's first step; the kernel says FROZEN once every task has stopped.
+    await until('the kernel has frozen it', async () => {
+      return fs.readFileSync(state, 'utf8').trim() === 'FROZEN';
+    });
     const usage = await controlFile(tag, first.instanceId, 'cpuacct.usage');
     const before = Number(fs.readFileSync(usage, 'utf8'));
     await sleep(500);
