@@ -166,7 +166,7 @@ export class Instance {
 
   /** Takes a slot on a paused instance and resolves once it runs again. */
   async reserveThawed(): Promise<void> {
-    this.reserve({ thawed: true });
+    this.reserve({ startPath: 'paused' });
     await this.freezing;
     this.freezing = undefined;
     await this.sandbox.thaw?.();

@@ -76,6 +76,12 @@ describe('cgroup v1 on a fake tree', () => {
     assert.equal(await read(state), 'FROZEN');
     await cg.thaw();
     assert.equal(await read(state), 'THAWED');
+    // What the thaw guard writes into after a crash: every instance's freezer.state.
+    assert.deepEqual(system.freezeControl?.('petri/tag'), {
+      dir: path.join(root, 'freezer', 'petri/tag'),
+      file: 'freezer.state',
+      thawed: 'THAWED',
+    });
   });
 
   test('destroy thaws a frozen cgroup first: v1 tasks act on SIGKILL only once thawed', async () => {

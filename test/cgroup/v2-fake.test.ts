@@ -70,6 +70,11 @@ describe('cgroup v2 on a fake tree', () => {
     await freezing;
     await cg.thaw();
     assert.equal(await read(path.join(leaf(), 'cgroup.freeze')), '0');
+    assert.deepEqual(system.freezeControl?.('petri/tag'), {
+      dir: path.join(root, 'petri/tag'),
+      file: 'cgroup.freeze',
+      thawed: '0',
+    });
   });
 
   test('a freeze the kernel never completes is undone and fails', async () => {

@@ -139,7 +139,7 @@ describe('paused instances', () => {
     assert.equal(thawed.instance, first.instance);
     assert.equal(sandbox.frozen, false);
     assert.equal(sandbox.freezes, 1);
-    assert.deepEqual(states.slice(-3), ['paused', 'busy {"thawed":true}', 'idle']);
+    assert.deepEqual(states.slice(-3), ['paused', 'busy {"startPath":"paused"}', 'idle']);
   });
 
   it('never pauses an instance its sandbox cannot freeze', async () => {
