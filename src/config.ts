@@ -184,6 +184,20 @@ export const PlacementConfigSchema = z
   })
   .strict();
 
+/**
+ * Start paths (src/policy/start-path.ts): which policy chooses how an
+ * invocation gets an instance, and when idle instances are frozen.
+ */
+export const StartPathsConfigSchema = z
+  .object({
+    policy: z.enum(['warm-first', 'new-first']).default('warm-first'),
+    /** Freeze idle instances (needs the cgroup freezer; without it they keep running). */
+    pause: z.boolean().default(true),
+    /** How long an instance stays idle and running before it is frozen (OpenWhisk's pause grace). */
+    pauseGraceMs: z.number().int().min(0).default(50),
+  })
+  .strict();
+
 /** Host folders an instance's root never shows, nor anything inside them. */
 const NEVER_IN_ROOT = [
   '/root',
@@ -338,6 +352,7 @@ export const NodeConfigSchema = z
     resources: ResourceRulesSchema.prefault({}),
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
+    startPaths: StartPathsConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),

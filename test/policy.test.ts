@@ -40,6 +40,10 @@ function keepAliveConformance(name: string, make: () => KeepAlivePolicy): void {
       ]);
       assert.deepEqual(make().victims(128, view), []);
     });
+    it('may evict paused instances: they hold memory like idle ones', () => {
+      const view = nodeView([instance('p', { state: 'paused' })]);
+      assert.deepEqual(make().victims(128, view), ['p']);
+    });
     it('picks no victim when nothing is needed', () => {
       assert.deepEqual(make().victims(0, nodeView([instance('a')])), []);
     });

@@ -26,6 +26,11 @@ export const BENCHMARKS: Record<
       'network isolation study: iperf3 and S3 bandwidth vs memory, N concurrent functions, cost map (root)',
     load: () => import('./net.ts'),
   },
+  'start-paths': {
+    description:
+      'time to first response of cold, warm and paused instances (light and init-heavy handler), idle memory, paused CPU, cold vs bare node (root)',
+    load: () => import('./start-paths.ts'),
+  },
   workload: {
     description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
     load: () => import('./workload.ts'),

@@ -170,7 +170,7 @@ async function throughput(target: Target, connections: number, seconds: number):
  * Time from spawn to the first byte bare Node writes to a pipe: the same
  * event a cold start is timed to (its first response), not process exit.
  */
-async function bareNodeFirstByte(binary: string): Promise<number> {
+export async function bareNodeFirstByte(binary: string): Promise<number> {
   const started = performance.now();
   const child = spawn(binary, ['-e', FIRST_BYTE], {
     stdio: ['ignore', 'pipe', 'ignore'],

@@ -1,7 +1,10 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
 import { type DaemonCpuset, joinDaemonCpuset, removeStaleDaemonCpusets } from './daemon-cpuset.ts';
+import { thawV1 } from './freezer.ts';
+import type { FreezeControl } from './thaw-guard.ts';
 import { V1Cgroup } from './v1.ts';
 import { killCgroupV2, V2Cgroup } from './v2.ts';
 import {
@@ -229,6 +232,12 @@ class V1System extends BaseSystem {
     return [...new Set(this.baseDirs.values())];
   }
 
+  freezeControl(prefix: string): FreezeControl | undefined {
+    const base = this.baseDirs.get('freezer');
+    if (!base) return undefined;
+    return { dir: path.join(base, ...checkName(prefix)), file: 'freezer.state', thawed: 'THAWED' };
+  }
+
   async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
     const base = this.baseDirs.get('cpuset');
     return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
@@ -240,6 +249,8 @@ class V1System extends BaseSystem {
   }
 
   protected async kill(dir: string): Promise<void> {
+    // A crashed node may have left an instance frozen: v1 tasks act on SIGKILL only once thawed.
+    await thawV1(dir);
     await killUntilEmpty([path.join(dir, 'cgroup.procs')], this.killTimeoutMs);
   }
 }
@@ -262,6 +273,13 @@ class V2System extends BaseSystem {
       if (name === 'cpuacct') {
         // v2 accounts CPU time in cpu.stat without a controller of its own.
         this.statuses.set(name, { name, usable: reason === undefined && available.has('cpu') });
+      } else if (name === 'freezer') {
+        // v2 freezes any non-root cgroup through cgroup.freeze, without a controller.
+        const missing = reason ?? this.freezeProblem();
+        this.statuses.set(
+          name,
+          missing ? { name, usable: false, reason: missing } : { name, usable: true },
+        );
       } else if (!available.has(name)) {
         this.statuses.set(name, {
           name,
@@ -275,6 +293,14 @@ class V2System extends BaseSystem {
     const cpuacct = this.statuses.get('cpuacct');
     if (cpuacct && !cpuacct.usable)
       cpuacct.reason = reason ?? 'controller cpu not available in cgroup v2';
+  }
+
+  /** Why cgroup.freeze is missing: it exists in every non-root cgroup from kernel 5.2. */
+  private freezeProblem(): string | undefined {
+    if (isFile(path.join(this.base, 'cgroup.freeze'))) return undefined;
+    if (this.base !== this.root) return `no cgroup.freeze in ${this.base} (kernel before 5.2)`;
+    const [major = 0, minor = 0] = os.release().split('.').map(Number);
+    return major > 5 || (major === 5 && minor >= 2) ? undefined : 'cgroup.freeze needs kernel 5.2+';
   }
 
   /**
@@ -302,6 +328,11 @@ class V2System extends BaseSystem {
 
   protected bases(): string[] {
     return this.controllers().some((c) => c.usable) ? [this.base] : [];
+  }
+
+  freezeControl(prefix: string): FreezeControl | undefined {
+    if (!this.usable('freezer')) return undefined;
+    return { dir: path.join(this.base, ...checkName(prefix)), file: 'cgroup.freeze', thawed: '0' };
   }
 
   async daemonCpuset(): Promise<DaemonCpuset | undefined> {

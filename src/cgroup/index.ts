@@ -15,4 +15,5 @@ export {
   type CgroupLayerInstance,
 } from './layer.ts';
 export { DAEMON_CPUSET_PREFIX, type DaemonCpuset, parseCpuList } from './daemon-cpuset.ts';
+export { ThawGuard, type FreezeControl } from './thaw-guard.ts';
 export { enableFastCgroupMoves, type FastMovesResult } from './fast-moves.ts';

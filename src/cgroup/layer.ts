@@ -4,6 +4,7 @@ import type { IsolationLayer, LayerInstance } from '../sandbox/index.ts';
 import type { MechanismStatus, SandboxSpec } from '../sandbox/index.ts';
 import { detectCgroups } from './detect.ts';
 import { joinCgroupCommand } from './join.ts';
+import { ThawGuard } from './thaw-guard.ts';
 import type { Cgroup, CgroupSystem, Controller } from './types.ts';
 
 /** Top directory of every Petri cgroup, under the node's own cgroup in each hierarchy. */
@@ -35,6 +36,8 @@ const MECHANISMS: Record<string, Controller[]> = {
   'cgroup-cpu': ['cpu', 'cpuacct'],
   'cgroup-memory': ['memory'],
   'cgroup-pids': ['pids'],
+  // Paused instances (idle ones frozen after a grace); without it idle instances stay running.
+  'cgroup-freezer': ['freezer'],
 };
 
 /**
@@ -61,11 +64,21 @@ export function cgroupLayer(
   }
   const active = system && statuses.some((status) => status.active) ? system : undefined;
   const prefix = `${CGROUP_PREFIX}/${nodeTag}`;
+  let guard: ThawGuard | undefined;
+  /** Started with the first instance that can be frozen, so a crash never leaves one frozen. */
+  const guardFreezable = (): void => {
+    const control = active?.freezeControl?.(prefix);
+    if (!guard && control) guard = ThawGuard.start(options.shell ?? '/bin/sh', control);
+  };
 
   return {
     mechanisms: () => statuses.map((status) => ({ ...status })),
-    prepare: async (spec) =>
-      active ? prepareCgroup(active, nodeTag, spec, options.shell) : noCgroup(),
+    prepare: async (spec) => {
+      if (!active) return noCgroup();
+      const instance = await prepareCgroup(active, nodeTag, spec, options.shell);
+      if (instance.freeze) guardFreezable();
+      return instance;
+    },
     reconcile: async () => {
       if (!active) return;
       await active.cleanup(prefix);
@@ -74,6 +87,8 @@ export function cgroupLayer(
     },
     close: async () => {
       if (active) await active.cleanup(prefix);
+      await guard?.close();
+      guard = undefined;
     },
   };
 }
@@ -110,6 +125,7 @@ async function prepareCgroup(
     usage: () => cgroup.usage(),
     resetPeak: () => cgroup.resetPeak(),
     oomKilled: () => cgroup.oomKilled(),
+    ...(cgroup.canFreeze ? { freeze: () => cgroup.freeze(), thaw: () => cgroup.thaw() } : {}),
     destroy: () => cgroup.destroy(),
   };
 }

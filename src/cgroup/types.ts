@@ -1,12 +1,23 @@
 import type { DaemonCpuset } from './daemon-cpuset.ts';
+import type { FreezeControl } from './thaw-guard.ts';
 
 /** Which cgroup interface the node drives: v1 (one hierarchy per controller), v2 (unified), or none. */
 export type CgroupVersion = 'v1' | 'v2' | 'none';
 
-/** The controllers Petri uses. `cpuacct` exists only in v1 (v2 accounts CPU in `cpu.stat`). */
-export type Controller = 'cpu' | 'cpuacct' | 'cpuset' | 'memory' | 'pids';
+/**
+ * The controllers Petri uses. `cpuacct` exists only in v1 (v2 accounts CPU in
+ * `cpu.stat`); so does `freezer` (v2 freezes any cgroup with `cgroup.freeze`).
+ */
+export type Controller = 'cpu' | 'cpuacct' | 'cpuset' | 'memory' | 'pids' | 'freezer';
 
-export const CONTROLLERS: readonly Controller[] = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'];
+export const CONTROLLERS: readonly Controller[] = [
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'memory',
+  'pids',
+  'freezer',
+];
 
 /** Whether a controller can be used on this node, and why not when it cannot. */
 export interface ControllerStatus {
@@ -45,6 +56,12 @@ export interface Cgroup {
   resetPeak(): Promise<boolean>;
   /** True once the kernel's OOM killer has killed a process of this cgroup. */
   oomKilled(): Promise<boolean>;
+  /** True when the node can freeze this cgroup (v1 freezer controller, v2 `cgroup.freeze`). */
+  readonly canFreeze: boolean;
+  /** Stops every process (memory kept, no CPU) and resolves once the kernel says all are frozen. */
+  freeze(): Promise<void>;
+  /** Lets frozen processes run again; a no-op when not frozen. */
+  thaw(): Promise<void>;
   /** PIDs currently in the cgroup. */
   pids(): Promise<number[]>;
   /** Kills every process left, waits until the cgroup is empty and removes it. Idempotent. */
@@ -57,6 +74,11 @@ export interface CgroupSystem {
   readonly root: string;
   controllers(): ControllerStatus[];
   usable(controller: Controller): boolean;
+  /**
+   * Where the freeze switches of instances under `prefix` live, for the thaw
+   * guard; undefined when the node cannot freeze.
+   */
+  freezeControl?(prefix: string): FreezeControl | undefined;
   /** Makes `name` (relative to the node's own cgroup) with the limits applied. */
   create(name: string, limits: CgroupLimits): Promise<Cgroup>;
   /**

@@ -14,6 +14,7 @@ import {
   writeControl,
   writeIfPresent,
 } from './files.ts';
+import { freezeV1, thawV1 } from './freezer.ts';
 import type { Cgroup, CgroupLimits, CgroupUsage, Controller, CpuSetting } from './types.ts';
 
 /** How a v1 cgroup finds and removes its directories. */
@@ -24,8 +25,8 @@ export interface V1Context {
   killTimeoutMs: number;
 }
 
-/** Controllers every instance joins; cpuset only when a cpuset is asked for. */
-const ALWAYS: readonly Controller[] = ['cpu', 'cpuacct', 'memory', 'pids'];
+/** Controllers every instance joins (when usable); cpuset only when a cpuset is asked for. */
+const ALWAYS: readonly Controller[] = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer'];
 
 /**
  * Makes `rel` under `base`, level by level. In the cpuset hierarchy a new
@@ -195,6 +196,21 @@ export class V1Cgroup implements Cgroup {
     return ((await readNumber(path.join(dir, 'memory.failcnt'))) ?? 0) > 0;
   }
 
+  get canFreeze(): boolean {
+    return this.dirs.has('freezer');
+  }
+
+  async freeze(): Promise<void> {
+    const dir = this.dirs.get('freezer');
+    if (!dir) throw new Error('no freezer hierarchy');
+    await freezeV1(dir);
+  }
+
+  async thaw(): Promise<void> {
+    const dir = this.dirs.get('freezer');
+    if (dir) await thawV1(dir);
+  }
+
   async pids(): Promise<number[]> {
     const lists = await Promise.all(this.procsFiles().map(readPids));
     return [...new Set(lists.flat())];
@@ -204,6 +220,8 @@ export class V1Cgroup implements Cgroup {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const file of this.kept.values()) file?.close();
+    // A frozen v1 task does not act on SIGKILL until thawed.
+    await this.thaw();
     await killUntilEmpty(this.procsFiles(), this.ctx.killTimeoutMs);
     for (const dir of this.uniqueDirs()) await this.ctx.removeDir(dir);
   }

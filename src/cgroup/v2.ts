@@ -13,12 +13,13 @@ import {
   writeControl,
   writeIfPresent,
 } from './files.ts';
+import { freezeV2, thawV2 } from './freezer.ts';
 import type { Cgroup, CgroupLimits, CgroupUsage, Controller, CpuSetting } from './types.ts';
 
 export interface V2Context {
   /** The node's own cgroup directory in the unified hierarchy. */
   base: string;
-  /** Usable controllers (v2 names: cpu, cpuset, memory, pids). */
+  /** Usable controllers (v2 names: cpu, cpuset, memory, pids; freezer: `cgroup.freeze` is there). */
   controllers: ReadonlySet<Controller>;
   removeDir: (dir: string) => Promise<void>;
   killTimeoutMs: number;
@@ -155,6 +156,20 @@ export class V2Cgroup implements Cgroup {
 
   async oomKilled(): Promise<boolean> {
     return ((await readKey(this.file('memory.events'), 'oom_kill')) ?? 0) > 0;
+  }
+
+  get canFreeze(): boolean {
+    return this.ctx.controllers.has('freezer');
+  }
+
+  async freeze(): Promise<void> {
+    if (!this.canFreeze) throw new Error('cgroup.freeze is not available');
+    await freezeV2(this.dir);
+  }
+
+  /** v2 delivers SIGKILL to frozen tasks, so destroy needs no thaw first. */
+  async thaw(): Promise<void> {
+    if (this.canFreeze) await thawV2(this.dir);
   }
 
   async pids(): Promise<number[]> {

@@ -105,7 +105,7 @@ export function formatMs(ms: number | undefined): string {
 /** An instance count per state (`get`, `status`). */
 export function formatInstances(counts: InstanceCounts | undefined): string {
   if (!counts) return NONE;
-  return `idle ${counts.idle}, busy ${counts.busy}, starting ${counts.starting}, stopping ${counts.stopping}`;
+  return `idle ${counts.idle}, paused ${counts.paused}, busy ${counts.busy}, starting ${counts.starting}, stopping ${counts.stopping}`;
 }
 
 /** Pretty JSON for results: what people read and what `jq` accepts. */

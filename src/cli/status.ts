@@ -26,6 +26,14 @@ function placementText(placement: NodeView['placement'] | undefined): string {
   return `${placement.policy}: ${placement.current} (daemon on core ${placement.daemonCpu})`;
 }
 
+function startPathsText(startPaths: NodeView['startPaths'] | undefined): string {
+  if (!startPaths) return 'not reported';
+  const pausing = startPaths.pausing
+    ? `idle instances paused after ${startPaths.pauseGraceMs} ms`
+    : `no pausing (${startPaths.reason ?? 'off'})`;
+  return `${startPaths.policy}, ${pausing}`;
+}
+
 /** A node older than these fields leaves them out. */
 function instanceNodeText(node: Partial<NodeView>): string {
   if (!node.instanceNodeVersion) return 'not reported';
@@ -45,6 +53,7 @@ function nodeText(node: NodeView, url: string): string {
     ['functions', node.functions],
     ['instances', formatInstances(node.instances)],
     ['cpu placement', placementText(node.placement)],
+    ['start paths', startPathsText(node.startPaths)],
   ]);
   const mechanisms = node.isolation?.mechanisms ?? [];
   if (mechanisms.length === 0) return `${facts}\n\nisolation: no mechanisms reported`;

@@ -401,7 +401,7 @@ function versionKey(name: string, version: number): string {
 }
 
 function functionView(entry: FunctionEntry): FunctionView {
-  const instances = { starting: entry.starting, idle: 0, busy: 0, stopping: 0 };
+  const instances = { starting: entry.starting, idle: 0, paused: 0, busy: 0, stopping: 0 };
   for (const instance of entry.instances) {
     if (instance.state !== 'dead') instances[instance.state] += 1;
   }

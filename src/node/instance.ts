@@ -65,6 +65,10 @@ export class Instance {
   readonly startedAt: number;
   invocations = 0;
   keepAliveTimer: Timer | undefined;
+  /** Freezes the instance once its pause grace has passed idle (see Pool). */
+  pauseTimer: Timer | undefined;
+  /** A freeze under way: a thaw waits for it first. */
+  private freezing: Promise<void> | undefined;
   /** Resource counters at the end of the last invocation, to diff the next against. */
   baseline: Usage = ZERO_USAGE;
   /** A usage read under way, shared by invocations that finish in the same turn. */
@@ -121,7 +125,12 @@ export class Instance {
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
     const instance = new Instance(fn, sandbox, hooks, clock);
-    hooks.onState(instance, 'starting', { pid: sandbox.pid, address: sandbox.address });
+    // Every start is a cold one until prewarm and restore exist.
+    hooks.onState(instance, 'starting', {
+      pid: sandbox.pid,
+      address: sandbox.address,
+      startPath: 'cold',
+    });
     await instance.waitReady(startTimeoutMs);
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });
     instance.cpu = spec.resources.cpu;
@@ -145,6 +154,34 @@ export class Instance {
     });
   }
 
+  /** True when the sandbox can be frozen (the node has a cgroup freezer). */
+  get pausable(): boolean {
+    return this.sandbox.freezable === true && this.sandbox.freeze !== undefined;
+  }
+
+  /**
+   * Freezes an idle instance: it keeps its memory and gets no CPU. The state
+   * is `paused` from the first step, so the pool never hands it out as warm;
+   * a freeze that fails leaves it idle (and running) again.
+   */
+  pause(): Promise<void> {
+    if (this.state !== 'idle' || !this.pausable) return Promise.resolve();
+    this.setState('paused');
+    const freezing = this.sandbox.freeze!().catch((error: unknown) => {
+      if (this.state === 'paused') this.setState('idle', { freezeFailed: String(error) });
+    });
+    this.freezing = freezing;
+    return freezing;
+  }
+
+  /** Takes a slot on a paused instance and resolves once it runs again. */
+  async reserveThawed(): Promise<void> {
+    this.reserve({ startPath: 'paused' });
+    await this.freezing;
+    this.freezing = undefined;
+    await this.sandbox.thaw?.();
+  }
+
   hasRoom(): boolean {
     return (
       this.state === 'idle' || (this.state === 'busy' && this.inFlight < this.fn.spec.concurrency)
@@ -152,10 +189,10 @@ export class Instance {
   }
 
   /** Takes one of the instance's concurrency slots for an invocation about to be sent. */
-  reserve(): void {
+  reserve(details?: unknown): void {
     this.inFlight += 1;
     this.clearKeepAlive();
-    this.setState('busy');
+    this.setState('busy', details);
   }
 
   /** Sends one invocation (after `reserve`) and settles with the handler's value or an error. */
@@ -212,9 +249,12 @@ export class Instance {
     if (this.inFlight === 0 && this.state === 'busy') this.setState('idle');
   }
 
+  /** Cancels the idle timers: keep-alive and pause. */
   clearKeepAlive(): void {
     this.keepAliveTimer?.cancel();
     this.keepAliveTimer = undefined;
+    this.pauseTimer?.cancel();
+    this.pauseTimer = undefined;
   }
 
   /**

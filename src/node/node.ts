@@ -6,6 +6,7 @@ import { PetriError } from '../errors.ts';
 import {
   FixedKeepAlive,
   PLACEMENT_POLICIES,
+  START_PATH_POLICIES,
   type InstanceState,
   type KeepAlivePolicy,
   type PlacementPolicy,
@@ -69,12 +70,23 @@ export interface NodeInfo {
   sandboxDriver: string;
   isolation: IsolationReport;
   placement: PlacementStatus;
+  /** How invocations get instances: the start-path policy and whether idle instances are paused. */
+  startPaths: StartPathsStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   functions: number;
   uptimeMs: number;
 }
 
 const PETRI_VERSION = '0.1.0';
+
+export interface StartPathsStatus {
+  policy: string;
+  /** True when idle instances are frozen after `pauseGraceMs`. */
+  pausing: boolean;
+  pauseGraceMs: number;
+  /** Why idle instances are not paused, when they are not. */
+  reason?: string;
+}
 
 /**
  * The orchestrator, assembled from its parts: the function catalog (deploys
@@ -117,10 +129,12 @@ export class PetriNode {
         maxInstancesPerFunction: config.maxInstancesPerFunction,
         queueMaxSize: config.queue.maxSize,
         queueMaxWaitMs: config.queue.maxWaitMs,
+        pauseGraceMs: config.startPaths.pause ? config.startPaths.pauseGraceMs : undefined,
       },
       deps.policy ?? new FixedKeepAlive(config.keepAliveMs),
       { startInstance: (record) => launcher.start(record) },
       clock,
+      START_PATH_POLICIES[config.startPaths.policy](),
     );
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
@@ -323,9 +337,30 @@ export class PetriNode {
       sandboxDriver: this.deps.driver.name,
       isolation: this.deps.driver.capabilities(),
       placement: this.placer.status(),
+      startPaths: this.startPathsStatus(),
       instances,
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
+    };
+  }
+
+  private startPathsStatus(): StartPathsStatus {
+    const { pause, pauseGraceMs } = this.deps.config.startPaths;
+    const freezer = this.deps.driver
+      .capabilities()
+      .mechanisms.find((mechanism) => mechanism.name === 'cgroup-freezer');
+    const reason = !pause
+      ? 'disabled by config (startPaths.pause=false)'
+      : !freezer
+        ? 'the sandbox driver has no freezer'
+        : freezer.active
+          ? undefined
+          : `cgroup freezer inactive: ${freezer.reason}`;
+    return {
+      policy: this.pool.startPolicy.name,
+      pausing: reason === undefined,
+      pauseGraceMs,
+      ...(reason === undefined ? {} : { reason }),
     };
   }
 

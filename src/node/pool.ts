@@ -1,5 +1,15 @@
 import { PetriError } from '../errors.ts';
-import type { InstanceState, InstanceView, KeepAlivePolicy, NodeView } from '../policy/index.ts';
+import {
+  invalidDecision,
+  WarmFirst,
+  type InstanceState,
+  type InstanceView,
+  type KeepAlivePolicy,
+  type NodeView,
+  type StartDecision,
+  type StartOptions,
+  type StartPathPolicy,
+} from '../policy/index.ts';
 import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
@@ -18,6 +28,8 @@ export interface PoolLimits {
   maxInstancesPerFunction: number;
   queueMaxSize: number;
   queueMaxWaitMs: number;
+  /** How long an instance stays idle and running before it is frozen (paused); absent: never. */
+  pauseGraceMs?: number;
 }
 
 interface Waiter {
@@ -50,10 +62,17 @@ export interface PoolHooks {
   startInstance(record: FunctionRecord): Promise<Instance>;
 }
 
+/** Idle instances, running or frozen: what keep-alive may stop. */
+function isIdle(instance: Instance): boolean {
+  return instance.state === 'idle' || instance.state === 'paused';
+}
+
 /**
- * Decides where each invocation runs: a warm instance with room, else a cold
- * start if the function's cap and the node's memory budget allow (evicting
- * idle instances the keep-alive policy picks), else a bounded queue.
+ * Decides where each invocation runs, by asking the start-path policy: a
+ * warm instance with room, a paused one (thawed), or a new instance if the
+ * function's cap and the node's memory budget allow (evicting idle or paused
+ * instances the keep-alive policy picks), else a bounded queue. Idle
+ * instances are frozen after `pauseGraceMs`.
  */
 export class Pool {
   readonly functions = new Map<string, FunctionEntry>();
@@ -67,6 +86,7 @@ export class Pool {
     private readonly policy: KeepAlivePolicy,
     private readonly hooks: PoolHooks,
     readonly clock: Clock = systemClock,
+    readonly startPolicy: StartPathPolicy = new WarmFirst(),
   ) {}
 
   entry(name: string): FunctionEntry | undefined {
@@ -108,8 +128,7 @@ export class Pool {
 
   private retireUnserved(entry: FunctionEntry): void {
     for (const instance of entry.instances) {
-      if (!this.serves(entry, instance.version) && instance.state === 'idle')
-        void this.retire(instance);
+      if (!this.serves(entry, instance.version) && isIdle(instance)) void this.retire(instance);
     }
   }
 
@@ -122,8 +141,7 @@ export class Pool {
       waiter.timer?.cancel();
       waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
     }
-    for (const instance of entry.instances)
-      if (instance.state === 'idle') void this.retire(instance);
+    for (const instance of entry.instances) if (isIdle(instance)) void this.retire(instance);
   }
 
   /**
@@ -138,17 +156,19 @@ export class Pool {
     onColdStart?: () => void,
     record: FunctionRecord = entry.record,
   ): Promise<Slot> {
-    const warm = this.findWarm(entry, record.version);
-    if (warm) {
-      this.reserve(warm);
-      return { instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() };
+    const { decision, chosen } = this.decide(entry, record);
+    switch (decision.path) {
+      case 'warm':
+        this.reserve(chosen!);
+        return { instance: chosen!, startPath: 'warm', dispatchedAt: this.clock.now() };
+      case 'paused':
+        return this.thaw(entry, chosen!, onColdStart, record);
+      case 'queue':
+        return this.enqueue(entry, onColdStart, record);
+      default:
+        if (!this.makeRoom(entry, record)) return this.enqueue(entry, onColdStart, record);
+        return this.startNew(entry, decision.path, onColdStart, record);
     }
-    if (this.makeRoom(entry, record)) {
-      const dispatchedAt = this.clock.now();
-      onColdStart?.();
-      return { instance: await this.coldStart(entry, record), startPath: 'cold', dispatchedAt };
-    }
-    return this.enqueue(entry, onColdStart, record);
   }
 
   /** Called when an invocation finishes on `instance`. */
@@ -159,8 +179,10 @@ export class Pool {
     // Queued work first: a waiter for this very version may take the slot.
     if (entry) this.serveQueue(entry);
     if (instance.state !== 'idle') return;
-    if (entry && this.serves(entry, instance.version)) this.armKeepAlive(instance);
-    else void this.retire(instance);
+    if (entry && this.serves(entry, instance.version)) {
+      this.armKeepAlive(instance);
+      this.armPause(instance);
+    } else void this.retire(instance);
   }
 
   /** Called when an instance died: forget it and let queued work use the room. */
@@ -194,6 +216,7 @@ export class Pool {
     const counts: Record<InstanceState, number> = {
       starting: 0,
       idle: 0,
+      paused: 0,
       busy: 0,
       stopping: 0,
       dead: 0,
@@ -235,18 +258,99 @@ export class Pool {
 
   private reserve(instance: Instance): void {
     instance.reserve();
+    this.countInFlight();
+  }
+
+  private countInFlight(): void {
     this.inFlight += 1;
     if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
   }
 
-  private findWarm(entry: FunctionEntry, version = entry.record.version): Instance | undefined {
-    let best: Instance | undefined;
-    for (const instance of entry.instances) {
-      if (instance.version !== version || !instance.hasRoom()) continue;
-      // Most recently used first, so the others can age out.
-      if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
+  /**
+   * Asks the start-path policy, with frozen views of the function's current
+   * instances, and checks its answer: a policy cannot invent an instance or
+   * a path the node does not offer.
+   */
+  private decide(
+    entry: FunctionEntry,
+    record: FunctionRecord,
+  ): { decision: StartDecision; chosen?: Instance } {
+    const { options, byId } = this.startOptions(entry, record);
+    const decision = this.startPolicy.choose(options, this.view());
+    const invalid = invalidDecision(decision, options);
+    if (invalid !== undefined) {
+      throw new PetriError(
+        'Internal',
+        `start-path policy "${this.startPolicy.name}" chose ${decision.path}: ${invalid}`,
+      );
     }
-    return best;
+    const chosen = 'instanceId' in decision ? byId.get(decision.instanceId) : undefined;
+    return { decision, chosen };
+  }
+
+  private startOptions(
+    entry: FunctionEntry,
+    record: FunctionRecord,
+  ): {
+    options: StartOptions;
+    byId: Map<string, Instance>;
+  } {
+    const warm: InstanceView[] = [];
+    const paused: InstanceView[] = [];
+    const byId = new Map<string, Instance>();
+    for (const instance of entry.instances) {
+      if (instance.version !== record.version) continue;
+      const list = instance.hasRoom() ? warm : instance.state === 'paused' ? paused : undefined;
+      if (!list) continue;
+      list.push(instance.view());
+      byId.set(instance.id, instance);
+    }
+    const cap = record.spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    const options: StartOptions = Object.freeze({
+      functionName: record.name,
+      version: record.version,
+      memoryMb: record.spec.memoryMb,
+      warm: Object.freeze(warm),
+      paused: Object.freeze(paused),
+      // Prewarmed runtimes and snapshots are not built yet: never offered.
+      prewarms: 0,
+      snapshotReady: false,
+      belowCap: this.liveCount(entry, record.version) < cap,
+    });
+    return { options, byId };
+  }
+
+  /** Thaws a paused instance for one invocation; if it cannot run again, tries anew. */
+  private async thaw(
+    entry: FunctionEntry,
+    instance: Instance,
+    onColdStart: (() => void) | undefined,
+    record: FunctionRecord,
+  ): Promise<Slot> {
+    const dispatchedAt = this.clock.now();
+    this.countInFlight();
+    try {
+      await instance.reserveThawed();
+    } catch {
+      this.inFlight -= 1;
+      instance.release();
+      void this.retire(instance);
+      return this.acquire(entry, onColdStart, record);
+    }
+    return { instance, startPath: 'paused', dispatchedAt };
+  }
+
+  /** A new instance for one invocation (only cold starts are built). */
+  private async startNew(
+    entry: FunctionEntry,
+    path: 'prewarm' | 'restore' | 'cold',
+    onColdStart: (() => void) | undefined,
+    record: FunctionRecord,
+  ): Promise<Slot> {
+    if (path !== 'cold') throw new PetriError('Internal', `start path ${path} is not built`);
+    const dispatchedAt = this.clock.now();
+    onColdStart?.();
+    return { instance: await this.coldStart(entry, record), startPath: 'cold', dispatchedAt };
   }
 
   /** Live and starting instances of one version: each version's `maxInstances` caps its own. */
@@ -274,7 +378,7 @@ export class Pool {
     if (free >= spec.memoryMb) return true;
     const victims = new Set(this.policy.victims(spec.memoryMb - free, this.view()));
     for (const instance of this.allInstances()) {
-      if (victims.has(instance.id) && instance.state === 'idle') void this.retire(instance);
+      if (victims.has(instance.id) && isIdle(instance)) void this.retire(instance);
     }
     return this.limits.memoryBudgetMb - this.memoryInUseMb() >= spec.memoryMb;
   }
@@ -333,40 +437,53 @@ export class Pool {
   }
 
   /**
-   * Hands queued invocations to instances with room, or cold starts if
-   * allowed, oldest first; a waiter for a version that has neither waits
-   * without holding up those behind it that ask for another version.
+   * Hands queued invocations to instances with room, paused ones or new
+   * ones as the start-path policy decides, oldest first; a waiter for a
+   * version that can get none waits without holding up those behind it that
+   * ask for another version.
    */
   private serveQueue(entry: FunctionEntry): void {
     const blocked = new Set<number>();
     for (let i = 0; i < entry.queue.length;) {
       const waiter = entry.queue[i]!;
-      const version = waiter.record.version;
-      if (blocked.has(version)) {
+      const { record } = waiter;
+      if (blocked.has(record.version)) {
         i += 1;
         continue;
       }
-      const warm = this.findWarm(entry, version);
-      if (warm) {
-        this.reserve(warm);
-        entry.queue.splice(i, 1);
-        waiter.timer?.cancel();
-        waiter.resolve({ instance: warm, startPath: 'warm', dispatchedAt: this.clock.now() });
-        continue;
-      }
-      if (!this.roomFor(entry, waiter.record)) {
-        blocked.add(version);
+      const { decision, chosen } = this.decideOrWait(entry, record);
+      const waits =
+        decision.path === 'queue' ||
+        (decision.path !== 'warm' && decision.path !== 'paused' && !this.roomFor(entry, record));
+      if (waits) {
+        blocked.add(record.version);
         i += 1;
         continue;
       }
       entry.queue.splice(i, 1);
       waiter.timer?.cancel();
-      const dispatchedAt = this.clock.now();
-      waiter.onColdStart?.();
-      this.coldStart(entry, waiter.record).then(
-        (instance) => waiter.resolve({ instance, startPath: 'cold', dispatchedAt }),
-        (err: PetriError) => waiter.reject(err),
-      );
+      if (decision.path === 'warm') {
+        this.reserve(chosen!);
+        waiter.resolve({ instance: chosen!, startPath: 'warm', dispatchedAt: this.clock.now() });
+        continue;
+      }
+      const slot =
+        decision.path === 'paused'
+          ? this.thaw(entry, chosen!, waiter.onColdStart, record)
+          : this.startNew(entry, decision.path, waiter.onColdStart, record);
+      slot.then(waiter.resolve, (err: PetriError) => waiter.reject(err));
+    }
+  }
+
+  /** `decide` for queued work, which is called from releases and deaths and must not throw. */
+  private decideOrWait(
+    entry: FunctionEntry,
+    record: FunctionRecord,
+  ): { decision: StartDecision; chosen?: Instance } {
+    try {
+      return this.decide(entry, record);
+    } catch {
+      return { decision: { path: 'queue' } };
     }
   }
 
@@ -380,7 +497,21 @@ export class Pool {
     instance.keepAliveTimer = this.clock.setTimer(
       ms,
       () => {
-        if (instance.state === 'idle') void this.retire(instance);
+        if (isIdle(instance)) void this.retire(instance);
+      },
+      { background: true },
+    );
+  }
+
+  /** Freezes the instance once it has been idle for the pause grace (after `armKeepAlive`). */
+  private armPause(instance: Instance): void {
+    const grace = this.limits.pauseGraceMs;
+    if (grace === undefined || !instance.pausable) return;
+    instance.pauseTimer = this.clock.setTimer(
+      grace,
+      () => {
+        instance.pauseTimer = undefined;
+        void instance.pause();
       },
       { background: true },
     );

@@ -16,7 +16,8 @@ export class FixedKeepAlive implements KeepAlivePolicy {
 
   victims(needMb: number, node: NodeView): string[] {
     const idle = node.instances
-      .filter((instance) => instance.state === 'idle')
+      // A paused instance holds its memory too: it is as much a victim as an idle one.
+      .filter((instance) => instance.state === 'idle' || instance.state === 'paused')
       .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
     const chosen: string[] = [];
     let freed = 0;

@@ -8,3 +8,13 @@ export {
   PackWhenSequential,
   PLACEMENT_POLICIES,
 } from './placement.ts';
+export {
+  type StartChoice,
+  type StartDecision,
+  type StartOptions,
+  type StartPathPolicy,
+  invalidDecision,
+  NewFirst,
+  START_PATH_POLICIES,
+  WarmFirst,
+} from './start-path.ts';

@@ -2,7 +2,8 @@
  * What a policy may see of the pool: read-only snapshots, never the pool's
  * internals, so the same policy code runs in a simulator with a fake clock.
  */
-export type InstanceState = 'starting' | 'idle' | 'busy' | 'stopping' | 'dead';
+/** `paused`: idle and frozen by the cgroup freezer (memory kept, no CPU) until an invocation thaws it. */
+export type InstanceState = 'starting' | 'idle' | 'paused' | 'busy' | 'stopping' | 'dead';
 
 export interface InstanceView {
   readonly id: string;
@@ -30,6 +31,6 @@ export interface KeepAlivePolicy {
   readonly name: string;
   /** How long `instance`, now idle, stays alive before it is stopped. */
   keepAliveMs(instance: InstanceView, node: NodeView): number;
-  /** Idle instances to stop so that `needMb` more fits; may free less if it cannot. */
+  /** Idle or paused instances to stop so that `needMb` more fits; may free less if it cannot. */
   victims(needMb: number, node: NodeView): string[];
 }

@@ -63,6 +63,10 @@ export interface LayerInstance {
   resetPeak?(): Promise<boolean>;
   /** True when the kernel killed the instance for its memory limit. */
   oomKilled?(): Promise<boolean>;
+  /** Freezes every process of the instance (memory kept, no CPU); present only where it works. */
+  freeze?(): Promise<void>;
+  /** Undoes `freeze`; harmless when not frozen. */
+  thaw?(): Promise<void>;
   /** Kills what is left in the layer and removes it. Idempotent. */
   destroy(): Promise<void>;
 }

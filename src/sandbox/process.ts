@@ -328,6 +328,20 @@ class ProcessSandbox implements Sandbox {
     for (const layer of this.layers) await layer.setCpu?.(limit);
   }
 
+  get freezable(): boolean {
+    return this.layers.some((layer) => layer.freeze);
+  }
+
+  async freeze(): Promise<void> {
+    const layer = this.layers.find((l) => l.freeze);
+    if (!layer?.freeze) throw new Error('this sandbox cannot be frozen');
+    await layer.freeze();
+  }
+
+  async thaw(): Promise<void> {
+    for (const layer of this.layers) await layer.thaw?.();
+  }
+
   async usage(options: { resetPeak?: boolean } = {}): Promise<Usage> {
     const usage: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
     let fromLayers = false;
@@ -359,6 +373,8 @@ class ProcessSandbox implements Sandbox {
       } catch {
         this.child.kill('SIGKILL');
       }
+      // A frozen process acts on the SIGKILL only once thawed (cgroup v1), and runs no code then.
+      await this.thaw().catch(() => undefined);
     }
     await this.exitPromise;
   }

@@ -131,7 +131,16 @@ export interface Sandbox {
   setCpu(limit: CpuLimit): Promise<void>;
   /** Resources used since start; `resetPeak` then starts a new peak-memory window. */
   usage(options?: { resetPeak?: boolean }): Promise<Usage>;
-  /** Kills the instance and removes everything made for it. Idempotent. */
+  /**
+   * Whether `freeze` works for this sandbox (the node has a cgroup freezer).
+   * Absent or false: the sandbox cannot be paused.
+   */
+  readonly freezable?: boolean;
+  /** Stops every process of the sandbox, keeping its memory; resolves once all are frozen. */
+  freeze?(): Promise<void>;
+  /** Lets a frozen sandbox run again. */
+  thaw?(): Promise<void>;
+  /** Kills the instance and removes everything made for it. Idempotent. Works while frozen. */
   destroy(): Promise<void>;
 }
 

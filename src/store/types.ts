@@ -1,7 +1,8 @@
 import type { ErrorCode } from '../errors.ts';
 import type { FunctionSpec } from '../spec/index.ts';
 
-export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
+/** How an invocation got its instance (see src/policy/start-path.ts). */
+export type StartPath = 'warm' | 'paused' | 'prewarm' | 'restore' | 'cold';
 export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface FunctionRecord {

@@ -32,7 +32,13 @@ describe('HTTP API v1', () => {
     const node = (await app.inject('/v1/node')).json();
     assert.equal(node.sandboxDriver, 'fake');
     assert.ok(node.cores >= 1);
-    assert.deepEqual(Object.keys(node.instances).sort(), ['busy', 'idle', 'starting', 'stopping']);
+    assert.deepEqual(Object.keys(node.instances).sort(), [
+      'busy',
+      'idle',
+      'paused',
+      'starting',
+      'stopping',
+    ]);
   });
 
   it('answers an over-long function name with a registered error, not the framework body', async () => {

@@ -28,6 +28,7 @@ const MEMORY_LEAF = hierarchy({
   'memory.failcnt': '0\n',
 });
 const PIDS_LEAF = hierarchy({ 'pids.max': 'max\n' });
+const FREEZER_LEAF = hierarchy({ 'freezer.state': 'THAWED\n' });
 
 /** Like a systemd host: a joint cpu,cpuacct mount with cpu and cpuacct symlinks to it. */
 async function v1Tree(root: string, options: { pids?: boolean } = {}): Promise<void> {
@@ -40,10 +41,12 @@ async function v1Tree(root: string, options: { pids?: boolean } = {}): Promise<v
     hierarchy({ 'cpuset.cpus': '0-1\n', 'cpuset.mems': '0\n' }),
   );
   if (options.pids !== false) await files(path.join(root, 'pids'), hierarchy());
+  await files(path.join(root, 'freezer'), hierarchy());
   await files(path.join(root, 'unified'), { 'cgroup.controllers': '', 'cgroup.procs': '' });
   await files(path.join(root, 'cpu,cpuacct', NAME), CPU_LEAF);
   await files(path.join(root, 'memory', NAME), MEMORY_LEAF);
   if (options.pids !== false) await files(path.join(root, 'pids', NAME), PIDS_LEAF);
+  await files(path.join(root, 'freezer', NAME), FREEZER_LEAF);
 }
 
 describe('cgroup v1 on a fake tree', () => {
@@ -64,6 +67,51 @@ describe('cgroup v1 on a fake tree', () => {
     assert.ok(system.controllers().every((c) => c.usable));
   });
 
+  test('freezes and thaws through freezer.state in the freezer hierarchy', async () => {
+    const cg = await system.create(NAME, limits128);
+    const state = path.join(root, 'freezer', NAME, 'freezer.state');
+    assert.equal(cg.canFreeze, true);
+    assert.ok(cg.procsFiles().includes(path.join(root, 'freezer', NAME, 'cgroup.procs')));
+    await cg.freeze();
+    assert.equal(await read(state), 'FROZEN');
+    await cg.thaw();
+    assert.equal(await read(state), 'THAWED');
+    // What the thaw guard writes into after a crash: every instance's freezer.state.
+    assert.deepEqual(system.freezeControl?.('petri/tag'), {
+      dir: path.join(root, 'freezer', 'petri/tag'),
+      file: 'freezer.state',
+      thawed: 'THAWED',
+    });
+  });
+
+  test('destroy thaws a frozen cgroup first: v1 tasks act on SIGKILL only once thawed', async () => {
+    const cg = await system.create(NAME, limits128);
+    await cg.freeze();
+    const state = path.join(root, 'freezer', NAME, 'freezer.state');
+    const written: string[] = [];
+    const sys = detectCgroups(root, {
+      removeDir: async (dir) => {
+        if (dir.includes('freezer')) written.push(await read(state));
+        await removeFakeDir(dir);
+      },
+      killTimeoutMs: 1000,
+    });
+    const again = await sys.create(NAME, limits128);
+    await again.freeze();
+    await again.destroy();
+    assert.deepEqual(written, ['THAWED']);
+    await cg.destroy();
+  });
+
+  test('without a freezer hierarchy an instance cannot be frozen', async () => {
+    await fs.rm(path.join(root, 'freezer'), { recursive: true });
+    const sys = detectCgroups(root, { removeDir: removeFakeDir, killTimeoutMs: 1000 });
+    assert.match(sys.controllers().find((c) => c.name === 'freezer')?.reason ?? '', /not mounted/);
+    const cg = await sys.create(NAME, limits128);
+    assert.equal(cg.canFreeze, false);
+    await assert.rejects(cg.freeze(), /no freezer/);
+  });
+
   test('create writes cfs period and quota, memory and memsw limits, pids.max', async () => {
     const cg = await system.create(NAME, limits128);
     assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_period_us')), '100000');
@@ -75,6 +123,7 @@ describe('cgroup v1 on a fake tree', () => {
     // One procs file per hierarchy; no cpuset unless a cpuset is asked for.
     assert.deepEqual(cg.procsFiles().sort(), [
       path.join(cpuDir(), 'cgroup.procs'),
+      path.join(root, 'freezer', NAME, 'cgroup.procs'),
       path.join(memDir(), 'cgroup.procs'),
       path.join(root, 'pids', NAME, 'cgroup.procs'),
     ]);
@@ -96,7 +145,7 @@ describe('cgroup v1 on a fake tree', () => {
     assert.equal(await read(path.join(root, 'cpuset/petri/tag/cpuset.mems')), '0');
     assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.cpus')), '1');
     assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.mems')), '0');
-    assert.equal(cg.procsFiles().length, 4);
+    assert.equal(cg.procsFiles().length, 5);
     await cg.setCpu({ cpu: 0 });
     assert.equal(await read(path.join(cpuDir(), 'cpu.cfs_quota_us')), '-1');
     assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.cpus')), '0-1');
@@ -208,7 +257,7 @@ describe('cgroup v1 on a fake tree', () => {
       { name: 'pids', usable: false, reason: 'controller pids not mounted' },
     );
     const cg = await sys.create(NAME, limits128);
-    assert.equal(cg.procsFiles().length, 2);
+    assert.equal(cg.procsFiles().length, 3); // cpu,cpuacct, freezer, memory
     await fs.rm(bare, { recursive: true });
   });
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { cgroupLayer, detectCgroups, type CgroupSystem } from '../../src/cgroup/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/types.ts';
+import { freezeV2 } from '../../src/cgroup/freezer.ts';
 import { exists, fakeRoot, files, read, removeFakeDir } from './fake.ts';
 
 const MB = 1024 * 1024;
@@ -23,6 +24,8 @@ const LEAF_FILES = {
   'memory.peak': '0\n',
   'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n',
   'pids.max': 'max\n',
+  'cgroup.freeze': '0\n',
+  'cgroup.events': 'populated 0\nfrozen 0\n',
 };
 
 async function v2Tree(root: string, controllers = 'cpuset cpu io memory pids'): Promise<void> {
@@ -51,6 +54,33 @@ describe('cgroup v2 on a fake tree', () => {
     for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'] as const) {
       assert.equal(system.usable(c), true, c);
     }
+  });
+
+  test('freezes through cgroup.freeze and waits until cgroup.events says frozen', async () => {
+    const cg = await system.create('petri/tag/i1', limits128);
+    assert.equal(cg.canFreeze, true);
+    const events = path.join(leaf(), 'cgroup.events');
+    const freezing = cg.freeze();
+    let done = false;
+    void freezing.then(() => (done = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await read(path.join(leaf(), 'cgroup.freeze')), '1');
+    assert.equal(done, false, 'the kernel has not said frozen yet');
+    await fs.writeFile(events, 'populated 1\nfrozen 1\n');
+    await freezing;
+    await cg.thaw();
+    assert.equal(await read(path.join(leaf(), 'cgroup.freeze')), '0');
+    assert.deepEqual(system.freezeControl?.('petri/tag'), {
+      dir: path.join(root, 'petri/tag'),
+      file: 'cgroup.freeze',
+      thawed: '0',
+    });
+  });
+
+  test('a freeze the kernel never completes is undone and fails', async () => {
+    await system.create('petri/tag/i1', limits128);
+    await assert.rejects(freezeV2(leaf(), 30), /did not freeze within 30 ms/);
+    assert.equal(await read(path.join(leaf(), 'cgroup.freeze')), '0');
   });
 
   test('create writes cpu.max, memory.max, memory.swap.max=0, pids.max and enables controllers', async () => {
@@ -195,6 +225,7 @@ describe('cgroup layer over a fake v2 tree', () => {
         ['cgroup-cpu', true],
         ['cgroup-memory', true],
         ['cgroup-pids', true],
+        ['cgroup-freezer', true],
       ],
     );
     assert.deepEqual(warnings, []);

@@ -300,7 +300,7 @@ describe('ls, get, rm', () => {
     node.routes.set('GET /v1/functions/hello', () => ({ body: functionView() }));
     const run = await cli(['get', 'hello']);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^instances:\s+idle 2, busy 1, starting 0, stopping 0$/m);
+    assert.match(run.stdout, /^instances:\s+idle 2, paused 0, busy 1, starting 0, stopping 0$/m);
     assert.match(run.stdout, /^keepAlive\.ms:\s+600000$/m);
     assert.match(run.stdout, /^env\.GREETING:\s+hi$/m);
     assert.match(run.stdout, /^queue length:\s+3$/m);

@@ -102,7 +102,7 @@ export function functionView(overrides: Partial<FunctionView> = {}): FunctionVie
     },
     createdAt: NOW - 3_600_000,
     updatedAt: NOW - 120_000,
-    instances: { starting: 0, idle: 2, busy: 1, stopping: 0 },
+    instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
     queueLength: 3,
     ...overrides,
   };
@@ -148,7 +148,8 @@ export function nodeView(): NodeView {
       allCpus: '0,1',
       current: 'pack',
     },
-    instances: { starting: 0, idle: 2, busy: 1, stopping: 0 },
+    startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
+    instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
     functions: 1,
     uptimeMs: 90_000,
   };

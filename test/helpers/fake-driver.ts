@@ -24,6 +24,8 @@ export class FakeDriver implements SandboxDriver {
   readonly created: FakeSandbox[] = [];
   startDelayMs = 0;
   failStart: string | undefined;
+  /** Whether new sandboxes can be frozen (as with a cgroup freezer). */
+  freezable = false;
 
   /** Start and reply delays run on `clock`: a ManualClock makes the driver timeless. */
   constructor(readonly clock: Clock = systemClock) {}
@@ -33,7 +35,7 @@ export class FakeDriver implements SandboxDriver {
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
-    const sandbox = new FakeSandbox(spec, this.clock);
+    const sandbox = new FakeSandbox(spec, this.clock, this.freezable);
     this.created.push(sandbox);
     const failure = this.failStart;
     this.clock.setTimer(this.startDelayMs, () => {
@@ -64,21 +66,46 @@ export class FakeSandbox implements Sandbox {
     exit: [],
   };
 
+  /** While frozen, what it was sent and what it would have done wait for the thaw. */
+  frozen = false;
+  freezes = 0;
+  private held: (() => void)[] = [];
+
   constructor(
     readonly spec: SandboxSpec,
     private readonly clock: Clock = systemClock,
+    readonly freezable = false,
   ) {
     this.id = spec.instanceId;
   }
 
+  async freeze(): Promise<void> {
+    if (!this.freezable) throw new Error('this sandbox cannot be frozen');
+    this.frozen = true;
+    this.freezes += 1;
+  }
+
+  async thaw(): Promise<void> {
+    this.frozen = false;
+    for (const run of this.held.splice(0)) run();
+  }
+
   send(message: ToInstance): void {
+    if (this.frozen && !this.dead) {
+      this.held.push(() => this.send(message));
+      return;
+    }
     this.received.push(message);
     // A dead instance reads nothing, and one killed mid-invocation says nothing more.
     if (message.type !== 'invoke' || this.dead) return;
     const event = (message.event ?? {}) as Record<string, unknown>;
     const spinMs = Number(event.spinMs ?? 0);
-    this.clock.setTimer(Number(event.sleepMs ?? 0) + spinMs, () => {
+    const answer = (): void => {
       if (this.dead) return;
+      if (this.frozen) {
+        this.held.push(answer);
+        return;
+      }
       this.cpuMs += spinMs;
       if (event.crash) {
         this.emit('output', 'stderr', 'boom');
@@ -96,7 +123,8 @@ export class FakeSandbox implements Sandbox {
         });
       }
       this.emit('message', { type: 'result', id: message.id, value: message.event });
-    });
+    };
+    this.clock.setTimer(Number(event.sleepMs ?? 0) + spinMs, answer);
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {

@@ -134,7 +134,8 @@ describe('a real daemon', () => {
     assert.equal((first.body as { message: string }).message, 'Hello, Ada!');
     assert.equal(first.headers['x-petri-start'], 'cold');
     const second = await invoke('hello-js', { name: 'Bo' });
-    assert.equal(second.headers['x-petri-start'], 'warm');
+    // Reused: warm, or paused if more than the pause grace passed between the two.
+    assert.match(String(second.headers['x-petri-start']), /^(warm|paused)$/);
     assert.deepEqual((await invoke('hello-ts', { numbers: [1, 2, 3] })).body, {
       sum: 6,
       by: 'hello-ts',

@@ -263,7 +263,8 @@ describe('a daemon no instance can crash or stall', () => {
     }
     // A well-formed frame is no breach: the instance keeps serving.
     const next = await invoke('raw-writer', { waitMs: 0 });
-    assert.equal(next.headers['x-petri-start'], 'warm');
+    // warm, or paused if the idle instance was frozen meanwhile: either way the same one kept serving.
+    assert.match(String(next.headers['x-petri-start']), /^(warm|paused)$/);
   });
 
   it('fails a 50 MB result with ResponseTooLarge at the source, keeping the instance', async () => {
@@ -282,7 +283,7 @@ describe('a daemon no instance can crash or stall', () => {
     assert.ok(growth < 16 * MiB, `the daemon grew by ${growth} bytes`);
     await neighbourServes(neighbour);
     const again = await invoke('big-result', { small: true });
-    assert.equal(again.headers['x-petri-start'], 'warm');
+    assert.match(String(again.headers['x-petri-start']), /^(warm|paused)$/);
   });
 
   it('refuses an over-limit result frame from a host that sends one anyway', async () => {
@@ -291,7 +292,11 @@ describe('a daemon no instance can crash or stall', () => {
     assert.equal(errorOf(reply).code, 'ResponseTooLarge');
     assert.match(errorOf(reply).message, /over the 6291456-byte response limit/);
     const next = await invoke('raw-writer', { waitMs: 0 });
-    assert.equal(next.headers['x-petri-start'], 'warm', 'a well-formed frame does not kill');
+    assert.match(
+      String(next.headers['x-petri-start']),
+      /^(warm|paused)$/,
+      'a well-formed frame does not kill',
+    );
   });
 
   it('stops an exec command printing past the response limit', async () => {

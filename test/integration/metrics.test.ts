@@ -66,9 +66,31 @@ function labelValues(text: string, label: string): Set<string> {
   return new Set([...text.matchAll(new RegExp(`[{,]${label}="([^"]*)"`, 'g'))].map((m) => m[1]));
 }
 
+/** Long enough that an invocation right after another is warm; then the instance is paused. */
+const PAUSE_GRACE_MS = 1000;
+
 before(async () => {
-  daemon = await spawnDaemon({ stateDir, args: ['--memory-budget', String(BUDGET_MB)] });
+  const configFile = path.join(stateDir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ startPaths: { pauseGraceMs: PAUSE_GRACE_MS } }));
+  daemon = await spawnDaemon({
+    stateDir,
+    configFile,
+    args: ['--memory-budget', String(BUDGET_MB)],
+  });
 });
+
+/** Waits until the function's instance has been frozen. */
+async function paused(name: string): Promise<void> {
+  const deadline = Date.now() + PAUSE_GRACE_MS + 5000;
+  for (;;) {
+    const view = JSON.parse((await call('GET', `/v1/functions/${name}`)).text) as {
+      instances: { paused: number };
+    };
+    if (view.instances.paused > 0) return;
+    assert.ok(Date.now() < deadline, `${name} was not paused`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 after(async () => {
   await daemon?.close();
@@ -77,7 +99,7 @@ after(async () => {
 });
 
 describe('GET /metrics', () => {
-  it('passes promtool check metrics after warm, cold, failed and unserved invocations', async (t) => {
+  it('passes promtool check metrics after warm, paused, cold, failed and unserved invocations', async (t) => {
     await deploy('ok', 'export async function handler(e) { return e; }\n');
     await deploy('thrower', 'export async function handler() { throw new Error("no"); }\n');
     await deploy(
@@ -92,6 +114,11 @@ describe('GET /metrics', () => {
     assert.equal(
       (await call('POST', '/v1/functions/ok/invoke', { n: 2 })).headers['x-petri-start'],
       'warm',
+    );
+    await paused('ok');
+    assert.equal(
+      (await call('POST', '/v1/functions/ok/invoke', { n: 3 })).headers['x-petri-start'],
+      'paused',
     );
     assert.equal((await call('POST', '/v1/functions/thrower/invoke')).status, 502);
     const initFailure = await call('POST', '/v1/functions/broken-init/invoke');
@@ -118,9 +145,18 @@ describe('GET /metrics', () => {
       text,
       /petri_invocations_total\{function="too-big",start="unserved",outcome="CapacityExceeded"\} 1/,
     );
-    assert.deepEqual([...labelValues(text, 'start')].sort(), ['cold', 'unserved', 'warm']);
+    assert.match(
+      text,
+      /petri_invocations_total\{function="ok",start="paused",outcome="success"\} 1/,
+    );
+    assert.deepEqual([...labelValues(text, 'start')].sort(), [
+      'cold',
+      'paused',
+      'unserved',
+      'warm',
+    ]);
     const states = labelValues(text, 'state');
-    for (const state of ['starting', 'idle', 'busy', 'stopping'])
+    for (const state of ['starting', 'idle', 'paused', 'busy', 'stopping'])
       assert.ok(states.has(state), state);
     assert.ok(!states.has('dead'), 'dead instances are not a state');
 

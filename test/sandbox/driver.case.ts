@@ -53,6 +53,8 @@ export interface DriverSubject {
   processes: boolean;
   /** Sandboxes have a memory limit that `{oom: true}` runs into. */
   memoryLimit: boolean;
+  /** Sandboxes can be frozen (`freezable`, `freeze`, `thaw`): paused instances. */
+  freezer?: boolean;
   /** The node tag of `key`, whose namespaces an isolated run checks for leftovers. */
   nodeTag(key: string): string;
   /** Runs a driver for `key` that starts sandboxes and dies without cleaning up; their ids. */
@@ -433,6 +435,40 @@ export const driverCases: DriverCase[] = [
         const exit = await watch.exit();
         assert.equal(exit.oomKilled, true, JSON.stringify(exit));
         assert.deepEqual(watch.answers('oom'), []);
+      }),
+  },
+  {
+    name: 'a frozen sandbox answers nothing and uses no CPU until thawed, then answers',
+    applies: (subject) => subject.freezer === true,
+    run: (subject, key) =>
+      withDriver(subject, key, async (node) => {
+        const watch = await node.start('frozen');
+        const { sandbox } = watch;
+        assert.equal(sandbox.freezable, true);
+        await sandbox.freeze!();
+        const before = await sandbox.usage();
+        invoke(sandbox, 'held', EVENT);
+        await sleep(300);
+        assert.deepEqual(watch.answers('held'), [], 'a frozen instance does not run');
+        const after = await sandbox.usage();
+        // Two reads of the same frozen cgroup: nothing at all may have run in between.
+        assert.equal(after.cpuMs, before.cpuMs, 'no CPU time while frozen');
+        await sandbox.thaw!();
+        assert.deepEqual(await watch.answer('held'), { type: 'result', id: 'held', value: EVENT });
+      }),
+  },
+  {
+    name: 'destroy ends a frozen sandbox: one exit with SIGKILL, and its process is gone',
+    applies: (subject) => subject.freezer === true,
+    run: (subject, key) =>
+      withDriver(subject, key, async (node) => {
+        const watch = await node.start('frozen-kill');
+        await watch.sandbox.freeze!();
+        await watch.sandbox.destroy();
+        const exits = watch.exits();
+        assert.equal(exits.length, 1);
+        assert.equal(exits[0].signal, 'SIGKILL');
+        await assertGone(subject, watch.sandbox);
       }),
   },
   {

@@ -24,11 +24,12 @@ function spec(id: string): SandboxSpec {
 const fakeDriver: DriverSubject = {
   kind: 'driver',
   name: 'FakeDriver',
-  make: async () => new FakeDriver(),
+  make: async () => Object.assign(new FakeDriver(), { freezable: true }),
   spec: (_key, id) => spec(id),
   mechanisms: [],
   processes: false,
   memoryLimit: true,
+  freezer: true,
   nodeTag: (key) => key,
   // In memory, a crash is a driver nobody closes: its sandboxes are just forgotten.
   crash: async (key) => {
