@@ -29,6 +29,8 @@ export function toInvocationView(record: InvocationRecord): InvocationView {
     result: record.result,
     error: record.error,
     logsDropped: record.logsDropped,
+    microtasks: record.microtasks,
+    microtasksDropped: record.microtasksDropped,
     timings: {
       receivedAt: record.receivedAt,
       dispatchedAt: record.dispatchedAt,

@@ -11,6 +11,8 @@ import {
   type PlacementPolicy,
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
+import { createScheduler, type CpuScheduler, type SchedulerStatus } from '../sched/index.ts';
+import type { FunctionSpec } from '../spec/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
@@ -51,6 +53,7 @@ export interface NodeInfo {
   sandboxDriver: string;
   isolation: IsolationReport;
   placement: PlacementStatus;
+  scheduler: SchedulerStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   functions: number;
   uptimeMs: number;
@@ -67,6 +70,7 @@ export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
   private readonly placer: CpuPlacer;
+  private readonly scheduler: CpuScheduler;
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
@@ -82,6 +86,9 @@ export class PetriNode {
     this.clock = clock;
     this.started = clock.now();
     const logs = new LogKeeper(store, config.logs, clock);
+    this.scheduler = createScheduler(config.scheduler, clock, this.cores, (err) =>
+      log.debug({ err }, 'cpu class change failed'),
+    );
     const launcher = new InstanceLauncher({
       config,
       driver: deps.driver,
@@ -90,6 +97,7 @@ export class PetriNode {
       logs,
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
+      scheduler: this.scheduler,
       onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
@@ -106,6 +114,10 @@ export class PetriNode {
     );
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
+      // The microtask scheduler sets instances' cpusets itself: one writer per cgroup file.
+      ...(this.scheduler.policy === 'microtask'
+        ? { disabledReason: "the microtask scheduler places instances on its classes' cores" }
+        : {}),
       intervalMs: config.placement.intervalMs,
       instances: () => this.pool.allInstances(),
       takePeakInFlight: () => this.pool.takePeakInFlight(),
@@ -130,6 +142,7 @@ export class PetriNode {
       clock,
       deploy: config.deploy,
       inUse: (name, version) => launcher.inUse(name, version),
+      checkSpec: (spec) => this.checkClasses(spec),
     });
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
@@ -158,6 +171,20 @@ export class PetriNode {
   }
 
   // ---- functions -------------------------------------------------------
+
+  /** A spec may name only classes the node's scheduler has. */
+  private checkClasses(spec: FunctionSpec): void {
+    const known = Object.keys(this.deps.config.scheduler.classes);
+    const issues = Object.entries(spec.microtasks ?? {})
+      .filter(([, cls]) => !known.includes(cls))
+      .map(([phase, cls]) => ({
+        field: `microtasks.${phase}`,
+        message: `names class "${cls}", which the node does not have (${known.join(', ')})`,
+      }));
+    if (issues.length === 0) return;
+    const text = issues.map((i) => `${i.field} ${i.message}`).join('; ');
+    throw new PetriError('InvalidSpec', `invalid function spec: ${text}`, { issues });
+  }
 
   /** Deploys a new function or a new version of one. */
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
@@ -216,6 +243,7 @@ export class PetriNode {
       sandboxDriver: this.deps.driver.name,
       isolation: this.deps.driver.capabilities(),
       placement: this.placer.status(),
+      scheduler: this.scheduler.status(),
       instances,
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
@@ -229,6 +257,7 @@ export class PetriNode {
     this.invoker.stopAccepting();
     await this.catalog.close();
     await this.placer.stop();
+    this.scheduler.close();
     try {
       const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
       this.pool.rejectAll(shutdown);

@@ -108,8 +108,8 @@ export class Store {
           instance_id, error_code, error_message, error_details, result, received_at,
           dispatched_at, started_at, finished_at, queued_ms, init_ms, execution_ms, total_ms,
           cpu_ms, peak_memory_bytes, net_rx_bytes, net_tx_bytes, logs_dropped_lines,
-          logs_dropped_bytes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+          logs_dropped_bytes, microtasks, microtasks_dropped)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertEvent: db.prepare(`
         INSERT INTO instance_events (instance_id, function_name, version, event, at, details)
         VALUES (@instanceId, @functionName, @version, @event, @at, @details)`),
@@ -541,6 +541,8 @@ function invocationParams(record: InvocationRecord): unknown[] {
     record.netTxBytes ?? null,
     record.logsDropped?.lines ?? null,
     record.logsDropped?.bytes ?? null,
+    record.microtasks === undefined ? null : JSON.stringify(record.microtasks),
+    record.microtasksDropped ?? null,
   ];
 }
 
@@ -578,5 +580,7 @@ function toInvocationRecord(row: Row): InvocationRecord {
       row.logs_dropped_lines === null || row.logs_dropped_lines === undefined
         ? undefined
         : { lines: Number(row.logs_dropped_lines), bytes: Number(row.logs_dropped_bytes ?? 0) },
+    microtasks: parseJson(row.microtasks) as InvocationRecord['microtasks'],
+    microtasksDropped: optionalNumber(row.microtasks_dropped),
   };
 }

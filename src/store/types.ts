@@ -1,6 +1,15 @@
 import type { ErrorCode } from '../errors.ts';
 import type { FunctionSpec } from '../spec/index.ts';
 
+/** One announced phase (the scheduler's MicrotaskRecord; the store keeps it as JSON). */
+export interface MicrotaskRecord {
+  name: string;
+  class: string;
+  startMs: number;
+  durationMs: number;
+  waitedMs: number;
+}
+
 export type StartPath = 'warm' | 'prewarm' | 'restore' | 'cold';
 export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
@@ -39,6 +48,10 @@ export interface InvocationRecord {
   netTxBytes?: number;
   /** Log lines past the invocation's log cap: not stored, only counted. */
   logsDropped?: { lines: number; bytes: number };
+  /** Phases it announced, in order (context.microtask or the exec/http channel). */
+  microtasks?: MicrotaskRecord[];
+  /** Announcements past the per-invocation cap: counted, not recorded or scheduled. */
+  microtasksDropped?: number;
 }
 
 export interface InvocationQuery {

@@ -142,6 +142,15 @@ export function nodeView(): NodeView {
       allCpus: '0,1',
       current: 'pack',
     },
+    scheduler: {
+      policy: 'task',
+      allocation: 'static',
+      classes: {
+        io: { vcpu: 0.25, cores: [0], running: 0, queued: 0 },
+        cpu: { vcpu: 1, cores: [1], running: 0, queued: 0 },
+      },
+      moves: 0,
+    },
     instances: { starting: 0, idle: 2, busy: 1, stopping: 0 },
     functions: 1,
     uptimeMs: 90_000,
