@@ -19,7 +19,8 @@ export interface CoreMove {
  * node's cores in proportion to demand. One core moves from the class most
  * above its fair number to the one most below, when that one has work
  * waiting, both are at least half a core off, and the donor keeps a core if
- * it has any work (a running microtask never loses its last core).
+ * it has any work (a running microtask never loses its last core). A class
+ * with work waiting and no core gets one from any class that can spare it.
  * Undefined: nothing worth moving.
  *
  * @example chooseMove([{name:'io',vcpu:0.25,cores:[0],running:0,queued:0},
@@ -30,7 +31,12 @@ export function chooseMove(classes: readonly ClassDemand[]): CoreMove | undefine
   const demand = classes.map((c) => (c.running + c.queued) * c.vcpu);
   const wanted = demand.reduce((a, b) => a + b, 0);
   if (wanted === 0 || total === 0) return undefined;
-  const off = classes.map((c, i) => c.cores.length - (total * demand[i]) / wanted);
+  // A class with work waiting and no core at all comes first: it cannot run until it gets one.
+  const off = classes.map((c, i) =>
+    c.cores.length === 0 && c.queued > 0
+      ? -Infinity
+      : c.cores.length - (total * demand[i]) / wanted,
+  );
   let receiver = -1;
   let donor = -1;
   for (let i = 0; i < classes.length; i++) {
@@ -42,7 +48,8 @@ export function chooseMove(classes: readonly ClassDemand[]): CoreMove | undefine
     if (i === receiver || c.cores.length <= keeps) continue;
     if (donor < 0 || off[i] > off[donor]) donor = i;
   }
-  if (receiver < 0 || donor < 0 || off[receiver] > -0.5 || off[donor] < 0.5) return undefined;
+  if (receiver < 0 || donor < 0 || off[receiver] > -0.5) return undefined;
+  if (off[donor] < 0.5 && off[receiver] !== -Infinity) return undefined;
   const from = classes[donor];
   return { core: from.cores[from.cores.length - 1], from: from.name, to: classes[receiver].name };
 }

@@ -238,10 +238,7 @@ class MicrotaskPhases implements InvocationPhases {
     const cls = mapped === undefined ? undefined : this.scheduler.classOf(mapped);
     const phase = this.log.announce(name, cls ? cls.name : DEFAULT_CLASS);
     if (!phase) return Promise.resolve(); // over the cap: counted, not scheduled
-    if (!cls) {
-      this.log.admitted(phase);
-      return this.apply(this.subject.own());
-    }
+    if (!cls) return this.apply(this.subject.own()); // never queued: waitedMs stays 0
     return new Promise((resolve) => {
       this.current = { cls, owner: this, phase, resolve, state: 'queued' };
       this.scheduler.enqueue(this.current);
