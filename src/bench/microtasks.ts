@@ -248,6 +248,13 @@ export async function run(argv: string[]): Promise<void> {
   const log = (message: string) => console.log(message);
   const envs = new Map<string, { env: NetEnv; job: SortJob; variant: Variant }>();
   const results = new Map<string, VariantResult>();
+  /** Every env made, started or not, so a failure still removes it. */
+  const made: NetEnv[] = [];
+  // Stopped from outside: remove every daemon and namespace before leaving.
+  const onSignal = () =>
+    void Promise.allSettled(made.map((env) => env.close())).then(() => process.exit(130));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
   try {
     for (const variant of VARIANTS) {
       const env = new NetEnv({
@@ -259,8 +266,11 @@ export async function run(argv: string[]): Promise<void> {
         config: {
           scheduler: variant.scheduler,
           resources: { mbitPerVcpu },
+          // Many cold starts at once on a shared 2-core machine.
+          startTimeoutMs: 120_000,
         },
       });
+      made.push(env);
       await env.start();
       const tasks = Math.max(shape.parts, shape.categories);
       await env.deploy('sort', SORT_FUNCTION, {
@@ -284,6 +294,15 @@ export async function run(argv: string[]): Promise<void> {
         results.get(variant.name)!.jobs.push(result);
         log(`rep ${rep + 1}/${reps} ${variant.name}: makespan ${result.makespanMs.toFixed(0)} ms`);
       }
+      // After every round, so a run cut short still leaves its figures.
+      await writeJson(args.json, {
+        benchmark: 'microtasks',
+        partial: true,
+        reps: rep + 1,
+        shape,
+        summary: summaryOf([...results.values()]),
+        results: [...results.values()],
+      });
     }
     for (const name of ['task', 'microtask-static']) {
       const { env } = envs.get(name)!;
@@ -293,7 +312,7 @@ export async function run(argv: string[]): Promise<void> {
     const status = (await dynamic.env.get('/v1/node')) as { scheduler: { moves: number } };
     results.get('microtask-dynamic')!.moves = status.scheduler.moves;
   } finally {
-    for (const { env } of envs.values()) await env.close();
+    for (const env of made) await env.close();
   }
   report([...results.values()], { reps, shape, mbitPerVcpu });
   const plots = args.plots ? await writePlots(args.plots, [...results.values()]) : [];
