@@ -48,6 +48,9 @@ interface Variant {
   reference?: boolean;
 }
 
+/** The io class at half a core per microtask: a second static split to compare with. */
+const WIDE_IO = { io: { vcpu: 0.5, cores: [0] } };
+
 const VARIANTS: Variant[] = [
   {
     name: 'task',
@@ -71,7 +74,18 @@ const VARIANTS: Variant[] = [
     scheduler: { policy: 'microtask', allocation: 'dynamic' },
     maxInstances: (n) => n,
   },
+  {
+    name: 'microtask-static-io0.5',
+    scheduler: { policy: 'microtask', allocation: 'static', classes: WIDE_IO },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-dynamic-io0.5',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', classes: WIDE_IO },
+    maxInstances: (n) => n,
+  },
 ];
+const DEFAULT_VARIANTS = 'task,task-oversubscribed,microtask-static,microtask-dynamic';
 
 interface Phase {
   name: string;
@@ -235,7 +249,16 @@ export async function run(argv: string[]): Promise<void> {
     categories: { type: 'string', default: '4' },
     'mbit-per-vcpu': { type: 'string', default: '80' },
     plots: { type: 'string' },
+    variants: { type: 'string', default: DEFAULT_VARIANTS },
   });
+  const chosen = String(args.variants).split(',');
+  const unknown = chosen.filter((name) => !VARIANTS.some((v) => v.name === name));
+  if (unknown.length > 0 || !chosen.includes('task')) {
+    throw new Error(
+      `--variants: ${unknown.length ? `unknown ${unknown.join(', ')}` : 'needs task (the baseline)'}; known: ${VARIANTS.map((v) => v.name).join(', ')}`,
+    );
+  }
+  const variants = VARIANTS.filter((v) => chosen.includes(v.name));
   const reps = Number(args.reps);
   const shape = {
     parts: Number(args.parts),
@@ -256,7 +279,7 @@ export async function run(argv: string[]): Promise<void> {
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
-    for (const variant of VARIANTS) {
+    for (const variant of variants) {
       const env = new NetEnv({
         mode: 'on',
         iperfServers: 0,
@@ -288,7 +311,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     for (let rep = 0; rep < reps; rep++) {
       // Alternate the order, so no variant always runs right after the same one.
-      const order = rep % 2 === 0 ? VARIANTS : [...VARIANTS].reverse();
+      const order = rep % 2 === 0 ? variants : [...variants].reverse();
       for (const variant of order) {
         const result = await envs.get(variant.name)!.job.run();
         results.get(variant.name)!.jobs.push(result);
@@ -304,13 +327,14 @@ export async function run(argv: string[]): Promise<void> {
         results: [...results.values()],
       });
     }
-    for (const name of ['task', 'microtask-static']) {
+    for (const name of ['task', 'microtask-static'].filter((n) => envs.has(n))) {
       const { env } = envs.get(name)!;
       results.get(name)!.transitionsUs = await transitions(env, 4);
     }
-    const dynamic = envs.get('microtask-dynamic')!;
-    const status = (await dynamic.env.get('/v1/node')) as { scheduler: { moves: number } };
-    results.get('microtask-dynamic')!.moves = status.scheduler.moves;
+    for (const [name, { env }] of envs) {
+      const status = (await env.get('/v1/node')) as { scheduler: { moves: number } };
+      if (name.includes('dynamic')) results.get(name)!.moves = status.scheduler.moves;
+    }
   } finally {
     for (const env of made) await env.close();
   }
