@@ -73,7 +73,6 @@ export class MicrotaskScheduler implements CpuScheduler {
     for (const [name, cls] of Object.entries(options.classes)) {
       this.classes.set(name, new CpuClass(name, cls.vcpu, [...cls.cores]));
     }
-    if (options.allocation === 'dynamic') this.schedule();
   }
 
   begin(
@@ -112,6 +111,10 @@ export class MicrotaskScheduler implements CpuScheduler {
     if (this.closed) return this.start(ticket);
     ticket.cls.queue.push(ticket);
     this.pump(ticket.cls);
+    // Work is waiting: the dynamic allocator looks again (it sleeps while nothing waits).
+    if (this.options.allocation === 'dynamic' && !this.timer && ticket.cls.queue.length > 0) {
+      this.schedule();
+    }
   }
 
   /** Ends a ticket's phase: frees its room, or takes it out of the queue. */
@@ -182,13 +185,16 @@ export class MicrotaskScheduler implements CpuScheduler {
     this.pump(to);
   }
 
+  /** Arms the next evaluation; while no class has work waiting it is not re-armed. */
   private schedule(): void {
     this.timer = this.options.clock.setTimer(
       this.options.intervalMs,
       () => {
+        this.timer = undefined;
         if (this.closed) return;
         this.rebalance();
-        this.schedule();
+        const waiting = [...this.classes.values()].some((cls) => cls.queue.length > 0);
+        if (waiting) this.schedule();
       },
       { background: true },
     );
