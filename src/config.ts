@@ -198,6 +198,57 @@ export const StartPathsConfigSchema = z
   })
   .strict();
 
+/** A CPU class (src/sched): each microtask in it gets `vcpu`; together they share `cores`. */
+const CpuClassSchema = z
+  .object({
+    vcpu: z.number().min(0.01).max(64),
+    cores: z.array(z.number().int().min(0).max(1023)).min(1).max(1024),
+  })
+  .strict()
+  .refine((c) => new Set(c.cores).size === c.cores.length, { message: 'cores must be distinct' })
+  .refine((c) => c.vcpu <= c.cores.length, {
+    message: 'vcpu must be at most the number of cores: a microtask could never be admitted',
+  });
+
+/** The classes every node has unless its config replaces them (the paper's I/O and CPU classes). */
+export const DEFAULT_CPU_CLASSES = {
+  io: { vcpu: 0.25, cores: [0] },
+  cpu: { vcpu: 1, cores: [1] },
+};
+
+/** CPU scheduling (src/sched): task-based (today's behaviour, the default) or microtask-based. */
+export const SchedulerConfigSchema = z
+  .object({
+    policy: z.enum(['task', 'microtask']).default('task'),
+    allocation: z.enum(['static', 'dynamic']).default('static'),
+    /** `io` and `cpu` exist by default; a class named here replaces or adds to them. */
+    classes: z
+      .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/), CpuClassSchema)
+      .default({})
+      .transform((classes) => ({ ...DEFAULT_CPU_CLASSES, ...classes })),
+    /** How often the dynamic allocator re-evaluates demand. */
+    intervalMs: z.number().int().min(1).max(10_000).default(5),
+    /** The dynamic allocator moves at most one core this often. */
+    moveIntervalMs: z.number().int().min(1).max(60_000).default(20),
+  })
+  .strict()
+  .superRefine((scheduler, ctx) => {
+    const owner = new Map<number, string>();
+    for (const [name, cls] of Object.entries(scheduler.classes)) {
+      for (const core of cls.cores) {
+        const other = owner.get(core);
+        if (other !== undefined && scheduler.allocation === 'dynamic') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['classes', name, 'cores'],
+            message: `core ${core} is also class "${other}"'s: dynamic allocation moves whole cores, so classes may not share one`,
+          });
+        }
+        owner.set(core, name);
+      }
+    }
+  });
+
 /** Host folders an instance's root never shows, nor anything inside them. */
 const NEVER_IN_ROOT = [
   '/root',
@@ -353,6 +404,7 @@ export const NodeConfigSchema = z
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
     startPaths: StartPathsConfigSchema.prefault({}),
+    scheduler: SchedulerConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -365,6 +417,7 @@ export const NodeConfigSchema = z
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
+export type SchedulerConfig = z.infer<typeof SchedulerConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type EgressAllow = z.infer<typeof EgressAllowSchema>;
 /** An allow-list entry as written in a config file (protocol optional). */

@@ -30,6 +30,8 @@ export function toInvocationView(record: InvocationRecord): InvocationView {
     error: record.error,
     logsDropped: record.logsDropped,
     http: record.http,
+    microtasks: record.microtasks,
+    microtasksDropped: record.microtasksDropped,
     timings: {
       receivedAt: record.receivedAt,
       dispatchedAt: record.dispatchedAt,

@@ -16,6 +16,11 @@ export const BENCHMARKS: Record<
       'warm latency, throughput and cold start (namespace pool warm and drained) against a raw HTTP echo server and bare node to its first byte; --compare-node PATH|off',
     load: () => import('./invoke.ts'),
   },
+  microtasks: {
+    description:
+      "the sort experiment (Talluri et al.): makespan, write and sort phases under the task and microtask schedulers; one transition's cost (root) [--reps N --plots DIR]",
+    load: () => import('./microtasks.ts'),
+  },
   neighbours: {
     description:
       "a neighbour's warm latency and the daemon's RSS during a log flood, a huge line and a huge result",

@@ -162,12 +162,31 @@ function invocationText(inv: InvocationView): string {
     ['net in', formatBytes(r.netRxBytes)],
     ['net out', formatBytes(r.netTxBytes)],
   ]);
+  const withPhases = facts + microtasksText(inv);
   if (inv.error) {
     const { code, message, details } = inv.error;
-    return `${facts}\n\n${errorText(new ApiError(code, message, 0, details)).trimEnd()}`;
+    return `${withPhases}\n\n${errorText(new ApiError(code, message, 0, details)).trimEnd()}`;
   }
-  if (inv.status !== 'succeeded') return facts;
+  if (inv.status !== 'succeeded') return withPhases;
   // A node may keep no result (e.g. for async calls); say so rather than print "null".
   const result = inv.result === undefined ? '(not recorded by the node)' : formatJson(inv.result);
-  return `${facts}\n\nresult:\n${result}`;
+  return `${withPhases}\n\nresult:\n${result}`;
+}
+
+/** The phases an invocation announced, as a table (empty when it announced none). */
+function microtasksText(inv: InvocationView): string {
+  const phases = inv.microtasks ?? [];
+  if (phases.length === 0) return '';
+  const rows = phases.map((p): Cell[] => [
+    p.name,
+    p.class,
+    formatMs(p.startMs),
+    formatMs(p.durationMs),
+    formatMs(p.waitedMs),
+  ]);
+  const dropped = inv.microtasksDropped
+    ? `\n(${inv.microtasksDropped} more announcements past the per-invocation cap were not recorded)`
+    : '';
+  const head = ['MICROTASK', 'CLASS', 'START_MS', 'DURATION_MS', 'WAITED_MS'];
+  return `\n\n${table(head, rows)}${dropped}`;
 }

@@ -54,6 +54,8 @@ export interface CatalogDeps {
   deploy: DeployConfig;
   /** Whether an instance (running or starting) uses a version's files. */
   inUse(name: string, version: number): boolean;
+  /** Checks what only the node can judge (the CPU classes a spec names); throws InvalidSpec. */
+  checkSpec?(spec: FunctionSpec): void;
 }
 
 /**
@@ -83,6 +85,7 @@ export class FunctionCatalog {
   /** Deploys a new function or a new version of one. */
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
     const { spec, source } = parseDeployBody(name, body);
+    this.deps.checkSpec?.(spec);
     return this.serially(name, async () => {
       try {
         return await this.publish(name, spec, source);

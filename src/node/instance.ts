@@ -2,6 +2,7 @@ import { PetriError, toPetriError, type ErrorCode } from '../errors.ts';
 import type { InstanceState, InstanceView } from '../policy/index.ts';
 import { INSTANCE_ERROR_CODES, type FromInstance } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
+import type { CpuScheduler, InvocationPhases, MicrotaskRecord } from '../sched/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import type { Clock, Timer } from './clock.ts';
 
@@ -14,6 +15,17 @@ interface Pending {
   resolve(value: unknown): void;
   reject(error: PetriError): void;
   timer: Timer;
+  startedAt: number;
+  /** Its phases, made at its first `microtask` frame (so unannotated invocations cost nothing). */
+  phases?: InvocationPhases;
+  /** Admits go back in announcement order, each once its phase may run. */
+  admits?: Promise<unknown>;
+}
+
+/** An invocation's phases once it ended (`Instance.takeMicrotasks`). */
+export interface FinishedPhases {
+  microtasks: MicrotaskRecord[];
+  dropped: number;
 }
 
 const ZERO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
@@ -78,7 +90,10 @@ export class Instance {
   cpus: string | undefined;
   /** vCPUs of its own share (after the start boost). */
   cpu = 0;
+  /** The node's CPU scheduler, which runs this instance's phases; absent: phases are not scheduled. */
+  scheduler: CpuScheduler | undefined;
   private readonly pending = new Map<string, Pending>();
+  private readonly finishedPhases = new Map<string, FinishedPhases>();
   private stopReason: PetriError | undefined;
   /** The http runtime's server port, as the instance's `ready` said. */
   private httpPort: number | undefined;
@@ -201,7 +216,7 @@ export class Instance {
     const deadline = this.clock.now() + this.fn.spec.timeoutMs;
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, startedAt: this.clock.now() });
       this.sandbox.send({ type: 'invoke', id, event, deadline });
     });
   }
@@ -227,7 +242,8 @@ export class Instance {
     const controller = new AbortController();
     const settled = new Promise<T>((resolve, reject) => {
       const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
-      this.pending.set(id, { resolve: (value) => resolve(value as T), reject, timer });
+      const startedAt = this.clock.now();
+      this.pending.set(id, { resolve: (value) => resolve(value as T), reject, timer, startedAt });
     });
     work(controller.signal).then(
       (value) => this.settle(id, (p) => p.resolve(value)),
@@ -240,6 +256,13 @@ export class Instance {
     );
     settled.catch(() => controller.abort());
     return settled;
+  }
+
+  /** The phases an ended invocation announced (once; undefined when it announced none). */
+  takeMicrotasks(id: string): FinishedPhases | undefined {
+    const phases = this.finishedPhases.get(id);
+    this.finishedPhases.delete(id);
+    return phases;
   }
 
   /** Marks one invocation done; the instance is idle when none is left. */
@@ -342,7 +365,38 @@ export class Instance {
       case 'error':
         this.settle(message.id, (p) => p.reject(instanceError(message)));
         return;
+      case 'microtask':
+        this.onMicrotask(message.id, message.name);
+        return;
     }
+  }
+
+  /**
+   * An invocation enters a phase: the scheduler decides when it runs, and the
+   * instance hears `admit` then. An instance names only its own invocations;
+   * any other id is ignored.
+   */
+  private onMicrotask(id: string, name: string): void {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    const scheduler = this.scheduler;
+    if (scheduler && !pending.phases) {
+      const subject = {
+        instanceId: this.id,
+        own: () => ({ cpu: this.cpu, cpus: this.cpus }),
+        setCpu: (limit: { cpu: number; cpus?: string }) => this.sandbox.setCpu(limit),
+      };
+      pending.phases = scheduler.begin(
+        id,
+        subject,
+        this.fn.spec.microtasks ?? {},
+        pending.startedAt,
+      );
+    }
+    const entered = pending.phases ? pending.phases.enter(name) : undefined;
+    pending.admits = Promise.all([pending.admits, entered]).then(() => {
+      if (this.pending.has(id)) this.sandbox.send({ type: 'admit', id });
+    });
   }
 
   private settle(id: string, action: (pending: Pending) => void): void {
@@ -350,6 +404,7 @@ export class Instance {
     if (!pending) return;
     this.pending.delete(id);
     pending.timer.cancel();
+    if (pending.phases) this.finishedPhases.set(id, pending.phases.finish());
     this.trailing =
       this.pending.size === 0 ? { id, until: this.clock.now() + OUTPUT_TRAIL_MS } : undefined;
     action(pending);

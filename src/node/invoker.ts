@@ -217,6 +217,11 @@ export class Invoker {
       error?.code ?? 'success',
       record.totalMs / 1000,
     );
+    const phases = slot?.instance.takeMicrotasks(record.id);
+    if (phases) {
+      record.microtasks = phases.microtasks;
+      if (phases.dropped > 0) record.microtasksDropped = phases.dropped;
+    }
     this.deps.logs.finishInvocation(record);
     this.deps.sink.complete(record, slot?.instance);
   }

@@ -3,6 +3,7 @@ import type { NodeConfig } from '../config.ts';
 import { parseHandler } from '../runtime/index.ts';
 import { resourcesFor, type SandboxDriver, type SandboxSpec } from '../sandbox/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
+import type { CpuScheduler } from '../sched/index.ts';
 import type { Clock } from './clock.ts';
 import { versionLayout } from './deploy.ts';
 import { Instance, type InstanceHooks } from './instance.ts';
@@ -18,6 +19,8 @@ export interface LauncherDeps {
   cores: number;
   /** The cores a starting instance may use (CPU placement), undefined: any. */
   startCpus(): string | undefined;
+  /** Runs instances' announced phases (absent: phases are admitted at once, not recorded). */
+  scheduler?: CpuScheduler;
   /** Called once an instance is dead, so the pool forgets it. */
   onDead(instance: Instance): void;
   /** Called when no instance uses a version's files any more (they may be deleted). */
@@ -49,6 +52,7 @@ export class InstanceLauncher {
         this.deps.config.startTimeoutMs,
         this.deps.clock,
       );
+      instance.scheduler = this.deps.scheduler;
       instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
       return instance;
     } finally {

@@ -12,6 +12,7 @@ import {
   type PlacementPolicy,
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
+import { createScheduler, type CpuScheduler, type SchedulerStatus } from '../sched/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import type { FunctionSpec, VersionSelector } from '../spec/index.ts';
 import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
@@ -72,6 +73,7 @@ export interface NodeInfo {
   placement: PlacementStatus;
   /** How invocations get instances: the start-path policy and whether idle instances are paused. */
   startPaths: StartPathsStatus;
+  scheduler: SchedulerStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   functions: number;
   uptimeMs: number;
@@ -97,6 +99,7 @@ export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
   private readonly placer: CpuPlacer;
+  private readonly scheduler: CpuScheduler;
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
@@ -112,6 +115,9 @@ export class PetriNode {
     this.clock = clock;
     this.started = clock.now();
     const logs = new LogKeeper(store, config.logs, clock);
+    this.scheduler = createScheduler(config.scheduler, clock, this.cores, (err) =>
+      log.debug({ err }, 'cpu class change failed'),
+    );
     const launcher = new InstanceLauncher({
       config,
       driver: deps.driver,
@@ -120,6 +126,7 @@ export class PetriNode {
       logs,
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
+      scheduler: this.scheduler,
       onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
@@ -138,6 +145,10 @@ export class PetriNode {
     );
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
+      // The microtask scheduler sets instances' cpusets itself: one writer per cgroup file.
+      ...(this.scheduler.policy === 'microtask'
+        ? { disabledReason: "the microtask scheduler places instances on its classes' cores" }
+        : {}),
       intervalMs: config.placement.intervalMs,
       instances: () => this.pool.allInstances(),
       takePeakInFlight: () => this.pool.takePeakInFlight(),
@@ -162,6 +173,7 @@ export class PetriNode {
       clock,
       deploy: config.deploy,
       inUse: (name, version) => launcher.inUse(name, version),
+      checkSpec: (spec) => this.checkClasses(spec),
     });
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
@@ -191,6 +203,20 @@ export class PetriNode {
   }
 
   // ---- functions -------------------------------------------------------
+
+  /** A spec may name only classes the node's scheduler has. */
+  private checkClasses(spec: FunctionSpec): void {
+    const known = Object.keys(this.deps.config.scheduler.classes);
+    const issues = Object.entries(spec.microtasks ?? {})
+      .filter(([, cls]) => !known.includes(cls))
+      .map(([phase, cls]) => ({
+        field: `microtasks.${phase}`,
+        message: `names class "${cls}", which the node does not have (${known.join(', ')})`,
+      }));
+    if (issues.length === 0) return;
+    const text = issues.map((i) => `${i.field} ${i.message}`).join('; ');
+    throw new PetriError('InvalidSpec', `invalid function spec: ${text}`, { issues });
+  }
 
   /** Deploys a new function or a new version of one. */
   async deploy(name: string, body: unknown): Promise<{ view: FunctionView; created: boolean }> {
@@ -338,6 +364,7 @@ export class PetriNode {
       isolation: this.deps.driver.capabilities(),
       placement: this.placer.status(),
       startPaths: this.startPathsStatus(),
+      scheduler: this.scheduler.status(),
       instances,
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
@@ -371,6 +398,7 @@ export class PetriNode {
     this.invoker.stopAccepting();
     await this.catalog.close();
     await this.placer.stop();
+    this.scheduler.close();
     try {
       const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
       this.pool.rejectAll(shutdown);

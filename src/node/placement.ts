@@ -25,6 +25,8 @@ export interface CpuPlacerOptions {
   /** Moves the daemon into a cpuset of its own; undefined where it cannot. */
   daemonCpuset: () => Promise<DaemonCpuset | undefined>;
   log: Logger;
+  /** Why placement must stay off (another part writes the cpusets); absent: it may run. */
+  disabledReason?: string;
 }
 
 /**
@@ -117,6 +119,7 @@ export class CpuPlacer {
 
   private async join(): Promise<string | undefined> {
     const { options } = this;
+    if (options.disabledReason) return options.disabledReason;
     if (options.policy.name === 'spread') return 'policy is spread';
     try {
       this.cpuset = await options.daemonCpuset();

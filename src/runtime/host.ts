@@ -19,6 +19,7 @@ import {
   ERROR_TEXT_BYTES,
   FrameDecoder,
   FrameWriter,
+  MICROTASK_NAME,
   PROTOCOL_FD,
   type FromInstance,
   type InstanceErrorCode,
@@ -168,8 +169,59 @@ function exitWithDaemon(): void {
   process.exit(0);
 }
 
+/**
+ * Per invocation in flight, who waits for the daemon's `admit` of each phase
+ * it announced, oldest first (the daemon admits an invocation's phases in
+ * order, one `admit` per `microtask` frame).
+ */
+const admissions = new Map<string, (() => void)[]>();
+
+function checkPhaseName(name: unknown): string {
+  if (typeof name !== 'string' || !MICROTASK_NAME.test(name)) {
+    throw new TypeError(
+      `a microtask name must be 1–64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-" (got ${JSON.stringify(name)})`,
+    );
+  }
+  return name;
+}
+
+/**
+ * Announces a phase now (not at the end of this turn: a sync phase would
+ * otherwise be over before its frame left); `admitted` runs once the daemon
+ * lets it run.
+ */
+function announce(id: string, name: string, admitted: () => void = () => {}): void {
+  const waiters = admissions.get(id);
+  if (!waiters) return admitted(); // the invocation is over: nothing to schedule
+  waiters.push(admitted);
+  writer.writeNow({ type: 'microtask', id, name });
+}
+
+function onAdmit(id: string): void {
+  admissions.get(id)?.shift()?.();
+}
+
+/** `context.microtask(name, fn?)`: waits until the phase may run, then runs `fn`. */
+function microtask(id: string) {
+  return async (name: unknown, fn?: () => unknown): Promise<unknown> => {
+    const phase = checkPhaseName(name);
+    await new Promise<void>((resolve) => announce(id, phase, resolve));
+    return fn?.();
+  };
+}
+
+/** `context.microtaskSync(name, fn?)`: announces without waiting (the loop is busy) and runs `fn`. */
+function microtaskSync(id: string) {
+  return (name: unknown, fn?: () => unknown): unknown => {
+    announce(id, checkPhaseName(name));
+    return fn?.();
+  };
+}
+
 function makeContext(message: Invoke): object {
   return {
+    microtask: microtask(message.id),
+    microtaskSync: microtaskSync(message.id),
     invocationId: message.id,
     functionName,
     memoryMb,
@@ -216,13 +268,18 @@ function execAdapter(): Adapter {
   return (message) =>
     new Promise((resolve, reject) => {
       const proc = spawn(file, args, {
-        stdio: ['pipe', 'pipe', 'inherit'],
-        env: { ...env, PETRI_INVOCATION_ID: message.id },
+        stdio: ['pipe', 'pipe', 'inherit', 'pipe'],
+        env: {
+          ...env,
+          PETRI_INVOCATION_ID: message.id,
+          PETRI_MICROTASK_FD: String(MICROTASK_CHILD_FD),
+        },
       });
       child = proc;
+      serveMicrotaskLines(proc.stdio[MICROTASK_CHILD_FD] as net.Socket, () => message.id);
       const out: Buffer[] = [];
       let outBytes = 0;
-      proc.stdout.on('data', (chunk: Buffer) => {
+      proc.stdout!.on('data', (chunk: Buffer) => {
         outBytes += chunk.length;
         if (outBytes <= responseLimitBytes) out.push(chunk);
         else proc.kill('SIGKILL'); // the result cannot fit: stop it printing
@@ -248,9 +305,58 @@ function execAdapter(): Adapter {
           reject(new CodedError('BadResponse', `command printed non-JSON output: ${shown}`));
         }
       });
-      proc.stdin.on('error', () => {}); // a command that ignores stdin may close it early
-      proc.stdin.end(JSON.stringify(message.event));
+      proc.stdin!.on('error', () => {}); // a command that ignores stdin may close it early
+      proc.stdin!.end(JSON.stringify(message.event));
     });
+}
+
+/** The fd an exec command or http server announces its phases on (`PETRI_MICROTASK_FD`). */
+const MICROTASK_CHILD_FD = 3;
+/** The longest announcement line: an id, a space and a name fit with room to spare. */
+const MICROTASK_LINE_BYTES = 256;
+
+/**
+ * The phase channel of `exec` and `http` functions, a line protocol on an
+ * inherited socket: the program writes `NAME\n` (exec: the invocation it
+ * serves) or `INVOCATION_ID NAME\n` (http: the id from the request's
+ * x-petri-invocation-id header), and reads `ok ID NAME\n` back once the
+ * phase may run, or `error REASON\n`.
+ */
+function serveMicrotaskLines(socket: net.Socket, current: () => string | undefined): void {
+  let buffered = '';
+  const reply = (line: string): void => {
+    if (!socket.destroyed) socket.write(line + '\n');
+  };
+  socket.setEncoding('utf8');
+  socket.on('error', () => {});
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      microtaskLine(buffered.slice(0, newline).trim(), current, reply);
+      buffered = buffered.slice(newline + 1);
+    }
+    if (buffered.length > MICROTASK_LINE_BYTES) {
+      buffered = '';
+      reply(`error line longer than ${MICROTASK_LINE_BYTES} bytes`);
+    }
+  });
+}
+
+function microtaskLine(
+  line: string,
+  current: () => string | undefined,
+  reply: (line: string) => void,
+): void {
+  const parts = line.split(' ');
+  const [id, name] = parts.length === 2 ? parts : [current(), parts[0]];
+  if (parts.length > 2 || !name || !MICROTASK_NAME.test(name)) {
+    return reply('error expected "NAME" or "INVOCATION_ID NAME" (NAME: 1-64 of A-Za-z0-9_.:-)');
+  }
+  if (id === undefined || !admissions.has(id)) {
+    return reply(`error no invocation ${id ?? '(none given)'} in flight`);
+  }
+  announce(id, name, () => reply(`ok ${id} ${name}`));
 }
 
 function freePort(): Promise<number> {
@@ -279,9 +385,10 @@ async function httpAdapter(): Promise<Adapter> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const [file, ...args] = command();
   child = spawn(file, args, {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...env, PORT: String(port) },
+    stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+    env: { ...env, PORT: String(port), PETRI_MICROTASK_FD: String(MICROTASK_CHILD_FD) },
   });
+  serveMicrotaskLines(child.stdio[MICROTASK_CHILD_FD] as net.Socket, () => undefined);
   // The server is the instance: when it dies, so does the instance, with its status.
   child.on('exit', (code, signal) => {
     if (signal) process.kill(process.pid, signal);
@@ -381,12 +488,17 @@ async function loadAdapter(): Promise<Adapter> {
 }
 
 async function run(adapter: Adapter, message: Invoke): Promise<void> {
+  admissions.set(message.id, []);
   try {
     const value = await adapter(message);
     writer.writeEncoded(resultFrame(message.id, value));
   } catch (err) {
     const code = err instanceof CodedError ? err.code : 'HandlerError';
     send({ type: 'error', id: message.id, code, ...errorFields(err) });
+  } finally {
+    // Phases still waiting end with the invocation (the daemon ends them too).
+    for (const admitted of admissions.get(message.id) ?? []) admitted();
+    admissions.delete(message.id);
   }
 }
 
@@ -404,6 +516,7 @@ async function main(): Promise<void> {
   }
   const decoder = new FrameDecoder<ToInstance>((message) => {
     if (message.type === 'invoke') void run(adapter, message);
+    else if (message.type === 'admit') onAdmit(message.id);
     else exitWithDaemon();
   });
   channel.on('data', (chunk: Buffer) => decoder.push(chunk));

@@ -8,7 +8,10 @@
  */
 
 export type ToInstance =
-  { type: 'invoke'; id: string; event: unknown; deadline: number } | { type: 'shutdown' };
+  | { type: 'invoke'; id: string; event: unknown; deadline: number }
+  /** The invocation's last announced phase may run now (one per `microtask` frame, in order). */
+  | { type: 'admit'; id: string }
+  | { type: 'shutdown' };
 
 export type LogStream = 'stdout' | 'stderr';
 
@@ -35,7 +38,15 @@ export type FromInstance =
       stack?: string;
     }
   | { type: 'log'; id?: string; stream: LogStream; line: string }
-  | { type: 'init-error'; message: string; stack?: string };
+  | { type: 'init-error'; message: string; stack?: string }
+  /** The invocation enters phase `name` (and leaves the one before): DESIGN §8. */
+  | { type: 'microtask'; id: string; name: string };
+
+/**
+ * What a phase name may be: it names a CPU class in the spec's `microtasks`
+ * map, and the daemon stores it, so it is short and plain.
+ */
+export const MICROTASK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** The error codes an instance may report for an invocation (all registered in src/errors.ts). */
 export const INSTANCE_ERROR_CODES = ['HandlerError', 'BadResponse', 'ResponseTooLarge'] as const;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FromInstance } from './protocol.ts';
+import { MICROTASK_NAME, type FromInstance } from './protocol.ts';
 
 /**
  * What the daemon accepts from an instance: every frame is checked against
@@ -38,6 +38,11 @@ export const FromInstanceSchema = z.discriminatedUnion('type', [
     id: invocationId.optional(),
     stream: z.enum(['stdout', 'stderr']),
     line: z.string(),
+  }),
+  z.strictObject({
+    type: z.literal('microtask'),
+    id: invocationId,
+    name: z.string().regex(MICROTASK_NAME),
   }),
   z.strictObject({
     type: z.literal('init-error'),

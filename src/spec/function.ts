@@ -74,6 +74,14 @@ const QueueSchema = z
   })
   .strict();
 
+/** Phase names (as `context.microtask` announces them) → CPU classes of the node's scheduler. */
+const MicrotasksSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'phase names are 1–64 of A-Za-z0-9_.:-'),
+    z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'class names are 1–32 of a-z0-9_- led by a letter'),
+  )
+  .refine((map) => Object.keys(map).length <= 64, { message: 'at most 64 phases may be mapped' });
+
 export const SourceSchema = z.union([
   z.object({ path: z.string().min(1) }).strict(),
   z.object({ archive: z.string().min(1) }).strict(),
@@ -101,9 +109,19 @@ export const FunctionSpecSchema = z
       .default(false),
     queue: QueueSchema.prefault({}),
     url: UrlSchema.prefault({}),
+    microtasks: MicrotasksSchema.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
+    if (spec.microtasks && Object.keys(spec.microtasks).length > 0 && spec.concurrency > 1) {
+      // Classes set the instance's cgroup: two invocations in different phases would fight over it.
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['microtasks'],
+        message:
+          "needs concurrency 1: a phase sets its instance's CPU limits, which invocations sharing it would fight over",
+      });
+    }
     if ((spec.runtime === 'exec' || spec.runtime === 'http') && !spec.command) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,

@@ -110,8 +110,8 @@ export class Store {
           instance_id, error_code, error_message, error_details, result, received_at,
           dispatched_at, started_at, finished_at, queued_ms, init_ms, execution_ms, total_ms,
           cpu_ms, peak_memory_bytes, net_rx_bytes, net_tx_bytes, logs_dropped_lines,
-          logs_dropped_bytes, http_method, http_path, http_status)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+          logs_dropped_bytes, http_method, http_path, http_status, microtasks, microtasks_dropped)
+        VALUES (${Array(30).fill('?').join(', ')})`),
       insertEvent: db.prepare(`
         INSERT INTO instance_events (instance_id, function_name, version, event, at, details)
         VALUES (@instanceId, @functionName, @version, @event, @at, @details)`),
@@ -639,6 +639,8 @@ function invocationParams(record: InvocationRecord): unknown[] {
     record.http?.method ?? null,
     record.http?.path ?? null,
     record.http?.status ?? null,
+    record.microtasks === undefined ? null : JSON.stringify(record.microtasks),
+    record.microtasksDropped ?? null,
   ];
 }
 
@@ -684,5 +686,7 @@ function toInvocationRecord(row: Row): InvocationRecord {
             path: String(row.http_path ?? ''),
             status: optionalNumber(row.http_status),
           },
+    microtasks: parseJson(row.microtasks) as InvocationRecord['microtasks'],
+    microtasksDropped: optionalNumber(row.microtasks_dropped),
   };
 }

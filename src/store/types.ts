@@ -3,6 +3,15 @@ import type { FunctionSpec } from '../spec/index.ts';
 
 /** How an invocation got its instance (see src/policy/start-path.ts). */
 export type StartPath = 'warm' | 'paused' | 'prewarm' | 'restore' | 'cold';
+
+/** One announced phase (the scheduler's MicrotaskRecord; the store keeps it as JSON). */
+export interface MicrotaskRecord {
+  name: string;
+  class: string;
+  startMs: number;
+  durationMs: number;
+  waitedMs: number;
+}
 export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface FunctionRecord {
@@ -55,6 +64,10 @@ export interface InvocationRecord {
   logsDropped?: { lines: number; bytes: number };
   /** A function URL invocation's request and the status it was answered with. */
   http?: { method: string; path: string; status?: number };
+  /** Phases it announced, in order (context.microtask or the exec/http channel). */
+  microtasks?: MicrotaskRecord[];
+  /** Announcements past the per-invocation cap: counted, not recorded or scheduled. */
+  microtasksDropped?: number;
 }
 
 export interface InvocationQuery {

@@ -417,6 +417,22 @@ describe('invocations', () => {
     assert.match(run.stdout, /^total:\s+12 ms$/m);
     assert.match(run.stdout, /result:\n\{\n {2}"ok": true\n\}/);
   });
+
+  it('invocation <id> lists the phases it announced, in order', async () => {
+    const microtasks = [
+      { name: 'read', class: 'io', startMs: 0.2, durationMs: 40, waitedMs: 0 },
+      { name: 'sort', class: 'cpu', startMs: 40.2, durationMs: 90.5, waitedMs: 12 },
+    ];
+    node.routes.set('GET /v1/invocations/inv-1', () => ({
+      body: invocationView({ microtasks, microtasksDropped: 3 }),
+    }));
+    const run = await cli(['invocation', 'inv-1']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^MICROTASK\s+CLASS\s+START_MS\s+DURATION_MS\s+WAITED_MS$/m);
+    assert.match(run.stdout, /^read\s+io\s+0\.2\s+40\s+0$/m);
+    assert.match(run.stdout, /^sort\s+cpu\s+40\s+91\s+12$/m);
+    assert.match(run.stdout, /3 more announcements past the per-invocation cap/);
+  });
 });
 
 describe('status', () => {

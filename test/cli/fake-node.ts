@@ -150,6 +150,15 @@ export function nodeView(): NodeView {
     },
     startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
     instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
+    scheduler: {
+      policy: 'task',
+      allocation: 'static',
+      classes: {
+        io: { vcpu: 0.25, cores: [0], running: 0, queued: 0 },
+        cpu: { vcpu: 1, cores: [1], running: 0, queued: 0 },
+      },
+      moves: 0,
+    },
     functions: 1,
     uptimeMs: 90_000,
   };

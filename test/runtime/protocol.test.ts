@@ -205,3 +205,23 @@ describe('cutting text to a byte length', () => {
     assert.equal(cutText('€'.repeat(10), 16), '€'.repeat(5) + '…[truncated 15 bytes]');
   });
 });
+
+describe('microtask frames', () => {
+  it('accept a plain phase name for an invocation id', () => {
+    assert.deepEqual(parseFromInstance({ type: 'microtask', id: 'inv-1', name: 'read' }), {
+      type: 'microtask',
+      id: 'inv-1',
+      name: 'read',
+    });
+  });
+
+  it('refuse names that are empty, too long or not plain, and extra fields', () => {
+    for (const name of ['', 'x'.repeat(65), 'has space', 'new\nline', '../etc', 7]) {
+      assert.throws(() => parseFromInstance({ type: 'microtask', id: 'inv-1', name }), /name/);
+    }
+    assert.throws(
+      () => parseFromInstance({ type: 'microtask', id: 'inv-1', name: 'read', class: 'cpu' }),
+      /Unrecognized key|unrecognized/i,
+    );
+  });
+});

@@ -48,6 +48,8 @@ export interface EnvOptions {
   s3Objects: number;
   objectBytes: number;
   log: (message: string) => void;
+  /** More node config (e.g. the microtask benchmark's scheduler and resources). */
+  config?: Record<string, unknown>;
 }
 
 /**
@@ -89,6 +91,7 @@ export class NetEnv {
       ...(mode === 'off' ? { isolation: { shaping: 'off' } } : {}),
       queue: { maxWaitMs: 600_000 },
       network: { egressAllow: this.serverPorts().map((port) => ({ address: GATEWAY, port })) },
+      ...this.options.config,
     };
     fs.writeFileSync(configFile, JSON.stringify(config));
     this.daemon = await spawnDaemon({ stateDir: this.stateDir, configFile });
@@ -167,7 +170,8 @@ export class NetEnv {
     );
   }
 
-  private async get(route: string): Promise<unknown> {
+  /** GET a route of the daemon's API as JSON. */
+  async get(route: string): Promise<unknown> {
     const response = await request(`${this.url}${route}`, { headers: this.auth });
     return response.body.json();
   }
@@ -247,7 +251,7 @@ export class NetEnv {
         // Egress, so the allow-listed servers on the gateway are reachable.
         network: { egress: true },
         ...spec,
-        source: { path: path.join(FUNCTIONS, folder) },
+        source: { path: path.isAbsolute(folder) ? folder : path.join(FUNCTIONS, folder) },
       }),
     });
     const text = await response.body.text();
@@ -264,6 +268,11 @@ export class NetEnv {
 
   /** Synchronous invoke; throws with the error body unless 200. */
   async invoke<T>(name: string, event: unknown): Promise<T> {
+    return (await this.invokeWithId<T>(name, event)).value;
+  }
+
+  /** Synchronous invoke that also returns the invocation's id (x-petri-invocation-id). */
+  async invokeWithId<T>(name: string, event: unknown): Promise<{ id: string; value: T }> {
     const response = await request(`${this.url}/v1/functions/${name}/invoke`, {
       method: 'POST',
       headers: { ...this.auth, 'content-type': 'application/json' },
@@ -275,7 +284,8 @@ export class NetEnv {
     if (response.statusCode !== 200) {
       throw new Error(`invoke ${name} answered ${response.statusCode}: ${text.slice(0, 500)}`);
     }
-    return JSON.parse(text) as T;
+    const id = String(response.headers['x-petri-invocation-id'] ?? '');
+    return { id, value: JSON.parse(text) as T };
   }
 
   /** Stops everything started here and removes every namespace; safe to call twice. */

@@ -1,0 +1,40 @@
+import type { SchedulerConfig } from '../config.ts';
+import { PetriError } from '../errors.ts';
+import { MicrotaskScheduler } from './microtask.ts';
+import { TaskScheduler } from './task.ts';
+import type { CpuScheduler, SchedClock } from './types.ts';
+
+/**
+ * The node's CPU scheduler from its config. Every class's cores must exist
+ * on the node (cores 0 … `cores` − 1), or the node refuses to start.
+ */
+export function createScheduler(
+  config: SchedulerConfig,
+  clock: SchedClock,
+  cores: number,
+  onError?: (err: unknown) => void,
+): CpuScheduler {
+  for (const [name, cls] of Object.entries(config.classes)) {
+    const missing = cls.cores.find((core) => core >= cores);
+    if (missing !== undefined && config.policy === 'microtask') {
+      throw new PetriError(
+        'InvalidConfig',
+        `invalid node configuration: scheduler.classes.${name}.cores names core ${missing}, but the node has ${cores} (0–${cores - 1})`,
+        {
+          issues: [
+            { field: `scheduler.classes.${name}.cores`, message: `core ${missing} does not exist` },
+          ],
+        },
+      );
+    }
+  }
+  if (config.policy === 'task') return new TaskScheduler(clock, config.classes);
+  return new MicrotaskScheduler({
+    clock,
+    classes: config.classes,
+    allocation: config.allocation,
+    intervalMs: config.intervalMs,
+    moveIntervalMs: config.moveIntervalMs,
+    onError,
+  });
+}

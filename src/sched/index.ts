@@ -1,0 +1,5 @@
+export * from './types.ts';
+export { createScheduler } from './create.ts';
+export { chooseMove, type ClassDemand, type CoreMove } from './dynamic.ts';
+export { MicrotaskScheduler, type MicrotaskSchedulerOptions } from './microtask.ts';
+export { TaskScheduler } from './task.ts';

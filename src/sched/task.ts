@@ -1,0 +1,52 @@
+import { PhaseLog } from './phase-log.ts';
+import {
+  DEFAULT_CLASS,
+  type CpuScheduler,
+  type InvocationPhases,
+  type SchedClock,
+  type SchedulerStatus,
+} from './types.ts';
+
+/**
+ * The task-based scheduler, today's behaviour and the baseline: an
+ * invocation holds its memory-sized share on its cores (CPU placement's) for
+ * its whole duration. Phases are recorded, never queued, and no cgroup is
+ * written.
+ */
+export class TaskScheduler implements CpuScheduler {
+  readonly policy = 'task' as const;
+
+  constructor(
+    private readonly clock: SchedClock,
+    private readonly classes: Record<string, { vcpu: number; cores: number[] }>,
+  ) {}
+
+  begin(
+    _invocationId: string,
+    _subject: unknown,
+    classes: Record<string, string>,
+    startedAt: number,
+  ) {
+    const log = new PhaseLog(this.clock, startedAt);
+    const phases: InvocationPhases = {
+      enter: (name) => {
+        log.announce(name, classes[name] ?? DEFAULT_CLASS); // never queued: waitedMs stays 0
+        return Promise.resolve();
+      },
+      finish: () => log.finish(),
+    };
+    return phases;
+  }
+
+  status(): SchedulerStatus {
+    const classes = Object.fromEntries(
+      Object.entries(this.classes).map(([name, cls]) => [
+        name,
+        { vcpu: cls.vcpu, cores: [...cls.cores], running: 0, queued: 0 },
+      ]),
+    );
+    return { policy: 'task', allocation: 'static', classes, moves: 0 };
+  }
+
+  close(): void {}
+}

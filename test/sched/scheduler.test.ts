@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseConfig } from '../../src/config.ts';
+import { ManualClock } from '../../src/node/clock.ts';
+import {
+  chooseMove,
+  createScheduler,
+  MicrotaskScheduler,
+  TaskScheduler,
+} from '../../src/sched/index.ts';
+import { CLASSES, describeSchedulerCases, FakeSubject, MAP, settle } from './scheduler.case.ts';
+
+function microtask(clock: ManualClock, allocation: 'static' | 'dynamic' = 'static') {
+  return new MicrotaskScheduler({
+    clock,
+    classes: CLASSES,
+    allocation,
+    intervalMs: 5,
+    moveIntervalMs: 20,
+  });
+}
+
+describeSchedulerCases('task', (clock) => new TaskScheduler(clock, CLASSES));
+describeSchedulerCases('microtask, static', (clock) => microtask(clock));
+describeSchedulerCases('microtask, dynamic', (clock) => microtask(clock, 'dynamic'));
+
+describe('task scheduler', () => {
+  test('never writes a cgroup: the invocation keeps its own share throughout', async () => {
+    const clock = new ManualClock(0);
+    const subject = new FakeSubject('i1');
+    const phases = new TaskScheduler(clock, CLASSES).begin('a', subject, MAP, 0);
+    await phases.enter('read');
+    await phases.enter('sort');
+    phases.finish();
+    await settle();
+    assert.deepEqual(subject.limits, []);
+  });
+});
+
+describe('microtask scheduler', () => {
+  test("a phase runs with its class's quota and cores, and the invocation ends at its own", async () => {
+    const clock = new ManualClock(0);
+    const subject = new FakeSubject('i1', { cpu: 0.07 });
+    const phases = microtask(clock).begin('a', subject, MAP, 0);
+    await phases.enter('read');
+    assert.deepEqual(subject.limits, [{ cpu: 0.25, cpus: '0' }]);
+    await phases.enter('sort');
+    assert.deepEqual(subject.limits.at(-1), { cpu: 1, cpus: '1' });
+    await phases.enter('other'); // unmapped: its own share
+    assert.deepEqual(subject.limits.at(-1), { cpu: 0.07 });
+    await phases.enter('write');
+    phases.finish();
+    await settle();
+    assert.deepEqual(subject.limits.slice(-2), [{ cpu: 0.25, cpus: '0' }, { cpu: 0.07 }]);
+  });
+
+  test('a class admits no more than its cores hold; the next waits until one leaves', async () => {
+    const clock = new ManualClock(0);
+    const scheduler = microtask(clock);
+    // io: 0.25 vCPU each on one core → four at once.
+    const invocations = Array.from({ length: 6 }, (_, i) =>
+      scheduler.begin(`x${i}`, new FakeSubject(`i${i}`), MAP, 0),
+    );
+    const admitted: number[] = [];
+    invocations.forEach((phases, i) => void phases.enter('read').then(() => admitted.push(i)));
+    await settle();
+    assert.deepEqual(admitted, [0, 1, 2, 3]);
+    assert.deepEqual(scheduler.status().classes.io, {
+      vcpu: 0.25,
+      cores: [0],
+      running: 4,
+      queued: 2,
+    });
+    clock.advance(7);
+    void invocations[1].enter('sort'); // leaves io: the first in the queue goes
+    await settle();
+    assert.deepEqual(admitted, [0, 1, 2, 3, 4]);
+    clock.advance(3);
+    invocations[0].finish();
+    await settle();
+    assert.deepEqual(admitted, [0, 1, 2, 3, 4, 5]);
+    assert.equal(invocations[4].finish().microtasks[0].waitedMs, 7);
+    assert.equal(invocations[5].finish().microtasks[0].waitedMs, 10);
+  });
+
+  test('a phase superseded while it queued ends without running', async () => {
+    const clock = new ManualClock(0);
+    const scheduler = microtask(clock);
+    const holder = scheduler.begin('h', new FakeSubject('h'), MAP, 0);
+    await holder.enter('sort'); // cpu: one at a time
+    const subject = new FakeSubject('w');
+    const waiter = scheduler.begin('w', subject, MAP, 0);
+    const queued = waiter.enter('sort');
+    await waiter.enter('other');
+    await queued;
+    assert.equal(scheduler.status().classes.cpu.queued, 0);
+    assert.deepEqual(subject.limits, []); // it never got the cpu class, and "other" is its own share
+  });
+});
+
+describe('dynamic allocation', () => {
+  test('chooseMove gives a core to the class with queued demand from an idle one', () => {
+    const move = chooseMove([
+      { name: 'io', vcpu: 0.25, cores: [0], running: 0, queued: 0 },
+      { name: 'cpu', vcpu: 1, cores: [1], running: 1, queued: 3 },
+    ]);
+    assert.deepEqual(move, { core: 0, from: 'io', to: 'cpu' });
+  });
+
+  test('chooseMove keeps a busy class its last core and leaves a fair split alone', () => {
+    const busy = [
+      { name: 'io', vcpu: 0.25, cores: [0], running: 1, queued: 0 },
+      { name: 'cpu', vcpu: 1, cores: [1], running: 1, queued: 3 },
+    ];
+    assert.equal(chooseMove(busy), undefined);
+    const fair = [
+      { name: 'io', vcpu: 0.25, cores: [0], running: 4, queued: 4 },
+      { name: 'cpu', vcpu: 1, cores: [1], running: 1, queued: 1 },
+    ];
+    assert.equal(chooseMove(fair), undefined);
+    const none = [
+      { name: 'io', vcpu: 0.25, cores: [0], running: 0, queued: 0 },
+      { name: 'cpu', vcpu: 1, cores: [1], running: 0, queued: 0 },
+    ];
+    assert.equal(chooseMove(none), undefined);
+  });
+
+  test('on a fake clock: cores follow demand, at most one move per moveIntervalMs', async () => {
+    const clock = new ManualClock(0);
+    const scheduler = microtask(clock, 'dynamic');
+    const subjects = [0, 1, 2].map((i) => new FakeSubject(`c${i}`));
+    const phases = subjects.map((s, i) => scheduler.begin(`c${i}`, s, MAP, 0));
+    const admitted: number[] = [];
+    phases.forEach((p, i) => void p.enter('sort').then(() => admitted.push(i)));
+    await settle();
+    assert.deepEqual(admitted, [0]);
+    clock.advance(5); // first evaluation: io is idle, cpu has two waiting
+    await settle();
+    assert.deepEqual(scheduler.status().classes.cpu.cores, [0, 1]);
+    assert.deepEqual(scheduler.status().classes.io.cores, []);
+    assert.deepEqual(admitted, [0, 1]);
+    // The running microtask's cpuset grew with its class.
+    assert.deepEqual(subjects[0].limits.at(-1), { cpu: 1, cpus: '0,1' });
+    // io demand appears: the core comes back, but not before moveIntervalMs since the last move.
+    const reader = scheduler.begin('r', new FakeSubject('r'), MAP, 0);
+    let read = false;
+    void reader.enter('read').then(() => (read = true));
+    clock.advance(10);
+    await settle();
+    assert.equal(read, false);
+    assert.equal(scheduler.status().moves, 1);
+    // Two cpu microtasks still run on cpu's cores, so it keeps one; io gets the other.
+    phases[0].finish();
+    await settle();
+    clock.advance(10);
+    await settle();
+    assert.equal(scheduler.status().moves, 2);
+    assert.equal(read, true);
+    assert.equal(scheduler.status().classes.io.cores.length, 1);
+    scheduler.close();
+  });
+});
+
+describe('scheduler config', () => {
+  test('io and cpu exist by default; task is the default policy', () => {
+    const config = parseConfig({});
+    assert.equal(config.scheduler.policy, 'task');
+    assert.deepEqual(config.scheduler.classes, CLASSES);
+  });
+
+  test('classes naming cores the node lacks, or sharing a core under dynamic, are refused', () => {
+    const config = parseConfig({
+      scheduler: { policy: 'microtask', classes: { cpu: { vcpu: 1, cores: [7] } } },
+    });
+    assert.throws(() => createScheduler(config.scheduler, new ManualClock(0), 2), /core 7/);
+    assert.throws(
+      () =>
+        parseConfig({
+          scheduler: { allocation: 'dynamic', classes: { cpu: { vcpu: 1, cores: [0] } } },
+        }),
+      /InvalidConfig|also class/,
+    );
+    assert.throws(
+      () => parseConfig({ scheduler: { classes: { io: { vcpu: 2, cores: [0] } } } }),
+      /vcpu must be at most/,
+    );
+  });
+});
