@@ -14,6 +14,7 @@ import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
+import { AutoscaleDriver } from './autoscaler.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
 import { Invoker, type InvokeResult } from './invoker.ts';
@@ -67,6 +68,7 @@ export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
   private readonly placer: CpuPlacer;
+  private readonly autoscaler: AutoscaleDriver;
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
@@ -104,6 +106,12 @@ export class PetriNode {
       { startInstance: (record) => launcher.start(record) },
       clock,
     );
+    this.autoscaler = new AutoscaleDriver({
+      pool: this.pool,
+      clock,
+      config: config.autoscaling,
+      record: (decisions, keep) => store.recordAutoscaleDecisions(decisions, keep),
+    });
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
       intervalMs: config.placement.intervalMs,
@@ -121,6 +129,7 @@ export class PetriNode {
         const status = this.placer.status();
         return status.active ? status.current : undefined;
       },
+      autoscaleDecisions: () => this.autoscaler.decisions(),
     });
     this.catalog = new FunctionCatalog({
       stateDir: config.stateDir,
@@ -155,6 +164,7 @@ export class PetriNode {
     for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
     await this.catalog.sweepAll();
     await this.placer.start();
+    this.autoscaler.start();
   }
 
   // ---- functions -------------------------------------------------------
@@ -203,6 +213,12 @@ export class PetriNode {
     return this.deps.store.listLogs(query);
   }
 
+  /** Recent autoscaler decisions of one function, newest first. */
+  listAutoscaleDecisions(query: { functionName: string; limit: number; since?: number }) {
+    this.catalog.require(query.functionName);
+    return this.deps.store.listAutoscaleDecisions(query);
+  }
+
   info(): NodeInfo {
     const { dead: _dead, ...instances } = this.pool.instanceCounts();
     return {
@@ -227,6 +243,7 @@ export class PetriNode {
     if (this.closing) return;
     this.closing = true;
     this.invoker.stopAccepting();
+    this.autoscaler.stop();
     await this.catalog.close();
     await this.placer.stop();
     try {

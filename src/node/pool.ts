@@ -34,6 +34,14 @@ export interface FunctionEntry {
   /** Cold starts under way, not yet in `instances`. */
   starting: number;
   queue: Waiter[];
+  /** Invocations that asked for an instance (acquire calls), ever; autoscalers read rates from it. */
+  arrivals: number;
+  /**
+   * Most live instances an arrival may cold-start on its own; undefined: the
+   * function's cap (on-demand). An autoscaler sets 1: arrivals start an
+   * instance only from zero, and wait in the queue for the scaler otherwise.
+   */
+  demandStartLimit?: number;
 }
 
 export interface PoolHooks {
@@ -68,7 +76,13 @@ export class Pool {
   setFunction(record: FunctionRecord): void {
     const entry = this.functions.get(record.name);
     if (!entry) {
-      this.functions.set(record.name, { record, instances: new Set(), starting: 0, queue: [] });
+      this.functions.set(record.name, {
+        record,
+        instances: new Set(),
+        starting: 0,
+        queue: [],
+        arrivals: 0,
+      });
       return;
     }
     entry.record = record;
@@ -97,6 +111,7 @@ export class Pool {
    * is still known as a cold one.
    */
   async acquire(entry: FunctionEntry, onColdStart?: () => void): Promise<Slot> {
+    entry.arrivals += 1;
     const warm = this.findWarm(entry);
     if (warm) {
       this.reserve(warm);
@@ -194,6 +209,83 @@ export class Pool {
     }
   }
 
+  // ---- scaling ahead of demand (autoscalers, pre-warming) ----------------
+
+  /**
+   * Starts one instance of the function's current version now, if its cap
+   * and the free memory budget allow (it evicts nothing, busy or idle).
+   * Returns whether a start began; the instance joins idle, serves the queue
+   * first and then lives by keep-alive like any other.
+   */
+  startAhead(functionName: string): boolean {
+    const entry = this.functions.get(functionName);
+    if (!entry) return false;
+    const spec = entry.record.spec;
+    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    if (this.liveCount(entry) >= cap) return false;
+    if (this.limits.memoryBudgetMb - this.memoryInUseMb() < spec.memoryMb) return false;
+    void this.startIdle(entry).catch(() => undefined);
+    return true;
+  }
+
+  /**
+   * Stops idle current-version instances of the function beyond `desired`
+   * live ones, least recently used first; busy and starting ones are left.
+   * Returns how many it stopped.
+   */
+  scaleDownTo(functionName: string, desired: number): number {
+    const entry = this.functions.get(functionName);
+    if (!entry) return 0;
+    let excess = this.liveCount(entry) - desired;
+    const idle = [...entry.instances]
+      .filter((i) => i.state === 'idle' && i.version === entry.record.version)
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    let stopped = 0;
+    for (const instance of idle) {
+      if (excess <= 0) break;
+      void this.retire(instance);
+      excess -= 1;
+      stopped += 1;
+    }
+    return stopped;
+  }
+
+  /** Live instances of the function's current version, starting ones included. */
+  liveInstances(functionName: string): number {
+    const entry = this.functions.get(functionName);
+    return entry ? this.liveCount(entry) : 0;
+  }
+
+  /** Invocations of the function in flight on its instances plus those queued. */
+  demand(functionName: string): number {
+    const entry = this.functions.get(functionName);
+    if (!entry) return 0;
+    let total = entry.queue.length;
+    for (const instance of entry.instances) total += instance.inFlight;
+    return total;
+  }
+
+  private async startIdle(entry: FunctionEntry): Promise<void> {
+    const record = entry.record;
+    entry.starting += 1;
+    this.startingMb += record.spec.memoryMb;
+    let instance: Instance;
+    try {
+      instance = await this.hooks.startInstance(record);
+    } finally {
+      entry.starting -= 1;
+      this.startingMb -= record.spec.memoryMb;
+    }
+    const current = this.functions.get(record.name);
+    if (!current || current.record.version !== instance.version) {
+      void this.retire(instance);
+      return;
+    }
+    current.instances.add(instance);
+    this.serveQueue(current);
+    if (instance.state === 'idle') this.armKeepAlive(instance);
+  }
+
   private reserve(instance: Instance): void {
     instance.reserve();
     this.inFlight += 1;
@@ -222,7 +314,10 @@ export class Pool {
   /** True when a new instance may start now (evicting idle ones if that makes room). */
   private makeRoom(entry: FunctionEntry): boolean {
     const spec = entry.record.spec;
-    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    const cap = Math.min(
+      spec.maxInstances ?? this.limits.maxInstancesPerFunction,
+      entry.demandStartLimit ?? Infinity,
+    );
     if (this.liveCount(entry) >= cap) return false;
     if (spec.memoryMb > this.limits.memoryBudgetMb) {
       throw new PetriError(

@@ -8,3 +8,15 @@ export {
   PackWhenSequential,
   PLACEMENT_POLICIES,
 } from './placement.ts';
+export {
+  type AutoscaleDecision,
+  type Autoscaler,
+  type AutoscalePolicyName,
+  type AutoscaleSample,
+  type AutoscaleSettings,
+  AUTOSCALE_POLICIES,
+  createAutoscaler,
+  OnDemandAutoscaler,
+  SlidingWindow,
+  WindowedAutoscaler,
+} from './autoscale.ts';
