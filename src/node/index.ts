@@ -7,4 +7,5 @@ export {
 } from './node.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
+export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';

@@ -42,6 +42,8 @@ export interface FunctionEntry {
    * instance only from zero, and wait in the queue for the scaler otherwise.
    */
   demandStartLimit?: number;
+  /** Invocations waiting on a cold start made for them (in no queue and on no instance yet). */
+  awaitingStart?: number;
 }
 
 export interface PoolHooks {
@@ -260,7 +262,7 @@ export class Pool {
   demand(functionName: string): number {
     const entry = this.functions.get(functionName);
     if (!entry) return 0;
-    let total = entry.queue.length;
+    let total = entry.queue.length + (entry.awaitingStart ?? 0);
     for (const instance of entry.instances) total += instance.inFlight;
     return total;
   }
@@ -346,6 +348,7 @@ export class Pool {
   private async coldStart(entry: FunctionEntry): Promise<Instance> {
     const record = entry.record;
     entry.starting += 1;
+    entry.awaitingStart = (entry.awaitingStart ?? 0) + 1;
     this.startingMb += record.spec.memoryMb;
     try {
       const instance = await this.hooks.startInstance(record);
@@ -356,6 +359,7 @@ export class Pool {
       return instance;
     } finally {
       entry.starting -= 1;
+      entry.awaitingStart -= 1;
       this.startingMb -= record.spec.memoryMb;
     }
   }
