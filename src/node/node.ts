@@ -53,6 +53,12 @@ export interface NodeInfo {
   isolation: IsolationReport;
   placement: PlacementStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
+  /**
+   * CPU the node has used since it started, ms: its instances' (from each
+   * one's cgroup, read at start and after every invocation, so start-up
+   * counts and idle time since the last read does not) and the daemon's own.
+   */
+  cpu: { instancesMs: number; daemonMs: number };
   functions: number;
   uptimeMs: number;
 }
@@ -77,6 +83,8 @@ export class PetriNode {
   private readonly cores = os.availableParallelism();
   private readonly started: number;
   private closing = false;
+  /** CPU of instances that have died, at their last usage read. */
+  private deadInstancesCpuMs = 0;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -92,7 +100,10 @@ export class PetriNode {
       logs,
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
-      onDead: (instance) => this.pool.forget(instance),
+      onDead: (instance) => {
+        this.deadInstancesCpuMs += instance.baseline.cpuMs;
+        this.pool.forget(instance);
+      },
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
     this.pool = new Pool(
@@ -233,8 +244,20 @@ export class PetriNode {
       isolation: this.deps.driver.capabilities(),
       placement: this.placer.status(),
       instances,
+      cpu: this.cpuUsed(),
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
+    };
+  }
+
+  private cpuUsed(): { instancesMs: number; daemonMs: number } {
+    let instancesMs = this.deadInstancesCpuMs;
+    for (const instance of this.pool.allInstances())
+      if (instance.state !== 'dead') instancesMs += instance.baseline.cpuMs;
+    const daemon = process.cpuUsage();
+    return {
+      instancesMs: Math.round(instancesMs),
+      daemonMs: Math.round((daemon.user + daemon.system) / 1000),
     };
   }
 

@@ -143,6 +143,7 @@ export function nodeView(): NodeView {
       current: 'pack',
     },
     instances: { starting: 0, idle: 2, busy: 1, stopping: 0 },
+    cpu: { instancesMs: 1200, daemonMs: 800 },
     functions: 1,
     uptimeMs: 90_000,
   };

@@ -263,3 +263,43 @@ describe('autoscale decisions in the store', () => {
     }
   });
 });
+
+describe('autoscaling in the spec and the node config', () => {
+  const spec = (autoscaling: unknown) => ({ name: 'a', runtime: 'node', autoscaling });
+  it('accepts each policy and rejects unknown fields, bad values and on-demand parameters', () => {
+    for (const policy of ['on-demand', 'concurrency', 'rps'])
+      assert.equal(parseSpec(spec({ policy })).autoscaling?.policy, policy);
+    const refused = [
+      { policy: 'hpa' },
+      { policy: 'rps', burst: 3 },
+      { policy: 'rps', target: 0 },
+      { policy: 'concurrency', targetUtilization: 1.5 },
+      { policy: 'concurrency', stableWindowMs: 10_000, panicWindowMs: 20_000 },
+      { policy: 'on-demand', target: 5 },
+      { policy: 'rps', maxScaleDownRate: 1 },
+    ];
+    for (const autoscaling of refused)
+      assert.throws(
+        () => parseSpec(spec(autoscaling)),
+        (err: { code?: string }) => err.code === 'InvalidSpec',
+        JSON.stringify(autoscaling),
+      );
+  });
+
+  it('has Knative’s defaults in the node config and refuses a panic window over the stable one', () => {
+    const a = parseConfig({}).autoscaling;
+    assert.equal(a.policy, 'on-demand');
+    assert.equal(a.stableWindowMs, 60_000);
+    assert.equal(a.panicWindowMs, 6_000);
+    assert.equal(a.panicThreshold, 2);
+    assert.equal(a.targetUtilization, 0.7);
+    assert.throws(
+      () => parseConfig({ autoscaling: { stableWindowMs: 5000 } }),
+      (err: { code?: string }) => err.code === 'InvalidConfig',
+    );
+    assert.throws(
+      () => parseConfig({ autoscaling: { policy: 'kpa' } }),
+      (err: { code?: string }) => err.code === 'InvalidConfig',
+    );
+  });
+});
