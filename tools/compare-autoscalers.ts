@@ -2,7 +2,7 @@
 // network namespace when root), a synthetic trace, nested summaries, then
 // `petri sweep --policies …` against it. Usage:
 //   node --import tsx tools/compare-autoscalers.ts OUT [--functions N] [--sizes 5,10,20]
-//        [--minutes M] [--policies on-demand,concurrency,rps]
+//        [--minutes M] [--policies on-demand,concurrency,rps] [--rps-target R] [--concurrency-target C]
 // Everything it makes lives under OUT; the daemon and namespace go at the end.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,6 +18,8 @@ const { positionals, values } = parseArgs({
     minutes: { type: 'string', default: '1' },
     policies: { type: 'string', default: 'on-demand,concurrency,rps' },
     seed: { type: 'string', default: '1' },
+    'rps-target': { type: 'string' },
+    'concurrency-target': { type: 'string' },
   },
 });
 const out = path.resolve(positionals[0] ?? 'autoscale-comparison');
@@ -89,6 +91,8 @@ try {
     values.minutes,
     '--threshold',
     '1000000',
+    ...(values['rps-target'] ? ['--rps-target', values['rps-target']] : []),
+    ...(values['concurrency-target'] ? ['--concurrency-target', values['concurrency-target']] : []),
   ]);
 } finally {
   await daemon.close();
