@@ -55,8 +55,9 @@ export interface NodeInfo {
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   /**
    * CPU the node has used since it started, ms: its instances' (from each
-   * one's cgroup, read at start and after every invocation, so start-up
-   * counts and idle time since the last read does not) and the daemon's own.
+   * one's cgroup, read at start, after every invocation and at stop, so
+   * start-up counts and a live instance's CPU since its last read does not)
+   * and the daemon's own.
    */
   cpu: { instancesMs: number; daemonMs: number };
   functions: number;
