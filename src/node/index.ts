@@ -12,4 +12,5 @@ export {
 export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
+export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';

@@ -287,7 +287,11 @@ export class Instance {
   async stop(reason?: PetriError): Promise<void> {
     this.stopReason ??= reason;
     this.clearKeepAlive();
-    if (this.state !== 'dead') this.setState('stopping');
+    if (this.state !== 'dead') {
+      this.setState('stopping');
+      // A last read, so the node's CPU account keeps what it used since the previous one.
+      this.baseline = await this.sandbox.usage().catch(() => this.baseline);
+    }
     await this.sandbox.destroy();
   }
 

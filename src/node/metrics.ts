@@ -1,5 +1,5 @@
 import { Gauge, Registry, type Metric } from 'prom-client';
-import type { InstanceState } from '../policy/index.ts';
+import type { AutoscaleDecision, InstanceState } from '../policy/index.ts';
 
 export interface MetricsSource {
   queueLengths(): Map<string, number>;
@@ -7,6 +7,8 @@ export interface MetricsSource {
   memoryInUseMb(): number;
   /** 'pack' or 'spread' while CPU placement is active; undefined when it is off. */
   placement(): string | undefined;
+  /** The last autoscaler decision per autoscaled function (none for on-demand ones). */
+  autoscaleDecisions?(): ReadonlyMap<string, AutoscaleDecision>;
 }
 
 const MIB = 1024 * 1024;
@@ -80,6 +82,56 @@ export class NodeMetrics {
         for (const state of ['pack', 'spread']) this.set({ state }, state === current ? 1 : 0);
       },
     });
+    this.autoscaleGauges(source);
+  }
+
+  /** One series per autoscaled function and policy, from its last decision. */
+  private autoscaleGauges(source: MetricsSource): void {
+    const registers = [this.registry];
+    const gauge = (
+      name: string,
+      help: string,
+      value: (d: AutoscaleDecision) => number,
+      windowed = false,
+    ): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: windowed ? ['function', 'policy', 'window'] : ['function', 'policy'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [fn, d] of source.autoscaleDecisions?.() ?? []) {
+            if (!windowed) this.set({ function: fn, policy: d.policy }, value(d));
+            else {
+              this.set({ function: fn, policy: d.policy, window: 'stable' }, d.observedStable);
+              this.set({ function: fn, policy: d.policy, window: 'panic' }, d.observedPanic);
+            }
+          }
+        },
+      });
+    };
+    gauge(
+      'petri_autoscaler_desired_instances',
+      'Instances the autoscaling policy last asked for, by function and policy (concurrency or rps).',
+      (d) => d.desired,
+    );
+    gauge(
+      'petri_autoscaler_actual_instances',
+      'Live instances of the current version (starting included) at the last autoscaler decision.',
+      (d) => d.actual,
+    );
+    gauge(
+      'petri_autoscaler_panic',
+      "1 while the function's autoscaler is in panic mode, else 0.",
+      (d) => (d.panic ? 1 : 0),
+    );
+    gauge(
+      'petri_autoscaler_observed',
+      "The autoscaler's metric over its stable and panic windows: invocations in flight (concurrency) or per second (rps).",
+      () => 0,
+      true,
+    );
   }
 
   /** Counts one finished invocation: its function, start path, outcome and duration. */

@@ -17,6 +17,7 @@ import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import type { FunctionSpec, VersionSelector } from '../spec/index.ts';
 import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
+import { AutoscaleDriver } from './autoscaler.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
 import {
@@ -75,6 +76,13 @@ export interface NodeInfo {
   startPaths: StartPathsStatus;
   scheduler: SchedulerStatus;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
+  /**
+   * CPU the node has used since it started, ms: its instances' (from each
+   * one's cgroup, read at start, after every invocation and at stop, so
+   * start-up counts and a live instance's CPU since its last read does not)
+   * and the daemon's own.
+   */
+  cpu: { instancesMs: number; daemonMs: number };
   functions: number;
   uptimeMs: number;
 }
@@ -100,6 +108,7 @@ export class PetriNode {
   private readonly pool: Pool;
   private readonly placer: CpuPlacer;
   private readonly scheduler: CpuScheduler;
+  private readonly autoscaler: AutoscaleDriver;
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
@@ -108,6 +117,8 @@ export class PetriNode {
   private readonly cores = os.availableParallelism();
   private readonly started: number;
   private closing = false;
+  /** CPU of instances that have died, at their last usage read. */
+  private deadInstancesCpuMs = 0;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -127,7 +138,10 @@ export class PetriNode {
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
       scheduler: this.scheduler,
-      onDead: (instance) => this.pool.forget(instance),
+      onDead: (instance) => {
+        this.deadInstancesCpuMs += instance.baseline.cpuMs;
+        this.pool.forget(instance);
+      },
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
     this.pool = new Pool(
@@ -143,6 +157,12 @@ export class PetriNode {
       clock,
       START_PATH_POLICIES[config.startPaths.policy](),
     );
+    this.autoscaler = new AutoscaleDriver({
+      pool: this.pool,
+      clock,
+      config: config.autoscaling,
+      record: (decisions, keep) => store.recordAutoscaleDecisions(decisions, keep),
+    });
     this.placer = new CpuPlacer({
       policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
       // The microtask scheduler sets instances' cpusets itself: one writer per cgroup file.
@@ -164,6 +184,7 @@ export class PetriNode {
         const status = this.placer.status();
         return status.active ? status.current : undefined;
       },
+      autoscaleDecisions: () => this.autoscaler.decisions(),
     });
     this.catalog = new FunctionCatalog({
       stateDir: config.stateDir,
@@ -200,6 +221,7 @@ export class PetriNode {
     this.catalog.loadAliases();
     await this.catalog.sweepAll();
     await this.placer.start();
+    this.autoscaler.start();
   }
 
   // ---- functions -------------------------------------------------------
@@ -350,6 +372,12 @@ export class PetriNode {
     return this.deps.store.listLogs(query);
   }
 
+  /** Recent autoscaler decisions of one function, newest first. */
+  listAutoscaleDecisions(query: { functionName: string; limit: number; since?: number }) {
+    this.catalog.require(query.functionName);
+    return this.deps.store.listAutoscaleDecisions(query);
+  }
+
   info(): NodeInfo {
     const { dead: _dead, ...instances } = this.pool.instanceCounts();
     return {
@@ -366,6 +394,7 @@ export class PetriNode {
       startPaths: this.startPathsStatus(),
       scheduler: this.scheduler.status(),
       instances,
+      cpu: this.cpuUsed(),
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
     };
@@ -391,11 +420,23 @@ export class PetriNode {
     };
   }
 
+  private cpuUsed(): { instancesMs: number; daemonMs: number } {
+    let instancesMs = this.deadInstancesCpuMs;
+    for (const instance of this.pool.allInstances())
+      if (instance.state !== 'dead') instancesMs += instance.baseline.cpuMs;
+    const daemon = process.cpuUsage();
+    return {
+      instancesMs: Math.round(instancesMs),
+      daemonMs: Math.round((daemon.user + daemon.system) / 1000),
+    };
+  }
+
   /** Stops accepting work, fails what is queued, stops every instance. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     this.invoker.stopAccepting();
+    this.autoscaler.stop();
     await this.catalog.close();
     await this.placer.stop();
     this.scheduler.close();

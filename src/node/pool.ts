@@ -55,6 +55,16 @@ export interface FunctionEntry {
   /** The same, per version (made on the first cold start). */
   startingByVersion?: Map<number, number>;
   queue: Waiter[];
+  /** Invocations that asked for an instance (acquire calls), ever; autoscalers read rates from it. */
+  arrivals: number;
+  /**
+   * Most live instances an arrival may cold-start on its own; undefined: the
+   * function's cap (on-demand). An autoscaler sets 1: arrivals start an
+   * instance only from zero, and wait in the queue for the scaler otherwise.
+   */
+  demandStartLimit?: number;
+  /** Invocations waiting on a cold start made for them (in no queue and on no instance yet). */
+  awaitingStart?: number;
 }
 
 export interface PoolHooks {
@@ -103,6 +113,7 @@ export class Pool {
         instances: new Set(),
         starting: 0,
         queue: [],
+        arrivals: 0,
       });
       return;
     }
@@ -156,6 +167,7 @@ export class Pool {
     onColdStart?: () => void,
     record: FunctionRecord = entry.record,
   ): Promise<Slot> {
+    entry.arrivals += 1;
     const { decision, chosen } = this.decide(entry, record);
     switch (decision.path) {
       case 'warm':
@@ -253,6 +265,91 @@ export class Pool {
         waiter.timer?.cancel();
         waiter.reject(error);
       }
+    }
+  }
+
+  // ---- scaling ahead of demand (autoscalers, pre-warming) ----------------
+
+  /**
+   * Starts one instance of the function's current version now, if its cap
+   * and the free memory budget allow (it evicts nothing, busy or idle).
+   * Returns whether a start began; the instance joins idle, serves the queue
+   * first and then lives by keep-alive like any other.
+   */
+  startAhead(functionName: string): boolean {
+    const entry = this.functions.get(functionName);
+    if (!entry) return false;
+    const spec = entry.record.spec;
+    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    if (this.liveCount(entry, entry.record.version) >= cap) return false;
+    if (this.limits.memoryBudgetMb - this.memoryInUseMb() < spec.memoryMb) return false;
+    void this.startIdle(entry).catch(() => undefined);
+    return true;
+  }
+
+  /**
+   * Stops idle current-version instances of the function beyond `desired`
+   * live ones, least recently used first; busy and starting ones are left.
+   * Returns how many it stopped.
+   */
+  scaleDownTo(functionName: string, desired: number): number {
+    const entry = this.functions.get(functionName);
+    if (!entry) return 0;
+    let excess = this.liveCount(entry, entry.record.version) - desired;
+    const idle = [...entry.instances]
+      .filter((i) => isIdle(i) && i.version === entry.record.version)
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    let stopped = 0;
+    for (const instance of idle) {
+      if (excess <= 0) break;
+      void this.retire(instance);
+      excess -= 1;
+      stopped += 1;
+    }
+    return stopped;
+  }
+
+  /** Live instances of the function's current version, starting ones included. */
+  liveInstances(functionName: string): number {
+    const entry = this.functions.get(functionName);
+    return entry ? this.liveCount(entry, entry.record.version) : 0;
+  }
+
+  /** Invocations of the function in flight on its instances plus those queued. */
+  demand(functionName: string): number {
+    const entry = this.functions.get(functionName);
+    if (!entry) return 0;
+    let total = entry.queue.length + (entry.awaitingStart ?? 0);
+    for (const instance of entry.instances) total += instance.inFlight;
+    return total;
+  }
+
+  private async startIdle(entry: FunctionEntry): Promise<void> {
+    const record = entry.record;
+    entry.starting += 1;
+    const byVersion = (entry.startingByVersion ??= new Map());
+    byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
+    this.startingMb += record.spec.memoryMb;
+    let instance: Instance;
+    try {
+      instance = await this.hooks.startInstance(record);
+    } finally {
+      entry.starting -= 1;
+      const left = (byVersion.get(record.version) ?? 1) - 1;
+      if (left > 0) byVersion.set(record.version, left);
+      else byVersion.delete(record.version);
+      this.startingMb -= record.spec.memoryMb;
+    }
+    const current = this.functions.get(record.name);
+    if (!current || current.record.version !== instance.version) {
+      void this.retire(instance);
+      return;
+    }
+    current.instances.add(instance);
+    this.serveQueue(current);
+    if (instance.state === 'idle') {
+      this.armKeepAlive(instance);
+      this.armPause(instance);
     }
   }
 
@@ -366,7 +463,10 @@ export class Pool {
   /** True when a new instance may start now (evicting idle ones if that makes room). */
   private makeRoom(entry: FunctionEntry, record: FunctionRecord = entry.record): boolean {
     const spec = record.spec;
-    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
+    const cap = Math.min(
+      spec.maxInstances ?? this.limits.maxInstancesPerFunction,
+      entry.demandStartLimit ?? Infinity,
+    );
     if (this.liveCount(entry, record.version) >= cap) return false;
     if (spec.memoryMb > this.limits.memoryBudgetMb) {
       throw new PetriError(
@@ -396,6 +496,7 @@ export class Pool {
     entry.starting += 1;
     const byVersion = (entry.startingByVersion ??= new Map());
     byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
+    entry.awaitingStart = (entry.awaitingStart ?? 0) + 1;
     this.startingMb += record.spec.memoryMb;
     try {
       const instance = await this.hooks.startInstance(record);
@@ -409,6 +510,7 @@ export class Pool {
       const left = (byVersion.get(record.version) ?? 1) - 1;
       if (left > 0) byVersion.set(record.version, left);
       else byVersion.delete(record.version);
+      entry.awaitingStart -= 1;
       this.startingMb -= record.spec.memoryMb;
     }
   }

@@ -18,3 +18,15 @@ export {
   START_PATH_POLICIES,
   WarmFirst,
 } from './start-path.ts';
+export {
+  type AutoscaleDecision,
+  type Autoscaler,
+  type AutoscalePolicyName,
+  type AutoscaleSample,
+  type AutoscaleSettings,
+  AUTOSCALE_POLICIES,
+  createAutoscaler,
+  OnDemandAutoscaler,
+  SlidingWindow,
+  WindowedAutoscaler,
+} from './autoscale.ts';

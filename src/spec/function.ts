@@ -82,6 +82,48 @@ const MicrotasksSchema = z
   )
   .refine((map) => Object.keys(map).length <= 64, { message: 'at most 64 phases may be mapped' });
 
+/** The autoscaling policies (src/policy/autoscale.ts); on-demand is today's start-on-arrival. */
+export const AUTOSCALE_POLICY_NAMES = ['on-demand', 'concurrency', 'rps'] as const;
+
+/**
+ * A function's autoscaling (Knative KPA parameters). Absent fields take the
+ * node's `autoscaling` defaults; the window parameters mean nothing to
+ * on-demand, so a spec that sets them with it is refused.
+ */
+export const AutoscalingSchema = z
+  .object({
+    policy: z.enum(AUTOSCALE_POLICY_NAMES).optional(),
+    target: z.number().positive().max(100_000).optional(),
+    targetUtilization: z.number().gt(0).max(1).optional(),
+    stableWindowMs: z.number().int().min(1000).max(3600_000).optional(),
+    panicWindowMs: z.number().int().min(100).max(3600_000).optional(),
+    panicThreshold: z.number().min(1).max(100).optional(),
+    scaleToZeroGraceMs: z.number().int().min(0).max(3600_000).optional(),
+    maxScaleUpRate: z.number().gt(1).max(10_000).optional(),
+    maxScaleDownRate: z.number().gt(1).max(10_000).optional(),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.policy === 'on-demand') {
+      for (const key of Object.keys(a).filter((k) => k !== 'policy'))
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: 'applies only to the concurrency and rps policies',
+        });
+    }
+    if (
+      a.panicWindowMs !== undefined &&
+      a.stableWindowMs !== undefined &&
+      a.panicWindowMs > a.stableWindowMs
+    )
+      ctx.addIssue({
+        code: 'custom',
+        path: ['panicWindowMs'],
+        message: 'must not be longer than stableWindowMs',
+      });
+  });
+
 export const SourceSchema = z.union([
   z.object({ path: z.string().min(1) }).strict(),
   z.object({ archive: z.string().min(1) }).strict(),
@@ -110,6 +152,7 @@ export const FunctionSpecSchema = z
     queue: QueueSchema.prefault({}),
     url: UrlSchema.prefault({}),
     microtasks: MicrotasksSchema.optional(),
+    autoscaling: AutoscalingSchema.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -132,6 +175,7 @@ export const FunctionSpecSchema = z
   });
 
 export type FunctionSpec = z.infer<typeof FunctionSpecSchema>;
+export type AutoscalingSpec = z.infer<typeof AutoscalingSchema>;
 export type FunctionSource = z.infer<typeof SourceSchema>;
 export type Runtime = FunctionSpec['runtime'];
 

@@ -5,6 +5,8 @@ import type { ErrorCode } from '../errors.ts';
 import { FunctionSpecSchema, type FunctionSpec } from '../spec/index.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
 import type {
+  AutoscaleDecisionQuery,
+  AutoscaleDecisionRecord,
   ExpiredLogs,
   AliasRecord,
   FunctionRecord,
@@ -425,6 +427,61 @@ export class Store {
       stream: row.stream === 'stderr' ? 'stderr' : 'stdout',
       line: String(row.line),
       at: Number(row.at),
+    }));
+  }
+
+  // ---- autoscaler decisions ----------------------------------------------
+
+  /** Writes one round of decisions in a transaction and keeps only the newest `keep` rows. */
+  recordAutoscaleDecisions(rows: readonly AutoscaleDecisionRecord[], keep: number): void {
+    if (rows.length === 0 || !this.db.open) return;
+    const insert = this.db.prepare(`
+      INSERT INTO autoscale_decisions (function_name, policy, at, observed_stable, observed_panic,
+        desired, actual, panic) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    const trim = this.db.prepare('DELETE FROM autoscale_decisions WHERE seq <= ?');
+    this.db.transaction(() => {
+      let last = 0;
+      for (const r of rows) {
+        const info = insert.run(
+          r.functionName,
+          r.policy,
+          r.at,
+          r.observedStable,
+          r.observedPanic,
+          r.desired,
+          r.actual,
+          r.panic ? 1 : 0,
+        );
+        last = Number(info.lastInsertRowid);
+      }
+      if (last > keep) trim.run(last - keep);
+    })();
+  }
+
+  /** Recent decisions, newest first. */
+  listAutoscaleDecisions(query: AutoscaleDecisionQuery): AutoscaleDecisionRecord[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.functionName) {
+      where.push('function_name = ?');
+      params.push(query.functionName);
+    }
+    if (query.since !== undefined) {
+      where.push('at >= ?');
+      params.push(query.since);
+    }
+    const sql = `SELECT * FROM autoscale_decisions ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+      ORDER BY seq DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, query.limit) as Row[];
+    return rows.map((row) => ({
+      functionName: String(row.function_name),
+      policy: String(row.policy),
+      at: Number(row.at),
+      observedStable: Number(row.observed_stable),
+      observedPanic: Number(row.observed_panic),
+      desired: Number(row.desired),
+      actual: Number(row.actual),
+      panic: row.panic === 1,
     }));
   }
 

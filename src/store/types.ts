@@ -115,3 +115,22 @@ export interface ExpiredLogs {
   rows: number;
   bytes: number;
 }
+
+/** One autoscaler decision for one function (src/policy/autoscale.ts). */
+export interface AutoscaleDecisionRecord {
+  functionName: string;
+  policy: string;
+  at: number;
+  /** The policy's metric (concurrency or invocations/s) over its stable and panic windows. */
+  observedStable: number;
+  observedPanic: number;
+  desired: number;
+  actual: number;
+  panic: boolean;
+}
+
+export interface AutoscaleDecisionQuery {
+  functionName?: string;
+  limit: number;
+  since?: number;
+}

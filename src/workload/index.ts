@@ -52,4 +52,10 @@ export {
   writeReport,
 } from './analysis.ts';
 export { type SweepOptions, type SweepPoint, listSampleSizes, runSweep } from './sweep.ts';
+export {
+  type PolicySweepOptions,
+  type PolicySweepResult,
+  comparisonRows,
+  runPolicySweep,
+} from './policy-sweep.ts';
 export { calibrateSpin, spin } from './synthetic-function/spin.ts';

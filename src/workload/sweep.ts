@@ -20,6 +20,8 @@ export interface SweepOptions {
   /** Stop after the first size whose slowdown exceeds this. */
   threshold: number;
   onRun?: (size: number, point: SweepPoint | undefined) => void;
+  /** CPU-seconds the node under test has used so far (read before and after each size); null: unknown. */
+  cpuSeconds?: () => Promise<number | null>;
 }
 
 export interface SweepPoint {
@@ -31,6 +33,8 @@ export interface SweepPoint {
   failureRate: number;
   coldStartRate: number;
   nodeCpuUtilisation: number | null;
+  /** CPU-seconds the node used over this size's run (prepare to drain), when known. */
+  cpuSeconds: number | null;
 }
 
 /** Summary sizes found under `dir` (folders named by their size), ascending. */
@@ -61,6 +65,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
   for (const size of sizes) {
     options.onRun?.(size, undefined);
     const traceDir = path.join(options.samplesDir, String(size));
+    const cpuBefore = (await options.cpuSeconds?.()) ?? null;
     const data = await runLoad(await loadTrace(traceDir), {
       target: options.makeTarget(),
       minutes: options.minutes,
@@ -72,6 +77,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
       traceLabel: traceDir,
       label: `sweep-${size}`,
     });
+    const cpuAfter = (await options.cpuSeconds?.()) ?? null;
     const a = analyseRun(data);
     const point: SweepPoint = {
       size,
@@ -82,6 +88,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
       failureRate: a.failureRate,
       coldStartRate: a.coldStartRate,
       nodeCpuUtilisation: a.nodeCpuUtilisation,
+      cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
     };
     points.push(point);
     options.onRun?.(size, point);

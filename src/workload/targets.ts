@@ -111,6 +111,8 @@ export interface PetriTargetOptions extends PoolOptions {
   deployConcurrency?: number;
   /** The node's API token, sent with every request. */
   token?: string;
+  /** The `autoscaling` field of every deployed function's spec; absent: the node's default. */
+  autoscaling?: Record<string, unknown>;
 }
 
 /** Default location of the synthetic function's code. */
@@ -182,6 +184,7 @@ export class PetriTarget implements LoadTarget {
           PETRI_SYNTH_MEMORY_CAP_MB: String(Math.max(0, memoryMb - headroom)),
         },
         source: { path: SYNTHETIC_FUNCTION_DIR },
+        ...(this.options.autoscaling ? { autoscaling: this.options.autoscaling } : {}),
       },
     };
   }

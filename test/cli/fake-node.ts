@@ -159,6 +159,7 @@ export function nodeView(): NodeView {
       },
       moves: 0,
     },
+    cpu: { instancesMs: 1200, daemonMs: 800 },
     functions: 1,
     uptimeMs: 90_000,
   };

@@ -427,6 +427,27 @@ describe('petri workload verbs', () => {
       assert.ok(!existsSync(join(dir, 'bad-out')), 'nothing written');
     });
 
+    it('sweep --policies naming an unknown policy, one twice, or a non-Petri target', async () => {
+      const sweep = (...extra: string[]) =>
+        petri(['sweep', '--samples', join(dir, 'x'), '--out', join(dir, 'x'), ...extra]);
+      assertFails(
+        await sweep('--policies', 'on-demand,hpa'),
+        /^--policies: .*on-demand, concurrency or rps/,
+      );
+      assertFails(await sweep('--policies', 'rps,rps'), /^--policies: lists a policy twice/);
+      assertFails(
+        await sweep(
+          '--policies',
+          'rps',
+          '--target',
+          'http',
+          '--url-template',
+          'http://127.0.0.1:1/{fn}',
+        ),
+        /--policies needs --target petri/,
+      );
+    });
+
     it('report on a directory that is not a load result', async () => {
       assertFails(await petri(['report', join(dir, 'synth')]), /is not a load result/);
     });

@@ -70,8 +70,15 @@ function labelValues(text: string, label: string): Set<string> {
 const PAUSE_GRACE_MS = 1000;
 
 before(async () => {
+  // Autoscaler decisions every 100 ms, so the autoscaled function has one to export soon.
   const configFile = path.join(stateDir, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify({ startPaths: { pauseGraceMs: PAUSE_GRACE_MS } }));
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      startPaths: { pauseGraceMs: PAUSE_GRACE_MS },
+      autoscaling: { tickMs: 100, sampleMs: 50 },
+    }),
+  );
   daemon = await spawnDaemon({
     stateDir,
     configFile,
@@ -107,6 +114,11 @@ describe('GET /metrics', () => {
       'throw new Error("fails while loading");\nexport const handler = () => 1;\n',
     );
     await deploy('too-big', 'export const handler = () => 1;\n', { memoryMb: BUDGET_MB * 2 });
+    await deploy('scaled', 'export async function handler(e) { return e; }\n', {
+      autoscaling: { policy: 'rps', target: 10 },
+    });
+    assert.equal((await call('POST', '/v1/functions/scaled/invoke')).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 250)); // two decisions, 100 ms apart
     assert.equal(
       (await call('POST', '/v1/functions/ok/invoke', { n: 1 })).headers['x-petri-start'],
       'cold',
@@ -159,6 +171,20 @@ describe('GET /metrics', () => {
     for (const state of ['starting', 'idle', 'paused', 'busy', 'stopping'])
       assert.ok(states.has(state), state);
     assert.ok(!states.has('dead'), 'dead instances are not a state');
+    for (const gauge of ['desired_instances', 'actual_instances', 'panic'])
+      assert.match(
+        text,
+        new RegExp(`^petri_autoscaler_${gauge}\\{function="scaled",policy="rps"\\} \\d+$`, 'm'),
+      );
+    assert.match(
+      text,
+      /^petri_autoscaler_observed\{function="scaled",policy="rps",window="panic"\} /m,
+    );
+    assert.doesNotMatch(
+      text,
+      /petri_autoscaler_\w+\{function="ok"/,
+      'on-demand functions have none',
+    );
 
     if (!requirePromtool(t)) return;
     const lint = await promtoolCheck(text);

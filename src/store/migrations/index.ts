@@ -4,6 +4,7 @@ import { migration as logBounds } from './003-log-bounds.ts';
 import { migration as httpRequest } from './004-http-request.ts';
 import { migration as aliases } from './005-aliases.ts';
 import { migration as microtasks } from './006-microtasks.ts';
+import { migration as autoscaleDecisions } from './007-autoscale-decisions.ts';
 
 export interface Migration {
   version: number;
@@ -19,4 +20,5 @@ export const MIGRATIONS: Migration[] = [
   httpRequest,
   aliases,
   microtasks,
+  autoscaleDecisions,
 ];

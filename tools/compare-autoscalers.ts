@@ -1,0 +1,99 @@
+// Reproduces In-Vitro §4.4 on this node: a daemon of its own (in a test
+// network namespace when root), a synthetic trace, nested summaries, then
+// `petri sweep --policies …` against it. Usage:
+//   node --import tsx tools/compare-autoscalers.ts OUT [--functions N] [--sizes 5,10,20]
+//        [--minutes M] [--policies on-demand,concurrency,rps] [--rps-target R] [--concurrency-target C]
+// Everything it makes lives under OUT; the daemon and namespace go at the end.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawnDaemon } from '../src/harness/index.ts';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    functions: { type: 'string', default: '1000' },
+    sizes: { type: 'string', default: '5,10,20' },
+    minutes: { type: 'string', default: '1' },
+    policies: { type: 'string', default: 'on-demand,concurrency,rps' },
+    seed: { type: 'string', default: '1' },
+    'rps-target': { type: 'string' },
+    'concurrency-target': { type: 'string' },
+  },
+});
+const out = path.resolve(positionals[0] ?? 'autoscale-comparison');
+const sizes = values.sizes.split(',').map(Number);
+const petri = path.resolve(import.meta.dirname, '../bin/petri.js');
+
+function run(args: string[], env: NodeJS.ProcessEnv = process.env): void {
+  console.error(`$ petri ${args.join(' ')}`);
+  const result = spawnSync(process.execPath, [petri, ...args], { stdio: 'inherit', env });
+  if (result.status !== 0) throw new Error(`petri ${args[0]} failed (${result.status})`);
+}
+
+fs.mkdirSync(out, { recursive: true });
+const trace = path.join(out, 'trace');
+const samples = path.join(out, 'samples');
+if (!fs.existsSync(trace))
+  run([
+    'trace',
+    'synth',
+    '--out',
+    trace,
+    '--functions',
+    values.functions,
+    '--minutes',
+    '2',
+    '--seed',
+    values.seed,
+  ]);
+if (!fs.existsSync(samples)) {
+  const [min, max] = [Math.min(...sizes), Math.max(...sizes)];
+  run([
+    'trace',
+    'sample',
+    '--trace',
+    trace,
+    '--out',
+    out,
+    '--min',
+    String(min),
+    '--max',
+    String(max),
+    '--step',
+    String(min),
+    '--no-png',
+  ]);
+  for (const dir of fs.readdirSync(samples))
+    if (!sizes.includes(Number(dir))) fs.rmSync(path.join(samples, dir), { recursive: true });
+}
+const stateDir = path.join(out, 'node');
+fs.mkdirSync(stateDir, { recursive: true });
+const daemon = await spawnDaemon({
+  stateDir,
+  allowSourcePaths: [path.resolve(import.meta.dirname, '../src/workload')],
+});
+try {
+  run([
+    '--url',
+    daemon.url,
+    '--token',
+    daemon.token,
+    'sweep',
+    '--samples',
+    samples,
+    '--out',
+    path.join(out, 'sweep'),
+    '--policies',
+    values.policies,
+    '--minutes',
+    values.minutes,
+    '--threshold',
+    '1000000',
+    ...(values['rps-target'] ? ['--rps-target', values['rps-target']] : []),
+    ...(values['concurrency-target'] ? ['--concurrency-target', values['concurrency-target']] : []),
+  ]);
+} finally {
+  await daemon.close();
+}
