@@ -12,6 +12,17 @@ export const ERROR_CODES = {
   },
   FunctionNotFound: { status: 404, meaning: 'No function with that name is deployed.' },
   InvocationNotFound: { status: 404, meaning: 'No invocation with that id is known.' },
+  GroupNotFound: { status: 404, meaning: 'No function group with that name is running.' },
+  GroupExists: { status: 409, meaning: 'A function group with that name is already running.' },
+  NotGroupMember: {
+    status: 403,
+    meaning: 'The coordination service was called from an address that is no group member.',
+  },
+  NotInvocable: {
+    status: 400,
+    meaning:
+      'The function is a service (runtime "service"): it runs in groups, not per invocation.',
+  },
   Unauthorized: {
     status: 401,
     meaning: 'The request has no valid API token.',

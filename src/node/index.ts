@@ -4,7 +4,10 @@ export {
   type FunctionView,
   type NodeInfo,
   type InvokeResult,
+  type InstanceListing,
+  type GroupView,
 } from './node.ts';
+export type { MemberView, MembershipEvent } from './groups.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';

@@ -22,6 +22,9 @@ import { NodeMetrics } from './metrics.ts';
 import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
+import { Coordinator } from './coordinator.ts';
+import { GroupManager, type GroupView } from './groups.ts';
+import type { Instance } from './instance.ts';
 
 export interface NodeDeps {
   config: NodeConfig;
@@ -36,6 +39,21 @@ export interface NodeDeps {
   clock?: Clock;
   /** The Node binary instances run, checked at start (default: the daemon's own). */
   instanceNode?: InstanceNode;
+  /** The bridge's gateway address, where the groups' coordinator listens; absent: no groups. */
+  gateway?: string;
+}
+
+/** One live instance as `GET /v1/functions/{name}` lists it. */
+export interface InstanceListing {
+  id: string;
+  version: number;
+  state: InstanceState;
+  /** Its address on the bridge (absent without network isolation). */
+  address?: string;
+  /** What the node and group peers may connect to: every port, these TCP ports, or none. */
+  ports: 'all' | number[];
+  group?: string;
+  rank?: number;
 }
 
 export interface NodeInfo {
@@ -70,6 +88,8 @@ export class PetriNode {
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
+  private readonly groups: GroupManager;
+  private readonly coordinator: Coordinator;
   private readonly clock: Clock;
   /** The node's cores, counted before placement may pin the daemon to one of them. */
   private readonly cores = os.availableParallelism();
@@ -131,6 +151,16 @@ export class PetriNode {
       deploy: config.deploy,
       inUse: (name, version) => launcher.inUse(name, version),
     });
+    this.groups = new GroupManager({
+      config: config.groups,
+      clock,
+      requireFunction: (name) => this.catalog.require(name).record,
+      startMember: (record, membership, onCreated) => launcher.start(record, membership, onCreated),
+      reserveMemory: (mb) => this.pool.reserveMemory(mb),
+      releaseMemory: (mb) => this.pool.releaseMemory(mb),
+      coordinator: () => this.startCoordinator(),
+    });
+    this.coordinator = new Coordinator(this.groups);
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
       pool: this.pool,
@@ -168,11 +198,25 @@ export class PetriNode {
     return this.catalog.list();
   }
 
-  getFunction(name: string): FunctionView {
-    return this.catalog.get(name);
+  getFunction(name: string): FunctionView & { instanceList: InstanceListing[] } {
+    const view = this.catalog.get(name);
+    const pooled = [...(this.pool.entry(name)?.instances ?? [])].map((i) => listing(i));
+    const members = this.groups
+      .list()
+      .filter((group) => group.function === name)
+      .flatMap((group) =>
+        group.members.flatMap((member) => {
+          const instance = this.groups.instanceOf(group.name, member.rank);
+          return instance ? [listing(instance, group.name, member.rank)] : [];
+        }),
+      );
+    return { ...view, instanceList: [...pooled, ...members].filter((i) => i.state !== 'dead') };
   }
 
   async removeFunction(name: string): Promise<void> {
+    this.catalog.require(name);
+    const groups = this.groups.list().filter((group) => group.function === name);
+    await Promise.all(groups.map((group) => this.groups.remove(group.name)));
     await this.catalog.remove(name);
   }
 
@@ -180,12 +224,68 @@ export class PetriNode {
 
   /** Runs one invocation to its end; errors are in the record, never thrown. */
   async invoke(name: string, event: unknown): Promise<InvokeResult> {
-    return this.invoker.invoke(this.catalog.require(name), event);
+    return this.invoker.invoke(this.invocable(name), event);
   }
 
   /** Accepts an invocation, records it durably as queued, and runs it in the background. */
   invokeAsync(name: string, event: unknown): InvocationRecord {
-    return this.invoker.invokeAsync(this.catalog.require(name), event);
+    return this.invoker.invokeAsync(this.invocable(name), event);
+  }
+
+  private invocable(name: string): ReturnType<FunctionCatalog['require']> {
+    const entry = this.catalog.require(name);
+    if (entry.record.spec.runtime === 'service') {
+      throw new PetriError(
+        'NotInvocable',
+        `function "${name}" is a service: run it as a group (POST /v1/groups)`,
+      );
+    }
+    return entry;
+  }
+
+  // ---- groups ------------------------------------------------------------
+
+  createGroup(body: unknown): Promise<GroupView> {
+    return this.groups.create(body);
+  }
+
+  listGroups(): GroupView[] {
+    return this.groups.list();
+  }
+
+  getGroup(name: string): GroupView {
+    return this.groups.get(name);
+  }
+
+  scaleGroup(name: string, body: unknown): Promise<GroupView> {
+    return this.groups.scale(name, body);
+  }
+
+  removeGroup(name: string): Promise<void> {
+    return this.groups.remove(name);
+  }
+
+  /** Where members find the coordinator; groups need the node's network boundary. */
+  private async startCoordinator(): Promise<string> {
+    const active = new Map(
+      this.deps.driver.capabilities().mechanisms.map((m) => [m.name, m] as const),
+    );
+    for (const name of ['netns', 'firewall']) {
+      const mechanism = active.get(name);
+      if (!mechanism?.active) {
+        throw new PetriError(
+          'CapacityExceeded',
+          `function groups need the ${name} mechanism, which is inactive on this node: ${mechanism?.reason ?? 'not provided by the driver'}`,
+        );
+      }
+    }
+    if (!this.deps.gateway) {
+      throw new PetriError(
+        'CapacityExceeded',
+        'function groups need the node network (no gateway)',
+      );
+    }
+    return this.coordinator.listen(this.deps.gateway, this.deps.config.groups.coordinatorPort);
   }
 
   getInvocation(id: string): InvocationRecord {
@@ -227,6 +327,8 @@ export class PetriNode {
     if (this.closing) return;
     this.closing = true;
     this.invoker.stopAccepting();
+    await this.groups.close();
+    await this.coordinator.close().catch(() => undefined);
     await this.catalog.close();
     await this.placer.stop();
     try {
@@ -244,4 +346,16 @@ export class PetriNode {
   }
 }
 
-export type { FunctionView, InvokeResult };
+function listing(instance: Instance, group?: string, rank?: number): InstanceListing {
+  const inbound = instance.fn.spec.network.inbound;
+  return {
+    id: instance.id,
+    version: instance.version,
+    state: instance.state,
+    ...(instance.sandbox.address ? { address: instance.sandbox.address } : {}),
+    ports: inbound === true ? 'all' : inbound === false ? [] : [...inbound],
+    ...(group === undefined ? {} : { group, rank }),
+  };
+}
+
+export type { FunctionView, InvokeResult, GroupView };

@@ -24,6 +24,7 @@ const line = (rule: string[]): string => rule.join(' ');
 test('forward: replies in, nothing routed between instances or in from outside, egress checked', () => {
   assert.deepEqual(filterRules(spec).forward.map(line), [
     '-o petri0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-i petri0 -o petri0 -p tcp -j REJECT --reject-with tcp-reset',
     '-i petri0 -o petri0 -j DROP',
     '-o petri0 -j DROP',
     '-i petri0 -j PETRI-ABC-EGRESS',
