@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
-import { nodeTagFrom } from '../../src/net/index.ts';
+import { nodeTagFrom, runCommand as run } from '../../src/net/index.ts';
 import { nodeIn } from '../helpers/outside.ts';
 import { requireRoot } from '../helpers/root.ts';
 
@@ -17,6 +17,10 @@ import { requireRoot } from '../helpers/root.ts';
  * and the coordinator, and nothing else reaches them or is reached by them.
  */
 const MEMBER_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'group-member');
+const ETCD_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../examples/etcd-group',
+);
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-'));
 const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-code-'));
 const tag = nodeTagFrom(stateDir);
@@ -76,6 +80,13 @@ async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, body
 async function deploy(name: string, spec: Record<string, unknown>, dir = MEMBER_DIR) {
   const reply = await call('PUT', `/v1/functions/${name}`, { ...spec, source: { path: dir } });
   assert.ok(reply.status < 300, JSON.stringify(reply.body));
+}
+
+function readSpec(dir: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'petri.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
 }
 
 interface Member {
@@ -324,6 +335,64 @@ describe('function groups on a real daemon', () => {
       [],
       'no member cgroup is left',
     );
+  });
+
+  it('runs an unmodified etcd cluster of 3 that reaches quorum and serves a put/get', async (t) => {
+    if (
+      !requireRoot(t, () =>
+        fs.existsSync('/usr/bin/etcd') ? undefined : 'etcd-server not installed',
+      )
+    )
+      return;
+    await deploy('etcd', readSpec(ETCD_DIR), ETCD_DIR);
+    const members = await runGroup({ function: 'etcd', size: 3, barrier: 3, name: 'kv' });
+    const endpoints = members.map((m) => `http://${m.address}:2379`).join(',');
+    const etcdctl = (...args: string[]) =>
+      run('nsenter', [
+        `--net=/run/netns/${daemon!.testbed!.name}`,
+        '--',
+        'etcdctl',
+        '--endpoints',
+        endpoints,
+        '--command-timeout=5s',
+        ...args,
+      ]);
+    const deadline = Date.now() + 30_000;
+    let health = '';
+    while (Date.now() < deadline) {
+      health = await etcdctl('endpoint', 'health', '-w', 'json').catch((err: Error) => err.message);
+      if ((health.match(/"health":true/g) ?? []).length === 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const diagnosis = async () => {
+      const group = (await call('GET', '/v1/groups/kv')).body;
+      const exited = new Set(
+        (group.members as (Member & { exitCode?: number })[])
+          .filter((m) => m.exitCode !== undefined)
+          .map((m) => m.instanceId),
+      );
+      const logs = (await call('GET', '/v1/functions/etcd/logs?limit=2000')).body.logs as {
+        instanceId: string;
+        line: string;
+      }[];
+      const lines = logs.filter((l) => exited.has(l.instanceId)).map((l) => l.line);
+      return JSON.stringify({ health, group, exitedLogs: lines.slice(-15) });
+    };
+    assert.equal((health.match(/"health":true/g) ?? []).length, 3, await diagnosis());
+    const list = await etcdctl('member', 'list');
+    assert.equal(list.trim().split('\n').length, 3, list);
+    const one = (m: Member) => ['--endpoints', `http://${m.address}:2379`];
+    const ctl = (m: Member, ...args: string[]) =>
+      run('nsenter', [
+        `--net=/run/netns/${daemon!.testbed!.name}`,
+        '--',
+        'etcdctl',
+        ...one(m),
+        ...args,
+      ]);
+    assert.equal((await ctl(members[0], 'put', 'greeting', 'hello')).trim(), 'OK');
+    assert.equal((await ctl(members[2], 'get', 'greeting', '--print-value-only')).trim(), 'hello');
+    assert.equal((await call('DELETE', '/v1/groups/kv')).status, 200);
   });
 
   it('leaves nothing after a crash (reconcile) and after a stop', async (t) => {
