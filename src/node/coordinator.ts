@@ -94,6 +94,8 @@ export class Coordinator {
     const send = (event: MembershipEvent): void => {
       // A member that does not read its stream gets no more than the socket buffers.
       if (raw.writableLength < 1024 * 1024) raw.write(JSON.stringify(event) + '\n');
+      // Its own leave ends its streams: its namespace is gone, nobody would read on.
+      if (event.type === 'leave' && event.rank === rank) raw.destroy();
     };
     const unsubscribe = this.groups.subscribe(group, send);
     const heartbeat = setInterval(() => raw.write('\n'), HEARTBEAT_MS);
