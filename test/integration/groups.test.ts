@@ -144,7 +144,12 @@ before(async () => {
   const configFile = path.join(stateDir, 'config.json');
   fs.writeFileSync(
     configFile,
-    JSON.stringify({ memoryBudgetMb: BUDGET_MB, network: { poolSize: 0 } }),
+    // etcd preallocates its WAL, a 61 MiB segment plus the next one: more than the default 64 MB /tmp.
+    JSON.stringify({
+      memoryBudgetMb: BUDGET_MB,
+      network: { poolSize: 0 },
+      resources: { tmpSizeMb: 192 },
+    }),
   );
   daemon = await spawnDaemon({ stateDir, configFile });
   const service = { runtime: 'service', command: ['node', 'member.mjs'], memoryMb: 128 };
