@@ -175,6 +175,24 @@ export const LogsConfigSchema = z
   })
   .strict();
 
+/** Function groups and their coordination service (src/node/groups.ts, coordinator.ts). */
+export const GroupsConfigSchema = z
+  .object({
+    /** The coordinator's TCP port on the bridge gateway; only group members may reach it. */
+    coordinatorPort: z.number().int().min(1).max(65535).default(7946),
+    /** A group's lifetime when its request names none; its members are stopped after it. */
+    defaultMaxDurationMs: z.number().int().min(1000).default(3_600_000),
+    /** The longest lifetime a group may ask for. */
+    maxDurationMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(24 * 3_600_000),
+    /** The most members one group may have. */
+    maxSize: z.number().int().min(1).max(1000).default(64),
+  })
+  .strict();
+
 /** CPU placement of instances relative to the daemon's core (src/policy/placement.ts). */
 export const PlacementConfigSchema = z
   .object({
@@ -442,6 +460,7 @@ export const NodeConfigSchema = z
     startPaths: StartPathsConfigSchema.prefault({}),
     scheduler: SchedulerConfigSchema.prefault({}),
     autoscaling: AutoscalingConfigSchema.prefault({}),
+    groups: GroupsConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -464,6 +483,7 @@ export type DeployConfig = z.infer<typeof DeployConfigSchema>;
 export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
 export type LogsConfig = z.infer<typeof LogsConfigSchema>;
 export type AutoscalingConfig = z.infer<typeof AutoscalingConfigSchema>;
+export type GroupsConfig = z.infer<typeof GroupsConfigSchema>;
 
 /** Validates a node configuration, throwing `InvalidConfig` that names every invalid field. */
 export function parseConfig(input: unknown): NodeConfig {

@@ -17,6 +17,17 @@ export const ERROR_CODES = {
     meaning: 'The function has no such version (never made, or pruned).',
   },
   AliasNotFound: { status: 404, meaning: 'The function has no alias of that name.' },
+  GroupNotFound: { status: 404, meaning: 'No function group with that name is running.' },
+  GroupExists: { status: 409, meaning: 'A function group with that name is already running.' },
+  NotGroupMember: {
+    status: 403,
+    meaning: 'The coordination service was called from an address that is no group member.',
+  },
+  NotInvocable: {
+    status: 400,
+    meaning:
+      'The function is a service (runtime "service"): it runs in groups, not per invocation.',
+  },
   Unauthorized: {
     status: 401,
     meaning: 'The request has no valid API token.',

@@ -145,6 +145,14 @@ function versionSelector(
   return {};
 }
 
+function groupName(params: unknown): string {
+  const { name } = parse(NameParams, params, 'path');
+  if (!FunctionNameSchema.safeParse(name).success) {
+    throw new PetriError('GroupNotFound', `no group named "${name}"`);
+  }
+  return name;
+}
+
 function sendError(reply: FastifyReply, error: PetriError): FastifyReply {
   const retry = retryAfter(error);
   if (retry !== undefined) reply.header('retry-after', retry);
@@ -338,6 +346,20 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
     });
     reply.raw.end(body);
     return reply;
+  });
+
+  app.post('/v1/groups', async (request, reply) =>
+    reply.code(201).send(await node.createGroup(request.body)),
+  );
+  app.get('/v1/groups', async () => ({ groups: node.listGroups() }));
+  app.get('/v1/groups/:name', async (request) => node.getGroup(groupName(request.params)));
+  app.post('/v1/groups/:name/scale', async (request) =>
+    node.scaleGroup(groupName(request.params), request.body),
+  );
+  app.delete('/v1/groups/:name', async (request) => {
+    const name = groupName(request.params);
+    await node.removeGroup(name);
+    return { name, deleted: true };
   });
 
   app.get('/v1/invocations/:id', async (request) => {

@@ -58,6 +58,11 @@ function numbers(text: string, flag: string): number[] {
 }
 
 export async function run(argv: string[]): Promise<void> {
+  // Boxer's function-to-function figures are their own benchmark (f2f.ts).
+  if (argv.includes('--f2f')) {
+    const { run: runF2f } = await import('./f2f.ts');
+    return runF2f(argv.filter((arg) => arg !== '--f2f'));
+  }
   const args = benchArgs(argv, {
     parts: { type: 'string', default: 'a,b,c,d' },
     modes: { type: 'string', default: 'on,off' },

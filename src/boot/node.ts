@@ -7,6 +7,7 @@ import { PetriNode } from '../node/index.ts';
 import { buildHost, checkNodeBinary } from '../runtime/index.ts';
 import { createDriver, daemonCpusetFor } from './driver.ts';
 import { Store } from '../store/index.ts';
+import { AddressAllocator } from '../net/index.ts';
 import { buildApp } from '../api/index.ts';
 import { resolveApiToken } from './token.ts';
 
@@ -54,6 +55,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
     log,
     daemonCpuset: daemonCpusetFor(config),
     instanceNode,
+    gateway: new AddressAllocator(config.network.subnet).gateway,
   });
   await node.start();
   const app = buildApp(node, {

@@ -27,7 +27,7 @@ export interface SpecView {
   maxInstances?: number;
   env?: Record<string, string>;
   keepAlive?: { policy?: string; ms?: number };
-  network?: { inbound?: boolean; egress?: boolean };
+  network?: { inbound?: boolean | number[]; egress?: boolean };
   snapshot?: boolean;
   queue?: { maxSize?: number; maxWaitMs?: number };
   [field: string]: unknown;
@@ -41,6 +41,48 @@ export interface FunctionView {
   updatedAt: number;
   instances: InstanceCounts;
   queueLength: number;
+  /** Live instances with their addresses and open ports (`get` only). */
+  instanceList?: InstanceListing[];
+}
+
+export interface InstanceListing {
+  id: string;
+  version?: number;
+  state?: string;
+  address?: string;
+  ports?: 'all' | number[];
+  group?: string;
+  rank?: number;
+}
+
+export interface GroupMemberView {
+  rank: number;
+  state: string;
+  instanceId?: string;
+  address?: string;
+  exitCode?: number | null;
+  signal?: string | null;
+}
+
+export interface GroupView {
+  name: string;
+  function: string;
+  version: number;
+  size: number;
+  barrier: number;
+  memoryMb: number;
+  createdAt: number;
+  expiresAt: number;
+  coordinator: string;
+  members: GroupMemberView[];
+}
+
+export interface GroupRequest {
+  function: string;
+  size: number;
+  barrier?: number;
+  name?: string;
+  maxDurationMs?: number;
 }
 
 export interface ErrorInfo {
@@ -305,6 +347,29 @@ export class PetriClient {
     if (!body.ok) throw new ApiError('Internal', `node sent invalid JSON for POST ${path}`, 200);
     // A handler that returns nothing yields an empty body; show it as null.
     return body.value === undefined ? null : body.value;
+  }
+
+  createGroup(body: GroupRequest): Promise<GroupView> {
+    return this.json('POST', '/v1/groups', { body, headersTimeoutMs: 0 });
+  }
+
+  listGroups(): Promise<{ groups: GroupView[] }> {
+    return this.json('GET', '/v1/groups');
+  }
+
+  getGroup(name: string): Promise<GroupView> {
+    return this.json('GET', `/v1/groups/${encodeURIComponent(name)}`);
+  }
+
+  scaleGroup(name: string, size: number): Promise<GroupView> {
+    return this.json('POST', `/v1/groups/${encodeURIComponent(name)}/scale`, {
+      body: { size },
+      headersTimeoutMs: 0,
+    });
+  }
+
+  deleteGroup(name: string): Promise<{ name: string; deleted: boolean }> {
+    return this.json('DELETE', `/v1/groups/${encodeURIComponent(name)}`);
   }
 
   getInvocation(id: string): Promise<InvocationView> {

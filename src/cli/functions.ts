@@ -39,7 +39,7 @@ export function registerDeploy(program: Command, io: CliIo): void {
     .description('deploy the function in <dir> (its petri.json; flags override it)')
     .argument('<dir>', 'function folder holding petri.json')
     .option('--name <name>', 'function name')
-    .option('--runtime <runtime>', 'node, exec or http')
+    .option('--runtime <runtime>', 'node, exec, http or service')
     .option('--handler <handler>', 'file.export, e.g. index.handler')
     .option('--memory <mb>', 'memory in MB (sizes CPU and network too)', intOption(1))
     .option('--timeout <ms>', 'invocation timeout in ms', intOption(1))
@@ -202,7 +202,7 @@ async function get(ctx: Ctx<object>, name: string): Promise<void> {
 
 function functionText(fn: FunctionView, now: number): string {
   const { name: _name, ...spec } = fn.spec ?? {};
-  return keyValues([
+  const text = keyValues([
     ['name', fn.name],
     ['version', fn.version],
     ['created', `${formatTime(fn.createdAt)} (${formatAge(fn.createdAt, now)})`],
@@ -212,6 +212,16 @@ function functionText(fn: FunctionView, now: number): string {
     // Flattened generically so fields a newer node adds still show up.
     ...flatten(spec),
   ]);
+  const live = fn.instanceList ?? [];
+  if (live.length === 0) return text;
+  const rows = live.map((i): Cell[] => [
+    i.id,
+    i.state,
+    i.address,
+    i.ports === 'all' ? 'all' : i.ports?.length ? i.ports.join(',') : 'none',
+    i.group === undefined ? undefined : `${i.group}#${i.rank}`,
+  ]);
+  return `${text}\n${table(['INSTANCE', 'STATE', 'ADDRESS', 'PORTS', 'GROUP'], rows)}`;
 }
 
 /** Nested spec objects as dotted keys: `keepAlive.ms: 600000`, `env.FOO: bar`. */

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerDeploy, registerFunctionVerbs } from './functions.ts';
 import { registerInvocationVerbs, registerLogs } from './invocations.ts';
 import { registerInvoke } from './invoke.ts';
+import { registerGroupVerbs } from './groups.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerStatus } from './status.ts';
 import { processIo, type CliIo } from './verb.ts';
@@ -36,6 +37,7 @@ export function registerCoreCommands(program: Command, io: CliIo = processIo()):
   registerLogs(program, io);
   registerInvocationVerbs(program, io);
   registerStatus(program, io);
+  registerGroupVerbs(program, io);
 }
 
 /**

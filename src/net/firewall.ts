@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { EgressAllow } from '../config.ts';
 import { run } from './exec.ts';
-import { chainNames, type ChainNames } from './naming.ts';
+import { chainNames, groupChainPattern, type ChainNames } from './naming.ts';
 
 /**
  * The node's network boundary in iptables (nf_tables-backed on Debian 12),
@@ -9,7 +9,8 @@ import { chainNames, type ChainNames } from './naming.ts';
  *
  *   FWD (from FORWARD): replies back into the bridge pass; traffic routed
  *     from the bridge back into it (one instance to another through the
- *     gateway) drops; new connections from outside into the bridge drop;
+ *     gateway) is refused (TCP reset, the rest dropped) unless both are peers
+ *     in one group; new connections from outside into the bridge drop;
  *     instances with egress go to EGRESS; everything else from the bridge drops.
  *   IN (from INPUT): from the bridge to the node itself only replies pass,
  *     plus the services Petri offers instances (`services`, none yet) and,
@@ -96,9 +97,22 @@ export function egressRuleArgs(spec: FirewallSpec, address: string): string[] {
   return ['-s', `${address}/32`, '-j', chainNames(spec.tag).destinations];
 }
 
+/** What an instance's spec lets others connect to: everything, or these TCP ports. */
+export type InboundPorts = true | readonly number[];
+
+/**
+ * ACCEPTs for connections to `address` (the output chain's, for the node, and
+ * a group chain's, for peers): any port with `true`, else one rule per TCP port.
+ */
+export function inboundRules(address: string, inbound: InboundPorts): string[][] {
+  const to = ['-d', `${address}/32`];
+  if (inbound === true) return [[...to, '-j', 'ACCEPT']];
+  return inbound.map((port) => [...to, '-p', 'tcp', '--dport', String(port), '-j', 'ACCEPT']);
+}
+
 /** The per-instance ACCEPT in the output chain: the node may connect to `address`. */
 export function inboundRuleArgs(address: string): string[] {
-  return ['-d', `${address}/32`, '-j', 'ACCEPT'];
+  return inboundRules(address, true)[0];
 }
 
 const FILTER_CHAINS = ['forward', 'input', 'output', 'egress', 'destinations'] as const;
@@ -116,6 +130,9 @@ export function filterRules(spec: FirewallSpec): Record<FilterChain, string[][]>
   return {
     forward: [
       ['-o', br, ...REPLIES],
+      // TCP is reset, so a member trying a non-peer learns at once (group-firewall.ts); not
+      // with ICMP: the node's redirect for the same packet has used up the ICMP rate limit.
+      ['-i', br, '-o', br, '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset'],
       ['-i', br, '-o', br, '-j', 'DROP'],
       ['-o', br, '-j', 'DROP'],
       ['-i', br, '-j', chains.egress],
@@ -182,14 +199,28 @@ export async function revokeEgress(spec: FirewallSpec, address: string): Promise
   );
 }
 
-export async function allowInbound(spec: FirewallSpec, address: string): Promise<void> {
-  await ipt(['-I', chainNames(spec.tag).output, '2', ...inboundRuleArgs(address)]);
+export async function allowInbound(
+  spec: FirewallSpec,
+  address: string,
+  inbound: InboundPorts = true,
+): Promise<void> {
+  const output = chainNames(spec.tag).output;
+  const lines = inboundRules(address, inbound).map((rule) =>
+    ['-I', output, '2', ...rule].join(' '),
+  );
+  await restore(['*filter', ...lines, 'COMMIT', ''].join('\n'));
 }
 
-export async function revokeInbound(spec: FirewallSpec, address: string): Promise<void> {
-  await ipt(['-D', chainNames(spec.tag).output, ...inboundRuleArgs(address)]).catch(
-    () => undefined,
-  );
+export async function revokeInbound(
+  spec: FirewallSpec,
+  address: string,
+  inbound: InboundPorts = true,
+): Promise<void> {
+  const output = chainNames(spec.tag).output;
+  // One at a time: a transaction would fail whole if one rule were already gone.
+  for (const rule of inboundRules(address, inbound)) {
+    await ipt(['-D', output, ...rule]).catch(() => undefined);
+  }
 }
 
 /** What of ours one table holds: our chains, and rules elsewhere that jump into them. */
@@ -210,9 +241,23 @@ export function leftoversIn(listing: string, ours: ReadonlySet<string>): TableLe
   return { chains: chains.filter((name) => ours.has(name)), jumps };
 }
 
-async function tableLeftovers(table: string, ours: ReadonlySet<string>): Promise<TableLeftovers> {
+async function tableLeftovers(
+  table: string,
+  ours: ReadonlySet<string>,
+  also?: RegExp,
+): Promise<TableLeftovers> {
   const listing = await ipt(['-t', table, '-S']).catch(() => '');
-  return leftoversIn(listing, ours);
+  return leftoversIn(listing, also ? withMatching(listing, ours, also) : ours);
+}
+
+/** `ours` plus every chain the listing declares whose name matches `pattern` (group chains). */
+function withMatching(listing: string, ours: ReadonlySet<string>, pattern: RegExp): Set<string> {
+  const all = new Set(ours);
+  for (const line of listing.split('\n')) {
+    const name = line.startsWith('-N ') ? line.slice(3).trim() : '';
+    if (pattern.test(name)) all.add(name);
+  }
+  return all;
 }
 
 function ourChains(tag: string): Record<'filter' | 'nat', Set<string>> {
@@ -224,7 +269,7 @@ function ourChains(tag: string): Record<'filter' | 'nat', Set<string>> {
 export async function listFirewall(tag: string): Promise<Record<'filter' | 'nat', TableLeftovers>> {
   const ours = ourChains(tag);
   const [filter, nat] = await Promise.all([
-    tableLeftovers('filter', ours.filter),
+    tableLeftovers('filter', ours.filter, groupChainPattern(tag)),
     tableLeftovers('nat', ours.nat),
   ]);
   return { filter, nat };

@@ -26,7 +26,15 @@ import {
   revokeEgress,
   revokeInbound,
   type FirewallSpec,
+  type InboundPorts,
 } from './firewall.ts';
+import {
+  allowGroupMember,
+  ensureGroupChain,
+  removeGroupChain,
+  revokeGroupMember,
+  type GroupMemberRules,
+} from './group-firewall.ts';
 import { KeptFile, TRUSTED_PATH, findHostTool } from '../sandbox/index.ts';
 import { INSTANCE_IFNAME, assertIfName, assertNodeTag, netnsPath, slotNames } from './naming.ts';
 import { NamespacePool, type Slot } from './pool.ts';
@@ -45,7 +53,14 @@ export interface NetworkLayer extends IsolationLayer {
 
 type MechanismName = 'netns' | 'shaping' | 'firewall' | 'egress-nat';
 /** Firewall rules an instance was given, to take back at tear-down. */
-type Grants = { egress: boolean; inbound: boolean };
+type Grants = { egress: boolean; inbound: false | InboundPorts; group?: GroupMemberRules };
+
+/** `network.inbound` as the firewall takes it. */
+function inboundOf(spec: SandboxSpec): false | InboundPorts {
+  const inbound = spec.network.inbound;
+  if (inbound === true) return true;
+  return Array.isArray(inbound) && inbound.length > 0 ? inbound : false;
+}
 type Shape = { bandwidthMbit: number; burstBytes: number };
 
 /** How long a refill waits after a prepare, so the instance spawns first. */
@@ -96,6 +111,9 @@ class NetLayer implements NetworkLayer {
   private readonly slots = new Set<Slot>();
   private readonly warned = new Set<string>();
   private readonly firewall: FirewallSpec;
+  private readonly coordinatorPort: number;
+  /** Per live group id: members with rules, and the chain's creation. */
+  private readonly groups = new Map<number, { members: number; chain: Promise<void> }>();
   private counter = 1;
   /** Shaping of the latest prepare; the pool pre-shapes new slots with it. */
   private poolShape: Shape | undefined;
@@ -121,6 +139,7 @@ class NetLayer implements NetworkLayer {
       egressAllow: config.network.egressAllow,
       services: [],
     };
+    this.coordinatorPort = config.groups.coordinatorPort;
     this.status = probe(config, tag, nsenter);
     this.pool = new NamespacePool(
       config.network.poolSize,
@@ -158,19 +177,25 @@ class NetLayer implements NetworkLayer {
     const grants: Grants = { egress: false, inbound: false };
     try {
       // Settled, not Promise.all: a rule added after a sibling failed would outlive the revoke.
-      const [shaped, egress, inbound] = await Promise.allSettled([
+      const [shaped, egress, inbound, group] = await Promise.allSettled([
         this.applyShaping(slot, spec),
         this.openEgress(slot, spec),
         this.openInbound(slot, spec),
+        this.joinGroup(slot, spec),
       ]);
-      for (const step of [shaped, egress, inbound]) {
+      for (const step of [shaped, egress, inbound, group]) {
         if (step.status === 'rejected') throw step.reason;
       }
       grants.egress = egress.status === 'fulfilled' && egress.value;
       grants.inbound = inbound.status === 'fulfilled' && inbound.value;
+      grants.group = group.status === 'fulfilled' ? group.value : undefined;
     } catch (error) {
       // Revoking a rule that was never added is quiet, so take back all that may have been.
-      await this.teardown(slot, { egress: spec.network.egress, inbound: spec.network.inbound });
+      await this.teardown(slot, {
+        egress: spec.network.egress,
+        inbound: inboundOf(spec),
+        group: this.groupRules(slot, spec),
+      });
       throw error;
     } finally {
       this.pool.refill(REFILL_DELAY_MS);
@@ -234,6 +259,7 @@ class NetLayer implements NetworkLayer {
       };
       await ipBatch(bridgeLines(spec, exists));
       await disableBridgeIpv6(this.bridge);
+      await routeAcrossBridge(this.bridge);
     } catch (error) {
       this.disable('netns', `bridge ${this.bridge} could not be set up: ${String(error)}`);
       this.disable('shaping', 'needs netns');
@@ -260,10 +286,58 @@ class NetLayer implements NetworkLayer {
    * the output chain); false when not granted. Only the node for now: other
    * instances stay cut off at layer 2 until function groups say who may connect.
    */
-  private async openInbound(slot: Slot, spec: SandboxSpec): Promise<boolean> {
-    if (!spec.network.inbound || !this.status.firewall.active) return false;
-    await allowInbound(this.firewall, slot.address);
-    return true;
+  private async openInbound(slot: Slot, spec: SandboxSpec): Promise<false | InboundPorts> {
+    const inbound = inboundOf(spec);
+    if (inbound === false || !this.status.firewall.active) return false;
+    await allowInbound(this.firewall, slot.address, inbound);
+    return inbound;
+  }
+
+  private groupRules(slot: Slot, spec: SandboxSpec): GroupMemberRules | undefined {
+    if (!spec.group) return undefined;
+    return {
+      groupId: spec.group.id,
+      address: slot.address,
+      inbound: inboundOf(spec),
+      gateway: this.gateway,
+      coordinatorPort: this.coordinatorPort,
+    };
+  }
+
+  /**
+   * A group member: routed to its peers through the node (the bridge's ports
+   * stay isolated), let through by its group's chain, and to the coordinator.
+   * Without the firewall a group cannot be confined, so the start fails.
+   */
+  private async joinGroup(slot: Slot, spec: SandboxSpec): Promise<GroupMemberRules | undefined> {
+    const rules = this.groupRules(slot, spec);
+    if (!rules) return undefined;
+    if (!this.status.firewall.active) {
+      throw new Error(`function groups need the firewall: ${this.status.firewall.reason}`);
+    }
+    let group = this.groups.get(rules.groupId);
+    if (!group) {
+      group = { members: 0, chain: ensureGroupChain(this.firewall, rules.groupId) };
+      this.groups.set(rules.groupId, group);
+    }
+    group.members += 1;
+    if (!this.forwardingOn) {
+      await enableForwarding();
+      this.forwardingOn = true;
+    }
+    await group.chain;
+    await allowGroupMember(this.firewall, rules);
+    return rules;
+  }
+
+  private async leaveGroup(rules: GroupMemberRules): Promise<void> {
+    await revokeGroupMember(this.firewall, rules);
+    const group = this.groups.get(rules.groupId);
+    if (!group) return;
+    group.members -= 1;
+    if (group.members > 0) return;
+    this.groups.delete(rules.groupId);
+    await removeGroupChain(this.firewall, rules.groupId);
   }
 
   /** Namespace, veth, IFB and address; with `shape`, its shaping too (pool slots). */
@@ -331,7 +405,8 @@ class NetLayer implements NetworkLayer {
     // Before the address goes back to the allocator, so no rule outlives its instance.
     await Promise.all([
       grants.egress && revokeEgress(this.firewall, slot.address),
-      grants.inbound && revokeInbound(this.firewall, slot.address),
+      grants.inbound !== false && revokeInbound(this.firewall, slot.address, grants.inbound),
+      grants.group && this.leaveGroup(grants.group),
     ]);
     await ipBatch(slotTeardownLines(slot), { force: true }).catch((error: unknown) =>
       this.warn(`network tear-down of ${slot.netns}: ${String(error)}`),
@@ -439,6 +514,21 @@ class NetInstance implements LayerInstance {
 async function disableBridgeIpv6(bridge: string): Promise<void> {
   // Absent when the kernel has IPv6 off altogether, which is just as good.
   await writeFile(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, '1').catch(() => undefined);
+}
+
+/**
+ * The bridge answers ARP for every address of the subnet, on the isolated
+ * port it was asked on (proxy_arp_pvlan), so an instance's packets to another
+ * go to the node and are routed, where the firewall's forward chain lets only
+ * group peers through (group-firewall.ts); without it isolated ports would
+ * never let two members talk. No ICMP redirects: they would tell instances to
+ * go direct, which the isolated ports forbid anyway.
+ */
+async function routeAcrossBridge(bridge: string): Promise<void> {
+  const conf = `/proc/sys/net/ipv4/conf/${bridge}`;
+  await writeFile(`${conf}/send_redirects`, '0');
+  await writeFile(`${conf}/proxy_arp`, '1');
+  await writeFile(`${conf}/proxy_arp_pvlan`, '1');
 }
 
 function identityInstance(): LayerInstance {

@@ -84,6 +84,19 @@ export function chainNames(tag: string): ChainNames {
   };
 }
 
+/** The filter chain of one function group: which members may be connected to, and on what. */
+export function groupChainName(tag: string, groupId: number): string {
+  if (!Number.isSafeInteger(groupId) || groupId < 0 || groupId > 999_999)
+    throw new Error(`bad group id ${groupId}`);
+  return `${chainNames(tag).forward.slice(0, -'FWD'.length)}G${groupId}`;
+}
+
+/** Matches every group chain of this tag (reconcile and stop remove them). */
+export function groupChainPattern(tag: string): RegExp {
+  assertNodeTag(tag);
+  return new RegExp(`^PETRI-${tag.toUpperCase()}-G\\d+$`);
+}
+
 /** Where `ip netns add` mounts a namespace; nsenter joins it by this path. */
 export function netnsPath(netns: string): string {
   return `/run/netns/${netns}`;

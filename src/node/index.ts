@@ -8,8 +8,11 @@ export {
   type AliasView,
   type ResolvedTarget,
   type VersionView,
+  type InstanceListing,
+  type GroupView,
 } from './node.ts';
 export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
+export type { MemberView, MembershipEvent } from './groups.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
 export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';

@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { NodeConfig } from '../config.ts';
 import { parseHandler } from '../runtime/index.ts';
-import { resourcesFor, type SandboxDriver, type SandboxSpec } from '../sandbox/index.ts';
+import {
+  resourcesFor,
+  type GroupMembership,
+  type SandboxDriver,
+  type SandboxSpec,
+} from '../sandbox/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
 import type { CpuScheduler } from '../sched/index.ts';
 import type { Clock } from './clock.ts';
@@ -41,14 +46,32 @@ export class InstanceLauncher {
 
   constructor(private readonly deps: LauncherDeps) {}
 
-  async start(record: FunctionRecord): Promise<Instance> {
+  /**
+   * Starts an instance; `group` makes it a member of a function group, and
+   * `onCreated` hears of it as soon as its sandbox exists (before `ready`).
+   */
+  async start(
+    record: FunctionRecord,
+    group?: GroupMembership,
+    onCreated?: (instance: Instance) => void,
+  ): Promise<Instance> {
     this.use(record.name, record.version);
+    const hooks: InstanceHooks = onCreated
+      ? {
+          ...this.hooks,
+          onState: (instance, state, details) => {
+            this.hooks.onState(instance, state, details);
+            if (state === 'starting') onCreated(instance);
+          },
+        }
+      : this.hooks;
     try {
+      const spec = this.sandboxSpec(record);
       const instance = await Instance.start(
         this.deps.driver,
         record,
-        this.sandboxSpec(record),
-        this.hooks,
+        group ? { ...spec, group } : spec,
+        hooks,
         this.deps.config.startTimeoutMs,
         this.deps.clock,
       );

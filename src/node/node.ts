@@ -34,6 +34,9 @@ import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
 import type { AliasView, ResolvedTarget, VersionView } from './versions.ts';
+import { Coordinator } from './coordinator.ts';
+import { GroupManager, type GroupView } from './groups.ts';
+import type { Instance } from './instance.ts';
 
 export interface NodeDeps {
   config: NodeConfig;
@@ -48,6 +51,21 @@ export interface NodeDeps {
   clock?: Clock;
   /** The Node binary instances run, checked at start (default: the daemon's own). */
   instanceNode?: InstanceNode;
+  /** The bridge's gateway address, where the groups' coordinator listens; absent: no groups. */
+  gateway?: string;
+}
+
+/** One live instance as `GET /v1/functions/{name}` lists it. */
+export interface InstanceListing {
+  id: string;
+  version: number;
+  state: InstanceState;
+  /** Its address on the bridge (absent without network isolation). */
+  address?: string;
+  /** What the node and group peers may connect to: every port, these TCP ports, or none. */
+  ports: 'all' | number[];
+  group?: string;
+  rank?: number;
 }
 
 /** A function version a function URL resolved to. `entry` is the node's own. */
@@ -112,6 +130,8 @@ export class PetriNode {
   private readonly catalog: FunctionCatalog;
   private readonly invoker: Invoker;
   private readonly sink: UsageSink;
+  private readonly groups: GroupManager;
+  private readonly coordinator: Coordinator;
   private readonly clock: Clock;
   /** The node's cores, counted before placement may pin the daemon to one of them. */
   private readonly cores = os.availableParallelism();
@@ -196,6 +216,16 @@ export class PetriNode {
       inUse: (name, version) => launcher.inUse(name, version),
       checkSpec: (spec) => this.checkClasses(spec),
     });
+    this.groups = new GroupManager({
+      config: config.groups,
+      clock,
+      requireFunction: (name) => this.catalog.require(name).record,
+      startMember: (record, membership, onCreated) => launcher.start(record, membership, onCreated),
+      reserveMemory: (mb) => this.pool.reserveMemory(mb),
+      releaseMemory: (mb) => this.pool.releaseMemory(mb),
+      coordinator: () => this.startCoordinator(),
+    });
+    this.coordinator = new Coordinator(this.groups);
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
       pool: this.pool,
@@ -249,11 +279,25 @@ export class PetriNode {
     return this.catalog.list();
   }
 
-  getFunction(name: string): FunctionView {
-    return this.catalog.get(name);
+  getFunction(name: string): FunctionView & { instanceList: InstanceListing[] } {
+    const view = this.catalog.get(name);
+    const pooled = [...(this.pool.entry(name)?.instances ?? [])].map((i) => listing(i));
+    const members = this.groups
+      .list()
+      .filter((group) => group.function === name)
+      .flatMap((group) =>
+        group.members.flatMap((member) => {
+          const instance = this.groups.instanceOf(group.name, member.rank);
+          return instance ? [listing(instance, group.name, member.rank)] : [];
+        }),
+      );
+    return { ...view, instanceList: [...pooled, ...members].filter((i) => i.state !== 'dead') };
   }
 
   async removeFunction(name: string): Promise<void> {
+    this.catalog.require(name);
+    const groups = this.groups.list().filter((group) => group.function === name);
+    await Promise.all(groups.map((group) => this.groups.remove(group.name)));
     await this.catalog.remove(name);
   }
 
@@ -310,7 +354,7 @@ export class PetriNode {
     event: unknown,
     target: VersionSelector | ResolvedTarget = {},
   ): Promise<InvokeResult> {
-    const entry = this.catalog.require(name);
+    const entry = this.invocable(name);
     return this.invoker.invoke(entry, event, this.targetRecord(name, target));
   }
 
@@ -320,7 +364,7 @@ export class PetriNode {
     event: unknown,
     target: VersionSelector | ResolvedTarget = {},
   ): InvocationRecord {
-    const entry = this.catalog.require(name);
+    const entry = this.invocable(name);
     return this.invoker.invokeAsync(entry, event, this.targetRecord(name, target));
   }
 
@@ -334,7 +378,7 @@ export class PetriNode {
    * or the one `selector` (a version or an alias) picks.
    */
   urlTarget(name: string, selector: VersionSelector = {}): UrlTarget {
-    const entry = this.catalog.require(name);
+    const entry = this.invocable(name);
     const { record } = this.catalog.resolveTarget(name, selector);
     return { entry, record, spec: record.spec, version: record.version };
   }
@@ -355,6 +399,62 @@ export class PetriNode {
     exchange: (endpoint: HttpEndpoint, context: ExchangeContext) => Promise<number>,
   ): Promise<InvocationRecord> {
     return this.invoker.proxy(target.entry, target.record, call, exchange);
+  }
+
+  private invocable(name: string): ReturnType<FunctionCatalog['require']> {
+    const entry = this.catalog.require(name);
+    if (entry.record.spec.runtime === 'service') {
+      throw new PetriError(
+        'NotInvocable',
+        `function "${name}" is a service: run it as a group (POST /v1/groups)`,
+      );
+    }
+    return entry;
+  }
+
+  // ---- groups ------------------------------------------------------------
+
+  createGroup(body: unknown): Promise<GroupView> {
+    return this.groups.create(body);
+  }
+
+  listGroups(): GroupView[] {
+    return this.groups.list();
+  }
+
+  getGroup(name: string): GroupView {
+    return this.groups.get(name);
+  }
+
+  scaleGroup(name: string, body: unknown): Promise<GroupView> {
+    return this.groups.scale(name, body);
+  }
+
+  removeGroup(name: string): Promise<void> {
+    return this.groups.remove(name);
+  }
+
+  /** Where members find the coordinator; groups need the node's network boundary. */
+  private async startCoordinator(): Promise<string> {
+    const active = new Map(
+      this.deps.driver.capabilities().mechanisms.map((m) => [m.name, m] as const),
+    );
+    for (const name of ['netns', 'firewall']) {
+      const mechanism = active.get(name);
+      if (!mechanism?.active) {
+        throw new PetriError(
+          'CapacityExceeded',
+          `function groups need the ${name} mechanism, which is inactive on this node: ${mechanism?.reason ?? 'not provided by the driver'}`,
+        );
+      }
+    }
+    if (!this.deps.gateway) {
+      throw new PetriError(
+        'CapacityExceeded',
+        'function groups need the node network (no gateway)',
+      );
+    }
+    return this.coordinator.listen(this.deps.gateway, this.deps.config.groups.coordinatorPort);
   }
 
   getInvocation(id: string): InvocationRecord {
@@ -437,6 +537,8 @@ export class PetriNode {
     this.closing = true;
     this.invoker.stopAccepting();
     this.autoscaler.stop();
+    await this.groups.close();
+    await this.coordinator.close().catch(() => undefined);
     await this.catalog.close();
     await this.placer.stop();
     this.scheduler.close();
@@ -455,4 +557,16 @@ export class PetriNode {
   }
 }
 
-export type { FunctionView, InvokeResult, AliasView, ResolvedTarget, VersionView };
+function listing(instance: Instance, group?: string, rank?: number): InstanceListing {
+  const inbound = instance.fn.spec.network.inbound;
+  return {
+    id: instance.id,
+    version: instance.version,
+    state: instance.state,
+    ...(instance.sandbox.address ? { address: instance.sandbox.address } : {}),
+    ports: inbound === true ? 'all' : inbound === false ? [] : [...inbound],
+    ...(group === undefined ? {} : { group, rank }),
+  };
+}
+
+export type { FunctionView, InvokeResult, AliasView, ResolvedTarget, VersionView, GroupView };

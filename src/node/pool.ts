@@ -87,6 +87,8 @@ function isIdle(instance: Instance): boolean {
 export class Pool {
   readonly functions = new Map<string, FunctionEntry>();
   private startingMb = 0;
+  /** Memory held outside the pool's own instances (function groups' members). */
+  private reservedMb = 0;
   /** Invocations in flight on the node, and the most at once since `takePeakInFlight`. */
   private inFlight = 0;
   private peakInFlight = 0;
@@ -211,8 +213,33 @@ export class Pool {
     return peak;
   }
 
+  /**
+   * Takes `mb` of the memory budget for instances the pool does not run
+   * (group members), all at once or not at all (evicting idle instances the
+   * keep-alive policy picks when that makes room). False: it does not fit.
+   */
+  reserveMemory(mb: number): boolean {
+    const free = (): number => this.limits.memoryBudgetMb - this.memoryInUseMb();
+    if (mb > this.limits.memoryBudgetMb) return false;
+    if (free() < mb) {
+      const victims = new Set(this.policy.victims(mb - free(), this.view()));
+      for (const instance of this.allInstances()) {
+        if (victims.has(instance.id) && instance.state === 'idle') void this.retire(instance);
+      }
+    }
+    if (free() < mb) return false;
+    this.reservedMb += mb;
+    return true;
+  }
+
+  /** Gives back what `reserveMemory` took; queued work may use it. */
+  releaseMemory(mb: number): void {
+    this.reservedMb = Math.max(0, this.reservedMb - mb);
+    this.serveAllQueues();
+  }
+
   memoryInUseMb(): number {
-    let total = this.startingMb;
+    let total = this.startingMb + this.reservedMb;
     for (const entry of this.functions.values()) {
       for (const instance of entry.instances)
         if (instance.state !== 'dead') total += instance.memoryMb;

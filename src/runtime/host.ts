@@ -10,6 +10,9 @@
  * Only Node built-ins may be imported here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -474,8 +477,115 @@ function forward(
   });
 }
 
+/** What the coordinator tells a member (src/node/coordinator.ts). */
+interface Membership {
+  group: string;
+  rank: number;
+  size: number;
+  address: string;
+  members: { rank: number; address: string }[];
+}
+
+/** One request to the coordinator; the body as JSON, or each NDJSON line to `onLine`. */
+function coordinatorRequest(
+  url: string,
+  method: 'GET' | 'POST',
+  onLine?: (line: string) => void,
+): Promise<unknown> {
+  const httpModule = loadHttp();
+  return new Promise((resolve, reject) => {
+    const request = httpModule.request(url, { method }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        text += chunk;
+        if (!onLine) return;
+        const lines = text.split('\n');
+        text = lines.pop() ?? '';
+        for (const line of lines) if (line.trim() !== '') onLine(line);
+      });
+      response.on('end', () => {
+        if ((response.statusCode ?? 0) >= 400) {
+          reject(new Error(`coordinator answered ${response.statusCode}: ${text.slice(0, 500)}`));
+          return;
+        }
+        try {
+          resolve(onLine ? undefined : JSON.parse(text));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** Writes the peers file (one member address per line, rank order) in one rename. */
+function writePeers(file: string, members: Membership['members']): void {
+  const text = [...members]
+    .sort((a, b) => a.rank - b.rank)
+    .map((member) => member.address + '\n')
+    .join('');
+  writeFileSync(file + '.new', text);
+  renameSync(file + '.new', file);
+}
+
+/**
+ * The service runtime: joins the group (the coordinator holds the answer
+ * until the start barrier has enough members), writes the peers file, then
+ * runs the command once; the instance lives as long as the command does.
+ * Membership changes rewrite the peers file while it runs.
+ */
+async function runService(): Promise<void> {
+  const coordinator = env.PETRI_COORDINATOR;
+  const serviceEnv: NodeJS.ProcessEnv = { ...env };
+  let peersFile: string | undefined;
+  if (coordinator) {
+    const self = (await coordinatorRequest(`${coordinator}/v1/join`, 'POST')) as Membership;
+    peersFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'petri-group-')), 'peers');
+    writePeers(peersFile, self.members);
+    Object.assign(serviceEnv, {
+      PETRI_GROUP: self.group,
+      PETRI_RANK: String(self.rank),
+      PETRI_SIZE: String(self.size),
+      PETRI_ADDRESS: self.address,
+      PETRI_PEERS: peersFile,
+    });
+  }
+  const [file, ...args] = command();
+  child = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit'], env: serviceEnv });
+  child.on('error', (err) => {
+    process.stderr.write(`petri: could not start the service: ${err.message}\n`);
+    process.exit(127);
+  });
+  child.on('exit', (code, signal) => {
+    if (signal) process.kill(process.pid, signal);
+    process.exit(code ?? 1);
+  });
+  if (coordinator && peersFile) {
+    const target = peersFile;
+    void coordinatorRequest(`${coordinator}/v1/events`, 'GET', (line) => {
+      const event = JSON.parse(line) as { members?: Membership['members'] };
+      if (Array.isArray(event.members)) writePeers(target, event.members);
+    }).catch(() => undefined);
+  }
+}
+
+function serviceAdapter(): Adapter {
+  void runService().catch((err: unknown) => {
+    process.stderr.write(`petri: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+  return () =>
+    Promise.reject(new CodedError('HandlerError', 'a service instance takes no invocations'));
+}
+
 async function loadAdapter(): Promise<Adapter> {
   switch (env.PETRI_RUNTIME) {
+    case 'service':
+      return serviceAdapter();
     case 'node':
       return nodeAdapter();
     case 'exec':

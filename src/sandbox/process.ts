@@ -162,6 +162,12 @@ function instanceEnv(
   } else {
     env.PETRI_COMMAND = JSON.stringify(spec.entry.command);
   }
+  if (spec.group) {
+    // Rank, size and peers come from the coordinator, which the host asks once it runs.
+    env.PETRI_GROUP = spec.group.name;
+    env.PETRI_RANK = String(spec.group.rank);
+    env.PETRI_COORDINATOR = spec.group.coordinator;
+  }
   return env;
 }
 

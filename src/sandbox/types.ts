@@ -20,7 +20,22 @@ export interface ResourceLimits {
 export type InstanceEntry =
   | { runtime: 'node'; bundle: string; exportName: string }
   | { runtime: 'exec'; command: string[] }
-  | { runtime: 'http'; command: string[] };
+  | { runtime: 'http'; command: string[] }
+  | { runtime: 'service'; command: string[] };
+
+/**
+ * An instance's place in a function group (DESIGN §10): the network layer
+ * lets the group's members reach each other and the coordinator, and the
+ * instance host asks the coordinator for its rank and peers.
+ */
+export interface GroupMembership {
+  name: string;
+  /** A number the node gave the group, unique among its live groups (names its firewall chain). */
+  id: number;
+  rank: number;
+  /** The coordination service's URL on the gateway, e.g. http://10.213.0.1:7946. */
+  coordinator: string;
+}
 
 export interface SandboxSpec {
   instanceId: string;
@@ -33,7 +48,10 @@ export interface SandboxSpec {
   entry: InstanceEntry;
   env: Record<string, string>;
   resources: ResourceLimits;
-  network: { inbound: boolean; egress: boolean };
+  /** `inbound`: false, true (any port) or the TCP ports the node and group peers may connect to. */
+  network: { inbound: boolean | readonly number[]; egress: boolean };
+  /** Set for members of a function group. */
+  group?: GroupMembership;
 }
 
 /** One isolation mechanism and whether this node uses it. */

@@ -52,11 +52,21 @@ const KeepAliveSchema = z
   })
   .strict();
 
+/** TCP ports an instance may be connected to on (by the node and its group's members). */
+const PortSchema = z.number().int().min(1).max(65535);
+
 const NetworkSchema = z
   .object({
+    /**
+     * `true`: the node and members of the instance's group may connect to it
+     * on any port; a list: on those TCP ports only; `false`: nothing may.
+     */
     inbound: z
-      .literal(false, { error: 'must be false: inbound connections are not supported yet' })
-      .default(false),
+      .union([z.boolean(), z.array(PortSchema).min(1).max(64)])
+      .default(false)
+      .transform((value) =>
+        Array.isArray(value) ? [...new Set(value)].sort((a, b) => a - b) : value,
+      ),
     egress: z.boolean().default(false),
   })
   .strict();
@@ -133,7 +143,7 @@ export const SourceSchema = z.union([
 export const FunctionSpecSchema = z
   .object({
     name: FunctionNameSchema,
-    runtime: z.enum(['node', 'exec', 'http']),
+    runtime: z.enum(['node', 'exec', 'http', 'service']),
     handler: z
       .string()
       .regex(/^[^.]+(\.[^.]+)?$/, 'must look like "file.export", e.g. "index.handler"')
@@ -165,7 +175,7 @@ export const FunctionSpecSchema = z
           "needs concurrency 1: a phase sets its instance's CPU limits, which invocations sharing it would fight over",
       });
     }
-    if ((spec.runtime === 'exec' || spec.runtime === 'http') && !spec.command) {
+    if (spec.runtime !== 'node' && !spec.command) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
         path: ['command'],
@@ -178,6 +188,8 @@ export type FunctionSpec = z.infer<typeof FunctionSpecSchema>;
 export type AutoscalingSpec = z.infer<typeof AutoscalingSchema>;
 export type FunctionSource = z.infer<typeof SourceSchema>;
 export type Runtime = FunctionSpec['runtime'];
+/** `network.inbound` as parsed: off, on for every port, or a sorted list of TCP ports. */
+export type Inbound = FunctionSpec['network']['inbound'];
 
 /** The deploy body: a spec plus where its code is. `name` may come from the URL. */
 export const DeployBodySchema = z

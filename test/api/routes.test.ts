@@ -117,7 +117,7 @@ describe('HTTP API v1', () => {
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ snapshot: true }, 'snapshot', /snapshots are not built yet/],
       [{ snapshot: 'yes' }, 'snapshot', /snapshots are not built yet/],
-      [{ network: { inbound: true } }, 'network.inbound', /inbound connections are not supported/],
+      [{ network: { inbound: 'all' } }, 'network.inbound', /invalid input/i],
       [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /policies are not built yet/],
     ];
     for (const [spec, field, message] of cases) {

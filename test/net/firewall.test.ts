@@ -24,6 +24,7 @@ const line = (rule: string[]): string => rule.join(' ');
 test('forward: replies in, nothing routed between instances or in from outside, egress checked', () => {
   assert.deepEqual(filterRules(spec).forward.map(line), [
     '-o petri0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-i petri0 -o petri0 -p tcp -j REJECT --reject-with tcp-reset',
     '-i petri0 -o petri0 -j DROP',
     '-o petri0 -j DROP',
     '-i petri0 -j PETRI-ABC-EGRESS',
@@ -129,4 +130,24 @@ test('config: egressAllow takes IPv4 address and port pairs, TCP unless told', (
   ]) {
     assert.throws(() => parseConfig({ network: { egressAllow: [bad] } }), JSON.stringify(bad));
   }
+});
+
+test('group members: routed to their group chain, peers admitted on their open ports, coordinator only for members', async () => {
+  const { memberRules } = await import('../../src/net/group-firewall.ts');
+  const rules = (inbound: false | true | number[]) =>
+    memberRules(spec, {
+      groupId: 3,
+      address: '10.213.0.9',
+      inbound,
+      gateway: '10.213.0.1',
+      coordinatorPort: 7946,
+    }).map(([chain, position, rule]) => `${chain} ${position ?? 'append'} ${line(rule)}`);
+  assert.deepEqual(rules([2379, 2380]), [
+    'PETRI-ABC-FWD 2 -i petri0 -o petri0 -s 10.213.0.9/32 -j PETRI-ABC-G3',
+    'PETRI-ABC-IN 3 -s 10.213.0.9/32 -d 10.213.0.1/32 -p tcp --dport 7946 -j ACCEPT',
+    'PETRI-ABC-G3 append -d 10.213.0.9/32 -p tcp --dport 2379 -j ACCEPT',
+    'PETRI-ABC-G3 append -d 10.213.0.9/32 -p tcp --dport 2380 -j ACCEPT',
+  ]);
+  assert.equal(rules(true).at(-1), 'PETRI-ABC-G3 append -d 10.213.0.9/32 -j ACCEPT');
+  assert.equal(rules(false).length, 2, 'without inbound no peer may connect to it');
 });

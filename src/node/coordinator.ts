@@ -1,0 +1,121 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { PetriError, toPetriError } from '../errors.ts';
+import type { GroupManager, MembershipEvent } from './groups.ts';
+
+/** Event streams one member may hold open at once. */
+const STREAMS_PER_MEMBER = 4;
+/** A comment line on idle streams, so a member notices a dead daemon. */
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * The coordination service (DESIGN §10, Boxer's seed): HTTP on the bridge
+ * gateway, reachable by group members only (the firewall admits only their
+ * addresses, and each request is matched to a member by its source address,
+ * which sandboxed instances cannot forge). Nothing a member sends is read but
+ * its address: no route takes a body.
+ *
+ *   POST /v1/join    counts the member towards the barrier; answers once the
+ *                    barrier is reached: {group, rank, size, barrier, address, members}
+ *   GET  /v1/self    the same, at once
+ *   GET  /v1/peers   joined members' addresses, one a line, in rank order
+ *   GET  /v1/events  NDJSON: {"type":"members",…} now, then each join and leave
+ */
+export class Coordinator {
+  private readonly app: FastifyInstance;
+  private readonly streams = new Map<string, number>();
+  private url: string | undefined;
+
+  constructor(private readonly groups: GroupManager) {
+    this.app = Fastify({ bodyLimit: 1024 });
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) =>
+      done(null, undefined),
+    );
+    this.app.setErrorHandler((err, _request, reply) => sendError(reply, toPetriError(err)));
+    this.app.setNotFoundHandler((request, reply) =>
+      sendError(
+        reply,
+        new PetriError('RouteNotFound', `no route ${request.method} ${request.url}`),
+      ),
+    );
+    this.app.post('/v1/join', async (request) => {
+      const { group, rank } = this.member(request);
+      return this.groups.join(group, rank);
+    });
+    this.app.get('/v1/self', async (request) => {
+      const { group, rank } = this.member(request);
+      return this.groups.membership(group, rank);
+    });
+    this.app.get('/v1/peers', async (request, reply) => {
+      const { group, rank } = this.member(request);
+      const { members } = this.groups.membership(group, rank);
+      return reply.type('text/plain').send(members.map((m) => m.address + '\n').join(''));
+    });
+    this.app.get('/v1/events', async (request, reply) => this.events(request, reply));
+  }
+
+  /** Listens on `host:port` once; later calls return the same URL. */
+  async listen(host: string, port: number): Promise<string> {
+    if (this.url) return this.url;
+    await this.app.listen({ host, port });
+    this.url = `http://${host}:${port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    this.app.server.closeAllConnections();
+    await this.app.close();
+  }
+
+  private member(request: FastifyRequest): { group: string; rank: number } {
+    const address = (request.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const member = this.groups.memberAt(address);
+    if (!member)
+      throw new PetriError('NotGroupMember', `${address} is not a member of a live group`);
+    return member;
+  }
+
+  private events(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const { group, rank } = this.member(request);
+    const key = `${group}/${rank}`;
+    const open = this.streams.get(key) ?? 0;
+    if (open >= STREAMS_PER_MEMBER) {
+      throw new PetriError(
+        'InvalidRequest',
+        `at most ${STREAMS_PER_MEMBER} event streams per member`,
+      );
+    }
+    this.streams.set(key, open + 1);
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const { members, size } = this.groups.membership(group, rank);
+    raw.write(JSON.stringify({ type: 'members', group, size, members }) + '\n');
+    const send = (event: MembershipEvent): void => {
+      // A member that does not read its stream gets no more than the socket buffers.
+      if (raw.writableLength < 1024 * 1024) raw.write(JSON.stringify(event) + '\n');
+      // Its own leave ends its streams: its namespace is gone, nobody would read on.
+      if (event.type === 'leave' && event.rank === rank) raw.destroy();
+    };
+    const unsubscribe = this.groups.subscribe(group, send);
+    const heartbeat = setInterval(() => raw.write('\n'), HEARTBEAT_MS);
+    heartbeat.unref();
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      const left = (this.streams.get(key) ?? 1) - 1;
+      if (left > 0) this.streams.set(key, left);
+      else this.streams.delete(key);
+    };
+    raw.on('close', finish);
+    request.raw.on('close', finish);
+    return reply;
+  }
+}
+
+function sendError(reply: FastifyReply, error: PetriError): FastifyReply {
+  return reply.code(error.status).type('application/json').send(error.toBody());
+}
