@@ -17,6 +17,7 @@ import {
   runLoad,
   runSweep,
   sampleTrace,
+  scaleLabel,
   synthesize,
   writeReport,
   writeSamples,
@@ -134,7 +135,16 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--trials <n>', 'random draws per size; the best is kept', '16')
     .option('--seed <n>', 'PRNG seed', '1')
     .option('--baseline <kind>', '"random": also score plain random sampling (median of 5 runs)')
-    .option('--scale <scale>', 'values compared on a "log" or "linear" scale', 'log')
+    .option(
+      '--scale <scale>',
+      '"linear" (the paper\'s metric) or "log" (not the paper\'s metric)',
+      'linear',
+    )
+    .option(
+      '--method <method>',
+      '"invitro" (the paper\'s best of trials) or "search" (optimises the score; nests too)',
+      'invitro',
+    )
     .option('--no-png', 'skip the PNG chart')
     .action(
       action(SampleOptions, async (o) => {
@@ -148,6 +158,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           trials: o.trials,
           seed: o.seed,
           scale: o.scale,
+          method: o.method,
           baseline: o.baseline === 'random',
           onProgress: bar?.update,
         });
@@ -157,6 +168,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           seed: o.seed,
           trials: o.trials,
           scale: o.scale,
+          method: o.method,
         });
         const seconds = (performance.now() - started) / 1000;
         if (json(program))
@@ -172,6 +184,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
               'random inv. WD',
               'random res. WD',
               'ratio',
+              'load share',
             ],
             results
               .filter((_, i) => i % every === 0 || i === results.length - 1)
@@ -183,9 +196,11 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
                 r.random?.invocationWd,
                 r.random?.resourceWd,
                 r.random ? r.score / r.random.score : undefined,
+                r.loadShare,
               ]),
           ),
         );
+        out(`WD scale: ${scaleLabel(o.scale)}; method ${o.method}`);
         out(
           `${results.length} summaries in ${seconds.toFixed(1)} s; wrote ${o.out}/samples, wd.csv, wd.json, wd.svg`,
         );
@@ -345,6 +360,7 @@ const SampleOptions = z.object({
   seed: int(0),
   baseline: z.enum(['random']).optional(),
   scale: z.enum(['log', 'linear']),
+  method: z.enum(['invitro', 'search']),
   png: z.boolean().default(true),
 });
 const ReportOptions = z.object({ png: z.boolean().default(true) });

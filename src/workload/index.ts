@@ -18,9 +18,12 @@ export {
 export { type SynthOptions, synthesize } from './synth.ts';
 export { ReferenceDistribution, wasserstein1 } from './wasserstein.ts';
 export {
+  type SampleMethod,
   type SampleResult,
   type SamplerOptions,
   type WdScale,
+  RESOURCE_NORMALISATION,
+  scaleLabel,
   type WdScore,
   TraceScorer,
   sampleSizes,
