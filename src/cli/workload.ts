@@ -294,6 +294,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--minute-ms <ms>', 'length of a trace minute', '60000')
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--threshold <x>', 'stop once slowdown exceeds this', '5')
+    .option('--failure-threshold <share>', 'or once this share of invocations fails', '0.05')
     .option('--keep', 'leave the synthetic functions deployed')
     .action(
       action(SweepCommandOptions, async (o, cmd) => {
@@ -308,6 +309,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           seed: o.seed,
           minuteMs: o.minuteMs,
           threshold: o.threshold,
+          failureThreshold: o.failureThreshold,
           onRun: (size, point) => {
             if (!point) io.stderr(`size ${size}…\n`);
           },
@@ -315,18 +317,22 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         if (json(program)) return points;
         out(
           table(
-            ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'node CPU'],
+            ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'open loop', 'node CPU', 'stopped by'],
             points.map((p) => [
               p.size,
               p.offeredRate,
               p.slowdown,
               p.p99LatencyMs,
               p.failureRate,
+              p.openLoop ? 'yes' : 'NO',
               p.nodeCpuUtilisation ?? 'n/a',
+              p.stoppedBy ?? '',
             ]),
           ),
         );
-        out(`wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-cpu.svg, report.html`);
+        out(
+          `wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-failures.svg, sweep-cpu.svg, report.html`,
+        );
         return undefined;
       }),
     );
@@ -382,6 +388,7 @@ const LoadCommandOptions = RunOptions.merge(TargetOptions).extend({ trace: z.str
 const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
   samples: z.string(),
   threshold: z.coerce.number().positive(),
+  failureThreshold: z.coerce.number().min(0).max(1),
 });
 
 function makeTarget(

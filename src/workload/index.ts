@@ -55,4 +55,7 @@ export {
   writeReport,
 } from './analysis.ts';
 export { type SweepOptions, type SweepPoint, listSampleSizes, runSweep } from './sweep.ts';
-export { calibrateSpin, spin } from './synthetic-function/spin.ts';
+export { calibrateSpin, calibrateSpinCpu, spin } from './synthetic-function/spin.ts';
+export { ConnectionGate } from './dispatcher.ts';
+export { LATE_MS, OPEN_LOOP_MAX_LATE_SHARE } from './analysis.ts';
+export { stopRule } from './sweep.ts';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CpuMonitor } from './cpu.ts';
-import { type Clock, dispatch } from './dispatcher.ts';
+import { type Clock, ConnectionGate, dispatch } from './dispatcher.ts';
 import { type RunData, emptyRunData, writeRun } from './results.ts';
 import { type ScheduleOptions, buildSchedule } from './schedule.ts';
 import { type LoadTarget, START_PATHS } from './targets.ts';
@@ -52,6 +52,11 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     nodeCpuUtilisation: null as number | null,
     itersPerMs: 'itersPerMs' in options.target ? Number(options.target.itersPerMs) || null : null,
     cores: os.availableParallelism(),
+    connections: options.target.connections,
+    delayedByConnections: 0,
+    maxQueuedForConnection: 0,
+    drainEndMs: null as number | null,
+    timerLatenessMs: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -65,8 +70,9 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   let drained: (() => void) | undefined;
   let startedAt = 0;
   const now = options.clock ? () => options.clock!.now() : () => performance.now();
-  const send = (i: number): void => {
-    outstanding++;
+  // A request leaves when a connection is free; its sent time is when it left.
+  const gate = new ConnectionGate(options.target.connections, (i) => {
+    data.sentMs[i] = now() - startedAt;
     const request = {
       fn: schedule.fn[i],
       durationMs: schedule.durationMs[i],
@@ -78,25 +84,33 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
       data.errorCode[i] = outcome.errorCode;
       data.start[i] = Math.max(0, START_PATHS.indexOf(outcome.start));
       data.actualDurationMs[i] = outcome.actualDurationMs;
+      gate.release();
       if (--outstanding === 0) drained?.();
     });
+  });
+  const send = (i: number): void => {
+    outstanding++;
+    gate.submit(i);
   };
 
   options.onPhase?.('run');
   cpu.start();
   const wallStart = performance.now();
   startedAt = now();
-  const { sentMs } = await dispatch(schedule.atMs, send, {
+  const { timerLatenessMs } = await dispatch(schedule.atMs, send, {
     clock: options.clock,
     onProgress: (sent) => options.onProgress?.(sent, n),
   });
-  data.sentMs.set(sentMs);
+  meta.timerLatenessMs = timerLatenessMs;
   options.onPhase?.('drain');
   if (outstanding > 0)
     await new Promise<void>((resolve) => {
       drained = resolve;
       setTimeout(resolve, options.drainTimeoutMs ?? maxDrainMs(schedule.durationMs)).unref();
     });
+  meta.drainEndMs = now() - startedAt;
+  meta.delayedByConnections = gate.delayed;
+  meta.maxQueuedForConnection = gate.maxWaiting;
   meta.nodeCpuUtilisation = cpu.stop();
   meta.wallSeconds = (performance.now() - wallStart) / 1000;
   await options.target.close();
