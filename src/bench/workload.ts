@@ -52,10 +52,24 @@ export async function run(argv: string[]): Promise<void> {
   const part = (name: string): boolean => values.only === undefined || values.only === name;
   const samplers = SAMPLER_TRACES.filter(() => part('sampler')).map((t) => ({
     ...t,
-    result: benchSampler(Number(values.functions), Number(values.minutes), t.seed, t.startMinuteOfDay),
+    result: benchSampler(
+      Number(values.functions),
+      Number(values.minutes),
+      t.seed,
+      t.startMinuteOfDay,
+    ),
   }));
-  const speedup = !part('sampler') ? NaN : wdSpeedup(synthesize({ functions: Number(values.functions), minutes: Number(values.minutes) }, new Rng(1)));
-  const load = part('load') ? await benchLoad(Number(values.rate), Number(values.seconds)) : undefined;
+  const speedup = !part('sampler')
+    ? NaN
+    : wdSpeedup(
+        synthesize(
+          { functions: Number(values.functions), minutes: Number(values.minutes) },
+          new Rng(1),
+        ),
+      );
+  const load = part('load')
+    ? await benchLoad(Number(values.rate), Number(values.seconds))
+    : undefined;
   const rows: Row[] = [
     ...samplers.flatMap(({ label, result: s }): Row[] => [
       {
@@ -162,7 +176,14 @@ const SAMPLER_TRACES = [
  */
 function benchSampler(functions: number, minutes: number, seed: number, startMinuteOfDay: number) {
   const trace = synthesize({ functions, minutes, startMinuteOfDay }, new Rng(seed));
-  const common = { minSize: 10, maxSize: 1000, step: 10, trials: 16, seed: 1, scale: 'linear' as const };
+  const common = {
+    minSize: 10,
+    maxSize: 1000,
+    step: 10,
+    trials: 16,
+    seed: 1,
+    scale: 'linear' as const,
+  };
   // Wall and CPU time: on a shared machine the CPU time is the steadier figure.
   const timed = <T>(work: () => T): { result: T; seconds: number; cpuSeconds: number } => {
     const wall = performance.now();
@@ -175,8 +196,12 @@ function benchSampler(functions: number, minutes: number, seed: number, startMin
       cpuSeconds: (used.user + used.system) / 1e6,
     };
   };
-  const invitroRun = timed(() => sampleTrace(trace, { ...common, method: 'invitro', baseline: true }));
-  const searchRun = timed(() => sampleTrace(trace, { ...common, method: 'search', baseline: false }));
+  const invitroRun = timed(() =>
+    sampleTrace(trace, { ...common, method: 'invitro', baseline: true }),
+  );
+  const searchRun = timed(() =>
+    sampleTrace(trace, { ...common, method: 'search', baseline: false }),
+  );
   const [invitro, search] = [invitroRun.result, searchRun.result];
   const [invitroSeconds, searchSeconds] = [invitroRun.seconds, searchRun.seconds];
   const scorer = new TraceScorer(trace, 'linear');
@@ -278,6 +303,16 @@ function loadRows(load: Awaited<ReturnType<typeof benchLoad>>): Row[] {
       value: load.p99LatenessMs / load.idleP99Ms,
     },
     {
+      figure: 'load: client CPU while dispatching (cores)',
+      value: load.clientCpuCores,
+      target: { text: '≤ 0.15', met: load.clientCpuCores <= 0.15 },
+    },
+    {
+      figure: 'load: share sent > 2 ms late (open loop ≤ 1 %)',
+      value: load.lateShare,
+      target: { text: '≤ 0.01', met: load.openLoop },
+    },
+    {
       figure: 'load: failures',
       value: load.failures,
       target: { text: '0', met: load.failures === 0 },
@@ -317,6 +352,9 @@ async function benchLoad(rate: number, seconds: number) {
       idleP99Ms,
       p99ResponseMs: analysis.latencyMs.p99,
       failures: analysis.failed,
+      lateShare: analysis.lateShare,
+      openLoop: analysis.openLoop,
+      clientCpuCores: data.meta.clientCpuCores ?? NaN,
     };
   } finally {
     server.child.kill();

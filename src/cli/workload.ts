@@ -317,7 +317,16 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         if (json(program)) return points;
         out(
           table(
-            ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'open loop', 'node CPU', 'stopped by'],
+            [
+              'size',
+              'offered inv/s',
+              'slowdown',
+              'p99 ms',
+              'failure rate',
+              'open loop',
+              'node CPU',
+              'stopped by',
+            ],
             points.map((p) => [
               p.size,
               p.offeredRate,

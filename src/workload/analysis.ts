@@ -309,7 +309,10 @@ export async function writeReport(
           ['invocations (measured)', analysis.invocations],
           ['failure rate', round(analysis.failureRate)],
           ['cold-start rate', round(analysis.coldStartRate)],
-          ['slowdown (geometric mean across functions, failures included)', round(analysis.slowdown)],
+          [
+            'slowdown (geometric mean across functions, failures included)',
+            round(analysis.slowdown),
+          ],
           ['slowdown, completed only', round(analysis.slowdownCompleted)],
           ['functions with no measured invocation', analysis.functionsWithoutInvocations],
           [`sent > ${LATE_MS} ms late`, round(analysis.lateShare)],

@@ -87,7 +87,11 @@ export async function dispatch(
     timerLateness = Math.max(0, timerLateness);
   }
   options.onProgress?.(i);
-  return { startedAt, sentMs: i < n ? sentMs.subarray(0, i) : sentMs, timerLatenessMs: timerLateness };
+  return {
+    startedAt,
+    sentMs: i < n ? sentMs.subarray(0, i) : sentMs,
+    timerLatenessMs: timerLateness,
+  };
 }
 
 /**

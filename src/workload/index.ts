@@ -46,7 +46,14 @@ export {
   SYNTHETIC_FUNCTION_DIR,
 } from './targets.ts';
 export { type LoadOptions, runLoad } from './loadgen.ts';
-export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
+export {
+  type RunData,
+  type RunMeta,
+  RunMetaSchema,
+  emptyRunData,
+  readRun,
+  writeRun,
+} from './results.ts';
 export {
   type RunAnalysis,
   analyseRun,

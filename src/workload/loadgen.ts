@@ -57,6 +57,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     maxQueuedForConnection: 0,
     drainEndMs: null as number | null,
     timerLatenessMs: null as number | null,
+    clientCpuCores: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -96,12 +97,17 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   options.onPhase?.('run');
   cpu.start();
   const wallStart = performance.now();
+  const clientCpu = process.cpuUsage();
   startedAt = now();
   const { timerLatenessMs } = await dispatch(schedule.atMs, send, {
     clock: options.clock,
     onProgress: (sent) => options.onProgress?.(sent, n),
   });
   meta.timerLatenessMs = timerLatenessMs;
+  // The load client's own CPU while dispatching, in cores (user + system ÷ wall).
+  const used = process.cpuUsage(clientCpu);
+  meta.clientCpuCores =
+    (used.user + used.system) / 1000 / Math.max(1, performance.now() - wallStart);
   options.onPhase?.('drain');
   if (outstanding > 0)
     await new Promise<void>((resolve) => {

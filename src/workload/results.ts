@@ -22,6 +22,7 @@ export const RunMetaSchema = z.object({
   scheduled: z.number(),
   /** Scheduled invocations of the measured (non-warm-up) part, per second of trace time. */
   offeredRate: z.number(),
+  /** Host-wide CPU utilisation from /proc/stat (load client included), 0..1. */
   nodeCpuUtilisation: z.number().nullable(),
   itersPerMs: z.number().nullable(),
   cores: z.number(),
@@ -34,6 +35,8 @@ export const RunMetaSchema = z.object({
   drainEndMs: z.number().nullable().default(null),
   /** The dispatcher's final estimate of how late its timers fire. */
   timerLatenessMs: z.number().nullable().default(null),
+  /** The load client's own CPU while dispatching, in cores. */
+  clientCpuCores: z.number().nullable().default(null),
 });
 export type RunMeta = z.infer<typeof RunMetaSchema>;
 

@@ -30,9 +30,7 @@ export type SampleMethod = 'invitro' | 'search';
 
 /** How each scale is named wherever a WD is reported. */
 export function scaleLabel(scale: WdScale): string {
-  return scale === 'linear'
-    ? 'linear (the paper\'s metric)'
-    : 'log (not the paper\'s metric)';
+  return scale === 'linear' ? "linear (the paper's metric)" : "log (not the paper's metric)";
 }
 
 export interface SamplerOptions {

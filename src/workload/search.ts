@@ -4,14 +4,15 @@ import type { ReferenceDistribution } from './wasserstein.ts';
 /**
  * The `search` sampler: optimises the score directly while keeping In-Vitro's
  * guarantees (every summary a subset of the next larger one, exact sizes).
- * W1 between k values and the whole trace is smallest when the i-th smallest
- * value sits at the whole trace's quantile (i + ½)/k, so besides random
- * draws each size gets stratified starts: the pool's functions ordered by a
- * load key (total invocations, total resources, the mean of both ranks) and
- * the function at each stratum's centre taken. The best-scoring start is
- * then improved by random swaps of a member for a pool function, kept only
- * when the score drops. The pool is the whole trace for the largest summary
- * and the parent summary for every smaller one, so summaries nest.
+ * Functions are ordered by a load key (the mean of their ranks by total
+ * invocations and by total resources). W1 between k values and the whole
+ * trace is smallest when the i-th smallest value sits at the whole trace's
+ * quantile (i + ½)/k, so each size starts from the best of one stratified
+ * pick (the function at each stratum's centre of the pool's order) and
+ * `trials` random draws from the pool; then near swaps (a member for a pool
+ * function a few places from it in the key order) are kept whenever they
+ * lower the score. The pool is the whole trace for the largest summary and
+ * the parent summary for each smaller one, so summaries nest.
  */
 export interface SearchOptions {
   /** Random draws tried beside the stratified starts, per size. */
@@ -32,8 +33,6 @@ export interface SearchReferences {
   resource: readonly ReferenceDistribution[];
 }
 
-const OFFSETS = [0.5];
-
 /** `sizes` come largest first. */
 export function searchSummaries(
   references: SearchReferences,
@@ -43,7 +42,7 @@ export function searchSummaries(
 ): Searched[] {
   const { rng } = options;
   const all = [...references.invocation, ...references.resource];
-  const [order] = keyOrders(references, functions);
+  const order = keyOrder(references, functions);
   const results: Searched[] = [];
   let pool: Int32Array = order;
   for (const size of sizes) {
@@ -96,8 +95,8 @@ function stratify(order: Int32Array, size: number, offset: number): Int32Array {
   return Int32Array.from({ length: size }, (_, i) => order[Math.floor((i + offset) * width)]);
 }
 
-/** Functions in ascending order of total invocations, of total resources, and of their mean rank. */
-function keyOrders(references: SearchReferences, functions: number): Int32Array[] {
+/** Functions in ascending order of the mean of their ranks by total invocations and total resources. */
+function keyOrder(references: SearchReferences, functions: number): Int32Array {
   const total = (refs: readonly ReferenceDistribution[]): Float64Array => {
     const sums = new Float64Array(functions);
     for (const ref of refs) for (let f = 0; f < functions; f++) sums[f] += ref.sorted[ref.rank[f]];
@@ -110,7 +109,7 @@ function keyOrders(references: SearchReferences, functions: number): Int32Array[
   const meanRank = new Float64Array(functions);
   invocation.forEach((f, p) => (meanRank[f] += p));
   resource.forEach((f, p) => (meanRank[f] += p));
-  return [byKey(meanRank), invocation, resource];
+  return byKey(meanRank);
 }
 
 /**
@@ -133,7 +132,9 @@ class Subset {
     this.members = Array.from(members);
     this.inside = new Set(this.members);
     this.ranks = references.map((ref) => Int32Array.from(this.members, (f) => ref.rank[f]).sort());
-    this.distances = Float64Array.from(references, (ref, d) => ref.distanceFromSubset(this.ranks[d]));
+    this.distances = Float64Array.from(references, (ref, d) =>
+      ref.distanceFromSubset(this.ranks[d]),
+    );
     this.trial = new Float64Array(references.length);
     this.score = mean(this.distances);
   }

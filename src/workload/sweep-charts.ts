@@ -12,7 +12,12 @@ export interface ChartPoint {
 
 const WIDTH = 560;
 const HEIGHT = 300;
-const x = { field: 'load', type: 'quantitative', title: 'offered load (invocations/s)', scale: { zero: true } } as const;
+const x = {
+  field: 'load',
+  type: 'quantitative',
+  title: 'offered load (invocations/s)',
+  scale: { zero: true },
+} as const;
 
 /** A caption line saying how many functions had no measured invocation at each size. */
 function caption(points: readonly ChartPoint[]): string {
@@ -45,7 +50,12 @@ export function slowdownChart(points: readonly ChartPoint[], threshold: number):
         mark: { type: 'line', color: '#4c78a8' },
         encoding: {
           x,
-          y: { field: 'slowdown', type: 'quantitative', title: 'slowdown (geometric mean, failures included)', scale: { zero: true } },
+          y: {
+            field: 'slowdown',
+            type: 'quantitative',
+            title: 'slowdown (geometric mean, failures included)',
+            scale: { zero: true },
+          },
         },
       },
       {
@@ -81,11 +91,18 @@ export function failureChart(points: readonly ChartPoint[], failureThreshold: nu
     height: HEIGHT,
     layer: [
       {
-        data: { values: points.map((p) => ({ load: p.offeredRate, failures: p.failureRate * 100 })) },
+        data: {
+          values: points.map((p) => ({ load: p.offeredRate, failures: p.failureRate * 100 })),
+        },
         mark: { type: 'line', point: true, color: '#e45756' },
         encoding: {
           x,
-          y: { field: 'failures', type: 'quantitative', title: 'failed (% of measured invocations)', scale: { zero: true } },
+          y: {
+            field: 'failures',
+            type: 'quantitative',
+            title: 'failed (% of measured invocations)',
+            scale: { zero: true },
+          },
         },
       },
       {
@@ -97,11 +114,11 @@ export function failureChart(points: readonly ChartPoint[], failureThreshold: nu
   } as ChartSpec;
 }
 
-/** The node's CPU utilisation against offered load, 0–100 % of its cores. */
+/** CPU utilisation against offered load, 0–100 % of the cores; `source` says whose CPU it is. */
 export function cpuChart(points: readonly ChartPoint[], source: string): ChartSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: 'Node CPU utilisation vs offered load', subtitle: source },
+    title: { text: 'CPU utilisation vs offered load', subtitle: source },
     width: WIDTH,
     height: HEIGHT,
     data: {
@@ -112,7 +129,12 @@ export function cpuChart(points: readonly ChartPoint[], source: string): ChartSp
     mark: { type: 'line', point: true },
     encoding: {
       x,
-      y: { field: 'cpu', type: 'quantitative', title: 'CPU utilisation (% of the node\'s cores)', scale: { domain: [0, 100] } },
+      y: {
+        field: 'cpu',
+        type: 'quantitative',
+        title: 'CPU utilisation (% of all cores)',
+        scale: { domain: [0, 100] },
+      },
     },
   } as ChartSpec;
 }

@@ -10,7 +10,8 @@ import { cpuChart, failureChart, slowdownChart } from './sweep-charts.ts';
 import type { LoadTarget } from './targets.ts';
 
 /** Where the CPU figure comes from, as the chart says. */
-const CPU_SOURCE = 'the node under test (daemon + instance cgroups), not host-wide';
+const CPU_SOURCE =
+  'host-wide (/proc/stat): includes the load client and anything else on the machine; per-node cgroup CPU is not built yet';
 
 export interface SweepOptions {
   samplesDir: string;
@@ -151,7 +152,9 @@ async function writeSweep(
   ];
   const csv = [columns.join(','), ...points.map((p) => columns.map((c) => p[c] ?? '').join(','))];
   await writeFile(path.join(out, 'sweep.csv'), csv.join('\n') + '\n');
-  const slowdown = await writeChart(slowdownChart(points, threshold), out, 'sweep-slowdown', { png: true });
+  const slowdown = await writeChart(slowdownChart(points, threshold), out, 'sweep-slowdown', {
+    png: true,
+  });
   const failures = await writeChart(failureChart(points, failureThreshold), out, 'sweep-failures', {
     png: true,
   });
@@ -160,7 +163,18 @@ async function writeSweep(
     {
       title: 'Sweep',
       table: {
-        headers: ['size', 'offered inv/s', 'slowdown', 'completed only', 'p99 ms', 'failures', 'late > 2 ms', 'open loop', 'CPU', 'stopped by'],
+        headers: [
+          'size',
+          'offered inv/s',
+          'slowdown',
+          'completed only',
+          'p99 ms',
+          'failures',
+          'late > 2 ms',
+          'open loop',
+          'CPU',
+          'stopped by',
+        ],
         rows: points.map((p) => [
           p.size,
           p.offeredRate.toFixed(2),

@@ -225,7 +225,10 @@ export class PetriTarget implements LoadTarget {
     });
     const text = await response.body.text();
     if (response.statusCode >= 300)
-      throw new PetriError('InvalidRequest', `deploying ${name} failed (${response.statusCode}): ${text}`);
+      throw new PetriError(
+        'InvalidRequest',
+        `deploying ${name} failed (${response.statusCode}): ${text}`,
+      );
   }
 
   specFor(fn: TraceFunction, name: string): { name: string; body: Record<string, unknown> } {

@@ -71,7 +71,12 @@ export class ReferenceDistribution {
     const lowArea = this.area(low);
     const splitArea = this.area(split);
     const highArea = this.area(high);
-    return value * (split - low) - (splitArea - lowArea) + (highArea - splitArea) - value * (high - split);
+    return (
+      value * (split - low) -
+      (splitArea - lowArea) +
+      (highArea - splitArea) -
+      value * (high - split)
+    );
   }
 
   /** ∫₀ᵖ of the reference's quantile function. */

@@ -75,7 +75,7 @@ describe('sampleTrace', () => {
 const close = (actual: number, expected: number, eps = 1e-9) =>
   assert.ok(Math.abs(actual - expected) <= eps, `${actual} ≠ ${expected}`);
 
-describe('TraceScorer on the linear scale (the paper\'s metric)', () => {
+describe("TraceScorer on the linear scale (the paper's metric)", () => {
   // Counts per minute; every function runs 1000 ms at 100 MB, so resources = count × 0.1.
   const counts = [
     [0, 4],
