@@ -58,6 +58,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     drainEndMs: null as number | null,
     timerLatenessMs: null as number | null,
     clientCpuCores: null as number | null,
+    dispatchLatenessP99Ms: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -99,11 +100,13 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   const wallStart = performance.now();
   const clientCpu = process.cpuUsage();
   startedAt = now();
-  const { timerLatenessMs } = await dispatch(schedule.atMs, send, {
+  const { timerLatenessMs, sentMs: dispatchedMs } = await dispatch(schedule.atMs, send, {
     clock: options.clock,
     onProgress: (sent) => options.onProgress?.(sent, n),
   });
   meta.timerLatenessMs = timerLatenessMs;
+  // The dispatcher's own lateness (when it handed each request over), before any connection wait.
+  meta.dispatchLatenessP99Ms = p99(dispatchedMs.map((t, i) => t - schedule.atMs[i]));
   // The load client's own CPU while dispatching, in cores (user + system ÷ wall).
   const used = process.cpuUsage(clientCpu);
   meta.clientCpuCores =
@@ -132,4 +135,10 @@ function maxDrainMs(durations: Float64Array): number {
   let longest = 0;
   for (const d of durations) longest = Math.max(longest, d);
   return Math.min(16 * 60_000, longest * 3 + 30_000);
+}
+
+function p99(values: Float64Array): number | null {
+  if (values.length === 0) return null;
+  const sorted = values.slice().sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))];
 }

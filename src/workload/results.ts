@@ -37,6 +37,8 @@ export const RunMetaSchema = z.object({
   timerLatenessMs: z.number().nullable().default(null),
   /** The load client's own CPU while dispatching, in cores. */
   clientCpuCores: z.number().nullable().default(null),
+  /** p99 of when the dispatcher handed requests over, before any wait for a connection. */
+  dispatchLatenessP99Ms: z.number().nullable().default(null),
 });
 export type RunMeta = z.infer<typeof RunMetaSchema>;
 

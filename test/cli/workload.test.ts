@@ -256,6 +256,7 @@ describe('petri workload verbs', () => {
       assert.deepEqual(header, [
         'size',
         'invocations',
+        'loadShare',
         'invocationWd',
         'resourceWd',
         'score',
@@ -264,7 +265,7 @@ describe('petri workload verbs', () => {
         'randomScore',
       ]);
       assert.deepEqual(
-        csv.map((row) => [Number(row[0]), Number(row[4])]),
+        csv.map((row) => [Number(row[0]), Number(row[5])]),
         result.sizes.map((s) => [s.size, s.score]),
       );
       const wd = JSON.parse(await readFile(join(out, 'wd.json'), 'utf8')) as {

@@ -25,12 +25,14 @@ async function calibrateOnCpu0(): Promise<{ cpu: number; wall: number }> {
 describe('calibrateSpinCpu', () => {
   it('gives the same calibration with a CPU hog on the same core, unlike wall time', async () => {
     const alone = await calibrateOnCpu0();
-    const hog: ChildProcess = spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;) {}'], {
-      stdio: 'ignore',
-    });
+    const hog: ChildProcess = spawn(
+      'taskset',
+      ['-c', '0', process.execPath, '-e', 'process.stdout.write("go\\n"); for (;;) {}'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     try {
-      // Let the hog get going before measuring.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Measure only once the hog is spinning (a Node start can take seconds on a loaded machine).
+      await new Promise((resolve) => hog.stdout?.once('data', resolve));
       const busy = await calibrateOnCpu0();
       const ratio = busy.cpu / alone.cpu;
       assert.ok(
