@@ -272,9 +272,13 @@ describe('petri workload verbs', () => {
         seed: number;
         trials: number;
         scale: string;
+        scaleLabel: string;
+        method: string;
         sizes: { size: number }[];
       };
-      assert.deepEqual([wd.seed, wd.trials, wd.scale], [1, 4, 'log']);
+      // The paper's metric and method by default, and labelled as such.
+      assert.deepEqual([wd.seed, wd.trials, wd.scale, wd.method], [1, 4, 'linear', 'invitro']);
+      assert.match(wd.scaleLabel, /the paper's metric/);
       assert.equal(wd.sizes.length, 3);
       assert.match(await readFile(join(out, 'wd.svg'), 'utf8'), /<svg/);
       assert.ok(!existsSync(join(out, 'wd.png')), '--no-png writes no PNG');
