@@ -1,6 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
+import {
+  checkName,
+  childCgroups,
+  errnoCode,
+  killUntilEmpty,
+  readKey,
+  readNumber,
+  rmdirCgroup,
+} from './files.ts';
 import { type DaemonCpuset, joinDaemonCpuset, removeStaleDaemonCpusets } from './daemon-cpuset.ts';
 import { V1Cgroup } from './v1.ts';
 import { killCgroupV2, V2Cgroup } from './v2.ts';
@@ -229,6 +237,13 @@ class V1System extends BaseSystem {
     return [...new Set(this.baseDirs.values())];
   }
 
+  async cpuUsageMs(prefix: string): Promise<number | undefined> {
+    const base = this.baseDirs.get('cpuacct');
+    if (!base || !this.usable('cpuacct')) return undefined;
+    const ns = await readNumber(path.join(base, ...checkName(prefix), 'cpuacct.usage'));
+    return ns === undefined ? undefined : ns / 1e6;
+  }
+
   async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
     const base = this.baseDirs.get('cpuset');
     return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
@@ -302,6 +317,15 @@ class V2System extends BaseSystem {
 
   protected bases(): string[] {
     return this.controllers().some((c) => c.usable) ? [this.base] : [];
+  }
+
+  async cpuUsageMs(prefix: string): Promise<number | undefined> {
+    if (!this.controllers().some((c) => c.usable)) return undefined;
+    const usec = await readKey(
+      path.join(this.base, ...checkName(prefix), 'cpu.stat'),
+      'usage_usec',
+    );
+    return usec === undefined ? undefined : usec / 1000;
   }
 
   async daemonCpuset(): Promise<DaemonCpuset | undefined> {

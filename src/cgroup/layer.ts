@@ -75,6 +75,7 @@ export function cgroupLayer(
     close: async () => {
       if (active) await active.cleanup(prefix);
     },
+    instancesCpuMs: async () => active?.cpuUsageMs?.(prefix),
   };
 }
 

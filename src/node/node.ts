@@ -222,6 +222,17 @@ export class PetriNode {
     };
   }
 
+  /**
+   * CPU time the node has used: the daemon process's own (user + system) and
+   * its instances' from their cgroups (null where not measured). Instances
+   * run in their own cgroups, so the two do not overlap.
+   */
+  async cpuUsage(): Promise<{ daemonMs: number; instancesMs: number | null }> {
+    const { user, system } = process.cpuUsage();
+    const instancesMs = (await this.deps.driver.instancesCpuMs?.()) ?? null;
+    return { daemonMs: (user + system) / 1000, instancesMs };
+  }
+
   /** Stops accepting work, fails what is queued, stops every instance. */
   async close(): Promise<void> {
     if (this.closing) return;

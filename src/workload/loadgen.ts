@@ -59,6 +59,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     timerLatenessMs: null as number | null,
     clientCpuCores: null as number | null,
     dispatchLatenessP99Ms: null as number | null,
+    hostCpuUtilisation: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -97,6 +98,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
 
   options.onPhase?.('run');
   cpu.start();
+  const nodeCpuBefore = await options.target.nodeCpu?.().catch(() => undefined);
   const wallStart = performance.now();
   const clientCpu = process.cpuUsage();
   startedAt = now();
@@ -120,7 +122,13 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   meta.drainEndMs = now() - startedAt;
   meta.delayedByConnections = gate.delayed;
   meta.maxQueuedForConnection = gate.maxWaiting;
-  meta.nodeCpuUtilisation = cpu.stop();
+  meta.hostCpuUtilisation = cpu.stop();
+  const nodeCpuAfter = await options.target.nodeCpu?.().catch(() => undefined);
+  meta.nodeCpuUtilisation =
+    nodeCpuBefore && nodeCpuAfter
+      ? (nodeCpuAfter.ms - nodeCpuBefore.ms) /
+        ((performance.now() - wallStart) * nodeCpuAfter.cores)
+      : null;
   meta.wallSeconds = (performance.now() - wallStart) / 1000;
   await options.target.close();
   if (options.out) {

@@ -22,7 +22,10 @@ export const RunMetaSchema = z.object({
   scheduled: z.number(),
   /** Scheduled invocations of the measured (non-warm-up) part, per second of trace time. */
   offeredRate: z.number(),
-  /** Host-wide CPU utilisation from /proc/stat (load client included), 0..1. */
+  /**
+   * The node under test's CPU utilisation, 0..1 of its cores: its daemon and
+   * instance cgroups, from the node (null where the target does not tell).
+   */
   nodeCpuUtilisation: z.number().nullable(),
   itersPerMs: z.number().nullable(),
   cores: z.number(),
@@ -39,6 +42,8 @@ export const RunMetaSchema = z.object({
   clientCpuCores: z.number().nullable().default(null),
   /** p99 of when the dispatcher handed requests over, before any wait for a connection. */
   dispatchLatenessP99Ms: z.number().nullable().default(null),
+  /** Host-wide CPU utilisation from /proc/stat (load client included), 0..1, for context. */
+  hostCpuUtilisation: z.number().nullable().default(null),
 });
 export type RunMeta = z.infer<typeof RunMetaSchema>;
 

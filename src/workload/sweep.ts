@@ -11,7 +11,7 @@ import type { LoadTarget } from './targets.ts';
 
 /** Where the CPU figure comes from, as the chart says. */
 const CPU_SOURCE =
-  'host-wide (/proc/stat): includes the load client and anything else on the machine; per-node cgroup CPU is not built yet';
+  "the node under test: its daemon + its instances' cgroups (load client excluded); n/a where the target does not report it";
 
 export interface SweepOptions {
   samplesDir: string;

@@ -35,6 +35,8 @@ export interface LoadTarget {
   /** Deploys or checks what the run needs; called before the schedule starts. */
   prepare(trace: Trace): Promise<void>;
   invoke(request: InvocationRequest): Promise<InvocationOutcome>;
+  /** The node's own CPU so far (its daemon + instance cgroups) and its cores, where it tells. */
+  nodeCpu?(): Promise<{ ms: number; cores: number } | undefined>;
   /** Removes what `prepare` made and closes connections. */
   close(): Promise<void>;
 }
@@ -121,6 +123,15 @@ export interface PetriTargetOptions extends PoolOptions {
 
 /** The function `petri load` calibrates in, once per deploy (removed straight after). */
 export const CALIBRATION_FUNCTION = 'synth-calibrate';
+
+/** What `nodeCpu` needs of `/v1/node`. */
+const NodeCpu = z.object({
+  cores: z.number().positive(),
+  cpu: z.object({
+    daemonMs: z.number().nonnegative(),
+    instancesMs: z.number().nonnegative().nullable(),
+  }),
+});
 
 /** The calibration's answer; anything else from the function is refused. */
 const Calibration = z.object({ itersPerCpuMs: z.number().positive().finite().max(1e9) });
@@ -253,6 +264,20 @@ export class PetriTarget implements LoadTarget {
 
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
     return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request, this.auth);
+  }
+
+  /** From `/v1/node`: the daemon's CPU plus its instances' cgroups; undefined without cgroups. */
+  async nodeCpu(): Promise<{ ms: number; cores: number } | undefined> {
+    const response = await this.pool.request({
+      method: 'GET',
+      path: '/v1/node',
+      headers: this.auth,
+    });
+    const parsed = NodeCpu.safeParse(safeJson(await response.body.text()));
+    if (response.statusCode !== 200 || !parsed.success) return undefined;
+    const { cores, cpu } = parsed.data;
+    if (cpu.instancesMs === null) return undefined;
+    return { ms: cpu.daemonMs + cpu.instancesMs, cores };
   }
 
   async close(): Promise<void> {
