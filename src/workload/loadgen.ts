@@ -107,8 +107,10 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     onProgress: (sent) => options.onProgress?.(sent, n),
   });
   meta.timerLatenessMs = timerLatenessMs;
-  // The dispatcher's own lateness (when it handed each request over), before any connection wait.
-  meta.dispatchLatenessP99Ms = p99(dispatchedMs.map((t, i) => t - schedule.atMs[i]));
+  // The dispatcher's own lateness (when it handed each measured request over), before any connection wait.
+  meta.dispatchLatenessP99Ms = p99(
+    dispatchedMs.map((t, i) => t - schedule.atMs[i]).filter((_, i) => !schedule.warmup[i]),
+  );
   // The load client's own CPU while dispatching, in cores (user + system ÷ wall).
   const used = process.cpuUsage(clientCpu);
   meta.clientCpuCores =
