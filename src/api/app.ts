@@ -240,7 +240,7 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/v1/node', async () => node.info());
+  app.get('/v1/node', async () => ({ ...node.info(), cpu: await node.cpuUsage() }));
   app.get('/metrics', async (_request, reply) =>
     reply.type(node.metrics.contentType).send(await node.metrics.text()),
   );

@@ -1,7 +1,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkName, childCgroups, errnoCode, killUntilEmpty, rmdirCgroup } from './files.ts';
+import {
+  checkName,
+  childCgroups,
+  errnoCode,
+  killUntilEmpty,
+  readKey,
+  readNumber,
+  rmdirCgroup,
+} from './files.ts';
 import { type DaemonCpuset, joinDaemonCpuset, removeStaleDaemonCpusets } from './daemon-cpuset.ts';
 import { thawV1 } from './freezer.ts';
 import type { FreezeControl } from './thaw-guard.ts';
@@ -238,6 +246,13 @@ class V1System extends BaseSystem {
     return { dir: path.join(base, ...checkName(prefix)), file: 'freezer.state', thawed: 'THAWED' };
   }
 
+  async cpuUsageMs(prefix: string): Promise<number | undefined> {
+    const base = this.baseDirs.get('cpuacct');
+    if (!base || !this.usable('cpuacct')) return undefined;
+    const ns = await readNumber(path.join(base, ...checkName(prefix), 'cpuacct.usage'));
+    return ns === undefined ? undefined : ns / 1e6;
+  }
+
   async daemonCpuset(name: string): Promise<DaemonCpuset | undefined> {
     const base = this.baseDirs.get('cpuset');
     return base ? joinDaemonCpuset(base, name, this.removeDir) : undefined;
@@ -333,6 +348,15 @@ class V2System extends BaseSystem {
   freezeControl(prefix: string): FreezeControl | undefined {
     if (!this.usable('freezer')) return undefined;
     return { dir: path.join(this.base, ...checkName(prefix)), file: 'cgroup.freeze', thawed: '0' };
+  }
+
+  async cpuUsageMs(prefix: string): Promise<number | undefined> {
+    if (!this.controllers().some((c) => c.usable)) return undefined;
+    const usec = await readKey(
+      path.join(this.base, ...checkName(prefix), 'cpu.stat'),
+      'usage_usec',
+    );
+    return usec === undefined ? undefined : usec / 1000;
   }
 
   async daemonCpuset(): Promise<DaemonCpuset | undefined> {

@@ -90,6 +90,7 @@ export function cgroupLayer(
       await guard?.close();
       guard = undefined;
     },
+    instancesCpuMs: async () => active?.cpuUsageMs?.(prefix),
   };
 }
 

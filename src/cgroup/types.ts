@@ -99,6 +99,12 @@ export interface CgroupSystem {
    * one younger than `minAgeMs` may be a node between mkdir and joining it.
    */
   removeStaleDaemonCpusets(minAgeMs?: number): Promise<string[]>;
+  /**
+   * CPU time (ms) used in the cgroup `prefix` and everything below it, gone
+   * children included (the kernel charges usage up the tree); undefined
+   * where it is not accounted or does not exist yet.
+   */
+  cpuUsageMs?(prefix: string): Promise<number | undefined>;
 }
 
 export interface DetectOptions {

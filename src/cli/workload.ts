@@ -18,6 +18,7 @@ import {
   runPolicySweep,
   runSweep,
   sampleTrace,
+  scaleLabel,
   synthesize,
   writeReport,
   writeSamples,
@@ -137,7 +138,16 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--trials <n>', 'random draws per size; the best is kept', '16')
     .option('--seed <n>', 'PRNG seed', '1')
     .option('--baseline <kind>', '"random": also score plain random sampling (median of 5 runs)')
-    .option('--scale <scale>', 'values compared on a "log" or "linear" scale', 'log')
+    .option(
+      '--scale <scale>',
+      '"linear" (the paper\'s metric) or "log" (not the paper\'s metric)',
+      'linear',
+    )
+    .option(
+      '--method <method>',
+      '"invitro" (the paper\'s best of trials) or "search" (optimises the score; nests too)',
+      'invitro',
+    )
     .option('--no-png', 'skip the PNG chart')
     .action(
       action(SampleOptions, async (o) => {
@@ -151,6 +161,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           trials: o.trials,
           seed: o.seed,
           scale: o.scale,
+          method: o.method,
           baseline: o.baseline === 'random',
           onProgress: bar?.update,
         });
@@ -160,6 +171,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           seed: o.seed,
           trials: o.trials,
           scale: o.scale,
+          method: o.method,
         });
         const seconds = (performance.now() - started) / 1000;
         if (json(program))
@@ -175,6 +187,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
               'random inv. WD',
               'random res. WD',
               'ratio',
+              'load share',
             ],
             results
               .filter((_, i) => i % every === 0 || i === results.length - 1)
@@ -186,9 +199,11 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
                 r.random?.invocationWd,
                 r.random?.resourceWd,
                 r.random ? r.score / r.random.score : undefined,
+                r.loadShare,
               ]),
           ),
         );
+        out(`WD scale: ${scaleLabel(o.scale)}; method ${o.method}`);
         out(
           `${results.length} summaries in ${seconds.toFixed(1)} s; wrote ${o.out}/samples, wd.csv, wd.json, wd.svg`,
         );
@@ -282,6 +297,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--minute-ms <ms>', 'length of a trace minute', '60000')
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--threshold <x>', 'stop once slowdown exceeds this', '5')
+    .option('--failure-threshold <share>', 'or once this share of invocations fails', '0.05')
     .option('--keep', 'leave the synthetic functions deployed')
     .option(
       '--policies <list>',
@@ -303,6 +319,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           seed: o.seed,
           minuteMs: o.minuteMs,
           threshold: o.threshold,
+          failureThreshold: o.failureThreshold,
           onRun: (size, point) => {
             if (!point) io.stderr(`size ${size}…\n`);
           },
@@ -310,18 +327,31 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         if (json(program)) return points;
         out(
           table(
-            ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failure rate', 'node CPU'],
+            [
+              'size',
+              'offered inv/s',
+              'slowdown',
+              'p99 ms',
+              'failure rate',
+              'open loop',
+              'node CPU',
+              'stopped by',
+            ],
             points.map((p) => [
               p.size,
               p.offeredRate,
               p.slowdown,
               p.p99LatencyMs,
               p.failureRate,
+              p.openLoop ? 'yes' : 'NO',
               p.nodeCpuUtilisation ?? 'n/a',
+              p.stoppedBy ?? '',
             ]),
           ),
         );
-        out(`wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-cpu.svg, report.html`);
+        out(
+          `wrote ${o.out}/sweep.json, sweep.csv, sweep-slowdown.svg, sweep-failures.svg, sweep-cpu.svg, report.html`,
+        );
         return undefined;
       }),
     );
@@ -349,7 +379,7 @@ async function policySweep(
   const client = new PetriClient(url, token);
   const cpuSeconds = async (): Promise<number | null> => {
     const { cpu } = await client.node();
-    return cpu ? (cpu.instancesMs + cpu.daemonMs) / 1000 : null;
+    return cpu && cpu.instancesMs !== null ? (cpu.instancesMs + cpu.daemonMs) / 1000 : null;
   };
   const autoscaling = (policy: string): Record<string, unknown> => {
     if (policy === 'concurrency' && o.concurrencyTarget !== undefined)
@@ -374,6 +404,7 @@ async function policySweep(
     seed: o.seed,
     minuteMs: o.minuteMs,
     threshold: o.threshold,
+    failureThreshold: o.failureThreshold,
     cpuSeconds,
     onRun: (policy, size, point) => {
       if (!point) io.stderr(`${policy}: size ${size}…\n`);
@@ -430,6 +461,7 @@ const SampleOptions = z.object({
   seed: int(0),
   baseline: z.enum(['random']).optional(),
   scale: z.enum(['log', 'linear']),
+  method: z.enum(['invitro', 'search']),
   png: z.boolean().default(true),
 });
 const ReportOptions = z.object({ png: z.boolean().default(true) });
@@ -465,6 +497,7 @@ const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
     .optional(),
   concurrencyTarget: z.coerce.number().positive().optional(),
   rpsTarget: z.coerce.number().positive().optional(),
+  failureThreshold: z.coerce.number().min(0).max(1),
 });
 
 function makeTarget(

@@ -100,7 +100,8 @@ export interface NodeInfo {
    * start-up counts and a live instance's CPU since its last read does not)
    * and the daemon's own.
    */
-  cpu: { instancesMs: number; daemonMs: number };
+  /** Added by the API from `cpuUsage()` (it reads cgroups): CPU time the node used. */
+  cpu?: { daemonMs: number; instancesMs: number | null };
   functions: number;
   uptimeMs: number;
 }
@@ -138,7 +139,6 @@ export class PetriNode {
   private readonly started: number;
   private closing = false;
   /** CPU of instances that have died, at their last usage read. */
-  private deadInstancesCpuMs = 0;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -158,10 +158,7 @@ export class PetriNode {
       cores: this.cores,
       startCpus: () => this.placer.startCpus(),
       scheduler: this.scheduler,
-      onDead: (instance) => {
-        this.deadInstancesCpuMs += instance.baseline.cpuMs;
-        this.pool.forget(instance);
-      },
+      onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
     this.pool = new Pool(
@@ -494,7 +491,6 @@ export class PetriNode {
       startPaths: this.startPathsStatus(),
       scheduler: this.scheduler.status(),
       instances,
-      cpu: this.cpuUsed(),
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
     };
@@ -520,15 +516,15 @@ export class PetriNode {
     };
   }
 
-  private cpuUsed(): { instancesMs: number; daemonMs: number } {
-    let instancesMs = this.deadInstancesCpuMs;
-    for (const instance of this.pool.allInstances())
-      if (instance.state !== 'dead') instancesMs += instance.baseline.cpuMs;
-    const daemon = process.cpuUsage();
-    return {
-      instancesMs: Math.round(instancesMs),
-      daemonMs: Math.round((daemon.user + daemon.system) / 1000),
-    };
+  /**
+   * CPU time the node has used: the daemon process's own (user + system) and
+   * its instances' from their cgroups (null where not measured). Instances
+   * run in their own cgroups, so the two do not overlap.
+   */
+  async cpuUsage(): Promise<{ daemonMs: number; instancesMs: number | null }> {
+    const { user, system } = process.cpuUsage();
+    const instancesMs = (await this.deps.driver.instancesCpuMs?.()) ?? null;
+    return { daemonMs: (user + system) / 1000, instancesMs };
   }
 
   /** Stops accepting work, fails what is queued, stops every instance. */

@@ -20,6 +20,8 @@ export interface IsolationLayer {
   close(): Promise<void>;
   /** What instances' filesystems hold, for the layer that builds them. */
   sandboxRoot?(): SandboxRootReport | undefined;
+  /** CPU time (ms) all of this node's instances used, the ended ones included, if measured. */
+  instancesCpuMs?(): Promise<number | undefined>;
 }
 
 /** An open file the wrapped command inherits as descriptor `fd`. */

@@ -119,6 +119,15 @@ export class ProcessDriver implements SandboxDriver {
   async close(): Promise<void> {
     for (const layer of [...this.options.layers].reverse()) await layer.close();
   }
+
+  /** The first layer that measures it (the cgroup layer): every instance's CPU, ended ones too. */
+  async instancesCpuMs(): Promise<number | undefined> {
+    for (const layer of this.options.layers) {
+      const ms = await layer.instancesCpuMs?.();
+      if (ms !== undefined) return ms;
+    }
+    return undefined;
+  }
 }
 
 async function destroyLayers(layers: LayerInstance[]): Promise<void> {

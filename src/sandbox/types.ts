@@ -171,4 +171,6 @@ export interface SandboxDriver {
   reconcile(): Promise<void>;
   /** Stops everything the driver made. */
   close(): Promise<void>;
+  /** CPU time (ms) of all this node's instances so far, ended ones included, if measured. */
+  instancesCpuMs?(): Promise<number | undefined>;
 }

@@ -18,9 +18,12 @@ export {
 export { type SynthOptions, synthesize } from './synth.ts';
 export { ReferenceDistribution, wasserstein1 } from './wasserstein.ts';
 export {
+  type SampleMethod,
   type SampleResult,
   type SamplerOptions,
   type WdScale,
+  RESOURCE_NORMALISATION,
+  scaleLabel,
   type WdScore,
   TraceScorer,
   sampleSizes,
@@ -43,7 +46,14 @@ export {
   SYNTHETIC_FUNCTION_DIR,
 } from './targets.ts';
 export { type LoadOptions, runLoad } from './loadgen.ts';
-export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
+export {
+  type RunData,
+  type RunMeta,
+  RunMetaSchema,
+  emptyRunData,
+  readRun,
+  writeRun,
+} from './results.ts';
 export {
   type RunAnalysis,
   analyseRun,
@@ -58,4 +68,7 @@ export {
   comparisonRows,
   runPolicySweep,
 } from './policy-sweep.ts';
-export { calibrateSpin, spin } from './synthetic-function/spin.ts';
+export { calibrateSpin, calibrateSpinCpu, spin } from './synthetic-function/spin.ts';
+export { ConnectionGate } from './dispatcher.ts';
+export { LATE_MS, OPEN_LOOP_MAX_LATE_SHARE } from './analysis.ts';
+export { stopRule } from './sweep.ts';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CpuMonitor } from './cpu.ts';
-import { type Clock, dispatch } from './dispatcher.ts';
+import { type Clock, ConnectionGate, dispatch } from './dispatcher.ts';
 import { type RunData, emptyRunData, writeRun } from './results.ts';
 import { type ScheduleOptions, buildSchedule } from './schedule.ts';
 import { type LoadTarget, START_PATHS } from './targets.ts';
@@ -52,6 +52,14 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     nodeCpuUtilisation: null as number | null,
     itersPerMs: 'itersPerMs' in options.target ? Number(options.target.itersPerMs) || null : null,
     cores: os.availableParallelism(),
+    connections: options.target.connections,
+    delayedByConnections: 0,
+    maxQueuedForConnection: 0,
+    drainEndMs: null as number | null,
+    timerLatenessMs: null as number | null,
+    clientCpuCores: null as number | null,
+    dispatchLatenessP99Ms: null as number | null,
+    hostCpuUtilisation: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -65,8 +73,9 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   let drained: (() => void) | undefined;
   let startedAt = 0;
   const now = options.clock ? () => options.clock!.now() : () => performance.now();
-  const send = (i: number): void => {
-    outstanding++;
+  // A request leaves when a connection is free; its sent time is when it left.
+  const gate = new ConnectionGate(options.target.connections, (i) => {
+    data.sentMs[i] = now() - startedAt;
     const request = {
       fn: schedule.fn[i],
       durationMs: schedule.durationMs[i],
@@ -78,26 +87,50 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
       data.errorCode[i] = outcome.errorCode;
       data.start[i] = Math.max(0, START_PATHS.indexOf(outcome.start));
       data.actualDurationMs[i] = outcome.actualDurationMs;
+      gate.release();
       if (--outstanding === 0) drained?.();
     });
+  });
+  const send = (i: number): void => {
+    outstanding++;
+    gate.submit(i);
   };
 
   options.onPhase?.('run');
   cpu.start();
+  const nodeCpuBefore = await options.target.nodeCpu?.().catch(() => undefined);
   const wallStart = performance.now();
+  const clientCpu = process.cpuUsage();
   startedAt = now();
-  const { sentMs } = await dispatch(schedule.atMs, send, {
+  const { timerLatenessMs, sentMs: dispatchedMs } = await dispatch(schedule.atMs, send, {
     clock: options.clock,
     onProgress: (sent) => options.onProgress?.(sent, n),
   });
-  data.sentMs.set(sentMs);
+  meta.timerLatenessMs = timerLatenessMs;
+  // The dispatcher's own lateness (when it handed each measured request over), before any connection wait.
+  meta.dispatchLatenessP99Ms = p99(
+    dispatchedMs.map((t, i) => t - schedule.atMs[i]).filter((_, i) => !schedule.warmup[i]),
+  );
+  // The load client's own CPU while dispatching, in cores (user + system ÷ wall).
+  const used = process.cpuUsage(clientCpu);
+  meta.clientCpuCores =
+    (used.user + used.system) / 1000 / Math.max(1, performance.now() - wallStart);
   options.onPhase?.('drain');
   if (outstanding > 0)
     await new Promise<void>((resolve) => {
       drained = resolve;
       setTimeout(resolve, options.drainTimeoutMs ?? maxDrainMs(schedule.durationMs)).unref();
     });
-  meta.nodeCpuUtilisation = cpu.stop();
+  meta.drainEndMs = now() - startedAt;
+  meta.delayedByConnections = gate.delayed;
+  meta.maxQueuedForConnection = gate.maxWaiting;
+  meta.hostCpuUtilisation = cpu.stop();
+  const nodeCpuAfter = await options.target.nodeCpu?.().catch(() => undefined);
+  meta.nodeCpuUtilisation =
+    nodeCpuBefore && nodeCpuAfter
+      ? (nodeCpuAfter.ms - nodeCpuBefore.ms) /
+        ((performance.now() - wallStart) * nodeCpuAfter.cores)
+      : null;
   meta.wallSeconds = (performance.now() - wallStart) / 1000;
   await options.target.close();
   if (options.out) {
@@ -112,4 +145,10 @@ function maxDrainMs(durations: Float64Array): number {
   let longest = 0;
   for (const d of durations) longest = Math.max(longest, d);
   return Math.min(16 * 60_000, longest * 3 + 30_000);
+}
+
+function p99(values: Float64Array): number | null {
+  if (values.length === 0) return null;
+  const sorted = values.slice().sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))];
 }

@@ -22,9 +22,28 @@ export const RunMetaSchema = z.object({
   scheduled: z.number(),
   /** Scheduled invocations of the measured (non-warm-up) part, per second of trace time. */
   offeredRate: z.number(),
+  /**
+   * The node under test's CPU utilisation, 0..1 of its cores: its daemon and
+   * instance cgroups, from the node (null where the target does not tell).
+   */
   nodeCpuUtilisation: z.number().nullable(),
   itersPerMs: z.number().nullable(),
   cores: z.number(),
+  /** The target's connection limit; requests beyond it waited in the load client. */
+  connections: z.number().nullable().default(null),
+  /** Requests that waited for a free connection (their wait is in their lateness). */
+  delayedByConnections: z.number().default(0),
+  maxQueuedForConnection: z.number().default(0),
+  /** When the run stopped waiting for responses (ms after the start): a lost one's time to failure. */
+  drainEndMs: z.number().nullable().default(null),
+  /** The dispatcher's final estimate of how late its timers fire. */
+  timerLatenessMs: z.number().nullable().default(null),
+  /** The load client's own CPU while dispatching, in cores. */
+  clientCpuCores: z.number().nullable().default(null),
+  /** p99 of when the dispatcher handed requests over, before any wait for a connection. */
+  dispatchLatenessP99Ms: z.number().nullable().default(null),
+  /** Host-wide CPU utilisation from /proc/stat (load client included), 0..1, for context. */
+  hostCpuUtilisation: z.number().nullable().default(null),
 });
 export type RunMeta = z.infer<typeof RunMetaSchema>;
 
@@ -79,6 +98,7 @@ const CSV_HEADER = [
   'done_ms',
   'lateness_ms',
   'response_ms',
+  'send_latency_ms',
   'requested_duration_ms',
   'actual_duration_ms',
   'requested_memory_mb',
@@ -112,6 +132,7 @@ function toCsv(data: RunData): string {
         fixed(data.sentMs[i]),
         fixed(data.doneMs[i]),
         fixed(data.sentMs[i] - data.scheduledMs[i]),
+        fixed(data.doneMs[i] - data.scheduledMs[i]),
         fixed(data.doneMs[i] - data.sentMs[i]),
         fixed(data.requestedDurationMs[i]),
         fixed(data.actualDurationMs[i]),
@@ -238,12 +259,12 @@ export async function readRun(dir: string): Promise<RunData> {
     data.scheduledMs[i] = num(f[3]);
     data.sentMs[i] = num(f[4]);
     data.doneMs[i] = num(f[5]);
-    data.requestedDurationMs[i] = num(f[8]);
-    data.actualDurationMs[i] = num(f[9]);
-    data.requestedMemoryMb[i] = num(f[10]);
-    data.start[i] = Math.max(0, START_PATHS.indexOf(f[11] as StartPath));
-    data.status[i] = Number(f[13]);
-    data.errorCode[i] = f[14] ?? '';
+    data.requestedDurationMs[i] = num(f[9]);
+    data.actualDurationMs[i] = num(f[10]);
+    data.requestedMemoryMb[i] = num(f[11]);
+    data.start[i] = Math.max(0, START_PATHS.indexOf(f[12] as StartPath));
+    data.status[i] = Number(f[14]);
+    data.errorCode[i] = f[15] ?? '';
   }
   return data;
 }

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { lineChart, writeChart } from '../report/index.ts';
 import { writeTrace } from './azure2019.ts';
-import type { SampleResult } from './sampler.ts';
+import { type SampleMethod, type SampleResult, type WdScale, scaleLabel } from './sampler.ts';
 import type { Trace } from './trace.ts';
 
 /**
@@ -14,7 +14,7 @@ export async function writeSamples(
   out: string,
   trace: Trace,
   results: readonly SampleResult[],
-  options: { png?: boolean; seed: number; trials: number; scale: string },
+  options: { png?: boolean; seed: number; trials: number; scale: WdScale; method?: SampleMethod },
 ): Promise<void> {
   for (const r of results)
     await writeTrace(path.join(out, 'samples', String(r.size)), {
@@ -24,6 +24,7 @@ export async function writeSamples(
   const rows = results.map((r) => ({
     size: r.size,
     invocations: r.invocations,
+    loadShare: r.loadShare,
     invocationWd: r.invocationWd,
     resourceWd: r.resourceWd,
     score: r.score,
@@ -34,7 +35,14 @@ export async function writeSamples(
   await writeFile(
     path.join(out, 'wd.json'),
     JSON.stringify(
-      { seed: options.seed, trials: options.trials, scale: options.scale, sizes: rows },
+      {
+        seed: options.seed,
+        trials: options.trials,
+        scale: options.scale,
+        scaleLabel: scaleLabel(options.scale),
+        method: options.method ?? 'invitro',
+        sizes: rows,
+      },
       null,
       2,
     ) + '\n',
@@ -47,14 +55,21 @@ export async function writeSamples(
   );
   await writeFile(path.join(out, 'wd.csv'), [header.join(','), ...csv].join('\n') + '\n');
   const values = rows.flatMap((row) => [
-    { size: row.size, wd: row.score, method: 'In-Vitro (best of trials, nested)' },
+    {
+      size: row.size,
+      wd: row.score,
+      method:
+        options.method === 'search'
+          ? 'search (stratified + swaps, nested)'
+          : 'In-Vitro (best of trials, nested)',
+    },
     ...(row.randomScore === null
       ? []
       : [{ size: row.size, wd: row.randomScore, method: 'random (median of 5)' }]),
   ]);
   await writeChart(
     lineChart({
-      title: 'Wasserstein distance to the whole trace vs summary size',
+      title: `Wasserstein distance to the whole trace vs summary size (${scaleLabel(options.scale)})`,
       values,
       x: { field: 'size', title: 'functions in summary' },
       y: { field: 'wd', title: 'mean WD (invocations + resources) / 2', scale: 'log' },

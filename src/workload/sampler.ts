@@ -2,27 +2,40 @@ import { median } from 'simple-statistics';
 import { PetriError } from '../errors.ts';
 import { Rng } from './rng.ts';
 import type { Trace } from './trace.ts';
+import { searchSummaries } from './search.ts';
 import { ReferenceDistribution } from './wasserstein.ts';
 
 /**
  * In-Vitro's sampler. A candidate subset of functions is scored, minute by
  * minute, by the Wasserstein distance between its per-function values and the
  * whole trace's — invocation counts (invocation WD) and count × average
- * duration × memory (resource WD) — and the score is the mean over minutes of
- * the average of both. Both values are divided by the whole trace's
- * per-function mean in that minute, so the two WDs are unit-free and weigh
- * the same in the score (a WD of 0.5 = half the mean function's load).
+ * duration (ms) × memory (MB) (resource WD) — and the score is the mean over
+ * minutes of the average of both.
  */
 /**
- * `log` compares log(1 + value): per-function load in the Azure trace spans
- * eight orders of magnitude, and on a linear scale W1 only measures whether a
- * summary happened to catch one of the few hottest functions (a summary of
- * 10 can't represent the top 0.1 %). `linear` is the plain definition.
+ * `linear` (default) is the paper's metric, as the reference implementation
+ * computes it: raw per-minute counts, and resources divided by 10⁶ (the
+ * reference's RES_NORM_FACTOR, so both series have similar magnitudes).
+ * `log` compares log(1 + value), each minute divided by its mean: it weighs
+ * the shape of the whole distribution rather than the few hottest functions,
+ * but it is NOT the paper's metric and its figures do not compare with it.
  */
 export type WdScale = 'log' | 'linear';
 
+/** The reference implementation's resource normalisation (count × ms × MB ÷ 10⁶). */
+export const RESOURCE_NORMALISATION = 1e6;
+
+/** How summaries are chosen: In-Vitro's best-of-trials, or a local search of the score. */
+export type SampleMethod = 'invitro' | 'search';
+
+/** How each scale is named wherever a WD is reported. */
+export function scaleLabel(scale: WdScale): string {
+  return scale === 'linear' ? "linear (the paper's metric)" : "log (not the paper's metric)";
+}
+
 export interface SamplerOptions {
   scale?: WdScale;
+  method?: SampleMethod;
   minSize: number;
   maxSize: number;
   step: number;
@@ -45,6 +58,8 @@ export interface SampleResult extends WdScore {
   /** Indices into the trace's functions, ascending. */
   functions: Int32Array;
   invocations: number;
+  /** Invocations ÷ the proportional load (whole trace's × size ÷ functions). */
+  loadShare: number;
   random?: WdScore;
 }
 
@@ -55,7 +70,7 @@ export class TraceScorer {
   private readonly resource: ReferenceDistribution[];
   private readonly buffer: Int32Array;
 
-  constructor(trace: Trace, scale: WdScale = 'log') {
+  constructor(trace: Trace, scale: WdScale = 'linear') {
     const n = trace.functions.length;
     this.minutes = trace.minutes;
     this.invocation = [];
@@ -67,10 +82,20 @@ export class TraceScorer {
         counts[f] = fn.counts[m];
         resources[f] = fn.counts[m] * fn.duration.average * fn.memory.average;
       });
-      this.invocation.push(new ReferenceDistribution(normalise(counts, scale)));
-      this.resource.push(new ReferenceDistribution(normalise(resources, scale)));
+      this.invocation.push(new ReferenceDistribution(onScale(counts, scale, 1)));
+      this.resource.push(
+        new ReferenceDistribution(onScale(resources, scale, RESOURCE_NORMALISATION)),
+      );
     }
     this.buffer = new Int32Array(n);
+  }
+
+  /** Every minute's invocation and resource distributions: a score is their mean WD. */
+  references(): {
+    invocation: readonly ReferenceDistribution[];
+    resource: readonly ReferenceDistribution[];
+  } {
+    return { invocation: this.invocation, resource: this.resource };
   }
 
   score(subset: ArrayLike<number>): WdScore {
@@ -83,6 +108,24 @@ export class TraceScorer {
     const invocationWd = invocationSum / this.minutes;
     const resourceWd = resourceSum / this.minutes;
     return { invocationWd, resourceWd, score: (invocationWd + resourceWd) / 2 };
+  }
+
+  /**
+   * A lower bound on any summary's score at `size`: per minute and metric,
+   * W1 from k equally weighted points is smallest with the i-th point at the
+   * cell median, the whole trace's quantile (i + ½)/k; no subset of functions
+   * can score below the mean of those optima.
+   */
+  floor(size: number): number {
+    const ranks = new Int32Array(size);
+    const optimum = (reference: ReferenceDistribution): number => {
+      const n = reference.sorted.length;
+      for (let i = 0; i < size; i++) ranks[i] = Math.min(n - 1, Math.floor(((i + 0.5) / size) * n));
+      return reference.distanceFromSubset(ranks, size);
+    };
+    const mean = (refs: ReferenceDistribution[]): number =>
+      refs.reduce((sum, r) => sum + optimum(r), 0) / refs.length;
+    return (mean(this.invocation) + mean(this.resource)) / 2;
   }
 
   private distance(reference: ReferenceDistribution, subset: ArrayLike<number>): number {
@@ -110,14 +153,52 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   let done = 0;
   const progress = (): void => options.onProgress?.(++done, total);
 
-  const scorer = new TraceScorer(trace, options.scale ?? 'log');
+  const scorer = new TraceScorer(trace, options.scale ?? 'linear');
   const rng = new Rng(options.seed);
   const all = Int32Array.from({ length: n }, (_, i) => i);
-  const results: SampleResult[] = [];
+  const proportional = proportionalLoad(trace);
+  const results: SampleResult[] =
+    options.method === 'search'
+      ? searchSummaries(scorer.references(), n, sizes, {
+          trials: options.trials,
+          rng,
+          onSize: () => {
+            for (let t = 0; t < options.trials; t++) progress();
+          },
+        }).map(({ size, functions }) =>
+          summary(trace, size, functions, scorer.score(functions), proportional),
+        )
+      : bestOfTrials(scorer, all, sizes, options.trials, rng, progress).map(
+          ({ size, functions, score }) => summary(trace, size, functions, score, proportional),
+        );
+  addRandomBaseline(scorer, all, results, runs, options.seed, progress);
+  return results.reverse();
+}
+
+interface Chosen {
+  size: number;
+  functions: Int32Array;
+  score: WdScore;
+}
+
+/**
+ * In-Vitro's roll-down: the largest summary is the best of `trials` uniform
+ * draws from the whole trace, each smaller one the best of `trials` draws
+ * from the previous best. Sizes arrive largest first.
+ */
+function bestOfTrials(
+  scorer: TraceScorer,
+  all: Int32Array,
+  sizes: number[],
+  trials: number,
+  rng: Rng,
+  progress: () => void,
+): Chosen[] {
+  const results: Chosen[] = [];
   let pool: Int32Array = all;
   for (const size of sizes) {
     let best: { subset: Int32Array; score: WdScore } | undefined;
-    for (let t = 0; t < options.trials; t++) {
+    for (let t = 0; t < trials; t++) {
       const subset = rng.sample(pool, size);
       const score = scorer.score(subset);
       if (!best || score.score < best.score.score) best = { subset, score };
@@ -125,21 +206,50 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
     }
     const chosen = best as { subset: Int32Array; score: WdScore };
     const functions = chosen.subset.slice().sort();
-    results.push({
-      size,
-      functions,
-      invocations: invocationsOf(trace, functions),
-      ...chosen.score,
-    });
+    results.push({ size, functions, score: chosen.score });
     pool = functions;
   }
+  return results;
+}
 
+function summary(
+  trace: Trace,
+  size: number,
+  functions: Int32Array,
+  score: WdScore,
+  proportionalPerFunction: number,
+): SampleResult {
+  const invocations = invocationsOf(trace, functions);
+  return {
+    size,
+    functions,
+    invocations,
+    loadShare: invocations / (proportionalPerFunction * size),
+    ...score,
+  };
+}
+
+/** The whole trace's invocations per function: × size gives a summary's proportional load. */
+function proportionalLoad(trace: Trace): number {
+  const all = Int32Array.from({ length: trace.functions.length }, (_, i) => i);
+  return invocationsOf(trace, all) / trace.functions.length;
+}
+
+/** Plain random sampling's score per size: the median of `runs` fresh draws from the whole trace. */
+function addRandomBaseline(
+  scorer: TraceScorer,
+  all: Int32Array,
+  results: SampleResult[],
+  runs: number,
+  seed: number,
+  progress: () => void,
+): void {
   for (const result of results) {
     if (runs === 0) break;
     const draws: WdScore[] = [];
     for (let r = 0; r < runs; r++) {
       draws.push(
-        scorer.score(new Rng(options.seed).fork('random', r, result.size).sample(all, result.size)),
+        scorer.score(new Rng(seed).fork('random', r, result.size).sample(all, result.size)),
       );
       progress();
     }
@@ -149,15 +259,16 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
       score: median(draws.map((d) => d.score)),
     };
   }
-  return results.reverse();
 }
 
 /**
- * Puts one minute's values on the chosen scale, then divides by the mean so
- * the whole trace's values average 1 (all-zero minutes stay 0).
+ * Puts one minute's values on the chosen scale. Linear: the raw values ÷
+ * `linearDivisor`, as the reference does. Log: log(1 + value) divided by the
+ * minute's mean, so the whole trace's values average 1 (all-zero minutes stay 0).
  */
-function normalise(raw: Float64Array, scale: WdScale): Float64Array {
-  const values = scale === 'log' ? raw.map((v) => Math.log1p(v)) : raw;
+function onScale(raw: Float64Array, scale: WdScale, linearDivisor: number): Float64Array {
+  if (scale === 'linear') return raw.map((v) => v / linearDivisor);
+  const values = raw.map((v) => Math.log1p(v));
   let sum = 0;
   for (const v of values) sum += v;
   const mean = sum / values.length;

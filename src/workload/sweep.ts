@@ -1,12 +1,17 @@
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PetriError } from '../errors.ts';
-import { type ReportSection, lineChart, writeChart, writeHtmlReport } from '../report/index.ts';
+import { type ReportSection, writeChart, writeHtmlReport } from '../report/index.ts';
 import { analyseRun } from './analysis.ts';
 import { runLoad } from './loadgen.ts';
 import { loadTrace } from './preprocess.ts';
 import type { IatDistribution } from './schedule.ts';
+import { cpuChart, failureChart, slowdownChart } from './sweep-charts.ts';
 import type { LoadTarget } from './targets.ts';
+
+/** Where the CPU figure comes from, as the chart says. */
+const CPU_SOURCE =
+  "the node under test: its daemon + its instances' cgroups (load client excluded); n/a where the target does not report it";
 
 export interface SweepOptions {
   samplesDir: string;
@@ -19,6 +24,8 @@ export interface SweepOptions {
   minuteMs?: number;
   /** Stop after the first size whose slowdown exceeds this. */
   threshold: number;
+  /** …or whose share of failed invocations exceeds this (0..1). */
+  failureThreshold: number;
   onRun?: (size: number, point: SweepPoint | undefined) => void;
   /** CPU-seconds the node under test has used so far (read before and after each size); null: unknown. */
   cpuSeconds?: () => Promise<number | null>;
@@ -28,13 +35,21 @@ export interface SweepPoint {
   size: number;
   offeredRate: number;
   achievedRate: number;
+  /** Failures included, with their time to failure. */
   slowdown: number;
+  slowdownCompleted: number;
   p99LatencyMs: number;
   failureRate: number;
   coldStartRate: number;
+  /** Share sent more than 2 ms late; the run is open loop at ≤ 1 %. */
+  lateShare: number;
+  openLoop: boolean;
+  functionsWithoutInvocations: number;
   nodeCpuUtilisation: number | null;
   /** CPU-seconds the node used over this size's run (prepare to drain), when known. */
   cpuSeconds: number | null;
+  /** Why the sweep stopped after this point, if it did. */
+  stoppedBy?: 'slowdown' | 'failures';
 }
 
 /** Summary sizes found under `dir` (folders named by their size), ascending. */
@@ -84,71 +99,105 @@ export async function runSweep(options: SweepOptions): Promise<SweepPoint[]> {
       offeredRate: a.offeredRate,
       achievedRate: a.achievedRate,
       slowdown: a.slowdown,
+      slowdownCompleted: a.slowdownCompleted,
       p99LatencyMs: a.latencyMs.p99,
       failureRate: a.failureRate,
       coldStartRate: a.coldStartRate,
+      lateShare: a.lateShare,
+      openLoop: a.openLoop,
+      functionsWithoutInvocations: a.functionsWithoutInvocations,
       nodeCpuUtilisation: a.nodeCpuUtilisation,
       cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
+      stoppedBy: stopRule(a.slowdown, a.failureRate, options),
     };
     points.push(point);
     options.onRun?.(size, point);
-    if (!(a.slowdown <= options.threshold)) break;
+    if (point.stoppedBy) break;
   }
-  await writeSweep(options.out, points, options.threshold);
+  await writeSweep(options.out, points, options);
   return points;
 }
 
-async function writeSweep(out: string, points: SweepPoint[], threshold: number): Promise<void> {
+/**
+ * The sweep's stop rule: slowdown past its threshold (a run with no
+ * completed or failed invocation has none, and stops too), or failures past theirs.
+ */
+export function stopRule(
+  slowdown: number,
+  failureRate: number,
+  limits: { threshold: number; failureThreshold: number },
+): SweepPoint['stoppedBy'] {
+  if (!(slowdown <= limits.threshold)) return 'slowdown';
+  if (failureRate > limits.failureThreshold) return 'failures';
+  return undefined;
+}
+
+async function writeSweep(
+  out: string,
+  points: SweepPoint[],
+  limits: { threshold: number; failureThreshold: number },
+): Promise<void> {
+  const { threshold, failureThreshold } = limits;
   await writeFile(
     path.join(out, 'sweep.json'),
-    JSON.stringify({ threshold, points }, null, 2) + '\n',
+    JSON.stringify({ threshold, failureThreshold, points }, null, 2) + '\n',
   );
-  const columns = Object.keys(points[0] ?? {}) as (keyof SweepPoint)[];
+  const columns: (keyof SweepPoint)[] = [
+    'size',
+    'offeredRate',
+    'achievedRate',
+    'slowdown',
+    'slowdownCompleted',
+    'p99LatencyMs',
+    'failureRate',
+    'coldStartRate',
+    'lateShare',
+    'openLoop',
+    'functionsWithoutInvocations',
+    'nodeCpuUtilisation',
+    'stoppedBy',
+  ];
   const csv = [columns.join(','), ...points.map((p) => columns.map((c) => p[c] ?? '').join(','))];
   await writeFile(path.join(out, 'sweep.csv'), csv.join('\n') + '\n');
-  const slowdown = await writeChart(
-    lineChart({
-      title: `Slowdown vs offered load (threshold ${threshold})`,
-      values: points.map((p) => ({ load: p.offeredRate, slowdown: p.slowdown })),
-      x: { field: 'load', title: 'offered load (invocations/s)' },
-      y: { field: 'slowdown', title: 'slowdown (geometric mean)' },
-      points: true,
-    }),
-    out,
-    'sweep-slowdown',
-    { png: true },
-  );
-  const cpu = await writeChart(
-    lineChart({
-      title: 'Node CPU utilisation vs offered load',
-      values: points.map((p) => ({
-        load: p.offeredRate,
-        cpu: (p.nodeCpuUtilisation ?? NaN) * 100,
-      })),
-      x: { field: 'load', title: 'offered load (invocations/s)' },
-      y: { field: 'cpu', title: 'node CPU utilisation (%)' },
-      points: true,
-    }),
-    out,
-    'sweep-cpu',
-    { png: true },
-  );
+  const slowdown = await writeChart(slowdownChart(points, threshold), out, 'sweep-slowdown', {
+    png: true,
+  });
+  const failures = await writeChart(failureChart(points, failureThreshold), out, 'sweep-failures', {
+    png: true,
+  });
+  const cpu = await writeChart(cpuChart(points, CPU_SOURCE), out, 'sweep-cpu', { png: true });
   const sections: ReportSection[] = [
     {
       title: 'Sweep',
       table: {
-        headers: ['size', 'offered inv/s', 'slowdown', 'p99 ms', 'failures', 'CPU'],
+        headers: [
+          'size',
+          'offered inv/s',
+          'slowdown',
+          'completed only',
+          'p99 ms',
+          'failures',
+          'late > 2 ms',
+          'open loop',
+          'CPU',
+          'stopped by',
+        ],
         rows: points.map((p) => [
           p.size,
           p.offeredRate.toFixed(2),
           p.slowdown.toFixed(3),
+          p.slowdownCompleted.toFixed(3),
           p.p99LatencyMs.toFixed(1),
           p.failureRate.toFixed(4),
+          p.lateShare.toFixed(4),
+          p.openLoop ? 'yes' : 'NO',
           p.nodeCpuUtilisation === null ? 'n/a' : p.nodeCpuUtilisation.toFixed(3),
+          p.stoppedBy ?? '',
         ]),
       },
     },
     { title: 'Slowdown', svg: slowdown.svg },
+    { title: 'Failures', svg: failures.svg },
     { title: 'CPU utilisation', svg: cpu.svg },
   ];
   await writeHtmlReport(path.join(out, 'report.html'), 'Petri load sweep', sections);

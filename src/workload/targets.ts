@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Dispatcher, Pool } from 'undici';
 import { PetriError } from '../errors.ts';
-import { calibrateSpin } from './synthetic-function/spin.ts';
+import { z } from 'zod';
 import { type Trace, type TraceFunction, syntheticFunctionName } from './trace.ts';
 
 /** What one invocation asks for. */
@@ -30,9 +30,13 @@ export interface InvocationOutcome {
 export interface LoadTarget {
   readonly kind: 'petri' | 'http';
   readonly description: string;
+  /** Most requests in flight at once (its connections); more wait, and the wait is recorded. */
+  readonly connections: number;
   /** Deploys or checks what the run needs; called before the schedule starts. */
   prepare(trace: Trace): Promise<void>;
   invoke(request: InvocationRequest): Promise<InvocationOutcome>;
+  /** The node's own CPU so far (its daemon + instance cgroups) and its cores, where it tells. */
+  nodeCpu?(): Promise<{ ms: number; cores: number } | undefined>;
   /** Removes what `prepare` made and closes connections. */
   close(): Promise<void>;
 }
@@ -44,10 +48,12 @@ export interface PoolOptions {
   timeoutMs?: number;
 }
 
+const DEFAULT_CONNECTIONS = 1024;
+
 function makePool(origin: string, options: PoolOptions): Pool {
   const timeout = options.timeoutMs ?? 16 * 60_000;
   return new Pool(origin, {
-    connections: options.connections ?? 1024,
+    connections: options.connections ?? DEFAULT_CONNECTIONS,
     pipelining: 1,
     keepAliveTimeout: 60_000,
     headersTimeout: timeout,
@@ -59,6 +65,7 @@ function makePool(origin: string, options: PoolOptions): Pool {
 export class HttpTarget implements LoadTarget {
   readonly kind = 'http';
   readonly description: string;
+  readonly connections: number;
   private readonly pools = new Map<string, Pool>();
   private names: string[] = [];
 
@@ -67,6 +74,7 @@ export class HttpTarget implements LoadTarget {
     private readonly options: PoolOptions = {},
   ) {
     this.description = `http ${urlTemplate}`;
+    this.connections = options.connections ?? DEFAULT_CONNECTIONS;
     try {
       new URL(fill(urlTemplate, { function: 'f', index: '0', durationMs: '1', memoryMb: '1' }));
     } catch {
@@ -115,6 +123,29 @@ export interface PetriTargetOptions extends PoolOptions {
   autoscaling?: Record<string, unknown>;
 }
 
+/** The function `petri load` calibrates in, once per deploy (removed straight after). */
+export const CALIBRATION_FUNCTION = 'synth-calibrate';
+
+/** What `nodeCpu` needs of `/v1/node`. */
+const NodeCpu = z.object({
+  cores: z.number().positive(),
+  cpu: z.object({
+    daemonMs: z.number().nonnegative(),
+    instancesMs: z.number().nonnegative().nullable(),
+  }),
+});
+
+/** The calibration's answer; anything else from the function is refused. */
+const Calibration = z.object({ itersPerCpuMs: z.number().positive().finite().max(1e9) });
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Default location of the synthetic function's code. */
 export const SYNTHETIC_FUNCTION_DIR = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -128,6 +159,7 @@ export const SYNTHETIC_FUNCTION_DIR = path.join(
 export class PetriTarget implements LoadTarget {
   readonly kind = 'petri';
   readonly description: string;
+  readonly connections: number;
   private readonly pool: Pool;
   private names: string[] = [];
   itersPerMs = 0;
@@ -138,6 +170,7 @@ export class PetriTarget implements LoadTarget {
     private readonly options: PetriTargetOptions = {},
   ) {
     this.description = `petri ${url}`;
+    this.connections = options.connections ?? DEFAULT_CONNECTIONS;
     this.auth = options.token ? { authorization: `Bearer ${options.token}` } : {};
     let origin: string;
     try {
@@ -149,23 +182,66 @@ export class PetriTarget implements LoadTarget {
   }
 
   async prepare(trace: Trace): Promise<void> {
-    this.itersPerMs = calibrateSpin();
+    this.itersPerMs = await this.calibrate();
     this.names = trace.functions.map(syntheticFunctionName);
     const specs = trace.functions.map((fn, i) => this.specFor(fn, this.names[i]));
-    await forEachLimited(specs, this.options.deployConcurrency ?? 8, async ({ name, body }) => {
+    await forEachLimited(specs, this.options.deployConcurrency ?? 8, ({ name, body }) =>
+      this.deploy(name, body),
+    );
+  }
+
+  /**
+   * Once per deploy, in CPU time, inside a sandbox on the node: deploys the
+   * synthetic function as CALIBRATION_FUNCTION, asks it for its iterations
+   * per CPU ms, removes it. CPU time does not count time descheduled, so a
+   * busy node or a CPU quota does not change the figure.
+   */
+  private async calibrate(): Promise<number> {
+    await this.deploy(CALIBRATION_FUNCTION, {
+      runtime: 'node',
+      handler: 'index.handler',
+      memoryMb: 512,
+      timeoutMs: 120_000,
+      source: { path: SYNTHETIC_FUNCTION_DIR },
+    });
+    try {
       const response = await this.pool.request({
-        method: 'PUT',
-        path: `/v1/functions/${name}`,
+        method: 'POST',
+        path: `/v1/functions/${CALIBRATION_FUNCTION}/invoke`,
         headers: { ...this.auth, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+        body: '{"calibrate":true}',
       });
       const text = await response.body.text();
-      if (response.statusCode >= 300)
+      const parsed = Calibration.safeParse(safeJson(text));
+      if (response.statusCode >= 300 || !parsed.success)
         throw new PetriError(
           'InvalidRequest',
-          `deploying ${name} failed (${response.statusCode}): ${text}`,
+          `calibrating the synthetic function failed (${response.statusCode}): ${text.slice(0, 200)}`,
         );
+      return parsed.data.itersPerCpuMs;
+    } finally {
+      const removed = await this.pool.request({
+        method: 'DELETE',
+        path: `/v1/functions/${CALIBRATION_FUNCTION}`,
+        headers: this.auth,
+      });
+      await removed.body.dump();
+    }
+  }
+
+  private async deploy(name: string, body: Record<string, unknown>): Promise<void> {
+    const response = await this.pool.request({
+      method: 'PUT',
+      path: `/v1/functions/${name}`,
+      headers: { ...this.auth, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
     });
+    const text = await response.body.text();
+    if (response.statusCode >= 300)
+      throw new PetriError(
+        'InvalidRequest',
+        `deploying ${name} failed (${response.statusCode}): ${text}`,
+      );
   }
 
   specFor(fn: TraceFunction, name: string): { name: string; body: Record<string, unknown> } {
@@ -191,6 +267,20 @@ export class PetriTarget implements LoadTarget {
 
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
     return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request, this.auth);
+  }
+
+  /** From `/v1/node`: the daemon's CPU plus its instances' cgroups; undefined without cgroups. */
+  async nodeCpu(): Promise<{ ms: number; cores: number } | undefined> {
+    const response = await this.pool.request({
+      method: 'GET',
+      path: '/v1/node',
+      headers: this.auth,
+    });
+    const parsed = NodeCpu.safeParse(safeJson(await response.body.text()));
+    if (response.statusCode !== 200 || !parsed.success) return undefined;
+    const { cores, cpu } = parsed.data;
+    if (cpu.instancesMs === null) return undefined;
+    return { ms: cpu.daemonMs + cpu.instancesMs, cores };
   }
 
   async close(): Promise<void> {

@@ -57,6 +57,37 @@ export class ReferenceDistribution {
    * so the absolute value splits into two integrals of the reference's
    * quantile function, each a difference of prefix sums.
    */
+  /**
+   * Cell i's share of `distanceFromSubset` when a subset of `count` has the
+   * item of rank `r` as its i-th smallest: a swap that moves items between
+   * positions only changes the cells it moves them through.
+   */
+  cell(i: number, count: number, r: number): number {
+    const n = this.sorted.length;
+    const low = i / count;
+    const high = (i + 1) / count;
+    const value = this.sorted[r];
+    const split = Math.min(high, Math.max(low, (r + 1) / n));
+    const lowArea = this.area(low);
+    const splitArea = this.area(split);
+    const highArea = this.area(high);
+    return (
+      value * (split - low) -
+      (splitArea - lowArea) +
+      (highArea - splitArea) -
+      value * (high - split)
+    );
+  }
+
+  /** ∫₀ᵖ of the reference's quantile function. */
+  private area(p: number): number {
+    const n = this.sorted.length;
+    const scaled = p * n;
+    const j = Math.floor(scaled);
+    if (j >= n) return this.prefix[n] / n;
+    return (this.prefix[j] + (scaled - j) * this.sorted[j]) / n;
+  }
+
   distanceFromSubset(ranks: Int32Array, count = ranks.length): number {
     const { sorted, prefix } = this;
     const n = sorted.length;

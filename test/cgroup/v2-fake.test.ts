@@ -96,6 +96,23 @@ describe('cgroup v2 on a fake tree', () => {
     assert.deepEqual(cg.procsFiles(), [path.join(leaf(), 'cgroup.procs')]);
   });
 
+  test("cpuUsageMs reads the node prefix's cpu.stat, which holds its ended children too", async () => {
+    await files(path.join(root, 'petri/tag'), {
+      'cpu.stat': 'usage_usec 2500000\nuser_usec 2000000\n',
+    });
+    assert.equal(await system.cpuUsageMs?.('petri/tag'), 2500);
+    assert.equal(await system.cpuUsageMs?.('petri/other'), undefined);
+    const isolation = {
+      cgroups: 'auto',
+      bwrap: 'off',
+      network: 'off',
+      shaping: 'off',
+      fastCgroupMoves: 'off',
+    } as const;
+    const layer = cgroupLayer({ isolation }, 'tag', { system });
+    assert.equal(await layer.instancesCpuMs?.(), 2500);
+  });
+
   test('memory.swap.max is left alone where the kernel has no swap accounting', async () => {
     await fs.rm(path.join(leaf(), 'memory.swap.max'));
     await system.create('petri/tag/i1', limits128);

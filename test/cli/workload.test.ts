@@ -256,6 +256,7 @@ describe('petri workload verbs', () => {
       assert.deepEqual(header, [
         'size',
         'invocations',
+        'loadShare',
         'invocationWd',
         'resourceWd',
         'score',
@@ -264,16 +265,20 @@ describe('petri workload verbs', () => {
         'randomScore',
       ]);
       assert.deepEqual(
-        csv.map((row) => [Number(row[0]), Number(row[4])]),
+        csv.map((row) => [Number(row[0]), Number(row[5])]),
         result.sizes.map((s) => [s.size, s.score]),
       );
       const wd = JSON.parse(await readFile(join(out, 'wd.json'), 'utf8')) as {
         seed: number;
         trials: number;
         scale: string;
+        scaleLabel: string;
+        method: string;
         sizes: { size: number }[];
       };
-      assert.deepEqual([wd.seed, wd.trials, wd.scale], [1, 4, 'log']);
+      // The paper's metric and method by default, and labelled as such.
+      assert.deepEqual([wd.seed, wd.trials, wd.scale, wd.method], [1, 4, 'linear', 'invitro']);
+      assert.match(wd.scaleLabel, /the paper's metric/);
       assert.equal(wd.sizes.length, 3);
       assert.match(await readFile(join(out, 'wd.svg'), 'utf8'), /<svg/);
       assert.ok(!existsSync(join(out, 'wd.png')), '--no-png writes no PNG');

@@ -17,6 +17,7 @@ import {
 import type { Trace } from '../../src/workload/index.ts';
 import { flatFunction } from './helpers.ts';
 import { spawnDaemon } from '../../src/harness/index.ts';
+import { requireRoot } from '../helpers/root.ts';
 
 describe('petri load against a local HTTP target', () => {
   let server: http.Server;
@@ -135,6 +136,44 @@ describe('petri load against a real Petri node', () => {
       const body = (await list.body.json()) as unknown;
       const names = JSON.stringify(body);
       assert.ok(!names.includes('synth-'), `functions left behind: ${names}`);
+    } finally {
+      await node.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('petri load against a Petri node with cgroups', () => {
+  it('calibrates in CPU time, so a CPU quota stretches wall time but not measured execution; node CPU from its cgroups', async (t) => {
+    if (!requireRoot(t)) return;
+    const stateDir = tempDir('petri-load-cgroup-');
+    const configFile = path.join(stateDir, 'config.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({ isolation: { bwrap: 'off', network: 'off', shaping: 'off' } }),
+    );
+    const node = await spawnDaemon({ stateDir: path.join(stateDir, 'state'), configFile });
+    try {
+      // 512 MB = 0.29 vCPU: 400 ms of CPU (touching the memory included) take about 1.4 s.
+      const trace: Trace = { minutes: 1, functions: [flatFunction(0, [3], 400, 512)] };
+      const data = await runLoad(trace, {
+        target: new PetriTarget(node.url, { token: node.token }),
+        minutes: 1,
+        warmupMinutes: 0,
+        minuteMs: 3000,
+        iat: 'equidistant',
+        seed: 2,
+      });
+      const analysis = analyseRun(data);
+      assert.equal(analysis.failed, 0, JSON.stringify(analysis.errors));
+      for (let i = 0; i < data.fn.length; i++) {
+        const measured = data.actualDurationMs[i] / data.requestedDurationMs[i];
+        assert.ok(measured > 0.9 && measured < 1.3, `measured ${data.actualDurationMs[i]} ms`);
+        const wall = data.doneMs[i] - data.sentMs[i];
+        assert.ok(wall > 1.5 * data.requestedDurationMs[i], `wall ${wall} ms under the quota`);
+      }
+      const cpu = data.meta.nodeCpuUtilisation;
+      assert.ok(cpu !== null && cpu > 0 && cpu <= 1, `node CPU ${cpu}`);
     } finally {
       await node.close();
       rmSync(stateDir, { recursive: true, force: true });

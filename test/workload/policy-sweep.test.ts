@@ -29,6 +29,7 @@ function scriptedTarget(policy: string, seen: string[]): LoadTarget {
   return {
     kind: 'petri',
     description: `scripted ${policy}`,
+    connections: 16,
     prepare: async () => void seen.push(policy),
     invoke: async (_r: InvocationRequest) => ({
       status: 200,
@@ -63,6 +64,7 @@ describe('policy sweep', () => {
       seed: 1,
       minuteMs: 300,
       threshold: 1e9,
+      failureThreshold: 1,
       cpuSeconds: async () => (cpu += 1.5),
     });
     assert.deepEqual(

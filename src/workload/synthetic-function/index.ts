@@ -1,16 +1,20 @@
-import { spin } from './spin.ts';
+import { calibrateSpinCpu, cpuMs, spin } from './spin.ts';
 
 /**
  * The synthetic function `petri load` deploys for every trace function: it
  * touches `event.memoryMb` of memory (capped to the function's memory minus
  * headroom for the runtime itself) and busy-loops for the rest of
- * `event.durationMs`, using the calibration the load tool measured at deploy
- * time (PETRI_SYNTH_ITERS_PER_MS). Under a CPU quota the same work takes
- * longer: that stretch is what the slowdown measures.
+ * `event.durationMs` of CPU time, using the calibration measured in CPU time
+ * inside a sandbox on the node at deploy time (PETRI_SYNTH_ITERS_PER_MS,
+ * iterations per CPU ms). Under a CPU quota the same work takes longer in
+ * wall time: that stretch is what the slowdown measures. It returns both
+ * its CPU time (the measured execution) and its wall time.
+ * `{"calibrate": true}` instead returns the calibration of this sandbox.
  */
 interface SyntheticEvent {
   durationMs?: number;
   memoryMb?: number;
+  calibrate?: boolean;
 }
 
 const ITERS_PER_MS = Number(process.env.PETRI_SYNTH_ITERS_PER_MS ?? '100000');
@@ -21,18 +25,24 @@ const PAGE = 4096;
 // the calibration was measured on optimised code.
 for (let round = 0; round < 5; round++) spin(Math.max(1, Math.round(ITERS_PER_MS * 2)));
 
-export async function handler(event: SyntheticEvent): Promise<{
-  durationMs: number;
-  touchedMb: number;
-  checksum: number;
-}> {
+export async function handler(
+  event: SyntheticEvent,
+): Promise<
+  | { durationMs: number; cpuMs: number; wallMs: number; touchedMb: number; checksum: number }
+  | { itersPerCpuMs: number }
+> {
+  if (event?.calibrate === true) return { itersPerCpuMs: calibrateSpinCpu() };
   const start = performance.now();
+  const startCpu = cpuMs();
   const requestedMs = Math.max(0, Number(event?.durationMs ?? 0));
   const touchedMb = Math.max(0, Math.min(Number(event?.memoryMb ?? 0), MEMORY_CAP_MB));
   let checksum = touchMemory(touchedMb);
-  const remainingMs = requestedMs - (performance.now() - start);
+  const remainingMs = requestedMs - (cpuMs() - startCpu);
   if (remainingMs > 0) checksum ^= spin(Math.round(remainingMs * ITERS_PER_MS));
-  return { durationMs: performance.now() - start, touchedMb, checksum };
+  const used = cpuMs() - startCpu;
+  const wallMs = performance.now() - start;
+  // durationMs is the measured execution (CPU time), what the request asked for.
+  return { durationMs: used, cpuMs: used, wallMs, touchedMb, checksum };
 }
 
 /** Allocates and writes one byte per page, so the pages are really resident. */

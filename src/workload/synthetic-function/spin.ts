@@ -1,8 +1,8 @@
 /**
  * The synthetic function's unit of work: a xorshift loop the JIT cannot
- * remove (its result is returned). The load tool calibrates it on this CPU at
- * deploy time with the very same code, so "N ms of work" means N ms on an
- * idle core.
+ * remove (its result is returned). It is calibrated in CPU time inside a
+ * sandbox on the node (`calibrateSpinCpu`, once per deploy), so "N ms of
+ * work" means N ms of CPU whatever else the machine is doing.
  */
 export function spin(iterations: number): number {
   let x = 0x2545f491;
@@ -29,6 +29,35 @@ export function calibrateSpin(targetMs = 25, rounds = 7): number {
     const start = performance.now();
     spin(iterations);
     rates.push(iterations / (performance.now() - start));
+  }
+  rates.sort((a, b) => a - b);
+  return rates[Math.floor(rates.length / 2)];
+}
+
+/** CPU time this process has used, in ms (user + system). */
+export function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/**
+ * Iterations of `spin` per ms of CPU time: the median of `rounds` runs of ≥
+ * `targetMs` CPU each. Time spent descheduled (a busy machine, a CPU quota)
+ * is not CPU time, so the figure does not depend on the machine's load.
+ */
+export function calibrateSpinCpu(targetMs = 25, rounds = 7): number {
+  let iterations = 100_000;
+  for (;;) {
+    const start = cpuMs();
+    spin(iterations);
+    if (cpuMs() - start >= targetMs) break;
+    iterations *= 2;
+  }
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = cpuMs();
+    spin(iterations);
+    rates.push(iterations / Math.max(1e-3, cpuMs() - start));
   }
   rates.sort((a, b) => a - b);
   return rates[Math.floor(rates.length / 2)];
