@@ -4,6 +4,7 @@ import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
+import { PrewarmScheduler } from './prewarm.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
 export interface Slot {
@@ -52,13 +53,20 @@ export class Pool {
   /** Invocations in flight on the node, and the most at once since `takePeakInFlight`. */
   private inFlight = 0;
   private peakInFlight = 0;
+  /** The policy's "start one at time T" decisions, pending. */
+  private readonly prewarm: PrewarmScheduler;
+  /** Instances started ahead and not used yet, and what became of those started so far. */
+  private readonly aheadUnused = new WeakSet<Instance>();
+  private readonly aheadStats = { started: 0, hits: 0 };
 
   constructor(
     private readonly limits: PoolLimits,
     private readonly policy: KeepAlivePolicy,
     private readonly hooks: PoolHooks,
     readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.prewarm = new PrewarmScheduler(clock, (name) => this.startAhead(name));
+  }
 
   entry(name: string): FunctionEntry | undefined {
     return this.functions.get(name);
@@ -83,6 +91,7 @@ export class Pool {
     const entry = this.functions.get(name);
     if (!entry) return;
     this.functions.delete(name);
+    this.prewarm.cancel(name);
     for (const waiter of entry.queue.splice(0)) {
       waiter.timer?.cancel();
       waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
@@ -97,6 +106,7 @@ export class Pool {
    * is still known as a cold one.
    */
   async acquire(entry: FunctionEntry, onColdStart?: () => void): Promise<Slot> {
+    this.observeArrival(entry.record.name);
     const warm = this.findWarm(entry);
     if (warm) {
       this.reserve(warm);
@@ -114,6 +124,13 @@ export class Pool {
   release(instance: Instance): void {
     instance.release();
     this.inFlight -= 1;
+    this.policy.observe?.({
+      kind: 'finished',
+      functionName: instance.functionName,
+      instanceId: instance.id,
+      memoryMb: instance.memoryMb,
+      at: this.clock.now(),
+    });
     const entry = this.functions.get(instance.functionName);
     const current = entry?.record.version === instance.version;
     if (instance.state === 'idle' && !current) {
@@ -121,7 +138,10 @@ export class Pool {
       return;
     }
     if (entry) this.serveQueue(entry);
-    if (instance.state === 'idle') this.armKeepAlive(instance);
+    if (instance.state === 'idle') {
+      this.armKeepAlive(instance);
+      this.schedulePrewarm(instance.functionName);
+    }
   }
 
   /** Called when an instance died: forget it and let queued work use the room. */
@@ -186,6 +206,7 @@ export class Pool {
 
   /** Fails every queued invocation (the node is stopping). */
   rejectAll(error: PetriError): void {
+    this.prewarm.clear();
     for (const entry of this.functions.values()) {
       for (const waiter of entry.queue.splice(0)) {
         waiter.timer?.cancel();
@@ -206,6 +227,10 @@ export class Pool {
       if (instance.version !== entry.record.version || !instance.hasRoom()) continue;
       // Most recently used first, so the others can age out.
       if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
+    }
+    if (best && this.aheadUnused.has(best)) {
+      this.aheadUnused.delete(best);
+      this.aheadStats.hits += 1;
     }
     return best;
   }
@@ -252,8 +277,10 @@ export class Pool {
     const record = entry.record;
     entry.starting += 1;
     this.startingMb += record.spec.memoryMb;
+    const begun = this.clock.now();
     try {
       const instance = await this.hooks.startInstance(record);
+      this.observeStarted(instance, begun);
       this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);
@@ -314,6 +341,8 @@ export class Pool {
   private armKeepAlive(instance: Instance): void {
     instance.clearKeepAlive();
     const ms = this.policy.keepAliveMs(instance.view(), this.view());
+    // Infinity: kept until the policy picks it to make room.
+    if (!Number.isFinite(ms)) return;
     instance.keepAliveTimer = this.clock.setTimer(
       ms,
       () => {
@@ -325,5 +354,74 @@ export class Pool {
 
   private async retire(instance: Instance): Promise<void> {
     await instance.stop();
+  }
+
+  private observeArrival(functionName: string): void {
+    this.prewarm.cancel(functionName);
+    this.policy.observe?.({ kind: 'arrival', functionName, at: this.clock.now() });
+  }
+
+  private observeStarted(instance: Instance, begun: number): void {
+    const at = this.clock.now();
+    this.policy.observe?.({
+      kind: 'started',
+      functionName: instance.functionName,
+      instanceId: instance.id,
+      at,
+      startMs: at - begun,
+    });
+  }
+
+  // ---- starting ahead (pre-warming) ------------------------------------
+
+  /**
+   * Starts one instance of the function's current version now, if its cap
+   * and the memory budget allow (evicting only idle instances the policy
+   * picks, never busy ones); returns whether it started. The instance waits
+   * idle for its first invocation, kept alive as the policy says.
+   */
+  startAhead(functionName: string): boolean {
+    const entry = this.functions.get(functionName);
+    if (!entry || !this.roomFor(entry)) return false;
+    void this.startIdle(entry);
+    return true;
+  }
+
+  /** Instances started ahead so far, and how many of them served an invocation. */
+  prewarmStats(): { started: number; hits: number } {
+    return { ...this.aheadStats };
+  }
+
+  private schedulePrewarm(functionName: string): void {
+    if (!this.policy.prewarmAt) return;
+    const at = this.policy.prewarmAt(functionName, this.view());
+    if (at !== undefined) this.prewarm.schedule(functionName, at);
+  }
+
+  private async startIdle(entry: FunctionEntry): Promise<void> {
+    const record = entry.record;
+    entry.starting += 1;
+    this.startingMb += record.spec.memoryMb;
+    const begun = this.clock.now();
+    let instance: Instance;
+    try {
+      instance = await this.hooks.startInstance(record);
+    } catch {
+      return; // a failed start ahead costs nothing but the attempt
+    } finally {
+      entry.starting -= 1;
+      this.startingMb -= record.spec.memoryMb;
+    }
+    this.observeStarted(instance, begun);
+    this.aheadStats.started += 1;
+    this.aheadUnused.add(instance);
+    const current = this.functions.get(record.name);
+    if (!current || current.record.version !== instance.version) {
+      void this.retire(instance);
+      return;
+    }
+    current.instances.add(instance);
+    this.serveQueue(current);
+    if (instance.state === 'idle') this.armKeepAlive(instance);
   }
 }
