@@ -49,6 +49,12 @@ export interface PoolHooks {
  */
 export class Pool {
   readonly functions = new Map<string, FunctionEntry>();
+  /**
+   * Every instance of every entry (and of removed functions, until they
+   * die): memory and victim searches walk instances, not functions, so a
+   * node with thousands of functions stays cheap per cold start.
+   */
+  private readonly everyInstance = new Set<Instance>();
   private startingMb = 0;
   /** Invocations in flight on the node, and the most at once since `takePeakInFlight`. */
   private inFlight = 0;
@@ -148,6 +154,7 @@ export class Pool {
   forget(instance: Instance): void {
     instance.clearKeepAlive();
     this.functions.get(instance.functionName)?.instances.delete(instance);
+    this.everyInstance.delete(instance);
     this.serveAllQueues();
   }
 
@@ -160,15 +167,13 @@ export class Pool {
 
   memoryInUseMb(): number {
     let total = this.startingMb;
-    for (const entry of this.functions.values()) {
-      for (const instance of entry.instances)
-        if (instance.state !== 'dead') total += instance.memoryMb;
-    }
+    for (const instance of this.everyInstance)
+      if (instance.state !== 'dead') total += instance.memoryMb;
     return total;
   }
 
   allInstances(): Instance[] {
-    return [...this.functions.values()].flatMap((entry) => [...entry.instances]);
+    return [...this.everyInstance];
   }
 
   instanceCounts(): Record<InstanceState, number> {
@@ -257,11 +262,20 @@ export class Pool {
     }
     const free = this.limits.memoryBudgetMb - this.memoryInUseMb();
     if (free >= spec.memoryMb) return true;
+    // Not even stopping every idle instance would make room: spare the policy the question.
+    if (free + this.idleMb() < spec.memoryMb) return false;
     const victims = new Set(this.policy.victims(spec.memoryMb - free, this.view()));
     for (const instance of this.allInstances()) {
       if (victims.has(instance.id) && instance.state === 'idle') void this.retire(instance);
     }
     return this.limits.memoryBudgetMb - this.memoryInUseMb() >= spec.memoryMb;
+  }
+
+  private idleMb(): number {
+    let total = 0;
+    for (const instance of this.everyInstance)
+      if (instance.state === 'idle') total += instance.memoryMb;
+    return total;
   }
 
   /** `makeRoom` for queued work: a function too large for the node just stays queued. */
@@ -284,6 +298,7 @@ export class Pool {
       this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);
+      this.everyInstance.add(instance);
       if (current) this.serveQueue(current);
       return instance;
     } finally {
@@ -421,6 +436,7 @@ export class Pool {
       return;
     }
     current.instances.add(instance);
+    this.everyInstance.add(instance);
     this.serveQueue(current);
     if (instance.state === 'idle') this.armKeepAlive(instance);
   }

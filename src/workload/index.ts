@@ -41,6 +41,7 @@ export {
   HttpTarget,
   PetriTarget,
   SYNTHETIC_FUNCTION_DIR,
+  syntheticLimits,
 } from './targets.ts';
 export { type LoadOptions, runLoad } from './loadgen.ts';
 export { type RunData, type RunMeta, readRun, writeRun } from './results.ts';
