@@ -26,6 +26,11 @@ export const BENCHMARKS: Record<
       'network isolation study: iperf3 and S3 bandwidth vs memory, N concurrent functions, cost map (root)',
     load: () => import('./net.ts'),
   },
+  policies: {
+    description:
+      'keep-alive policies: simulated vs live cold-start ratio per policy on a small trace, and a 10,000-function trace in the simulator',
+    load: () => import('./policies.ts'),
+  },
   workload: {
     description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
     load: () => import('./workload.ts'),
