@@ -338,7 +338,10 @@ export class Pool {
         continue;
       }
       if (!this.roomFor(entry)) return;
-      const waiter = entry.queue.shift()!;
+      // Making room stops instances; a driver that reports their exit at once
+      // re-enters this loop through forget(), which may have served the queue.
+      const waiter = entry.queue.shift();
+      if (!waiter) return;
       waiter.timer?.cancel();
       const dispatchedAt = this.clock.now();
       waiter.onColdStart?.();

@@ -87,6 +87,8 @@ class SimSandbox implements Sandbox {
   async destroy(): Promise<void> {
     if (this.dead) return;
     this.dead = true;
+    // A real sandbox's exit is reported later, never inside the call that killed it.
+    await Promise.resolve();
     for (const listener of this.exits) listener(KILLED);
   }
 
