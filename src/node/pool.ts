@@ -352,8 +352,28 @@ export class Pool {
     }
   }
 
+  /**
+   * After an instance died: every queue gets a chance. Memory and idle
+   * instances are summed once per pass (again only after a queue was served),
+   * so a node full of busy instances with many queued functions does not
+   * walk every instance for each of them: a queue with no warm instance
+   * whose function needs more than free plus idle memory cannot be served.
+   */
   private serveAllQueues(): void {
-    for (const entry of this.functions.values()) if (entry.queue.length > 0) this.serveQueue(entry);
+    let room: number | undefined;
+    for (const entry of this.functions.values()) {
+      if (entry.queue.length === 0) continue;
+      room ??= this.limits.memoryBudgetMb - this.memoryInUseMb() + this.idleMb();
+      if (entry.record.spec.memoryMb > room && !this.hasWarm(entry)) continue;
+      this.serveQueue(entry);
+      room = undefined;
+    }
+  }
+
+  private hasWarm(entry: FunctionEntry): boolean {
+    for (const instance of entry.instances)
+      if (instance.version === entry.record.version && instance.hasRoom()) return true;
+    return false;
   }
 
   private armKeepAlive(instance: Instance): void {
