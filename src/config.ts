@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PetriError } from './errors.ts';
+import { KEEP_ALIVE_POLICY_NAMES } from './policy/index.ts';
 import { AUTOSCALE_POLICY_NAMES, fieldIssues } from './spec/index.ts';
 
 /** The example functions shipped with Petri (`petri serve --examples` deploys them by path). */
@@ -444,7 +445,10 @@ export const NodeConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The fixed policy's keep-alive (OpenWhisk's 10 minutes), and the hybrid policy's fallback. */
     keepAliveMs: z.number().int().min(0).default(600_000),
+    /** Keep-alive policy of functions whose spec does not choose one (src/policy). */
+    keepAlivePolicy: z.enum(KEEP_ALIVE_POLICY_NAMES).default('fixed'),
     maxInstancesPerFunction: z.number().int().positive().default(32),
     /** Only the process driver is built; a microVM driver would be another value. */
     sandboxDriver: z

@@ -36,6 +36,11 @@ export const BENCHMARKS: Record<
       'time to first response of cold, warm and paused instances (light and init-heavy handler), idle memory, paused CPU, cold vs bare node (root)',
     load: () => import('./start-paths.ts'),
   },
+  policies: {
+    description:
+      'keep-alive policies: simulated vs live cold-start ratio per policy on a small trace, and a 10,000-function trace in the simulator',
+    load: () => import('./policies.ts'),
+  },
   workload: {
     description: 'In-Vitro sampler quality and speed, open-loop load generator rate and lateness',
     load: () => import('./workload.ts'),

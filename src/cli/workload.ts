@@ -3,7 +3,9 @@ import { SingleBar, Presets } from 'cli-progress';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { PetriError } from '../errors.ts';
+import { KEEP_ALIVE_POLICY_NAMES, isKeepAlivePolicyName } from '../policy/index.ts';
 import { table } from '../report/index.ts';
+import { formatSimResults, simulate, writeSimResults } from '../sim/index.ts';
 import {
   type LoadTarget,
   HttpTarget,
@@ -234,6 +236,10 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--minute-ms <ms>', 'length of a trace minute (compress time for quick runs)', '60000')
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--keep', 'for --target petri: leave the synthetic functions deployed')
+    .option(
+      '--policy <name>',
+      `for --target petri: keep-alive policy of the functions (${POLICY_LIST})`,
+    )
     .action(
       action(LoadCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
@@ -259,6 +265,84 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
         if (json(program)) return report.analysis;
         out(formatAnalysis(report.analysis));
         out(`wrote ${o.out}/invocations.csv, results.db, run.json, report.html`);
+        return undefined;
+      }),
+    );
+
+  program
+    .command('sim')
+    .description(
+      'replay a trace through the live pool and keep-alive policy code on a simulated clock',
+    )
+    .requiredOption(
+      '--trace <dir>',
+      'trace directory (Azure 2019 format, or Azure 2021 invocations)',
+    )
+    .requiredOption(
+      '--out <dir>',
+      'results directory (sim.json, policies.csv, per-function.csv, report.html)',
+    )
+    .option(
+      '--policy <names>',
+      `comma-separated keep-alive policies (${POLICY_LIST})`,
+      POLICY_LIST.replaceAll(' ', ''),
+    )
+    .option('--memory-budget <mb>', "the node's memory budget (MB)", '16384')
+    .option(
+      '--keep-alive-ms <ms>',
+      "the fixed policy's keep-alive and the hybrid's fallback",
+      '600000',
+    )
+    .option('--minutes <n>', 'minutes to replay (default: the whole trace)')
+    .option('--warmup <n>', 'warm-up minutes (replayed, excluded from the figures)', '0')
+    .option(
+      '--iat <kind>',
+      'inter-arrival gaps: exponential, uniform or equidistant',
+      'exponential',
+    )
+    .option('--seed <n>', 'PRNG seed (the same schedule as `petri load` with this seed)', '1')
+    .option('--minute-ms <ms>', 'length of a trace minute', '60000')
+    .option(
+      '--start-ms <ms>',
+      'cold-start time of an instance (cold start p50 measured here: 57 ms)',
+      '60',
+    )
+    .option(
+      '--max-instances <n>',
+      'most instances per function (node config maxInstancesPerFunction)',
+      '32',
+    )
+    .option('--resolution-ms <ms>', 'events this close are one simulation step', '1')
+    .action(
+      action(SimCommandOptions, async (o) => {
+        const whole = await loadTrace(o.trace);
+        const bar = progressBar('simulate');
+        const results = await simulate(whole, {
+          policies: o.policy,
+          memoryBudgetMb: o.memoryBudget,
+          keepAliveMs: o.keepAliveMs,
+          minutes: o.minutes ?? whole.minutes,
+          warmupMinutes: o.warmup,
+          iat: o.iat,
+          seed: o.seed,
+          minuteMs: o.minuteMs,
+          startMs: () => o.startMs,
+          maxInstancesPerFunction: o.maxInstances,
+          resolutionMs: o.resolutionMs,
+          onProgress: (_policy, done, total) => bar?.update(done, total),
+        });
+        bar?.stop();
+        const files = await writeSimResults(o.out, results, {
+          trace: path.resolve(o.trace),
+          functions: whole.functions.length,
+          memoryBudgetMb: o.memoryBudget,
+          seed: o.seed,
+          startMs: o.startMs,
+          resolutionMs: o.resolutionMs,
+        });
+        if (json(program)) return results.map(({ perFunction: _p, ...summary }) => summary);
+        out(formatSimResults(results));
+        out(`wrote ${files.join(', ')}`);
         return undefined;
       }),
     );
@@ -305,6 +389,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     )
     .option('--concurrency-target <n>', 'with --policies: in-flight invocations per instance')
     .option('--rps-target <n>', 'with --policies: invocations per second per instance')
+    .option('--policy <name>', `keep-alive policy of the functions (${POLICY_LIST})`)
     .action(
       action(SweepCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
@@ -465,11 +550,35 @@ const SampleOptions = z.object({
   png: z.boolean().default(true),
 });
 const ReportOptions = z.object({ png: z.boolean().default(true) });
+const POLICY_LIST = KEEP_ALIVE_POLICY_NAMES.join(', ');
+const PolicyName = z.enum(KEEP_ALIVE_POLICY_NAMES, { error: `must be one of ${POLICY_LIST}` });
 const TargetOptions = z.object({
   target: z.enum(['petri', 'http']),
   urlTemplate: z.string().optional(),
   connections: int(1),
   keep: z.boolean().default(false),
+  policy: PolicyName.optional(),
+});
+const SimCommandOptions = z.object({
+  trace: z.string(),
+  out: z.string(),
+  policy: z
+    .string()
+    .transform((list) => list.split(',').map((name) => name.trim()))
+    .refine((names) => names.length > 0 && names.every(isKeepAlivePolicyName), {
+      message: `a comma-separated list of ${POLICY_LIST}`,
+    })
+    .transform((names) => names.filter(isKeepAlivePolicyName)),
+  memoryBudget: int(1),
+  keepAliveMs: int(0),
+  minutes: int(1).optional(),
+  warmup: int(0),
+  iat,
+  seed: int(0),
+  minuteMs: z.coerce.number().positive(),
+  startMs: z.coerce.number().min(0),
+  maxInstances: int(1),
+  resolutionMs: z.coerce.number().positive().max(1000),
 });
 const RunOptions = z.object({
   out: z.string(),
@@ -510,7 +619,12 @@ function makeTarget(
       throw new PetriError('InvalidRequest', '--target http needs --url-template');
     return new HttpTarget(o.urlTemplate, { connections: o.connections });
   }
-  return new PetriTarget(url, { connections: o.connections, cleanup: !o.keep, token });
+  return new PetriTarget(url, {
+    connections: o.connections,
+    cleanup: !o.keep,
+    token,
+    keepAlivePolicy: o.policy,
+  });
 }
 
 function globalToken(cmd: Command): string | undefined {

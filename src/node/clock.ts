@@ -79,6 +79,7 @@ export class ManualClock implements Clock {
         if (timer.cancelled) return;
         timer.cancelled = true;
         this.live -= 1;
+        this.compactIfMostlyCancelled();
       },
     };
   }
@@ -111,6 +112,19 @@ export class ManualClock implements Clock {
       timer.fire();
     }
     this.current = Math.max(this.current, target);
+  }
+
+  /**
+   * Cancelled timers stay in the heap until they reach its top; a simulation
+   * that re-arms a keep-alive per invocation would pile up millions of them
+   * (and keep what their callbacks hold alive), so rebuild when they dominate.
+   */
+  private compactIfMostlyCancelled(): void {
+    const heap = this.heap;
+    if (heap.length < 1024 || heap.length < 4 * this.live) return;
+    const kept = heap.filter((timer) => !timer.cancelled);
+    heap.length = 0;
+    for (const timer of kept) this.push(timer);
   }
 
   private dropCancelled(): void {

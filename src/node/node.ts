@@ -4,7 +4,8 @@ import type { DaemonCpuset } from '../cgroup/index.ts';
 import type { NodeConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import {
-  FixedKeepAlive,
+  KeepAliveByFunction,
+  makeKeepAlivePolicy,
   PLACEMENT_POLICIES,
   START_PATH_POLICIES,
   type InstanceState,
@@ -169,7 +170,12 @@ export class PetriNode {
         queueMaxWaitMs: config.queue.maxWaitMs,
         pauseGraceMs: config.startPaths.pause ? config.startPaths.pauseGraceMs : undefined,
       },
-      deps.policy ?? new FixedKeepAlive(config.keepAliveMs),
+      deps.policy ??
+        new KeepAliveByFunction(
+          config.keepAlivePolicy,
+          (name) => makeKeepAlivePolicy(name, { keepAliveMs: config.keepAliveMs }),
+          (fn) => this.pool.entry(fn)?.record.spec.keepAlive.policy,
+        ),
       { startInstance: (record) => launcher.start(record) },
       clock,
       START_PATH_POLICIES[config.startPaths.policy](),
@@ -239,7 +245,7 @@ export class PetriNode {
     const failed = this.deps.store.failUnfinished(
       'NodeRestarted',
       'the node restarted while the invocation was queued or running',
-      Date.now(),
+      Math.round(this.clock.now()),
     );
     if (failed > 0)
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');

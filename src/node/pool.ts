@@ -14,6 +14,7 @@ import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
+import { PrewarmScheduler } from './prewarm.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
 export interface Slot {
@@ -89,6 +90,17 @@ export class Pool {
   private startingMb = 0;
   /** Memory held outside the pool's own instances (function groups' members). */
   private reservedMb = 0;
+  /**
+   * Every instance of every entry (and of removed functions, until they
+   * die): memory and victim searches walk instances, not functions, so a
+   * node with thousands of functions stays cheap per cold start.
+   */
+  private readonly everyInstance = new Set<Instance>();
+  /** The policy's "start one at time T" decisions, pending. */
+  private readonly prewarm: PrewarmScheduler;
+  /** Instances started ahead and not used yet, and what became of those started so far. */
+  private readonly aheadUnused = new WeakSet<Instance>();
+  private readonly aheadStats = { started: 0, hits: 0 };
   /** Invocations in flight on the node, and the most at once since `takePeakInFlight`. */
   private inFlight = 0;
   private peakInFlight = 0;
@@ -99,7 +111,9 @@ export class Pool {
     private readonly hooks: PoolHooks,
     readonly clock: Clock = systemClock,
     readonly startPolicy: StartPathPolicy = new WarmFirst(),
-  ) {}
+  ) {
+    this.prewarm = new PrewarmScheduler(clock, (name) => this.startAhead(name));
+  }
 
   entry(name: string): FunctionEntry | undefined {
     return this.functions.get(name);
@@ -150,6 +164,7 @@ export class Pool {
     const entry = this.functions.get(name);
     if (!entry) return;
     this.functions.delete(name);
+    this.prewarm.cancel(name);
     for (const waiter of entry.queue.splice(0)) {
       waiter.timer?.cancel();
       waiter.reject(new PetriError('FunctionNotFound', `function "${name}" was removed`));
@@ -170,6 +185,7 @@ export class Pool {
     record: FunctionRecord = entry.record,
   ): Promise<Slot> {
     entry.arrivals += 1;
+    this.observeArrival(entry.record.name);
     const { decision, chosen } = this.decide(entry, record);
     switch (decision.path) {
       case 'warm':
@@ -189,6 +205,13 @@ export class Pool {
   release(instance: Instance): void {
     instance.release();
     this.inFlight -= 1;
+    this.policy.observe?.({
+      kind: 'finished',
+      functionName: instance.functionName,
+      instanceId: instance.id,
+      memoryMb: instance.memoryMb,
+      at: this.clock.now(),
+    });
     const entry = this.functions.get(instance.functionName);
     // Queued work first: a waiter for this very version may take the slot.
     if (entry) this.serveQueue(entry);
@@ -196,6 +219,7 @@ export class Pool {
     if (entry && this.serves(entry, instance.version)) {
       this.armKeepAlive(instance);
       this.armPause(instance);
+      this.schedulePrewarm(instance.functionName);
     } else void this.retire(instance);
   }
 
@@ -203,6 +227,7 @@ export class Pool {
   forget(instance: Instance): void {
     instance.clearKeepAlive();
     this.functions.get(instance.functionName)?.instances.delete(instance);
+    this.everyInstance.delete(instance);
     this.serveAllQueues();
   }
 
@@ -240,15 +265,13 @@ export class Pool {
 
   memoryInUseMb(): number {
     let total = this.startingMb + this.reservedMb;
-    for (const entry of this.functions.values()) {
-      for (const instance of entry.instances)
-        if (instance.state !== 'dead') total += instance.memoryMb;
-    }
+    for (const instance of this.everyInstance)
+      if (instance.state !== 'dead') total += instance.memoryMb;
     return total;
   }
 
   allInstances(): Instance[] {
-    return [...this.functions.values()].flatMap((entry) => [...entry.instances]);
+    return [...this.everyInstance];
   }
 
   instanceCounts(): Record<InstanceState, number> {
@@ -287,6 +310,7 @@ export class Pool {
 
   /** Fails every queued invocation (the node is stopping). */
   rejectAll(error: PetriError): void {
+    this.prewarm.clear();
     for (const entry of this.functions.values()) {
       for (const waiter of entry.queue.splice(0)) {
         waiter.timer?.cancel();
@@ -305,13 +329,36 @@ export class Pool {
    */
   startAhead(functionName: string): boolean {
     const entry = this.functions.get(functionName);
-    if (!entry) return false;
-    const spec = entry.record.spec;
-    const cap = spec.maxInstances ?? this.limits.maxInstancesPerFunction;
-    if (this.liveCount(entry, entry.record.version) >= cap) return false;
-    if (this.limits.memoryBudgetMb - this.memoryInUseMb() < spec.memoryMb) return false;
-    void this.startIdle(entry).catch(() => undefined);
+    if (!entry || !this.roomFor(entry, entry.record, { ahead: true })) return false;
+    void this.startIdle(entry);
     return true;
+  }
+
+  /** Instances started ahead so far, and how many of them served an invocation. */
+  prewarmStats(): { started: number; hits: number } {
+    return { ...this.aheadStats };
+  }
+
+  private schedulePrewarm(functionName: string): void {
+    if (!this.policy.prewarmAt) return;
+    const at = this.policy.prewarmAt(functionName, this.view());
+    if (at !== undefined) this.prewarm.schedule(functionName, at);
+  }
+
+  private observeArrival(functionName: string): void {
+    this.prewarm.cancel(functionName);
+    this.policy.observe?.({ kind: 'arrival', functionName, at: this.clock.now() });
+  }
+
+  private observeStarted(instance: Instance, begun: number): void {
+    const at = this.clock.now();
+    this.policy.observe?.({
+      kind: 'started',
+      functionName: instance.functionName,
+      instanceId: instance.id,
+      at,
+      startMs: at - begun,
+    });
   }
 
   /**
@@ -357,9 +404,12 @@ export class Pool {
     const byVersion = (entry.startingByVersion ??= new Map());
     byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
     this.startingMb += record.spec.memoryMb;
+    const begun = this.clock.now();
     let instance: Instance;
     try {
       instance = await this.hooks.startInstance(record);
+    } catch {
+      return; // a failed start ahead costs nothing but the attempt
     } finally {
       entry.starting -= 1;
       const left = (byVersion.get(record.version) ?? 1) - 1;
@@ -367,12 +417,16 @@ export class Pool {
       else byVersion.delete(record.version);
       this.startingMb -= record.spec.memoryMb;
     }
+    this.observeStarted(instance, begun);
+    this.aheadStats.started += 1;
+    this.aheadUnused.add(instance);
     const current = this.functions.get(record.name);
     if (!current || current.record.version !== instance.version) {
       void this.retire(instance);
       return;
     }
     current.instances.add(instance);
+    this.everyInstance.add(instance);
     this.serveQueue(current);
     if (instance.state === 'idle') {
       this.armKeepAlive(instance);
@@ -409,6 +463,10 @@ export class Pool {
       );
     }
     const chosen = 'instanceId' in decision ? byId.get(decision.instanceId) : undefined;
+    if (chosen && this.aheadUnused.has(chosen)) {
+      this.aheadUnused.delete(chosen);
+      this.aheadStats.hits += 1;
+    }
     return { decision, chosen };
   }
 
@@ -488,11 +546,20 @@ export class Pool {
   }
 
   /** True when a new instance may start now (evicting idle ones if that makes room). */
-  private makeRoom(entry: FunctionEntry, record: FunctionRecord = entry.record): boolean {
+  /**
+   * True when a new instance may start now (evicting idle ones if that makes
+   * room). `ahead`: a start the policy or autoscaler asked for, which the
+   * autoscaler's limit on starts by arrivals does not bound.
+   */
+  private makeRoom(
+    entry: FunctionEntry,
+    record: FunctionRecord = entry.record,
+    { ahead = false }: { ahead?: boolean } = {},
+  ): boolean {
     const spec = record.spec;
     const cap = Math.min(
       spec.maxInstances ?? this.limits.maxInstancesPerFunction,
-      entry.demandStartLimit ?? Infinity,
+      ahead ? Infinity : (entry.demandStartLimit ?? Infinity),
     );
     if (this.liveCount(entry, record.version) >= cap) return false;
     if (spec.memoryMb > this.limits.memoryBudgetMb) {
@@ -503,6 +570,8 @@ export class Pool {
     }
     const free = this.limits.memoryBudgetMb - this.memoryInUseMb();
     if (free >= spec.memoryMb) return true;
+    // Not even stopping every idle instance would make room: spare the policy the question.
+    if (free + this.idleMb() < spec.memoryMb) return false;
     const victims = new Set(this.policy.victims(spec.memoryMb - free, this.view()));
     for (const instance of this.allInstances()) {
       if (victims.has(instance.id) && isIdle(instance)) void this.retire(instance);
@@ -511,12 +580,23 @@ export class Pool {
   }
 
   /** `makeRoom` for queued work: a function too large for the node just stays queued. */
-  private roomFor(entry: FunctionEntry, record: FunctionRecord): boolean {
+  private roomFor(
+    entry: FunctionEntry,
+    record: FunctionRecord,
+    options: { ahead?: boolean } = {},
+  ): boolean {
     try {
-      return this.makeRoom(entry, record);
+      return this.makeRoom(entry, record, options);
     } catch {
       return false;
     }
+  }
+
+  /** Memory of idle instances, running or paused: what evictions could free. */
+  private idleMb(): number {
+    let total = 0;
+    for (const instance of this.everyInstance) if (isIdle(instance)) total += instance.memoryMb;
+    return total;
   }
 
   private async coldStart(entry: FunctionEntry, record: FunctionRecord): Promise<Instance> {
@@ -525,11 +605,14 @@ export class Pool {
     byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
     entry.awaitingStart = (entry.awaitingStart ?? 0) + 1;
     this.startingMb += record.spec.memoryMb;
+    const begun = this.clock.now();
     try {
       const instance = await this.hooks.startInstance(record);
+      this.observeStarted(instance, begun);
       this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);
+      this.everyInstance.add(instance);
       if (current) this.serveQueue(current);
       return instance;
     } finally {
@@ -584,6 +667,9 @@ export class Pool {
       const waits =
         decision.path === 'queue' ||
         (decision.path !== 'warm' && decision.path !== 'paused' && !this.roomFor(entry, record));
+      // Making room stops instances; a driver that reports their exit at once
+      // re-enters through forget(), which may have served this waiter already.
+      if (entry.queue[i] !== waiter) continue;
       if (waits) {
         blocked.add(record.version);
         i += 1;
@@ -616,13 +702,37 @@ export class Pool {
     }
   }
 
+  /**
+   * After an instance died: every queue gets a chance. Memory and idle
+   * instances are summed once per pass (again only after a queue was served),
+   * so a node full of busy instances with many queued functions does not
+   * walk every instance for each of them: a queue with no warm or paused
+   * instance whose function needs more than free plus idle memory cannot be
+   * served.
+   */
   private serveAllQueues(): void {
-    for (const entry of this.functions.values()) if (entry.queue.length > 0) this.serveQueue(entry);
+    let room: number | undefined;
+    for (const entry of this.functions.values()) {
+      if (entry.queue.length === 0) continue;
+      room ??= this.limits.memoryBudgetMb - this.memoryInUseMb() + this.idleMb();
+      if (entry.record.spec.memoryMb > room && !this.hasReady(entry)) continue;
+      this.serveQueue(entry);
+      room = undefined;
+    }
+  }
+
+  /** Whether an instance of a version some waiter asks for could take it without a start. */
+  private hasReady(entry: FunctionEntry): boolean {
+    for (const instance of entry.instances)
+      if (instance.hasRoom() || instance.state === 'paused') return true;
+    return false;
   }
 
   private armKeepAlive(instance: Instance): void {
     instance.clearKeepAlive();
     const ms = this.policy.keepAliveMs(instance.view(), this.view());
+    // Infinity: kept until the policy picks it to make room.
+    if (!Number.isFinite(ms)) return;
     instance.keepAliveTimer = this.clock.setTimer(
       ms,
       () => {

@@ -1,5 +1,28 @@
-export type { InstanceState, InstanceView, KeepAlivePolicy, NodeView } from './types.ts';
+export type {
+  InstanceState,
+  InstanceView,
+  KeepAlivePolicy,
+  NodeView,
+  PolicyEvent,
+} from './types.ts';
 export { FixedKeepAlive } from './fixed.ts';
+export { type GreedyDualOptions, GreedyDualKeepAlive } from './greedy-dual.ts';
+export {
+  type HybridHistogramOptions,
+  type HybridMode,
+  type HybridWindows,
+  HybridHistogramKeepAlive,
+  coefficientOfVariation,
+  percentileBin,
+} from './hybrid-histogram.ts';
+export {
+  type KeepAliveDefaults,
+  type KeepAlivePolicyName,
+  KEEP_ALIVE_POLICY_NAMES,
+  KeepAliveByFunction,
+  isKeepAlivePolicyName,
+  makeKeepAlivePolicy,
+} from './keep-alive.ts';
 export {
   type Placement,
   type PlacementPolicy,

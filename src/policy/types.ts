@@ -26,11 +26,45 @@ export interface NodeView {
   readonly instances: readonly InstanceView[];
 }
 
+/**
+ * What the pool tells a policy as it happens (all times on the pool's clock):
+ * an invocation arrived for a function, an instance finished starting (and
+ * how long that took), an invocation finished on an instance.
+ */
+export type PolicyEvent =
+  | { readonly kind: 'arrival'; readonly functionName: string; readonly at: number }
+  | {
+      readonly kind: 'started';
+      readonly functionName: string;
+      readonly instanceId: string;
+      readonly at: number;
+      readonly startMs: number;
+    }
+  | {
+      readonly kind: 'finished';
+      readonly functionName: string;
+      readonly instanceId: string;
+      readonly memoryMb: number;
+      readonly at: number;
+    };
+
 /** Decides how long an idle instance lives, and which idle ones go when room is needed. */
 export interface KeepAlivePolicy {
   readonly name: string;
-  /** How long `instance`, now idle, stays alive before it is stopped. */
+  /**
+   * How long `instance`, now idle, stays alive before it is stopped.
+   * `Infinity`: until memory is needed (no timer).
+   */
   keepAliveMs(instance: InstanceView, node: NodeView): number;
   /** Idle or paused instances to stop so that `needMb` more fits; may free less if it cannot. */
   victims(needMb: number, node: NodeView): string[];
+  /** Hears what happens in the pool; policies that learn (costs, idle times) implement it. */
+  observe?(event: PolicyEvent): void;
+  /**
+   * Asked when an invocation of `functionName` has finished: the time (on
+   * the pool's clock) to start one instance of it ahead of its next predicted
+   * arrival, or undefined for none. The pool carries it out unless an
+   * invocation arrives first.
+   */
+  prewarmAt?(functionName: string, node: NodeView): number | undefined;
 }

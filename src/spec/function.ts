@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PetriError } from '../errors.ts';
+import { KEEP_ALIVE_POLICY_NAMES } from '../policy/index.ts';
 
 /** A function name doubles as a URL segment, a cgroup name part and a folder name. */
 export const FunctionNameSchema = z
@@ -38,11 +39,14 @@ const EnvSchema = z
  * Fields of DESIGN §7 that are not built yet accept only their "off" value, so a
  * spec that asks for one fails at deploy instead of being quietly ignored.
  */
+/** Absent `policy`: the node config's default policy decides. */
 const KeepAliveSchema = z
   .object({
     policy: z
-      .literal('fixed', { error: 'must be "fixed": other keep-alive policies are not built yet' })
-      .default('fixed'),
+      .enum(KEEP_ALIVE_POLICY_NAMES, {
+        error: `must be one of ${KEEP_ALIVE_POLICY_NAMES.map((n) => `"${n}"`).join(', ')}`,
+      })
+      .optional(),
     ms: z
       .number()
       .int()
@@ -50,7 +54,11 @@ const KeepAliveSchema = z
       .max(24 * 3600_000)
       .optional(),
   })
-  .strict();
+  .strict()
+  .refine((k) => !(k.policy === 'greedy-dual' && k.ms !== undefined), {
+    path: ['ms'],
+    message: 'does not apply to "greedy-dual", which keeps instances while memory allows',
+  });
 
 /** TCP ports an instance may be connected to on (by the node and its group's members). */
 const PortSchema = z.number().int().min(1).max(65535);

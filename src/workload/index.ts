@@ -44,6 +44,7 @@ export {
   HttpTarget,
   PetriTarget,
   SYNTHETIC_FUNCTION_DIR,
+  syntheticLimits,
 } from './targets.ts';
 export { type LoadOptions, runLoad } from './loadgen.ts';
 export {

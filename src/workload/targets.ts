@@ -109,8 +109,21 @@ export class HttpTarget implements LoadTarget {
   }
 }
 
+/**
+ * The memory and timeout a trace function's synthetic function is deployed
+ * with (the simulator sizes its instances the same way).
+ */
+export function syntheticLimits(fn: TraceFunction): { memoryMb: number; timeoutMs: number } {
+  return {
+    memoryMb: Math.min(10240, Math.max(64, Math.ceil(fn.memory.p100))),
+    timeoutMs: Math.min(900_000, Math.max(5_000, Math.ceil(fn.duration.p100 * 4 + 5_000))),
+  };
+}
+
 /** Options for deploying the synthetic functions on a Petri node. */
 export interface PetriTargetOptions extends PoolOptions {
+  /** The keep-alive policy the functions' specs choose (`keepAlive.policy`); absent: the node's. */
+  keepAlivePolicy?: string;
   /** Memory (MB) left to the runtime itself; the function touches at most memoryMb − this. */
   headroomMb?: number;
   /** Remove the functions after the run. */
@@ -245,9 +258,8 @@ export class PetriTarget implements LoadTarget {
   }
 
   specFor(fn: TraceFunction, name: string): { name: string; body: Record<string, unknown> } {
-    const memoryMb = Math.min(10240, Math.max(64, Math.ceil(fn.memory.p100)));
+    const { memoryMb, timeoutMs } = syntheticLimits(fn);
     const headroom = this.options.headroomMb ?? 48;
-    const timeoutMs = Math.min(900_000, Math.max(5_000, Math.ceil(fn.duration.p100 * 4 + 5_000)));
     return {
       name,
       body: {
@@ -255,6 +267,9 @@ export class PetriTarget implements LoadTarget {
         handler: 'index.handler',
         memoryMb,
         timeoutMs,
+        ...(this.options.keepAlivePolicy
+          ? { keepAlive: { policy: this.options.keepAlivePolicy } }
+          : {}),
         env: {
           PETRI_SYNTH_ITERS_PER_MS: String(Math.round(this.itersPerMs)),
           PETRI_SYNTH_MEMORY_CAP_MB: String(Math.max(0, memoryMb - headroom)),

@@ -118,7 +118,12 @@ describe('HTTP API v1', () => {
       [{ snapshot: true }, 'snapshot', /snapshots are not built yet/],
       [{ snapshot: 'yes' }, 'snapshot', /snapshots are not built yet/],
       [{ network: { inbound: 'all' } }, 'network.inbound', /invalid input/i],
-      [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /policies are not built yet/],
+      [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /must be one of "fixed"/],
+      [
+        { keepAlive: { policy: 'greedy-dual', ms: 1000 } },
+        'keepAlive.ms',
+        /does not apply to "greedy-dual"/,
+      ],
     ];
     for (const [spec, field, message] of cases) {
       const response = await deploy('unbuilt', spec);

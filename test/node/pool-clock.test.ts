@@ -4,9 +4,12 @@ import { PetriError } from '../../src/errors.ts';
 import { Instance, ManualClock, Pool, type PoolLimits } from '../../src/node/index.ts';
 import {
   FixedKeepAlive,
+  GreedyDualKeepAlive,
+  HybridHistogramKeepAlive,
   type InstanceView,
   type KeepAlivePolicy,
   type NodeView,
+  type PolicyEvent,
 } from '../../src/policy/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/index.ts';
 import { parseSpec } from '../../src/spec/index.ts';
@@ -259,5 +262,129 @@ describe('an exchange tracked on an instance (function URLs of http functions)',
     const clock = new ManualClock();
     const { slot } = await tracked(clock);
     assert.equal(await slot.instance.track('x', async () => 201), 201);
+  });
+});
+
+describe('pool and keep-alive policies on a manual clock', () => {
+  it('keeps an instance without a timer when the policy says Infinity, until room is needed', async () => {
+    const clock = new ManualClock();
+    const { pool } = timedPool(clock, new GreedyDualKeepAlive(), {
+      ...LIMITS,
+      memoryBudgetMb: 128,
+    });
+    const f = record();
+    const g = { ...record(), name: 'g' };
+    pool.setFunction(f);
+    pool.setFunction(g);
+    const first = await invokeOnce(pool, f, clock, {});
+    clock.advance(24 * 3600_000);
+    assert.equal(first.instance.state, 'idle');
+    assert.equal(clock.pending(), 0);
+    const other = await invokeOnce(pool, g, clock, {});
+    assert.equal(other.startPath, 'cold');
+    assert.equal(first.instance.state, 'dead', 'evicted to make room');
+  });
+
+  it('tells the policy of arrivals, start times and finishes, on the clock', async () => {
+    const clock = new ManualClock(100);
+    const events: PolicyEvent[] = [];
+    const policy: KeepAlivePolicy = {
+      ...new FixedKeepAlive(1000),
+      name: 'spy',
+      keepAliveMs: () => 1000,
+      victims: () => [],
+      observe: (event) => events.push(event),
+    };
+    const { pool, driver } = timedPool(clock, policy);
+    driver.startDelayMs = 40;
+    const fn = record();
+    pool.setFunction(fn);
+    const entry = pool.entry('f')!;
+    const acquiring = pool.acquire(entry);
+    await flush();
+    clock.advance(40);
+    const slot = await acquiring;
+    const running = slot.instance.invoke('id', { sleepMs: 10 });
+    clock.advance(10);
+    await running;
+    pool.release(slot.instance);
+    assert.deepEqual(
+      events.map((e) => [e.kind, e.at, e.kind === 'started' ? e.startMs : undefined]),
+      [
+        ['arrival', 100, undefined],
+        ['started', 140, 40],
+        ['finished', 150, undefined],
+      ],
+    );
+  });
+
+  it('carries out a pre-warm decision at its time, and counts the hit', async () => {
+    const clock = new ManualClock();
+    const policy = new HybridHistogramKeepAlive({ fallbackMs: 1000, binMs: 100, minSamples: 3 });
+    const { pool, driver } = timedPool(clock, policy);
+    const fn = record();
+    pool.setFunction(fn);
+    // Idle times of 550 ms (bin 5): pre-warm at 450 ms after each end, keep until 660 ms.
+    // (Starts ahead take 1 ms, so the fake sandbox's ready comes after its listener is set.)
+    const idle = async (): Promise<void> => {
+      for (const step of [0, 450, 1, 99]) {
+        clock.advance(step);
+        await flush();
+      }
+    };
+    for (let k = 0; k < 4; k++) {
+      await invokeOnce(pool, fn, clock, {});
+      driver.startDelayMs = 1;
+      await idle();
+    }
+    assert.equal(policy.windowsOf('f', undefined).mode, 'histogram');
+    const last = await invokeOnce(pool, fn, clock, {});
+    clock.advance(0); // a keep-alive of 0
+    await flush();
+    assert.equal(last.instance.state, 'dead', 'unloaded at once');
+    clock.advance(449);
+    await flush();
+    assert.equal(driver.live().length, 0);
+    clock.advance(1);
+    await flush();
+    clock.advance(1); // the started instance says ready
+    await flush();
+    assert.equal(driver.live().length, 1);
+    assert.equal(pool.prewarmStats().started >= 1, true);
+    const hitsBefore = pool.prewarmStats().hits;
+    clock.advance(99);
+    const served = await invokeOnce(pool, fn, clock, {});
+    assert.equal(served.startPath, 'warm');
+    assert.equal(served.instance.invocations, 1, 'served by the instance started ahead');
+    assert.equal(pool.prewarmStats().hits, hitsBefore + 1);
+  });
+
+  it('starts ahead only within the cap and the memory budget, never evicting busy instances', async () => {
+    const clock = new ManualClock();
+    const { pool, driver } = timedPool(clock, new FixedKeepAlive(1000), {
+      ...LIMITS,
+      memoryBudgetMb: 256,
+      maxInstancesPerFunction: 2,
+    });
+    const fn = record();
+    pool.setFunction(fn);
+    assert.equal(pool.startAhead('missing'), false);
+    assert.equal(pool.startAhead('f'), true);
+    assert.equal(pool.startAhead('f'), true);
+    assert.equal(pool.startAhead('f'), false, 'cap of 2');
+    await flush();
+    clock.advance(0);
+    await flush();
+    assert.equal(driver.live().length, 2);
+    const big = { ...record({ memoryMb: 256 }), name: 'big' };
+    pool.setFunction(big);
+    const entry = pool.entry('f')!;
+    const acquiring = pool.acquire(entry);
+    const slot = await acquiring;
+    const running = slot.instance.invoke('id', { sleepMs: 10 });
+    assert.equal(pool.startAhead('big'), false, 'the busy instance is not evicted');
+    clock.advance(10);
+    await running;
+    pool.release(slot.instance);
   });
 });

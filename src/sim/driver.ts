@@ -1,0 +1,98 @@
+import type { Clock } from '../node/index.ts';
+import type { ToInstance } from '../runtime/index.ts';
+import type {
+  CpuLimit,
+  IsolationReport,
+  Sandbox,
+  SandboxDriver,
+  SandboxEvents,
+  SandboxExit,
+  SandboxSpec,
+  Usage,
+} from '../sandbox/index.ts';
+
+const NO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
+const KILLED: SandboxExit = { code: null, signal: 'SIGKILL', oomKilled: false, stderrTail: '' };
+
+/**
+ * The simulator's sandbox driver: no processes, only time. A sandbox is
+ * ready `startMs(function)` after it was made, and answers an invocation
+ * `{durationMs}` that long after it was sent, all on the simulated clock.
+ */
+export class SimDriver implements SandboxDriver {
+  readonly name = 'sim';
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly startMs: (functionName: string) => number,
+  ) {}
+
+  capabilities(): IsolationReport {
+    return { driver: this.name, mechanisms: [] };
+  }
+
+  async create(spec: SandboxSpec): Promise<Sandbox> {
+    return new SimSandbox(
+      spec.instanceId,
+      this.clock,
+      this.clock.now() + this.startMs(spec.functionName),
+    );
+  }
+
+  async reconcile(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+class SimSandbox implements Sandbox {
+  readonly pid = undefined;
+  private dead = false;
+  private readySet = false;
+  private readonly messages: SandboxEvents['message'][] = [];
+  private readonly exits: SandboxEvents['exit'][] = [];
+
+  constructor(
+    readonly id: string,
+    private readonly clock: Clock,
+    private readonly readyAt: number,
+  ) {}
+
+  send(message: ToInstance): void {
+    if (message.type !== 'invoke' || this.dead) return;
+    const event = message.event as { durationMs?: unknown } | null;
+    const ms = typeof event?.durationMs === 'number' ? event.durationMs : 0;
+    this.clock.setTimer(ms, () => {
+      if (!this.dead) this.emitMessage({ type: 'result', id: message.id, value: null });
+    });
+  }
+
+  on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {
+    if (event === 'message') {
+      this.messages.push(listener as SandboxEvents['message']);
+      // Ready is timed from creation but set once someone listens, so it is never missed.
+      if (!this.readySet) {
+        this.readySet = true;
+        this.clock.setTimer(this.readyAt - this.clock.now(), () => {
+          if (!this.dead) this.emitMessage({ type: 'ready' });
+        });
+      }
+    } else if (event === 'exit') this.exits.push(listener as SandboxEvents['exit']);
+  }
+
+  async setCpu(_limit: CpuLimit): Promise<void> {}
+
+  async usage(): Promise<Usage> {
+    return NO_USAGE;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.dead) return;
+    this.dead = true;
+    // A real sandbox's exit is reported later, never inside the call that killed it.
+    await Promise.resolve();
+    for (const listener of this.exits) listener(KILLED);
+  }
+
+  private emitMessage(message: Parameters<SandboxEvents['message']>[0]): void {
+    for (const listener of this.messages) listener(message);
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * `petri sim`: trace-driven simulation of keep-alive policies through the
+ * live Pool, Instance and policy code on a simulated clock.
+ */
+export { SimDriver } from './driver.ts';
+export { type ColdStartStats, coldStartStats, relativeDifference } from './metrics.ts';
+export { type FunctionResult, type PolicyResult, type SimOptions, simulate } from './simulate.ts';
+export { formatSimResults, simSummary, tradeOffChart, writeSimResults } from './report.ts';

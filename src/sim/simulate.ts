@@ -1,0 +1,320 @@
+import { PetriError } from '../errors.ts';
+import { Instance, ManualClock, Pool, type PoolLimits } from '../node/index.ts';
+import {
+  KeepAliveByFunction,
+  makeKeepAlivePolicy,
+  type InstanceState,
+  type KeepAlivePolicyName,
+} from '../policy/index.ts';
+import type { SandboxSpec } from '../sandbox/index.ts';
+import { parseSpec } from '../spec/index.ts';
+import type { FunctionRecord } from '../store/index.ts';
+import {
+  type IatDistribution,
+  type Schedule,
+  type Trace,
+  buildSchedule,
+  syntheticFunctionName,
+  syntheticLimits,
+} from '../workload/index.ts';
+import { SimDriver } from './driver.ts';
+import { coldStartStats } from './metrics.ts';
+
+export interface SimOptions {
+  policies: readonly KeepAlivePolicyName[];
+  memoryBudgetMb: number;
+  /** The fixed policy's keep-alive and the hybrid policy's fallback (ms). */
+  keepAliveMs?: number;
+  minutes: number;
+  warmupMinutes?: number;
+  minuteMs?: number;
+  iat?: IatDistribution;
+  seed: number;
+  /** Cold-start time of a function (ms), as measured on the node; by trace index. */
+  startMs: (fnIndex: number) => number;
+  maxInstancesPerFunction?: number;
+  queueMaxSize?: number;
+  queueMaxWaitMs?: number;
+  /**
+   * Events within this many ms are handled as one step. Work that follows an
+   * event asynchronously (a warm invocation's send after its slot) happens at
+   * the step's end, so timings are exact to this resolution.
+   */
+  resolutionMs?: number;
+  onProgress?: (policy: string, done: number, total: number) => void;
+}
+
+export interface FunctionResult {
+  name: string;
+  invocations: number;
+  coldStarts: number;
+  coldStartRatio: number;
+}
+
+/** One policy's figures over the measured minutes. */
+export interface PolicyResult {
+  policy: KeepAlivePolicyName;
+  invocations: number;
+  coldStarts: number;
+  coldStartRatio: number;
+  /** Memory of idle instances × the time they idled, GB·s. */
+  wastedMemoryGbS: number;
+  /** Time-weighted mean of live instances (starting, idle or busy). */
+  meanInstances: number;
+  /** Invocations that waited in a queue, and the mean wait over all served ones (ms). */
+  queued: number;
+  meanQueuedMs: number;
+  /** Invocations the node refused or failed (queue full, queue timeout, …), and by error code. */
+  failed: number;
+  failures: Record<string, number>;
+  /** Instances started ahead of a predicted arrival, and how many served one. */
+  prewarmStarted: number;
+  prewarmHits: number;
+  perFunction: FunctionResult[];
+  wallSeconds: number;
+}
+
+/**
+ * Replays a trace through the live Pool, Instance and keep-alive policy code
+ * on a ManualClock with a sandbox driver made of timers: arrivals come from
+ * the load generator's own schedule (same inter-arrival reconstruction and
+ * seed as `petri load`), run times from the trace, start times from the
+ * figures given. Deterministic for a seed.
+ */
+export async function simulate(trace: Trace, options: SimOptions): Promise<PolicyResult[]> {
+  const schedule = buildSchedule(trace, {
+    minutes: options.minutes,
+    warmupMinutes: options.warmupMinutes ?? 0,
+    iat: options.iat ?? 'exponential',
+    seed: options.seed,
+    minuteMs: options.minuteMs,
+  });
+  const results: PolicyResult[] = [];
+  for (const policy of options.policies)
+    results.push(await simulateOne(trace, schedule, policy, options));
+  return results;
+}
+
+async function simulateOne(
+  trace: Trace,
+  schedule: Schedule,
+  policyName: KeepAlivePolicyName,
+  options: SimOptions,
+): Promise<PolicyResult> {
+  const wallStart = performance.now();
+  const clock = new ManualClock(0);
+  const names = trace.functions.map(syntheticFunctionName);
+  const indexOf = new Map(names.map((name, i) => [name, i]));
+  const driver = new SimDriver(clock, (name) => options.startMs(indexOf.get(name) ?? 0));
+  const windowStart = schedule.warmupMinutes * schedule.minuteMs;
+  const windowEnd = (schedule.warmupMinutes + schedule.minutes) * schedule.minuteMs;
+  const meter = new InstanceMeter(clock, windowStart, windowEnd);
+  const limits: PoolLimits = {
+    memoryBudgetMb: options.memoryBudgetMb,
+    maxInstancesPerFunction: options.maxInstancesPerFunction ?? 32,
+    queueMaxSize: options.queueMaxSize ?? 100,
+    queueMaxWaitMs: options.queueMaxWaitMs ?? 30_000,
+  };
+  const keepAliveMs = options.keepAliveMs ?? 600_000;
+  let started = 0;
+  // The node's own arrangement: a per-function router over the node's default policy.
+  const policy = new KeepAliveByFunction(
+    policyName,
+    (name) => makeKeepAlivePolicy(name, { keepAliveMs }),
+    () => undefined,
+  );
+  const pool: Pool = new Pool(
+    limits,
+    policy,
+    {
+      startInstance: (record) =>
+        Instance.start(
+          driver,
+          record,
+          sandboxSpec(record, started++),
+          {
+            onState: (instance, state) => {
+              meter.change(instance, state);
+              if (state === 'dead') pool.forget(instance);
+            },
+            onLog: () => {},
+          },
+          60_000,
+          clock,
+        ),
+    },
+    clock,
+  );
+  const entries = trace.functions.map((fn, i) => {
+    const record = functionRecord(names[i], fn);
+    pool.setFunction(record);
+    return pool.entry(record.name)!;
+  });
+
+  const n = schedule.atMs.length;
+  const cold = new Uint8Array(n);
+  const failed = new Uint8Array(n);
+  const failures: Record<string, number> = {};
+  const fail = (k: number, err: unknown): void => {
+    failed[k] = 1;
+    if (schedule.warmup[k] !== 0) return;
+    const code = err instanceof PetriError ? err.code : 'Internal';
+    failures[code] = (failures[code] ?? 0) + 1;
+  };
+  let queued = 0;
+  let queuedMsSum = 0;
+  let served = 0;
+  let outstanding = 0;
+  const run = async (i: number): Promise<void> => {
+    outstanding += 1;
+    const receivedAt = clock.now();
+    const counted = schedule.warmup[i] === 0;
+    try {
+      const slot = await pool.acquire(entries[schedule.fn[i]], () => (cold[i] = 1));
+      if (counted) {
+        const wait = Math.max(0, slot.dispatchedAt - receivedAt);
+        served += 1;
+        queuedMsSum += wait;
+        if (wait > 0) queued += 1;
+      }
+      try {
+        await slot.instance.invoke(`i${i}`, { durationMs: schedule.durationMs[i] });
+      } catch (err) {
+        fail(i, err);
+      } finally {
+        pool.release(slot.instance);
+      }
+    } catch (err) {
+      fail(i, err);
+    } finally {
+      outstanding -= 1;
+    }
+  };
+
+  const resolution = options.resolutionMs ?? 1;
+  let i = 0;
+  const every = Math.max(1, Math.floor(n / 100));
+  for (;;) {
+    const nextArrival = i < n ? schedule.atMs[i] : Infinity;
+    const nextTimer = clock.nextDue() ?? Infinity;
+    const next = Math.min(nextArrival, nextTimer);
+    if (i >= n && outstanding === 0 && !(next <= windowEnd)) break;
+    if (next === Infinity) break;
+    const stepEnd = next + resolution;
+    while (i < n && schedule.atMs[i] <= stepEnd) {
+      clock.advanceTo(schedule.atMs[i]);
+      void run(i);
+      i += 1;
+      if (i % every === 0) options.onProgress?.(policyName, i, n);
+    }
+    clock.advanceTo(stepEnd);
+    // Lets every promise continuation of this step run before time moves on.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  clock.advanceTo(Math.max(clock.now(), windowEnd));
+  meter.closeAll();
+  const prewarm = pool.prewarmStats();
+  pool.rejectAll(new PetriError('NodeRestarted', 'the simulation ended'));
+  await Promise.allSettled(pool.allInstances().map((instance) => instance.stop()));
+
+  const stats = coldStartStats(
+    trace.functions.length,
+    schedule.fn,
+    cold,
+    (k) => schedule.warmup[k] === 0,
+  );
+  const span = windowEnd - windowStart;
+  return {
+    policy: policyName,
+    invocations: stats.invocations,
+    coldStarts: stats.coldStarts,
+    coldStartRatio: stats.coldStartRatio,
+    wastedMemoryGbS: meter.idleMbMs / 1024 / 1000,
+    meanInstances: span > 0 ? meter.liveMs / span : 0,
+    queued,
+    meanQueuedMs: served > 0 ? queuedMsSum / served : 0,
+    failed: Object.values(failures).reduce((a, b) => a + b, 0),
+    failures,
+    prewarmStarted: prewarm.started,
+    prewarmHits: prewarm.hits,
+    perFunction: names.map((name, f) => {
+      const invocations = stats.perFunction.invocations[f];
+      const coldStarts = stats.perFunction.coldStarts[f];
+      return {
+        name,
+        invocations,
+        coldStarts,
+        coldStartRatio: invocations ? coldStarts / invocations : 0,
+      };
+    }),
+    wallSeconds: (performance.now() - wallStart) / 1000,
+  };
+}
+
+/** Integrates live instances and idle memory over time, inside the measured window. */
+class InstanceMeter {
+  idleMbMs = 0;
+  liveMs = 0;
+  private readonly open = new Map<Instance, { state: InstanceState; since: number }>();
+
+  constructor(
+    private readonly clock: ManualClock,
+    private readonly from: number,
+    private readonly to: number,
+  ) {}
+
+  change(instance: Instance, state: InstanceState): void {
+    const now = this.clock.now();
+    const previous = this.open.get(instance);
+    if (previous) this.account(instance, previous.state, previous.since, now);
+    if (state === 'dead') this.open.delete(instance);
+    else this.open.set(instance, { state, since: now });
+  }
+
+  closeAll(): void {
+    const now = this.clock.now();
+    for (const [instance, { state, since }] of this.open) this.account(instance, state, since, now);
+    this.open.clear();
+  }
+
+  private account(instance: Instance, state: InstanceState, since: number, until: number): void {
+    const ms = Math.max(0, Math.min(until, this.to) - Math.max(since, this.from));
+    if (ms === 0 || state === 'stopping') return;
+    this.liveMs += ms;
+    if (state === 'idle') this.idleMbMs += ms * instance.memoryMb;
+  }
+}
+
+function functionRecord(name: string, fn: Trace['functions'][number]): FunctionRecord {
+  const { memoryMb, timeoutMs } = syntheticLimits(fn);
+  return {
+    name,
+    version: 1,
+    spec: parseSpec({ name, runtime: 'node', handler: 'index.handler', memoryMb, timeoutMs }),
+    codeDir: '/nonexistent',
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+function sandboxSpec(record: FunctionRecord, seq: number): SandboxSpec {
+  return {
+    instanceId: `${record.name}-${record.version}-${seq.toString(36)}`,
+    functionName: record.name,
+    version: record.version,
+    codeDir: record.codeDir,
+    cwd: record.codeDir,
+    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
+    env: {},
+    resources: {
+      cpu: 0,
+      initCpu: 0,
+      memoryMb: record.spec.memoryMb,
+      bandwidthMbit: 0,
+      burstBytes: 0,
+      pidsMax: 0,
+      tmpSizeMb: 0,
+    },
+    network: record.spec.network,
+  };
+}
