@@ -124,8 +124,9 @@ export class InstanceLauncher {
       entry,
       env: spec.env,
       resources: this.resourcesFor(spec.memoryMb),
-      // The node connects to an http server for function URLs; nothing else may.
-      network: { ...spec.network, inbound: spec.runtime === 'http' },
+      // The node connects to an http function's server for function URLs
+      // (on whatever port it reports); other runtimes open what their spec says.
+      network: { ...spec.network, inbound: spec.runtime === 'http' ? true : spec.network.inbound },
     };
   }
 

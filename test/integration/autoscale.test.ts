@@ -92,7 +92,7 @@ describe('concurrency autoscaler on a live node', () => {
     assert.equal(Math.max(...burst.map((d) => d.desired)), Math.ceil(4 / 0.7));
 
     const instances = async () => (await call('GET', '/v1/node')).json().instances;
-    await until('scaled to zero', instances, (i) => i.idle + i.busy + i.starting === 0);
+    await until('scaled to zero', instances, (i) => i.idle + i.paused + i.busy + i.starting === 0);
     const last = (await decisions())[0];
     assert.equal(last.desired, 0);
     assert.equal(last.panic, false);

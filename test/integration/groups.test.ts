@@ -70,10 +70,12 @@ async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, body
     headers: { ...daemon!.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
+  // A string result of an invoke comes back as text/plain, everything else as JSON.
+  const isText = String(response.headers['content-type'] ?? '').startsWith('text/plain');
   return {
     status: response.statusCode,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies of many shapes
-    body: JSON.parse(text) as Record<string, any>,
+    body: (isText ? text : JSON.parse(text)) as Record<string, any>,
   };
 }
 
