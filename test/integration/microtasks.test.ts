@@ -32,7 +32,10 @@ async function call(daemon: Daemon, method: 'GET' | 'PUT' | 'POST', url: string,
     headers: { ...daemon.headers, 'content-type': 'application/json' },
   });
   const text = await response.body.text();
-  const reply: Reply = { status: response.statusCode, body: text ? JSON.parse(text) : undefined };
+  // A string result of an invoke comes back as text/plain, everything else as JSON.
+  const isText = String(response.headers['content-type'] ?? '').startsWith('text/plain');
+  const parsed: unknown = isText ? text : text ? JSON.parse(text) : undefined;
+  const reply: Reply = { status: response.statusCode, body: parsed };
   return { ...reply, id: response.headers['x-petri-invocation-id'] as string | undefined };
 }
 
