@@ -77,11 +77,21 @@ function howToInvoke(running: RunningNode, names: string[]): string {
   if (names.length > 0) {
     lines.push('Deployed example functions; try:');
     for (const name of names) {
+      // A service runs as a group, never per invocation.
+      if (running.node.getFunction(name).spec.runtime === 'service') {
+        const size = name === 'iperf3-pair' ? 2 : 3;
+        lines.push(
+          `  ${hint.cliEnv}npx petri --url ${url} group run ${name} --size ${size} --barrier ${size}   # a group`,
+        );
+        continue;
+      }
       const data = SAMPLE_EVENTS[name] ?? '{}';
       lines.push(
         `  curl -s -H "Authorization: Bearer ${hint.shell}" -X POST ${url}/v1/functions/${name}/invoke -d '${data}'`,
       );
     }
+    if (names.includes('http-server'))
+      lines.push(`  curl -s '${url}/fn/http-server/any/path?q=1'   # a function URL`);
     lines.push(`  ${hint.cliEnv}npx petri --url ${url} invoke hello-js --data '{"name":"you"}'`);
     lines.push(`  ${hint.cliEnv}npx petri --url ${url} ls`);
     lines.push('');
