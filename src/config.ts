@@ -198,6 +198,32 @@ export const StartPathsConfigSchema = z
   })
   .strict();
 
+/** One place snapshots may live (a tmpfs folder, a disk folder), fastest first in the list. */
+export const SnapshotTierSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+    /** Absolute folder; the node makes it and empties it at start and stop. */
+    dir: z.string().refine((dir) => dir.startsWith('/'), { error: 'must be an absolute path' }),
+    capacityMb: z.number().int().positive(),
+  })
+  .strict();
+
+/** Restore snapshots (src/snapshot): where they live and how long a build may take. */
+export const SnapshotsConfigSchema = z
+  .object({
+    /** Storage tiers, preferred first; empty: one `disk` tier at `<stateDir>/snapshots`. */
+    tiers: z.array(SnapshotTierSchema).default([]),
+    /** A build still running after this is killed (init that never ends, an open handle). */
+    buildTimeoutMs: z.number().int().positive().default(60_000),
+    /** The largest snapshot kept; a bigger one fails its build. */
+    maxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024 * 1024),
+  })
+  .strict();
+
 /** Host folders an instance's root never shows, nor anything inside them. */
 const NEVER_IN_ROOT = [
   '/root',
@@ -353,6 +379,7 @@ export const NodeConfigSchema = z
     network: NetworkConfigSchema.prefault({}),
     placement: PlacementConfigSchema.prefault({}),
     startPaths: StartPathsConfigSchema.prefault({}),
+    snapshots: SnapshotsConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -364,6 +391,8 @@ export const NodeConfigSchema = z
   .strict();
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+export type SnapshotsConfig = z.infer<typeof SnapshotsConfigSchema>;
+export type SnapshotTier = z.infer<typeof SnapshotTierSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type EgressAllow = z.infer<typeof EgressAllowSchema>;

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { DeployConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import type { InstanceState } from '../policy/index.ts';
+import type { SnapshotManager, SnapshotStatus } from '../snapshot/index.ts';
 import { parseDeployBody, type FunctionSource, type FunctionSpec } from '../spec/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
@@ -25,6 +26,8 @@ export interface FunctionView {
   updatedAt: number;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   queueLength: number;
+  /** The current version's restore snapshot, for a spec with `snapshot: true`. */
+  snapshot?: SnapshotStatus;
 }
 
 export interface CatalogDeps {
@@ -36,6 +39,8 @@ export interface CatalogDeps {
   deploy: DeployConfig;
   /** Whether an instance (running or starting) uses a version's files. */
   inUse(name: string, version: number): boolean;
+  /** Restore snapshots: built for a version deployed with `snapshot: true`. */
+  snapshots?: SnapshotManager;
 }
 
 /**
@@ -68,11 +73,20 @@ export class FunctionCatalog {
   list(): FunctionView[] {
     return [...this.deps.pool.functions.values()]
       .sort((a, b) => a.record.name.localeCompare(b.record.name))
-      .map((entry) => functionView(entry));
+      .map((entry) => this.view(entry));
   }
 
   get(name: string): FunctionView {
-    return functionView(this.require(name));
+    return this.view(this.require(name));
+  }
+
+  private view(entry: FunctionEntry): FunctionView {
+    const view = functionView(entry);
+    const { name, version } = entry.record;
+    const snapshot = entry.record.spec.snapshot
+      ? this.deps.snapshots?.status(name, version)
+      : undefined;
+    return snapshot ? { ...view, snapshot } : view;
   }
 
   /**
@@ -82,6 +96,7 @@ export class FunctionCatalog {
   async remove(name: string): Promise<void> {
     this.require(name);
     this.deps.pool.removeFunction(name);
+    void this.deps.snapshots?.drop(name);
     this.deps.store.deleteFunction(name);
     this.deps.log.info({ function: name }, 'removed');
     await this.serially(name, async () => {
@@ -133,7 +148,7 @@ export class FunctionCatalog {
     if (existing && (await sameVersion(existing, spec, layout.dir))) {
       // Like Lambda's PublishVersion: nothing changed, so no new version.
       await removeVersionFiles(layout);
-      return { view: functionView(this.require(name)), created: false };
+      return { view: this.view(this.require(name)), created: false };
     }
     const at = this.deps.clock.now();
     const record: FunctionRecord = {
@@ -146,8 +161,11 @@ export class FunctionCatalog {
     };
     store.saveFunctionVersion(record);
     pool.setFunction(record);
+    // New instances are of this version only: older snapshots are of no more use.
+    void this.deps.snapshots?.drop(name, version);
+    if (spec.snapshot) this.deps.snapshots?.build(record);
     this.deps.log.info({ function: name, version }, 'deployed');
-    return { view: functionView(this.require(name)), created: !existing };
+    return { view: this.view(this.require(name)), created: !existing };
   }
 
   /** Runs `task` after every earlier disk task of the function. */

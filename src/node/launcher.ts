@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { NodeConfig } from '../config.ts';
+import { PetriError } from '../errors.ts';
 import { parseHandler } from '../runtime/index.ts';
 import { resourcesFor, type SandboxDriver, type SandboxSpec } from '../sandbox/index.ts';
+import type { SnapshotManager } from '../snapshot/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
 import type { Clock } from './clock.ts';
 import { versionLayout } from './deploy.ts';
@@ -22,6 +24,8 @@ export interface LauncherDeps {
   onDead(instance: Instance): void;
   /** Called when no instance uses a version's files any more (they may be deleted). */
   onVersionUnused(name: string, version: number): void;
+  /** Where restore snapshots come from; absent: every start is cold. */
+  snapshots?: SnapshotManager;
 }
 
 /**
@@ -35,25 +39,53 @@ export class InstanceLauncher {
    * dead. A start counts from its first step, before a sandbox exists.
    */
   private readonly users = new Map<string, number>();
+  /** Set once the node has made its snapshot manager (it needs the launcher's specs). */
+  snapshots: SnapshotManager | undefined;
 
-  constructor(private readonly deps: LauncherDeps) {}
+  constructor(private readonly deps: LauncherDeps) {
+    this.snapshots = deps.snapshots;
+  }
 
-  async start(record: FunctionRecord): Promise<Instance> {
+  /** Starts an instance: cold (the host imports the bundle) or restored from the version's snapshot. */
+  async start(record: FunctionRecord, path: 'cold' | 'restore' = 'cold'): Promise<Instance> {
     this.use(record.name, record.version);
+    const blob =
+      path === 'restore' ? this.snapshots?.blobFor(record.name, record.version) : undefined;
+    const spec = this.sandboxSpec(record);
+    const started = this.deps.clock.now();
     try {
+      if (path === 'restore' && blob === undefined) {
+        throw new PetriError('Internal', `function "${record.name}" has no ready snapshot`);
+      }
       const instance = await Instance.start(
         this.deps.driver,
         record,
-        this.sandboxSpec(record),
+        blob === undefined ? spec : { ...spec, nodeArgs: ['--snapshot-blob', blob] },
         this.hooks,
         this.deps.config.startTimeoutMs,
         this.deps.clock,
+        path,
       );
+      if (blob !== undefined) {
+        const ms = this.deps.clock.now() - started;
+        this.snapshots?.recordRestore(record.name, record.version, ms);
+      }
       instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
       return instance;
+    } catch (err) {
+      // A snapshot that does not restore is dropped: the version's next starts are cold.
+      if (blob !== undefined) {
+        this.snapshots?.markBroken(record.name, record.version, (err as Error).message);
+      }
+      throw err;
     } finally {
       this.unuse(record.name, record.version);
     }
+  }
+
+  /** The version's sandbox running `nodeArgs` instead of the host (a snapshot build). */
+  builderSpec(record: FunctionRecord, nodeArgs: string[], writableDir: string): SandboxSpec {
+    return { ...this.sandboxSpec(record), nodeArgs, writableDir };
   }
 
   /** Whether a starting or live instance uses the version's files. */

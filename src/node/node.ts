@@ -13,6 +13,7 @@ import {
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
+import { FileSnapshotManager, type SnapshotManager } from '../snapshot/index.ts';
 import type { InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -87,6 +88,7 @@ export class PetriNode {
   private readonly cores = os.availableParallelism();
   private readonly started: number;
   private closing = false;
+  private readonly snapshots: SnapshotManager;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -105,6 +107,15 @@ export class PetriNode {
       onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
+    this.snapshots = new FileSnapshotManager({
+      config: config.snapshots,
+      stateDir: config.stateDir,
+      driver: deps.driver,
+      sandboxSpec: (record, nodeArgs, dir) => launcher.builderSpec(record, nodeArgs, dir),
+      log,
+      now: () => clock.now(),
+    });
+    launcher.snapshots = this.snapshots;
     this.pool = new Pool(
       {
         memoryBudgetMb: config.memoryBudgetMb,
@@ -114,7 +125,11 @@ export class PetriNode {
         pauseGraceMs: config.startPaths.pause ? config.startPaths.pauseGraceMs : undefined,
       },
       deps.policy ?? new FixedKeepAlive(config.keepAliveMs),
-      { startInstance: (record) => launcher.start(record) },
+      {
+        startInstance: (record, path) => launcher.start(record, path),
+        snapshotReady: (record) =>
+          record.spec.snapshot && this.snapshots.blobFor(record.name, record.version) !== undefined,
+      },
       clock,
       START_PATH_POLICIES[config.startPaths.policy](),
     );
@@ -144,6 +159,7 @@ export class PetriNode {
       clock,
       deploy: config.deploy,
       inUse: (name, version) => launcher.inUse(name, version),
+      snapshots: this.snapshots,
     });
     this.sink = new UsageSink(store, log);
     this.invoker = new Invoker({
@@ -166,7 +182,11 @@ export class PetriNode {
     if (failed > 0)
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
-    for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    await this.snapshots.reconcile();
+    for (const record of this.deps.store.listFunctions()) {
+      this.pool.setFunction(record);
+      if (record.spec.snapshot) this.snapshots.build(record);
+    }
     await this.catalog.sweepAll();
     await this.placer.start();
   }
@@ -263,6 +283,7 @@ export class PetriNode {
     this.closing = true;
     this.invoker.stopAccepting();
     await this.catalog.close();
+    await this.snapshots.close();
     await this.placer.stop();
     try {
       const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');

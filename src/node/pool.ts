@@ -49,8 +49,10 @@ export interface FunctionEntry {
 }
 
 export interface PoolHooks {
-  /** Starts a new instance of the function's current version. */
-  startInstance(record: FunctionRecord): Promise<Instance>;
+  /** Starts a new instance of the function's current version (cold, or restored from its snapshot). */
+  startInstance(record: FunctionRecord, path?: 'cold' | 'restore'): Promise<Instance>;
+  /** True when the version has a snapshot ready to restore; absent: never. */
+  snapshotReady?(record: FunctionRecord): boolean;
 }
 
 /** Idle instances, running or frozen: what keep-alive may stop. */
@@ -269,9 +271,9 @@ export class Pool {
       memoryMb: record.spec.memoryMb,
       warm: Object.freeze(warm),
       paused: Object.freeze(paused),
-      // Prewarmed runtimes and snapshots are not built yet: never offered.
+      // Prewarmed runtimes are not built yet: never offered.
       prewarms: 0,
-      snapshotReady: false,
+      snapshotReady: this.hooks.snapshotReady?.(record) ?? false,
       belowCap: this.liveCount(entry) < cap,
     });
     return { options, byId };
@@ -296,16 +298,16 @@ export class Pool {
     return { instance, startPath: 'paused', dispatchedAt };
   }
 
-  /** A new instance for one invocation (only cold starts are built). */
+  /** A new instance for one invocation: cold, or restored from the version's snapshot. */
   private async startNew(
     entry: FunctionEntry,
     path: 'prewarm' | 'restore' | 'cold',
     onColdStart: (() => void) | undefined,
   ): Promise<Slot> {
-    if (path !== 'cold') throw new PetriError('Internal', `start path ${path} is not built`);
+    if (path === 'prewarm') throw new PetriError('Internal', `start path ${path} is not built`);
     const dispatchedAt = this.clock.now();
     onColdStart?.();
-    return { instance: await this.coldStart(entry), startPath: 'cold', dispatchedAt };
+    return { instance: await this.coldStart(entry, path), startPath: path, dispatchedAt };
   }
 
   private liveCount(entry: FunctionEntry): number {
@@ -346,12 +348,15 @@ export class Pool {
     }
   }
 
-  private async coldStart(entry: FunctionEntry): Promise<Instance> {
+  private async coldStart(
+    entry: FunctionEntry,
+    path: 'cold' | 'restore' = 'cold',
+  ): Promise<Instance> {
     const record = entry.record;
     entry.starting += 1;
     this.startingMb += record.spec.memoryMb;
     try {
-      const instance = await this.hooks.startInstance(record);
+      const instance = await this.hooks.startInstance(record, path);
       this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);

@@ -115,8 +115,12 @@ describe('HTTP API v1', () => {
 
   it('rejects spec fields that are not built yet, naming the field, and deploys nothing', async () => {
     const cases: [Record<string, unknown>, string, RegExp][] = [
-      [{ snapshot: true }, 'snapshot', /snapshots are not built yet/],
-      [{ snapshot: 'yes' }, 'snapshot', /snapshots are not built yet/],
+      [{ snapshot: 'yes' }, 'snapshot', /expected boolean/],
+      [
+        { runtime: 'exec', command: ['true'], snapshot: true },
+        'snapshot',
+        /for the node runtime only/,
+      ],
       [{ network: { inbound: true } }, 'network.inbound', /inbound connections are not supported/],
       [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /policies are not built yet/],
     ];
