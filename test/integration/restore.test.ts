@@ -4,7 +4,8 @@
  * snapshot built in its own sandbox, on the first tier with room, and new
  * instances restore it (`x-petri-start: restore`) with its module-level
  * state; a build that cannot finish leaves the function cold-only with the
- * reason shown; a new version drops the old snapshot; stop removes them all.
+ * reason shown; a new version drops the old snapshot; a restart after a
+ * crash empties the tiers and builds again; stop removes them all.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -105,10 +106,11 @@ after(async () => {
     fs.rmSync(dir, { recursive: true, force: true });
 });
 
+const configFile = path.join(stateDir, 'config.json');
+
 describe('restore from a startup snapshot on a real node', () => {
   before(async () => {
     if (process.geteuid?.() !== 0) return;
-    const configFile = path.join(stateDir, 'config.json');
     fs.writeFileSync(
       configFile,
       JSON.stringify({
@@ -184,6 +186,18 @@ describe('restore from a startup snapshot on a real node', () => {
     const { start, body } = await invoke('heavy', { n: 4 });
     assert.equal(start, 'restore');
     assert.equal(body.size, 200000);
+  });
+
+  it('after a crash the next start empties the tiers and builds the current version again', async (t) => {
+    if (!requireRoot(t)) return;
+    await daemon!.stop('SIGKILL');
+    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob'], 'a crash leaves its snapshot');
+    fs.writeFileSync(path.join(tmpfsTier, 'stale-9.blob'), 'left by an older run');
+    daemon = await spawnDaemon({ stateDir, configFile, testbed: daemon!.testbed });
+    const snapshot = await settledSnapshot('heavy');
+    assert.equal(snapshot.state, 'ready', snapshot.reason);
+    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob']);
+    assert.equal((await invoke('heavy', { n: 5 })).start, 'restore');
   });
 
   it('a stop removes every snapshot and build folder', async (t) => {
