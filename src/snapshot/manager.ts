@@ -211,9 +211,9 @@ export class FileSnapshotManager implements SnapshotManager {
     record: FunctionRecord,
     blob: string,
   ): Promise<{ file: string; bytes: number; tier: string }> {
-    // The builder's user owns `out`: the blob may be a link or a hard link to anything.
+    // The builder's user owns `out`: the blob may be a link, a hard link or a FIFO (never block on it).
     const handle = await fs
-      .open(blob, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
+      .open(blob, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK)
       .catch((err: NodeJS.ErrnoException) => {
         throw new Error(`the snapshot builder left no snapshot (${err.code ?? err.message})`);
       });
