@@ -41,6 +41,8 @@ export class FileSnapshotManager implements SnapshotManager {
   private readonly entries = new Map<string, Entry>();
   private readonly tiers: SnapshotTier[];
   private readonly workRoot: string;
+  /** `<stateDir>/snapshots`: the node's own, removed at stop (configured tier folders stay). */
+  private readonly ownRoot: string;
   private readonly placement: TierPlacement;
   private queue: Promise<void> = Promise.resolve();
   private building: Sandbox | undefined;
@@ -53,6 +55,7 @@ export class FileSnapshotManager implements SnapshotManager {
         ? deps.config.tiers
         : [{ name: 'disk', dir: path.join(root, 'disk'), capacityMb: DISK_TIER_MB }];
     this.workRoot = path.join(root, 'build');
+    this.ownRoot = root;
     this.placement = deps.placement ?? fastestWithRoom;
   }
 
@@ -102,8 +105,9 @@ export class FileSnapshotManager implements SnapshotManager {
   async reconcile(): Promise<void> {
     await fs.rm(this.workRoot, { recursive: true, force: true });
     for (const tier of this.tiers) {
-      await fs.mkdir(tier.dir, { recursive: true, mode: 0o755 });
-      for (const file of await fs.readdir(tier.dir)) {
+      // Made when the first snapshot is placed; only Petri's *.blob files are removed.
+      const files = await fs.readdir(tier.dir).catch(() => [] as string[]);
+      for (const file of files) {
         if (file.endsWith('.blob')) await fs.rm(path.join(tier.dir, file), { force: true });
       }
     }
@@ -117,6 +121,7 @@ export class FileSnapshotManager implements SnapshotManager {
       if (entry.file) await fs.rm(entry.file, { force: true });
     this.entries.clear();
     await fs.rm(this.workRoot, { recursive: true, force: true });
+    await fs.rm(this.ownRoot, { recursive: true, force: true });
   }
 
   private async runBuild(record: FunctionRecord, entry: Entry): Promise<void> {

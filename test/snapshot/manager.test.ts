@@ -81,7 +81,8 @@ async function setup(script: Builder, config: object = {}) {
     log: pino({ level: 'silent' }),
     now: () => performance.now(),
   });
-  await manager.reconcile(); // as the node does at start: makes the tiers
+  await manager.reconcile(); // as the node does at start
+  for (const dir of [small, big]) fs.mkdirSync(dir);
   const record: FunctionRecord = {
     name: 'fn',
     version: 1,
