@@ -25,6 +25,8 @@ let daemon: Daemon | undefined;
 
 /** Builds a table at module level (the init a snapshot keeps) and says who ran the init. */
 const HEAVY = `
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 const table = new Map();
 for (let i = 0; i < 300000; i++) table.set('k' + i, i * 2);
 const initInstance = process.env.PETRI_INSTANCE_ID;
@@ -37,6 +39,8 @@ export async function handler(event) {
     instance: process.env.PETRI_INSTANCE_ID,
     greeting: process.env.GREETING,
     echo: event,
+    // What this instance sees of the folder its snapshot came from (node --snapshot-blob FILE).
+    besideBlob: readdirSync(dirname(readFileSync('/proc/self/cmdline', 'utf8').split('\\0')[2])),
   };
 }
 `;
@@ -177,26 +181,33 @@ describe('restore from a startup snapshot on a real node', () => {
     assert.equal((await invoke('awaiting', { n: 3 })).start, 'cold');
   });
 
-  it('a new version drops the old snapshot and builds its own', async (t) => {
+  it('a new version drops the old snapshot and builds its own; an instance sees only its own', async (t) => {
     if (!requireRoot(t)) return;
+    await deploy('peer', HEAVY);
     await deploy('heavy', HEAVY.replace('300000', '200000'), { env: { GREETING: 'hi' } });
     const snapshot = await settledSnapshot('heavy');
     assert.equal(snapshot.state, 'ready', snapshot.reason);
-    assert.deepEqual([...blobs(tmpfsTier), ...blobs(diskTier)], ['heavy-2.blob']);
+    assert.equal((await settledSnapshot('peer')).state, 'ready');
+    assert.deepEqual([...blobs(tmpfsTier), ...blobs(diskTier)].sort(), [
+      'heavy-2.blob',
+      'peer-1.blob',
+    ]);
     const { start, body } = await invoke('heavy', { n: 4 });
     assert.equal(start, 'restore');
     assert.equal(body.size, 200000);
+    assert.deepEqual(body.besideBlob, ['heavy-2.blob'], "not the peer function's snapshot");
   });
 
   it('after a crash the next start empties the tiers and builds the current version again', async (t) => {
     if (!requireRoot(t)) return;
     await daemon!.stop('SIGKILL');
-    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob'], 'a crash leaves its snapshot');
+    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob', 'peer-1.blob'], 'a crash leaves them');
     fs.writeFileSync(path.join(tmpfsTier, 'stale-9.blob'), 'left by an older run');
     daemon = await spawnDaemon({ stateDir, configFile, testbed: daemon!.testbed });
     const snapshot = await settledSnapshot('heavy');
     assert.equal(snapshot.state, 'ready', snapshot.reason);
-    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob']);
+    assert.equal((await settledSnapshot('peer')).state, 'ready');
+    assert.deepEqual(blobs(tmpfsTier).sort(), ['heavy-2.blob', 'peer-1.blob']);
     assert.equal((await invoke('heavy', { n: 5 })).start, 'restore');
   });
 
