@@ -74,7 +74,10 @@ export class InstanceLauncher {
       return instance;
     } catch (err) {
       // A snapshot that does not restore is dropped: the version's next starts are cold.
-      if (blob !== undefined) {
+      // A slow start on a loaded node or a full uid range says nothing about the snapshot.
+      const notTheSnapshot =
+        err instanceof PetriError && (err.code === 'Timeout' || err.code === 'CapacityExceeded');
+      if (blob !== undefined && !notTheSnapshot) {
         this.snapshots?.markBroken(record.name, record.version, (err as Error).message);
       }
       throw err;

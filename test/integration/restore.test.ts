@@ -155,6 +155,21 @@ describe('restore from a startup snapshot on a real node', () => {
     assert.ok(after.restores >= 1 && after.lastRestoreMs! > 0, JSON.stringify(after));
   });
 
+  it('a snapshot that does not restore is dropped, with the reason, and the next start is cold', async (t) => {
+    if (!requireRoot(t)) return;
+    // Damaged on its tier (as by a failing disk): Node refuses to deserialise it.
+    fs.writeFileSync(path.join(tmpfsTier, 'heavy-1.blob'), Buffer.alloc(4096, 1));
+    const reply = await call('POST', '/v1/functions/heavy/invoke', { n: 0 });
+    assert.notEqual(reply.status, 200);
+    const snapshot = await settledSnapshot('heavy');
+    assert.equal(snapshot.state, 'failed');
+    assert.match(snapshot.reason!, /^restore failed: /);
+    assert.deepEqual(blobs(tmpfsTier), []);
+    const { start, body } = await invoke('heavy', { n: 1 });
+    assert.equal(start, 'cold');
+    assert.equal(body.size, 300000);
+  });
+
   it('a build with a timer left at the end of init fails with the reason, and the function stays cold-only', async (t) => {
     if (!requireRoot(t)) return;
     await deploy(
