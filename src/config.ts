@@ -304,6 +304,32 @@ export const AutoscalingConfigSchema = z
     message: 'must not be longer than tickMs',
   });
 
+/** One place snapshots may live (a tmpfs folder, a disk folder), fastest first in the list. */
+export const SnapshotTierSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+    /** Absolute folder; the node makes it and empties it at start and stop. */
+    dir: z.string().refine((dir) => dir.startsWith('/'), { error: 'must be an absolute path' }),
+    capacityMb: z.number().int().positive(),
+  })
+  .strict();
+
+/** Restore snapshots (src/snapshot): where they live and how long a build may take. */
+export const SnapshotsConfigSchema = z
+  .object({
+    /** Storage tiers, preferred first; empty: one `disk` tier at `<stateDir>/snapshots`. */
+    tiers: z.array(SnapshotTierSchema).default([]),
+    /** A build still running after this is killed (init that never ends, an open handle). */
+    buildTimeoutMs: z.number().int().positive().default(60_000),
+    /** The largest snapshot kept; a bigger one fails its build. */
+    maxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024 * 1024),
+  })
+  .strict();
+
 /** Host folders an instance's root never shows, nor anything inside them. */
 const NEVER_IN_ROOT = [
   '/root',
@@ -465,6 +491,7 @@ export const NodeConfigSchema = z
     scheduler: SchedulerConfigSchema.prefault({}),
     autoscaling: AutoscalingConfigSchema.prefault({}),
     groups: GroupsConfigSchema.prefault({}),
+    snapshots: SnapshotsConfigSchema.prefault({}),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -476,6 +503,8 @@ export const NodeConfigSchema = z
   .strict();
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+export type SnapshotsConfig = z.infer<typeof SnapshotsConfigSchema>;
+export type SnapshotTier = z.infer<typeof SnapshotTierSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type SchedulerConfig = z.infer<typeof SchedulerConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { DeployConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import type { InstanceState } from '../policy/index.ts';
+import type { SnapshotManager, SnapshotStatus } from '../snapshot/index.ts';
 import {
   AliasBodySchema,
   AliasNameSchema,
@@ -43,6 +44,8 @@ export interface FunctionView {
   updatedAt: number;
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   queueLength: number;
+  /** The current version's restore snapshot, for a spec with `snapshot: true`. */
+  snapshot?: SnapshotStatus;
 }
 
 export interface CatalogDeps {
@@ -56,6 +59,8 @@ export interface CatalogDeps {
   inUse(name: string, version: number): boolean;
   /** Checks what only the node can judge (the CPU classes a spec names); throws InvalidSpec. */
   checkSpec?(spec: FunctionSpec): void;
+  /** Restore snapshots: built for a version deployed with `snapshot: true`. */
+  snapshots?: SnapshotManager;
 }
 
 /**
@@ -209,11 +214,20 @@ export class FunctionCatalog {
   list(): FunctionView[] {
     return [...this.deps.pool.functions.values()]
       .sort((a, b) => a.record.name.localeCompare(b.record.name))
-      .map((entry) => functionView(entry));
+      .map((entry) => this.view(entry));
   }
 
   get(name: string): FunctionView {
-    return functionView(this.require(name));
+    return this.view(this.require(name));
+  }
+
+  private view(entry: FunctionEntry): FunctionView {
+    const view = functionView(entry);
+    const { name, version } = entry.record;
+    const snapshot = entry.record.spec.snapshot
+      ? this.deps.snapshots?.status(name, version)
+      : undefined;
+    return snapshot ? { ...view, snapshot } : view;
   }
 
   /**
@@ -223,6 +237,7 @@ export class FunctionCatalog {
   async remove(name: string): Promise<void> {
     this.require(name);
     this.deps.pool.removeFunction(name);
+    void this.deps.snapshots?.drop(name);
     this.deps.store.deleteFunction(name);
     this.book.forget(name);
     this.deps.log.info({ function: name }, 'removed');
@@ -276,7 +291,7 @@ export class FunctionCatalog {
     if (existing && (await sameVersion(existing, spec, codeDigest))) {
       // Like Lambda's PublishVersion: nothing changed, so no new version.
       await removeVersionFiles(layout);
-      return { view: functionView(this.require(name)), created: false };
+      return { view: this.view(this.require(name)), created: false };
     }
     const at = this.deps.clock.now();
     const record: FunctionRecord = {
@@ -290,8 +305,11 @@ export class FunctionCatalog {
     };
     store.saveFunctionVersion(record);
     pool.setFunction(record);
+    // New instances are of this version only: older snapshots are of no more use.
+    void this.deps.snapshots?.drop(name, version);
+    if (spec.snapshot) this.deps.snapshots?.build(record);
     this.deps.log.info({ function: name, version }, 'deployed');
-    return { view: functionView(this.require(name)), created: !existing };
+    return { view: this.view(this.require(name)), created: !existing };
   }
 
   private async publishConfig(name: string, body: unknown): Promise<FunctionView> {

@@ -137,14 +137,14 @@ export class Instance {
     hooks: InstanceHooks,
     startTimeoutMs: number,
     clock: Clock,
+    startPath: 'cold' | 'restore' = 'cold',
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
     const instance = new Instance(fn, sandbox, hooks, clock);
-    // Every start is a cold one until prewarm and restore exist.
     hooks.onState(instance, 'starting', {
       pid: sandbox.pid,
       address: sandbox.address,
-      startPath: 'cold',
+      startPath,
     });
     await instance.waitReady(startTimeoutMs);
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { NodeConfig } from '../config.ts';
+import { PetriError } from '../errors.ts';
 import { parseHandler } from '../runtime/index.ts';
 import {
   resourcesFor,
@@ -7,6 +8,7 @@ import {
   type SandboxDriver,
   type SandboxSpec,
 } from '../sandbox/index.ts';
+import type { SnapshotManager } from '../snapshot/index.ts';
 import type { FunctionRecord, Store } from '../store/index.ts';
 import type { CpuScheduler } from '../sched/index.ts';
 import type { Clock } from './clock.ts';
@@ -30,6 +32,8 @@ export interface LauncherDeps {
   onDead(instance: Instance): void;
   /** Called when no instance uses a version's files any more (they may be deleted). */
   onVersionUnused(name: string, version: number): void;
+  /** Where restore snapshots come from; absent: every start is cold. */
+  snapshots?: SnapshotManager;
 }
 
 /**
@@ -43,17 +47,24 @@ export class InstanceLauncher {
    * dead. A start counts from its first step, before a sandbox exists.
    */
   private readonly users = new Map<string, number>();
+  /** Set once the node has made its snapshot manager (it needs the launcher's specs). */
+  snapshots: SnapshotManager | undefined;
 
-  constructor(private readonly deps: LauncherDeps) {}
+  constructor(private readonly deps: LauncherDeps) {
+    this.snapshots = deps.snapshots;
+  }
 
   /**
-   * Starts an instance; `group` makes it a member of a function group, and
-   * `onCreated` hears of it as soon as its sandbox exists (before `ready`).
+   * Starts an instance; `group` makes it a member of a function group,
+   * `onCreated` hears of it as soon as its sandbox exists (before `ready`),
+   * and `path` says cold (the host imports the bundle) or restored from the
+   * version's snapshot.
    */
   async start(
     record: FunctionRecord,
     group?: GroupMembership,
     onCreated?: (instance: Instance) => void,
+    path: 'cold' | 'restore' = 'cold',
   ): Promise<Instance> {
     this.use(record.name, record.version);
     const hooks: InstanceHooks = onCreated
@@ -65,22 +76,51 @@ export class InstanceLauncher {
           },
         }
       : this.hooks;
+    const blob =
+      path === 'restore' ? this.snapshots?.blobFor(record.name, record.version) : undefined;
+    const spec = this.sandboxSpec(record);
+    const started = this.deps.clock.now();
     try {
-      const spec = this.sandboxSpec(record);
+      if (path === 'restore' && blob === undefined) {
+        throw new PetriError('Internal', `function "${record.name}" has no ready snapshot`);
+      }
       const instance = await Instance.start(
         this.deps.driver,
         record,
-        group ? { ...spec, group } : spec,
+        blob === undefined
+          ? group
+            ? { ...spec, group }
+            : spec
+          : { ...spec, nodeArgs: ['--snapshot-blob', blob] },
         hooks,
         this.deps.config.startTimeoutMs,
         this.deps.clock,
+        path,
       );
       instance.scheduler = this.deps.scheduler;
+      if (blob !== undefined) {
+        const ms = this.deps.clock.now() - started;
+        this.snapshots?.recordRestore(record.name, record.version, ms);
+      }
       instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
       return instance;
+    } catch (err) {
+      // A snapshot that does not restore is dropped: the version's next starts are cold.
+      // A slow start on a loaded node or a full uid range says nothing about the snapshot.
+      const notTheSnapshot =
+        err instanceof PetriError && (err.code === 'Timeout' || err.code === 'CapacityExceeded');
+      if (blob !== undefined && !notTheSnapshot) {
+        this.snapshots?.markBroken(record.name, record.version, (err as Error).message);
+      }
+      throw err;
     } finally {
       this.unuse(record.name, record.version);
     }
+  }
+
+  /** The version's sandbox running `nodeArgs` instead of the host (a snapshot build). */
+  builderSpec(record: FunctionRecord, nodeArgs: string[], writableDir: string): SandboxSpec {
+    return { ...this.sandboxSpec(record), nodeArgs, writableDir };
   }
 
   /** Whether a starting or live instance uses the version's files. */

@@ -15,6 +15,7 @@ import {
 import type { InstanceNode } from '../runtime/index.ts';
 import { createScheduler, type CpuScheduler, type SchedulerStatus } from '../sched/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
+import { FileSnapshotManager, type SnapshotManager } from '../snapshot/index.ts';
 import type { FunctionSpec, VersionSelector } from '../spec/index.ts';
 import type { FunctionRecord, InvocationRecord, Store } from '../store/index.ts';
 import { FunctionCatalog, type FunctionView } from './catalog.ts';
@@ -139,7 +140,7 @@ export class PetriNode {
   private readonly cores = os.availableParallelism();
   private readonly started: number;
   private closing = false;
-  /** CPU of instances that have died, at their last usage read. */
+  private readonly snapshots: SnapshotManager;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -162,6 +163,15 @@ export class PetriNode {
       onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
     });
+    this.snapshots = new FileSnapshotManager({
+      config: config.snapshots,
+      stateDir: config.stateDir,
+      driver: deps.driver,
+      sandboxSpec: (record, nodeArgs, dir) => launcher.builderSpec(record, nodeArgs, dir),
+      log,
+      now: () => clock.now(),
+    });
+    launcher.snapshots = this.snapshots;
     this.pool = new Pool(
       {
         memoryBudgetMb: config.memoryBudgetMb,
@@ -176,7 +186,11 @@ export class PetriNode {
           (name) => makeKeepAlivePolicy(name, { keepAliveMs: config.keepAliveMs }),
           (fn) => this.pool.entry(fn)?.record.spec.keepAlive.policy,
         ),
-      { startInstance: (record) => launcher.start(record) },
+      {
+        startInstance: (record, path) => launcher.start(record, undefined, undefined, path),
+        snapshotReady: (record) =>
+          record.spec.snapshot && this.snapshots.blobFor(record.name, record.version) !== undefined,
+      },
       clock,
       START_PATH_POLICIES[config.startPaths.policy](),
     );
@@ -218,6 +232,7 @@ export class PetriNode {
       deploy: config.deploy,
       inUse: (name, version) => launcher.inUse(name, version),
       checkSpec: (spec) => this.checkClasses(spec),
+      snapshots: this.snapshots,
     });
     this.groups = new GroupManager({
       config: config.groups,
@@ -250,7 +265,11 @@ export class PetriNode {
     if (failed > 0)
       this.deps.log.warn({ failed }, 'marked unfinished invocations as NodeRestarted');
     await this.deps.driver.reconcile();
-    for (const record of this.deps.store.listFunctions()) this.pool.setFunction(record);
+    await this.snapshots.reconcile();
+    for (const record of this.deps.store.listFunctions()) {
+      this.pool.setFunction(record);
+      if (record.spec.snapshot) this.snapshots.build(record);
+    }
     this.catalog.loadAliases();
     await this.catalog.sweepAll();
     await this.placer.start();
@@ -542,6 +561,7 @@ export class PetriNode {
     await this.groups.close();
     await this.coordinator.close().catch(() => undefined);
     await this.catalog.close();
+    await this.snapshots.close();
     await this.placer.stop();
     this.scheduler.close();
     try {

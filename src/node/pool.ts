@@ -69,8 +69,10 @@ export interface FunctionEntry {
 }
 
 export interface PoolHooks {
-  /** Starts a new instance of the given version (the current one, unless asked otherwise). */
-  startInstance(record: FunctionRecord): Promise<Instance>;
+  /** Starts a new instance of the given version (cold, or restored from its snapshot). */
+  startInstance(record: FunctionRecord, path?: 'cold' | 'restore'): Promise<Instance>;
+  /** True when the version has a snapshot ready to restore; absent: never. */
+  snapshotReady?(record: FunctionRecord): boolean;
 }
 
 /** Idle instances, running or frozen: what keep-alive may stop. */
@@ -494,9 +496,9 @@ export class Pool {
       memoryMb: record.spec.memoryMb,
       warm: Object.freeze(warm),
       paused: Object.freeze(paused),
-      // Prewarmed runtimes and snapshots are not built yet: never offered.
+      // Prewarmed runtimes are not built yet: never offered.
       prewarms: 0,
-      snapshotReady: false,
+      snapshotReady: this.hooks.snapshotReady?.(record) ?? false,
       belowCap: this.liveCount(entry, record.version) < cap,
     });
     return { options, byId };
@@ -522,17 +524,17 @@ export class Pool {
     return { instance, startPath: 'paused', dispatchedAt };
   }
 
-  /** A new instance for one invocation (only cold starts are built). */
+  /** A new instance for one invocation: cold, or restored from the version's snapshot. */
   private async startNew(
     entry: FunctionEntry,
     path: 'prewarm' | 'restore' | 'cold',
     onColdStart: (() => void) | undefined,
     record: FunctionRecord,
   ): Promise<Slot> {
-    if (path !== 'cold') throw new PetriError('Internal', `start path ${path} is not built`);
+    if (path === 'prewarm') throw new PetriError('Internal', `start path ${path} is not built`);
     const dispatchedAt = this.clock.now();
     onColdStart?.();
-    return { instance: await this.coldStart(entry, record), startPath: 'cold', dispatchedAt };
+    return { instance: await this.coldStart(entry, record, path), startPath: path, dispatchedAt };
   }
 
   /** Live and starting instances of one version: each version's `maxInstances` caps its own. */
@@ -599,7 +601,11 @@ export class Pool {
     return total;
   }
 
-  private async coldStart(entry: FunctionEntry, record: FunctionRecord): Promise<Instance> {
+  private async coldStart(
+    entry: FunctionEntry,
+    record: FunctionRecord,
+    path: 'cold' | 'restore' = 'cold',
+  ): Promise<Instance> {
     entry.starting += 1;
     const byVersion = (entry.startingByVersion ??= new Map());
     byVersion.set(record.version, (byVersion.get(record.version) ?? 0) + 1);
@@ -607,7 +613,7 @@ export class Pool {
     this.startingMb += record.spec.memoryMb;
     const begun = this.clock.now();
     try {
-      const instance = await this.hooks.startInstance(record);
+      const instance = await this.hooks.startInstance(record, path);
       this.observeStarted(instance, begun);
       this.reserve(instance);
       const current = this.functions.get(record.name);

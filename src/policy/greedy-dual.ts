@@ -77,7 +77,7 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
     if (needMb <= 0) return [];
     const instances = node.instances;
     const ranked = instances
-      .filter((i) => i.state === 'idle')
+      .filter((i) => i.state === 'idle' || i.state === 'paused')
       .map((i) => ({ instance: i, priority: this.priorityOf(i) }))
       .sort((a, b) => a.priority - b.priority || a.instance.lastUsedAt - b.instance.lastUsedAt);
     const chosen: InstanceView[] = [];

@@ -113,7 +113,7 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
   victims(needMb: number, node: NodeView): string[] {
     if (needMb <= 0) return [];
     const idle = node.instances
-      .filter((i) => i.state === 'idle')
+      .filter((i) => i.state === 'idle' || i.state === 'paused')
       .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
     const chosen: string[] = [];
     let freed = 0;

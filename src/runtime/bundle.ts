@@ -12,7 +12,7 @@ import {
 import { INSTANCE_NODE_MIN_MAJOR } from './node-binary.ts';
 
 /** Instances run the host and the bundles on any Node from this major on (config runtime.nodeBinary). */
-const TARGET = `node${INSTANCE_NODE_MIN_MAJOR}`;
+export const TARGET = `node${INSTANCE_NODE_MIN_MAJOR}`;
 
 const HANDLER_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
 
@@ -23,7 +23,7 @@ export function parseHandler(handler: string): { file: string; exportName: strin
   return { file: handler.slice(0, dot), exportName: handler.slice(dot + 1) };
 }
 
-async function findEntry(codeDir: string, file: string): Promise<string> {
+export async function findEntry(codeDir: string, file: string): Promise<string> {
   const candidates = path.extname(file) ? [file] : HANDLER_EXTENSIONS.map((ext) => file + ext);
   for (const candidate of candidates) {
     const full = path.join(codeDir, candidate);
@@ -61,7 +61,7 @@ function isUnder(file: string, root: string): boolean {
  * real path is outside `roots`: the bundler runs as the daemon (root), and
  * function code must not make it read `/etc/shadow` or another function.
  */
-function confineTo(roots: string[]): esbuild.Plugin {
+export function confineTo(roots: string[]): esbuild.Plugin {
   return {
     name: 'petri-confine',
     setup(build) {
@@ -100,7 +100,7 @@ function confineTo(roots: string[]): esbuild.Plugin {
  * esbuild would follow its `extends` to any file on the node (and quote it
  * in the error). A tsconfig that is not plain JSON (comments) is ignored.
  */
-async function ownTsconfig(codeDir: string): Promise<string> {
+export async function ownTsconfig(codeDir: string): Promise<string> {
   try {
     const parsed = JSON.parse(await fs.readFile(path.join(codeDir, 'tsconfig.json'), 'utf8')) as {
       compilerOptions?: unknown;

@@ -1,6 +1,7 @@
 export * from './protocol.ts';
 export { FromInstanceSchema, parseFromInstance } from './schema.ts';
 export { bundleHandler, buildHost, parseHandler } from './bundle.ts';
+export { bundleSnapshotEntry } from './snapshot-bundle.ts';
 export {
   applyFunctionEnv,
   encodeFunctionEnv,

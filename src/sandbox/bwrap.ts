@@ -175,6 +175,9 @@ class ActiveLayer {
     }
     const tmpBytes = spec.resources.tmpSizeMb * 1024 * 1024;
     const binds = [...readOnlyPaths, path.resolve(spec.codeDir)];
+    const writable = spec.writableDir === undefined ? [] : [path.resolve(spec.writableDir)];
+    // The instance's user owns its output folder, and nothing else on the host.
+    for (const dir of writable) fs.chownSync(dir, uid, uid);
     let released = false;
     return {
       env: { HOME: INSTANCE_HOME },
@@ -187,6 +190,7 @@ class ActiveLayer {
           [...binds, ...(context?.ownPaths ?? [])],
           path.resolve(spec.cwd),
           command,
+          writable,
         ),
       ],
       destroy: async () => {
@@ -203,7 +207,14 @@ class ActiveLayer {
   }
 
   /** bwrap's arguments for one instance running `command` as `uid`. */
-  args(uid: number, tmpBytes: number, binds: string[], cwd: string, command: string[]): string[] {
+  args(
+    uid: number,
+    tmpBytes: number,
+    binds: string[],
+    cwd: string,
+    command: string[],
+    writable: string[] = [],
+  ): string[] {
     // Absolute files the command names (node, the host script) must be bound too.
     const files = command.filter((arg) => path.isAbsolute(arg) && isFile(arg));
     return [
@@ -217,7 +228,12 @@ class ActiveLayer {
       ...['--cap-drop', 'ALL'],
       ...SETPRIV_CAPS.flatMap((cap) => ['--cap-add', cap]),
       ...(this.seccompFile ? ['--seccomp', String(SECCOMP_FD)] : []),
-      ...this.root.filesystemArgs(uid, tmpBytes, [...new Set([...binds, this.setpriv, ...files])]),
+      ...this.root.filesystemArgs(
+        uid,
+        tmpBytes,
+        [...new Set([...binds, this.setpriv, ...files])],
+        writable,
+      ),
       ...['--chdir', cwd],
       '--',
       this.setpriv,

@@ -252,7 +252,7 @@ class ProcessSandbox implements Sandbox {
     const context = { ownPaths: layers.flatMap((layer) => layer.ownPaths ?? []) };
     const command = layers.reduce(
       (cmd, layer) => layer.wrap(cmd, context),
-      [options.nodeBinary ?? process.execPath, options.hostScript],
+      [options.nodeBinary ?? process.execPath, ...(spec.nodeArgs ?? [options.hostScript])],
     );
     const [file, ...args] = command;
     const descriptors = layers.flatMap((layer) => layer.descriptors?.() ?? []);

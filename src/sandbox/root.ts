@@ -97,7 +97,12 @@ export class SandboxRoot {
    * tmpfs mounts, then `binds` (and the node binary) read-only at their host
    * paths, then the root remounted read-only.
    */
-  filesystemArgs(uid: number, tmpBytes: number, binds: string[]): string[] {
+  filesystemArgs(
+    uid: number,
+    tmpBytes: number,
+    binds: string[],
+    writable: string[] = [],
+  ): string[] {
     const stateDir = path.resolve(this.options.stateDir);
     const account = this.accountFiles(uid);
     const args: string[] = [];
@@ -127,6 +132,11 @@ export class SandboxRoot {
       }
       args.push('--ro-bind', bind, bind);
       made.add(bind);
+    }
+    for (const dir of writable) {
+      for (const parent of ancestors(dir)) if (!made.has(parent)) args.push('--dir', parent);
+      for (const parent of ancestors(dir)) made.add(parent);
+      args.push('--bind', dir, dir);
     }
     args.push('--remount-ro', '/');
     return args;

@@ -52,6 +52,14 @@ export interface SandboxSpec {
   network: { inbound: boolean | readonly number[]; egress: boolean };
   /** Set for members of a function group. */
   group?: GroupMembership;
+  /**
+   * What Node runs instead of the instance host script, e.g. a snapshot
+   * restore (`--snapshot-blob F`) or build. Made by the daemon, never by the
+   * function; absolute files named here are shown read-only inside.
+   */
+  nodeArgs?: string[];
+  /** One folder the sandbox may write (a snapshot build's output), owned by its user. */
+  writableDir?: string;
 }
 
 /** One isolation mechanism and whether this node uses it. */

@@ -281,7 +281,7 @@ class InstanceMeter {
     const ms = Math.max(0, Math.min(until, this.to) - Math.max(since, this.from));
     if (ms === 0 || state === 'stopping') return;
     this.liveMs += ms;
-    if (state === 'idle') this.idleMbMs += ms * instance.memoryMb;
+    if (state === 'idle' || state === 'paused') this.idleMbMs += ms * instance.memoryMb;
   }
 }
 

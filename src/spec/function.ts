@@ -164,9 +164,8 @@ export const FunctionSpecSchema = z
     env: EnvSchema.prefault({}),
     keepAlive: KeepAliveSchema.prefault({}),
     network: NetworkSchema.prefault({}),
-    snapshot: z
-      .literal(false, { error: 'must be false or absent: snapshots are not built yet' })
-      .default(false),
+    /** Build a startup snapshot at deploy and restore new instances from it (node runtime only). */
+    snapshot: z.boolean().default(false),
     queue: QueueSchema.prefault({}),
     url: UrlSchema.prefault({}),
     microtasks: MicrotasksSchema.optional(),
@@ -188,6 +187,13 @@ export const FunctionSpecSchema = z
         code: z.ZodIssueCode.custom,
         path: ['command'],
         message: `is required for runtime "${spec.runtime}"`,
+      });
+    }
+    if (spec.snapshot && spec.runtime !== 'node') {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['snapshot'],
+        message: 'snapshots are built for the node runtime only',
       });
     }
   });

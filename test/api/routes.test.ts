@@ -115,8 +115,12 @@ describe('HTTP API v1', () => {
 
   it('rejects spec fields that are not built yet, naming the field, and deploys nothing', async () => {
     const cases: [Record<string, unknown>, string, RegExp][] = [
-      [{ snapshot: true }, 'snapshot', /snapshots are not built yet/],
-      [{ snapshot: 'yes' }, 'snapshot', /snapshots are not built yet/],
+      [{ snapshot: 'yes' }, 'snapshot', /expected boolean/],
+      [
+        { runtime: 'exec', command: ['true'], snapshot: true },
+        'snapshot',
+        /for the node runtime only/,
+      ],
       [{ network: { inbound: 'all' } }, 'network.inbound', /invalid input/i],
       [{ keepAlive: { policy: 'adaptive' } }, 'keepAlive.policy', /must be one of "fixed"/],
       [

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Instance, ManualClock, Pool } from '../../src/node/index.ts';
+import { FixedKeepAlive } from '../../src/policy/index.ts';
+import type { SandboxSpec } from '../../src/sandbox/index.ts';
+import { parseSpec } from '../../src/spec/index.ts';
+import type { FunctionRecord } from '../../src/store/index.ts';
+import { FakeDriver } from '../helpers/fake-driver.ts';
+
+// The pool offers `restore` exactly when its hook says the version's
+// snapshot is ready, and starts the instance through the restore path.
+
+const fn: FunctionRecord = {
+  name: 'f',
+  version: 1,
+  spec: parseSpec({ name: 'f', runtime: 'node', snapshot: true }),
+  codeDir: '/nonexistent',
+  createdAt: 0,
+  updatedAt: 0,
+};
+
+function spec(id: string): SandboxSpec {
+  return {
+    instanceId: id,
+    functionName: 'f',
+    version: 1,
+    codeDir: '/nonexistent',
+    cwd: '/nonexistent',
+    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
+    env: {},
+    resources: {
+      cpu: 0.1,
+      initCpu: 1,
+      memoryMb: 128,
+      bandwidthMbit: 10,
+      burstBytes: 1,
+      pidsMax: 1,
+      tmpSizeMb: 1,
+    },
+    network: fn.spec.network,
+  };
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+describe('restore start path in the pool', () => {
+  it('restores while the snapshot is ready and starts cold once it is not', async () => {
+    const clock = new ManualClock(1000);
+    const driver = new FakeDriver(clock);
+    let ready = true;
+    const asked: string[] = [];
+    const events: unknown[] = [];
+    let n = 0;
+    const pool: Pool = new Pool(
+      { memoryBudgetMb: 1024, maxInstancesPerFunction: 4, queueMaxSize: 1, queueMaxWaitMs: 1000 },
+      new FixedKeepAlive(10_000),
+      {
+        startInstance: (record, path = 'cold') => {
+          asked.push(path);
+          const hooks = {
+            onState: (_: Instance, state: string, details?: unknown) => {
+              if (state === 'starting') events.push(details);
+            },
+            onLog: () => {},
+          };
+          return Instance.start(driver, record, spec(`f-1-${++n}`), hooks, 10_000, clock, path);
+        },
+        snapshotReady: () => ready,
+      },
+      clock,
+    );
+    pool.setFunction(fn);
+    const start = async () => {
+      const acquiring = pool.acquire(pool.entry('f')!);
+      await flush();
+      clock.advance(0);
+      return acquiring;
+    };
+    const restored = await start();
+    assert.equal(restored.startPath, 'restore');
+    ready = false;
+    // The first instance is busy: the next needs a new one, cold now.
+    const cold = await start();
+    assert.equal(cold.startPath, 'cold');
+    assert.deepEqual(asked, ['restore', 'cold']);
+    assert.deepEqual(
+      events.map((e) => (e as { startPath: string }).startPath),
+      ['restore', 'cold'],
+    );
+  });
+});
