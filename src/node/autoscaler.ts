@@ -85,6 +85,18 @@ export class AutoscaleDriver {
     return this.latest;
   }
 
+  /**
+   * Sets how many instances arrivals may start for the function by its
+   * policy: at deploy, so a burst right after it cannot cold-start past the
+   * autoscaler before its first sample.
+   */
+  limitStarts(name: string): void {
+    const entry = this.deps.pool.entry(name);
+    if (!entry) return;
+    const { policy } = autoscaleSettings(entry.record.spec, this.deps.config);
+    entry.demandStartLimit = policy === 'on-demand' ? undefined : 1;
+  }
+
   /** One sampling round; public so tests on a ManualClock can also call it directly. */
   sample(): void {
     const { pool, clock } = this.deps;

@@ -61,6 +61,8 @@ export interface CatalogDeps {
   checkSpec?(spec: FunctionSpec): void;
   /** Restore snapshots: built for a version deployed with `snapshot: true`. */
   snapshots?: SnapshotManager;
+  /** Hears of every version the pool now serves (the autoscaler sets its start limit at once). */
+  onFunctionSet?(record: FunctionRecord): void;
 }
 
 /**
@@ -305,6 +307,7 @@ export class FunctionCatalog {
     };
     store.saveFunctionVersion(record);
     pool.setFunction(record);
+    this.deps.onFunctionSet?.(record);
     // New instances are of this version only: older snapshots are of no more use.
     void this.deps.snapshots?.drop(name, version);
     if (spec.snapshot) this.deps.snapshots?.build(record);
@@ -334,6 +337,7 @@ export class FunctionCatalog {
     };
     store.saveFunctionVersion(record);
     pool.setFunction(record);
+    this.deps.onFunctionSet?.(record);
     this.deps.log.info({ function: name, version }, 'configuration changed');
     return functionView(this.require(name));
   }

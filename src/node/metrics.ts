@@ -168,7 +168,7 @@ export class NodeMetrics {
     return this.customMetric(
       name,
       'counter',
-      'Finished invocations by function, start path (warm, cold or unserved) and outcome (success or an error code).',
+      'Finished invocations by function, start path (warm, paused, restore, cold or unserved) and outcome (success or an error code).',
       () =>
         [...this.series.values()].flatMap((series) =>
           [...series.outcomes].map(([outcome, value]) => ({
@@ -184,7 +184,7 @@ export class NodeMetrics {
     return this.customMetric(
       name,
       'histogram',
-      'Time from request received to result, by function and start path (warm, cold or unserved).',
+      'Time from request received to result, by function and start path (warm, paused, restore, cold or unserved).',
       () =>
         [...this.series.values()].flatMap((series) => {
           let cumulative = 0;

@@ -233,6 +233,7 @@ export class PetriNode {
       inUse: (name, version) => launcher.inUse(name, version),
       checkSpec: (spec) => this.checkClasses(spec),
       snapshots: this.snapshots,
+      onFunctionSet: (record) => this.autoscaler.limitStarts(record.name),
     });
     this.groups = new GroupManager({
       config: config.groups,
@@ -268,6 +269,7 @@ export class PetriNode {
     await this.snapshots.reconcile();
     for (const record of this.deps.store.listFunctions()) {
       this.pool.setFunction(record);
+      this.autoscaler.limitStarts(record.name);
       if (record.spec.snapshot) this.snapshots.build(record);
     }
     this.catalog.loadAliases();
