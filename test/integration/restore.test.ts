@@ -22,6 +22,8 @@ const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-restore-'));
 const tmpfsTier = fs.mkdtempSync(path.join('/dev/shm', 'petri-restore-tier-'));
 const diskTier = path.join(stateDir, 'tier-disk');
 let daemon: Daemon | undefined;
+/** The first daemon, whose test namespace the restarted one shares. */
+let first: Daemon | undefined;
 
 /** Builds a table at module level (the init a snapshot keeps) and says who ran the init. */
 const HEAVY = `
@@ -106,6 +108,8 @@ function blobs(dir: string): string[] {
 
 after(async () => {
   await daemon?.close().catch(() => undefined);
+  // The restarted daemon borrowed the first one's test namespace: the first removes it.
+  if (first !== daemon) await first?.close().catch(() => undefined);
   for (const dir of [stateDir, codeRoot, tmpfsTier])
     fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -131,6 +135,7 @@ describe('restore from a startup snapshot on a real node', () => {
       }),
     );
     daemon = await spawnDaemon({ stateDir, configFile });
+    first = daemon;
   });
 
   it('builds the snapshot in the background and restores new instances from it', async (t) => {
