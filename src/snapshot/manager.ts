@@ -1,4 +1,4 @@
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -89,8 +89,9 @@ export class FileSnapshotManager implements SnapshotManager {
     if (entry?.status.state !== 'ready') return;
     const file = entry.file;
     entry.file = undefined;
+    // Gone before the state says so: one unlink, and nothing may restore it meanwhile.
+    if (file) rmSync(file, { force: true });
     entry.status = { state: 'failed', reason: `restore failed: ${reason}`, restores: 0 };
-    if (file) void fs.rm(file, { force: true });
   }
 
   async drop(name: string, keep?: number): Promise<void> {
