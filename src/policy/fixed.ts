@@ -1,4 +1,5 @@
 import type { InstanceView, KeepAlivePolicy, NodeView } from './types.ts';
+import { lruVictims } from './victims.ts';
 
 /**
  * Fixed-TTL keep-alive (what OpenWhisk and AWS Lambda do): an idle instance
@@ -15,17 +16,6 @@ export class FixedKeepAlive implements KeepAlivePolicy {
   }
 
   victims(needMb: number, node: NodeView): string[] {
-    const idle = node.instances
-      // A paused instance holds its memory too: it is as much a victim as an idle one.
-      .filter((instance) => instance.state === 'idle' || instance.state === 'paused')
-      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
-    const chosen: string[] = [];
-    let freed = 0;
-    for (const instance of idle) {
-      if (freed >= needMb) break;
-      chosen.push(instance.id);
-      freed += instance.memoryMb;
-    }
-    return chosen;
+    return lruVictims(needMb, node);
   }
 }

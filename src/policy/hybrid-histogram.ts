@@ -1,4 +1,5 @@
 import type { InstanceView, KeepAlivePolicy, NodeView, PolicyEvent } from './types.ts';
+import { lruVictims } from './victims.ts';
 
 export interface HybridHistogramOptions {
   /** Keep-alive (ms) while a function's histogram is not representative; a spec's `keepAlive.ms` wins. */
@@ -111,18 +112,7 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
 
   /** Least recently used idle instances first, as the paper's platform does. */
   victims(needMb: number, node: NodeView): string[] {
-    if (needMb <= 0) return [];
-    const idle = node.instances
-      .filter((i) => i.state === 'idle' || i.state === 'paused')
-      .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
-    const chosen: string[] = [];
-    let freed = 0;
-    for (const instance of idle) {
-      if (freed >= needMb) break;
-      chosen.push(instance.id);
-      freed += instance.memoryMb;
-    }
-    return chosen;
+    return lruVictims(needMb, node);
   }
 
   /** The function's current windows (`fallbackMs` overrides the node's fallback). */
