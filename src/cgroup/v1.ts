@@ -62,6 +62,9 @@ export class V1Cgroup implements Cgroup {
   /** Leaf directory per controller; joint hierarchies (cpu,cpuacct) share one. */
   private readonly dirs = new Map<Controller, string>();
   private destroyed = false;
+  /** The CPU quota and cpuset this cgroup last got (only this object writes them). */
+  private readonly written: { quota?: number; cpus?: string } = {};
+  private parentCpus: string | undefined;
 
   private constructor(
     readonly name: string,
@@ -132,11 +135,23 @@ export class V1Cgroup implements Cgroup {
     if (file) await writeControl(file, Number.isFinite(max) ? max : 'max');
   }
 
+  /**
+   * Writes only the files whose value changes: the microtask scheduler calls
+   * this at every phase change, where one transition should cost one write
+   * (or none), not a period, a quota and a cpuset each time.
+   */
   async setCpu(setting: CpuSetting): Promise<void> {
     const dir = this.dirs.get('cpu');
     if (dir) {
-      await writeControl(path.join(dir, 'cpu.cfs_period_us'), CFS_PERIOD_US);
-      await writeControl(path.join(dir, 'cpu.cfs_quota_us'), cpuQuotaUs(setting.cpu) ?? -1);
+      if (this.written.quota === undefined) {
+        await writeControl(path.join(dir, 'cpu.cfs_period_us'), CFS_PERIOD_US);
+      }
+      const quota = cpuQuotaUs(setting.cpu) ?? -1;
+      if (quota !== this.written.quota) {
+        this.written.quota = undefined; // unknown until the write succeeds
+        await writeControl(path.join(dir, 'cpu.cfs_quota_us'), quota);
+        this.written.quota = quota;
+      }
     }
     await this.setCpuset(setting.cpus);
   }
@@ -147,8 +162,14 @@ export class V1Cgroup implements Cgroup {
     if (cpus === undefined && !joined) return;
     const dir = await this.join('cpuset');
     if (!dir) return;
-    const value = cpus ?? (await readOptional(path.join(path.dirname(dir), 'cpuset.cpus')))?.trim();
-    if (value) await writeControl(path.join(dir, 'cpuset.cpus'), value);
+    // The parent's cores are the node's: read once, not at every phase change.
+    this.parentCpus ??= (await readOptional(path.join(path.dirname(dir), 'cpuset.cpus')))?.trim();
+    const value = cpus ?? this.parentCpus;
+    if (value && value !== this.written.cpus) {
+      this.written.cpus = undefined;
+      await writeControl(path.join(dir, 'cpuset.cpus'), value);
+      this.written.cpus = value;
+    }
     if (joined) return;
     for (const pid of await this.pids()) {
       try {

@@ -56,6 +56,9 @@ export class V2Cgroup implements Cgroup {
    */
   private peakHandle: fs.FileHandle | undefined;
   private peakResettable = true;
+  /** The cpu.max and cpuset.cpus this cgroup last got (only this object writes them). */
+  private readonly written: { max?: string; cpus?: string } = {};
+  private cpusetFile = false;
 
   private constructor(
     readonly name: string,
@@ -101,20 +104,40 @@ export class V2Cgroup implements Cgroup {
     return [this.file('cgroup.procs')];
   }
 
+  /**
+   * Writes only the files whose value changes: the microtask scheduler calls
+   * this at every phase change, where one transition should cost one write
+   * (or none).
+   */
   async setCpu(setting: CpuSetting): Promise<void> {
+    const { written } = this;
     if (this.ctx.controllers.has('cpu')) {
-      await writeControl(
-        this.file('cpu.max'),
-        `${cpuQuotaUs(setting.cpu) ?? 'max'} ${CFS_PERIOD_US}`,
-      );
+      const max = `${cpuQuotaUs(setting.cpu) ?? 'max'} ${CFS_PERIOD_US}`;
+      if (max !== written.max) {
+        written.max = undefined; // unknown until the write succeeds
+        await writeControl(this.file('cpu.max'), max);
+        written.max = max;
+      }
     }
-    if (this.ctx.controllers.has('cpuset') && (await exists(this.file('cpuset.cpus')))) {
-      // An empty cpuset.cpus in v2 means "inherit the parent's".
-      await writeControl(this.file('cpuset.cpus'), setting.cpus ?? '');
-    } else if (setting.cpus !== undefined && this.ctx.controllers.has('cpuset')) {
+    if (!this.ctx.controllers.has('cpuset')) return;
+    // An empty cpuset.cpus in v2 means "inherit the parent's".
+    const cpus = setting.cpus ?? '';
+    if (cpus === written.cpus) return;
+    written.cpus = undefined;
+    if (await this.hasCpuset()) {
+      await writeControl(this.file('cpuset.cpus'), cpus);
+    } else if (setting.cpus !== undefined) {
       await writeControl(path.join(path.dirname(this.dir), 'cgroup.subtree_control'), '+cpuset');
       await writeControl(this.file('cpuset.cpus'), setting.cpus);
-    }
+      this.cpusetFile = true;
+    } else return;
+    written.cpus = cpus;
+  }
+
+  /** Whether the cpuset controller is enabled here (its file exists); asked once until it is. */
+  private async hasCpuset(): Promise<boolean> {
+    this.cpusetFile ||= await exists(this.file('cpuset.cpus'));
+    return this.cpusetFile;
   }
 
   async usage(): Promise<CgroupUsage> {

@@ -151,6 +151,23 @@ describe('cgroup v1 on a fake tree', () => {
     assert.equal(await read(path.join(root, 'cpuset', NAME, 'cpuset.cpus')), '0-1');
   });
 
+  test('setCpu writes only the files whose value changed (a phase change costs one write)', async () => {
+    const cg = await system.create(NAME, limits128);
+    await cg.setCpu({ cpu: 0.5, cpus: '1' });
+    const quota = path.join(cpuDir(), 'cpu.cfs_quota_us');
+    const period = path.join(cpuDir(), 'cpu.cfs_period_us');
+    const cpuset = path.join(root, 'cpuset', NAME, 'cpuset.cpus');
+    // Marks: a file that is written again loses its mark.
+    for (const file of [quota, period, cpuset]) await fs.writeFile(file, 'mark');
+    await cg.setCpu({ cpu: 0.5, cpus: '0' });
+    assert.equal(await read(quota), 'mark');
+    assert.equal(await read(period), 'mark');
+    assert.equal(await read(cpuset), '0');
+    await cg.setCpu({ cpu: 0.25, cpus: '0' });
+    assert.equal(await read(quota), '25000');
+    assert.equal(await read(cpuset), '0');
+  });
+
   test('usage reads cpuacct.usage (ns) and memory.max_usage_in_bytes; resetPeak writes 0', async () => {
     const cg = await system.create(NAME, limits128);
     await files(cpuDir(), { 'cpuacct.usage': '2500000\n' });

@@ -127,6 +127,10 @@ describe('cgroup v2 on a fake tree', () => {
     assert.equal(await read(path.join(leaf(), 'cpu.max')), '1000 100000');
     await cg.setCpu({ cpu: 0 });
     assert.equal(await read(path.join(leaf(), 'cpu.max')), 'max 100000');
+    // The same setting again writes nothing (a phase change within one quota).
+    await fs.writeFile(path.join(leaf(), 'cpu.max'), 'mark');
+    await cg.setCpu({ cpu: 0 });
+    assert.equal(await read(path.join(leaf(), 'cpu.max')), 'mark');
   });
 
   test('usage reads cpu.stat usage_usec and memory.peak', async () => {
