@@ -38,6 +38,8 @@ const SORT_FUNCTION = path.join(HERE, 'microtask-functions', 'sort');
 const PHASE_CLASSES = { read: 'io', write: 'io', partition: 'cpu', sort: 'cpu' };
 /** The function's peak need: 1 vCPU (1769 MB at Lambda's ratio). */
 const MEMORY_MB = 1769;
+const FUNCTION_VCPU = 1;
+const RECORD_BYTES = 100;
 
 interface Variant {
   name: string;
@@ -96,8 +98,13 @@ interface Phase {
 
 interface JobResult {
   makespanMs: number;
-  /** Stage 1's write-partitions phase, per task. */
+  /** Each stage's wall time, from its first task sent to its last task's result. */
+  stage1Ms: number;
+  stage2Ms: number;
+  /** Stage 1's write-partitions phase, per task (queueing for its class included). */
   writeMs: number[];
+  /** Of each write phase, the time it queued for the io class. */
+  writeWaitedMs: number[];
   /** Stage 2's sort-category phase, per task. */
   sortMs: number[];
   waitedMs: number;
@@ -154,6 +161,7 @@ class SortJob {
         this.env.invokeWithId('sort', this.event({ op: 'map', part, categories })),
       ),
     );
+    const stage1Ms = performance.now() - started;
     const reduces = await Promise.all(
       Array.from({ length: categories }, (_, category) =>
         this.env.invokeWithId<{ ordered: boolean }>(
@@ -166,12 +174,15 @@ class SortJob {
     if (reduces.some((r) => !r.value.ordered)) throw new Error('a category came back unsorted');
     const mapPhases = await Promise.all(maps.map((m) => phasesOf(this.env, m.id)));
     const reducePhases = await Promise.all(reduces.map((r) => phasesOf(this.env, r.id)));
-    const pick = (all: Phase[][], name: string) =>
-      all.map((phases) => phases.find((p) => p.name === name)?.durationMs ?? NaN);
+    const pick = (all: Phase[][], name: string, field: 'durationMs' | 'waitedMs' = 'durationMs') =>
+      all.map((phases) => phases.find((p) => p.name === name)?.[field] ?? NaN);
     const waitedMs = [...mapPhases, ...reducePhases].flat().reduce((s, p) => s + p.waitedMs, 0);
     return {
       makespanMs,
+      stage1Ms,
+      stage2Ms: makespanMs - stage1Ms,
       writeMs: pick(mapPhases, 'write'),
+      writeWaitedMs: pick(mapPhases, 'write', 'waitedMs'),
       sortMs: pick(reducePhases, 'sort'),
       waitedMs,
     };
@@ -356,10 +367,22 @@ export async function run(argv: string[]): Promise<void> {
 function summaryOf(results: VariantResult[]) {
   const base = results.find((r) => r.name === 'task')!;
   const med = (r: VariantResult, pick: (j: JobResult) => number[]) => median(r.jobs.flatMap(pick));
+  // Jobs recorded before these fields existed have none: no figure, not NaN.
+  const writeRun = (j: JobResult) => j.writeMs.map((ms, i) => ms - (j.writeWaitedMs?.[i] ?? 0));
   return results.map((r) => ({
     variant: r.name,
     makespanMs: med(r, (j) => [j.makespanMs]),
+    stage1Ratio: ratio(
+      med(r, (j) => [j.stage1Ms]),
+      med(base, (j) => [j.stage1Ms]),
+    ),
+    stage2Ratio: ratio(
+      med(r, (j) => [j.stage2Ms]),
+      med(base, (j) => [j.stage2Ms]),
+    ),
     writeMs: med(r, (j) => j.writeMs),
+    writeWaitedMs: med(r, (j) => j.writeWaitedMs),
+    writeRunMs: med(r, writeRun),
     sortMs: med(r, (j) => j.sortMs),
     makespanRatio: ratio(
       med(r, (j) => [j.makespanMs]),
@@ -395,11 +418,22 @@ function report(
       'makespan ms': Math.round(r.makespanMs),
       '× task': r.makespanRatio,
       'write ms': Math.round(r.writeMs),
+      'of it queued': Math.round(r.writeWaitedMs),
       'write × task': r.writeRatio,
       'sort ms': Math.round(r.sortMs),
       'sort × task': r.sortRatio,
+      'stage 1 × task': r.stage1Ratio,
+      'stage 2 × task': r.stage2Ratio,
       moves: r.moves ?? '',
     })),
+  );
+  // The least a write phase can take: its bytes at the function's shaped bandwidth.
+  const writeBytes = facts.shape.records * RECORD_BYTES;
+  const floorMs = ((writeBytes * 8) / (facts.mbitPerVcpu * FUNCTION_VCPU * 1e6)) * 1000;
+  console.log(
+    `a map task writes ${(writeBytes / 1e6).toFixed(1)} MB at ${facts.mbitPerVcpu * FUNCTION_VCPU} Mbit/s: ` +
+      `${Math.round(floorMs)} ms at the least, whatever its CPU; ` +
+      `write phase running (not queued) p50: ${rows.map((r) => `${r.variant} ${Math.round(r.writeRunMs)} ms`).join(', ')}`,
   );
   console.log(
     'one context.microtask transition, p50 µs (inside the function, announce → admitted):',
