@@ -13,7 +13,12 @@ import {
   type PlacementPolicy,
 } from '../policy/index.ts';
 import type { InstanceNode } from '../runtime/index.ts';
-import { createScheduler, type CpuScheduler, type SchedulerStatus } from '../sched/index.ts';
+import {
+  createScheduler,
+  type CpuScheduler,
+  type PlacementStatus,
+  type SchedulerStatus,
+} from '../sched/index.ts';
 import type { IsolationReport, SandboxDriver } from '../sandbox/index.ts';
 import { FileSnapshotManager, type SnapshotManager } from '../snapshot/index.ts';
 import type { FunctionSpec, VersionSelector } from '../spec/index.ts';
@@ -32,7 +37,6 @@ import {
 import type { FunctionEntry } from './pool.ts';
 import { LogKeeper } from './logs.ts';
 import { NodeMetrics } from './metrics.ts';
-import { CpuPlacer, type PlacementStatus } from './placement.ts';
 import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
 import type { AliasView, ResolvedTarget, VersionView } from './versions.ts';
@@ -127,7 +131,6 @@ export interface StartPathsStatus {
 export class PetriNode {
   readonly metrics: NodeMetrics;
   private readonly pool: Pool;
-  private readonly placer: CpuPlacer;
   private readonly scheduler: CpuScheduler;
   private readonly autoscaler: AutoscaleDriver;
   private readonly catalog: FunctionCatalog;
@@ -148,8 +151,19 @@ export class PetriNode {
     this.clock = clock;
     this.started = clock.now();
     const logs = new LogKeeper(store, config.logs, clock);
-    this.scheduler = createScheduler(config.scheduler, clock, this.cores, (err) =>
-      log.debug({ err }, 'cpu class change failed'),
+    this.scheduler = createScheduler(
+      config.scheduler,
+      clock,
+      this.cores,
+      (err) => log.debug({ err }, 'cpu class change failed'),
+      {
+        policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
+        intervalMs: config.placement.intervalMs,
+        instances: () => this.pool.allInstances(),
+        takePeakInFlight: () => this.pool.takePeakInFlight(),
+        log,
+        daemonCpuset: deps.daemonCpuset ?? (async () => undefined),
+      },
     );
     const launcher = new InstanceLauncher({
       config,
@@ -158,7 +172,7 @@ export class PetriNode {
       clock,
       logs,
       cores: this.cores,
-      startCpus: () => this.placer.startCpus(),
+      startCpus: () => this.scheduler.placement.startCpus(),
       scheduler: this.scheduler,
       onDead: (instance) => this.pool.forget(instance),
       onVersionUnused: (name, version) => this.catalog.versionUnused(name, version),
@@ -200,25 +214,13 @@ export class PetriNode {
       config: config.autoscaling,
       record: (decisions, keep) => store.recordAutoscaleDecisions(decisions, keep),
     });
-    this.placer = new CpuPlacer({
-      policy: deps.placement ?? PLACEMENT_POLICIES[config.placement.policy](),
-      // The microtask scheduler sets instances' cpusets itself: one writer per cgroup file.
-      ...(this.scheduler.policy === 'microtask'
-        ? { disabledReason: "the microtask scheduler places instances on its classes' cores" }
-        : {}),
-      intervalMs: config.placement.intervalMs,
-      instances: () => this.pool.allInstances(),
-      takePeakInFlight: () => this.pool.takePeakInFlight(),
-      log,
-      daemonCpuset: deps.daemonCpuset ?? (async () => undefined),
-    });
     this.metrics = new NodeMetrics({
       queueLengths: () =>
         new Map([...this.pool.functions].map(([name, entry]) => [name, entry.queue.length])),
       instanceCounts: () => this.pool.instanceCounts(),
       memoryInUseMb: () => this.pool.memoryInUseMb(),
       placement: () => {
-        const status = this.placer.status();
+        const status = this.scheduler.placement.status();
         return status.active ? status.current : undefined;
       },
       autoscaleDecisions: () => this.autoscaler.decisions(),
@@ -274,7 +276,7 @@ export class PetriNode {
     }
     this.catalog.loadAliases();
     await this.catalog.sweepAll();
-    await this.placer.start();
+    await this.scheduler.placement.start();
     this.autoscaler.start();
   }
 
@@ -514,7 +516,7 @@ export class PetriNode {
       memoryInUseMb: this.pool.memoryInUseMb(),
       sandboxDriver: this.deps.driver.name,
       isolation: this.deps.driver.capabilities(),
-      placement: this.placer.status(),
+      placement: this.scheduler.placement.status(),
       startPaths: this.startPathsStatus(),
       scheduler: this.scheduler.status(),
       instances,
@@ -564,7 +566,7 @@ export class PetriNode {
     await this.coordinator.close().catch(() => undefined);
     await this.catalog.close();
     await this.snapshots.close();
-    await this.placer.stop();
+    await this.scheduler.placement.stop();
     this.scheduler.close();
     try {
       const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
@@ -575,7 +577,7 @@ export class PetriNode {
       await this.deps.driver.close();
     } finally {
       // Last, when no child of the daemon is left in its cpuset to keep it busy.
-      await this.placer.close();
+      await this.scheduler.placement.close();
       this.deps.store.close();
     }
   }

@@ -1,18 +1,22 @@
 import type { SchedulerConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import { MicrotaskScheduler } from './microtask.ts';
+import { CpuPlacer, type CpuPlacerOptions } from './placement.ts';
 import { TaskScheduler } from './task.ts';
 import type { CpuScheduler, SchedClock } from './types.ts';
 
 /**
  * The node's CPU scheduler from its config. Every class's cores must exist
- * on the node (cores 0 … `cores` − 1), or the node refuses to start.
+ * on the node (cores 0 … `cores` − 1), or the node refuses to start. The
+ * task scheduler places instances with `placement` (when given); the
+ * microtask scheduler ignores it.
  */
 export function createScheduler(
   config: SchedulerConfig,
   clock: SchedClock,
   cores: number,
   onError?: (err: unknown) => void,
+  placement?: CpuPlacerOptions,
 ): CpuScheduler {
   for (const [name, cls] of Object.entries(config.classes)) {
     const missing = cls.cores.find((core) => core >= cores);
@@ -28,8 +32,13 @@ export function createScheduler(
       );
     }
   }
-  if (config.policy === 'task') return new TaskScheduler(clock, config.classes);
+  if (config.policy === 'task') {
+    return placement
+      ? new TaskScheduler(clock, config.classes, new CpuPlacer(placement))
+      : new TaskScheduler(clock, config.classes);
+  }
   return new MicrotaskScheduler({
+    ...(placement ? { placementPolicy: placement.policy.name } : {}),
     clock,
     classes: config.classes,
     allocation: config.allocation,

@@ -3,3 +3,11 @@ export { createScheduler } from './create.ts';
 export { chooseMove, type ClassDemand, type CoreMove } from './dynamic.ts';
 export { MicrotaskScheduler, type MicrotaskSchedulerOptions } from './microtask.ts';
 export { TaskScheduler } from './task.ts';
+export {
+  CpuPlacer,
+  noPlacement,
+  type CpuPlacement,
+  type CpuPlacerOptions,
+  type PlacedInstance,
+  type PlacementStatus,
+} from './placement.ts';

@@ -1,6 +1,7 @@
 import type { CpuLimit } from '../sandbox/index.ts';
 import { chooseMove } from './dynamic.ts';
 import { PhaseLog, type OpenPhase } from './phase-log.ts';
+import { noPlacement, type CpuPlacement } from './placement.ts';
 import {
   DEFAULT_CLASS,
   type CpuScheduler,
@@ -19,6 +20,8 @@ export interface MicrotaskSchedulerOptions {
   moveIntervalMs: number;
   /** Called when a cgroup write fails (the instance is usually gone). */
   onError?: (err: unknown) => void;
+  /** The node's placement policy, named in the status of the placement this scheduler replaces. */
+  placementPolicy?: string;
 }
 
 /** A phase in a class: queued until the class has room, then running until the phase ends. */
@@ -62,6 +65,7 @@ class CpuClass {
  */
 export class MicrotaskScheduler implements CpuScheduler {
   readonly policy = 'microtask' as const;
+  readonly placement: CpuPlacement;
   private readonly classes = new Map<string, CpuClass>();
   private timer: { cancel(): void } | undefined;
   private lastMoveAt = -Infinity;
@@ -70,6 +74,11 @@ export class MicrotaskScheduler implements CpuScheduler {
   private closed = false;
 
   constructor(private readonly options: MicrotaskSchedulerOptions) {
+    // One writer per cpuset: this scheduler places instances on its classes' cores.
+    this.placement = noPlacement(
+      options.placementPolicy ?? 'spread',
+      "the microtask scheduler places instances on its classes' cores",
+    );
     for (const [name, cls] of Object.entries(options.classes)) {
       this.classes.set(name, new CpuClass(name, cls.vcpu, [...cls.cores]));
     }

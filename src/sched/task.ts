@@ -1,4 +1,5 @@
 import { PhaseLog } from './phase-log.ts';
+import { noPlacement, type CpuPlacement } from './placement.ts';
 import {
   DEFAULT_CLASS,
   type CpuScheduler,
@@ -9,9 +10,10 @@ import {
 
 /**
  * The task-based scheduler, today's behaviour and the baseline: an
- * invocation holds its memory-sized share on its cores (CPU placement's) for
- * its whole duration. Phases are recorded, never queued, and no cgroup is
- * written.
+ * invocation holds its memory-sized share on its cores for its whole
+ * duration. Phases are recorded, never queued; the only cgroup writes are
+ * CPU placement's (its `placement`, which packs instances onto the daemon's
+ * core while invocations run one at a time).
  */
 export class TaskScheduler implements CpuScheduler {
   readonly policy = 'task' as const;
@@ -19,6 +21,7 @@ export class TaskScheduler implements CpuScheduler {
   constructor(
     private readonly clock: SchedClock,
     private readonly classes: Record<string, { vcpu: number; cores: number[] }>,
+    readonly placement: CpuPlacement = noPlacement('spread', 'no placement configured'),
   ) {}
 
   begin(

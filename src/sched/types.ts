@@ -1,4 +1,5 @@
 import type { CpuLimit } from '../sandbox/index.ts';
+import type { CpuPlacement } from './placement.ts';
 
 /** One announced phase of an invocation, as `GET /v1/invocations/{id}` shows it. */
 export interface MicrotaskRecord {
@@ -66,6 +67,12 @@ export interface SchedulerStatus {
  */
 export interface CpuScheduler {
   readonly policy: 'task' | 'microtask';
+  /**
+   * CPU placement (pack-when-sequential): the task scheduler's, so one part
+   * writes instances' cpusets under either policy; the microtask scheduler
+   * places instances on its classes' cores and has none.
+   */
+  readonly placement: CpuPlacement;
   /**
    * Starts tracking one invocation; `classes` is its spec's phase → class
    * map, `startedAt` when it started (phases' startMs count from it).

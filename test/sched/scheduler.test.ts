@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { pino } from 'pino';
 import { parseConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/node/clock.ts';
+import { PackWhenSequential } from '../../src/policy/index.ts';
 import {
   chooseMove,
+  CpuPlacer,
   createScheduler,
   MicrotaskScheduler,
   TaskScheduler,
@@ -184,5 +187,60 @@ describe('scheduler config', () => {
       () => parseConfig({ scheduler: { classes: { io: { vcpu: 2, cores: [0] } } } }),
       /vcpu must be at most/,
     );
+  });
+});
+
+describe('CPU placement belongs to the scheduler', () => {
+  const placement = (cpuset: { allCpus: number[]; set: string[] }) => ({
+    policy: new PackWhenSequential(1),
+    intervalMs: 1_000_000,
+    instances: () => [],
+    takePeakInFlight: () => 1,
+    log: pino({ level: 'silent' }),
+    daemonCpuset: async () => ({
+      allCpus: cpuset.allCpus,
+      setCpus: async (cpus: string) => void cpuset.set.push(cpus),
+      release: async () => undefined,
+    }),
+  });
+
+  test('the task scheduler places instances (pack-when-sequential), the one writer of cpusets', async () => {
+    const cpuset = { allCpus: [0, 1], set: [] as string[] };
+    const config = parseConfig({});
+    const scheduler = createScheduler(
+      config.scheduler,
+      new ManualClock(0),
+      2,
+      undefined,
+      placement(cpuset),
+    );
+    await scheduler.placement.start();
+    assert.equal(scheduler.placement.status().active, true);
+    assert.equal(scheduler.placement.startCpus(), '0,1');
+    await (scheduler.placement as CpuPlacer).tick();
+    assert.equal(scheduler.placement.status().current, 'pack');
+    assert.deepEqual(cpuset.set, ['1'], 'the daemon is pinned to its core');
+    await scheduler.placement.close();
+    scheduler.close();
+  });
+
+  test('the microtask scheduler has none: its classes set the cpusets', async () => {
+    const cpuset = { allCpus: [0, 1], set: [] as string[] };
+    const config = parseConfig({ scheduler: { policy: 'microtask' } });
+    const scheduler = createScheduler(
+      config.scheduler,
+      new ManualClock(0),
+      2,
+      undefined,
+      placement(cpuset),
+    );
+    await scheduler.placement.start();
+    const status = scheduler.placement.status();
+    assert.equal(status.active, false);
+    assert.equal(status.policy, 'pack-when-sequential');
+    assert.match(status.reason ?? '', /microtask scheduler places instances/);
+    assert.equal(scheduler.placement.startCpus(), undefined);
+    assert.deepEqual(cpuset.set, [], 'the daemon cpuset is never joined');
+    scheduler.close();
   });
 });

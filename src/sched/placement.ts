@@ -1,7 +1,18 @@
 import type { Logger } from 'pino';
 import type { DaemonCpuset } from '../cgroup/index.ts';
 import type { Placement, PlacementPolicy } from '../policy/index.ts';
-import type { Instance } from './instance.ts';
+import type { CpuLimit } from '../sandbox/index.ts';
+
+/** An instance as placement sees it (the node's Instance is one). */
+export interface PlacedInstance {
+  readonly id: string;
+  /** Its own share in vCPU. */
+  readonly cpu: number;
+  /** The cpuset last applied; undefined: never set (placement leaves it alone). */
+  cpus: string | undefined;
+  readonly state: string;
+  readonly sandbox: { setCpu(limit: CpuLimit): Promise<void> };
+}
 
 export interface PlacementStatus {
   policy: string;
@@ -19,25 +30,48 @@ export interface CpuPlacerOptions {
   policy: PlacementPolicy;
   intervalMs: number;
   /** The node's live instances. */
-  instances: () => Iterable<Instance>;
+  instances: () => Iterable<PlacedInstance>;
   /** The most invocations in flight at once since the last call. */
   takePeakInFlight: () => number;
   /** Moves the daemon into a cpuset of its own; undefined where it cannot. */
   daemonCpuset: () => Promise<DaemonCpuset | undefined>;
   log: Logger;
-  /** Why placement must stay off (another part writes the cpusets); absent: it may run. */
-  disabledReason?: string;
+}
+
+/** What a scheduler offers the node of CPU placement (CpuPlacer, or none). */
+export interface CpuPlacement {
+  /** Joins the daemon's cpuset and starts deciding, when placement can run. */
+  start(): Promise<void>;
+  /** The cpuset a new instance starts with; undefined: any core (placement off). */
+  startCpus(): string | undefined;
+  status(): PlacementStatus;
+  /** Stops deciding. */
+  stop(): Promise<void>;
+  /** Stops deciding and gives the daemon back its cores (last, on shutdown). */
+  close(): Promise<void>;
+}
+
+/** Placement that never runs, with why. */
+export function noPlacement(policy: string, reason: string): CpuPlacement {
+  return {
+    start: async () => undefined,
+    startCpus: () => undefined,
+    status: () => ({ policy, active: false, reason, current: 'spread' }),
+    stop: async () => undefined,
+    close: async () => undefined,
+  };
 }
 
 /**
- * Applies the placement policy: every `intervalMs` it asks the policy for
+ * Applies the placement policy, as part of the task scheduler (the one
+ * writer of instances' cpusets under that policy): every `intervalMs` it asks the policy for
  * the last window's placement. Packed, the daemon's cpuset is its last core
  * and so are the instances'; spread, both may run on every core (a daemon
  * pinned under load would fight its own instances for one core). Instances
  * with more than one vCPU always spread: one core would cap them below their
  * share.
  */
-export class CpuPlacer {
+export class CpuPlacer implements CpuPlacement {
   private current: Placement = 'spread';
   private timer: NodeJS.Timeout | undefined;
   private cpuset: DaemonCpuset | undefined;
@@ -119,7 +153,6 @@ export class CpuPlacer {
 
   private async join(): Promise<string | undefined> {
     const { options } = this;
-    if (options.disabledReason) return options.disabledReason;
     if (options.policy.name === 'spread') return 'policy is spread';
     try {
       this.cpuset = await options.daemonCpuset();
