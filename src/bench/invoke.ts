@@ -61,7 +61,7 @@ interface Target {
 }
 
 /** Latency and throughput targets, by the key they are reported under. */
-type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url';
+type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url' | 'microtask';
 
 interface Round {
   /** p50 latency (ms) of each target this round. */
@@ -204,6 +204,8 @@ function major(version: string): number {
 
 interface NodeSettings {
   placement: string;
+  /** `scheduler.policy`; the node's default (task) when absent. */
+  scheduler?: 'task' | 'microtask';
   /** `network.poolSize`; the node's default when absent. */
   poolSize?: number;
   nodeBinary: string;
@@ -229,6 +231,7 @@ async function startNode(
       ...(settings.poolSize === undefined ? {} : { poolSize: settings.poolSize }),
     },
     runtime: { nodeBinary: settings.nodeBinary },
+    ...(settings.scheduler ? { scheduler: { policy: settings.scheduler } } : {}),
   };
   fs.writeFileSync(configFile, JSON.stringify(config));
   const remove = (): void => fs.rmSync(stateDir, { recursive: true, force: true });
@@ -381,6 +384,8 @@ export async function run(argv: string[]): Promise<void> {
     connections: { type: 'string', default: '32' },
     cold: { type: 'string', default: '30' },
     placement: { type: 'string', default: 'pack-when-sequential' },
+    // Also the same node under the microtask scheduler, the echo function unannotated.
+    microtask: { type: 'boolean', default: false },
     // A second Node binary for instances; '' = /usr/bin/node when its major differs, 'off' = none.
     'compare-node': { type: 'string', default: '' },
   });
@@ -439,6 +444,15 @@ export async function run(argv: string[]): Promise<void> {
     }
     if (spread)
       await deploy(spread, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
+    const microtaskNode = args.microtask
+      ? await started({
+          placement: placementPolicy,
+          scheduler: 'microtask',
+          nodeBinary: primary.binary,
+        })
+      : undefined;
+    if (microtaskNode)
+      await deploy(microtaskNode, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
     removeHttpEcho = await deployHttpEcho(runtimes[0].warm, connections);
     const invokePath = '/v1/functions/echo/invoke';
     const targets = new Map<TargetKey, Target>([['base', { origin: echo.origin, path: '/' }]]);
@@ -446,6 +460,12 @@ export async function run(argv: string[]): Promise<void> {
       targets.set(r.key, { origin: r.warm.url, path: invokePath, headers: r.warm.headers });
     if (spread)
       targets.set('spread', { origin: spread.url, path: invokePath, headers: spread.headers });
+    if (microtaskNode)
+      targets.set('microtask', {
+        origin: microtaskNode.url,
+        path: invokePath,
+        headers: microtaskNode.headers,
+      });
     // The function URL is open (auth none): no token, as a web client calls it.
     targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
     // Throughput compares the echo server with each runtime; placement is a latency question.
@@ -496,6 +516,7 @@ export async function run(argv: string[]): Promise<void> {
       ...mainReport,
       functionUrl: functionUrlReport(rounds_, summaries),
       placement: placementEffect(rounds_),
+      microtaskScheduler: microtaskEffect(rounds_),
       ...(compareReport ? { compare: compareReport } : {}),
     };
     console.log(
@@ -507,6 +528,34 @@ export async function run(argv: string[]): Promise<void> {
         },
       ),
     );
+    if (result.microtaskScheduler) {
+      const m = result.microtaskScheduler;
+      console.log(
+        table(
+          ['figure', 'microtask node', '÷ echo server', '÷ task node', '÷ task node, spread'],
+          [
+            [
+              'warm p50 (1 conn)',
+              ms(m.p50),
+              String(m.p50OverBase),
+              String(m.p50OverTask),
+              String(m.p50OverTaskSpread),
+            ],
+            [
+              `throughput (${connections} conn)`,
+              `${m.rps.toFixed(0)} req/s`,
+              String(m.rpsOverBase),
+              String(m.rpsOverTask),
+              '–',
+            ],
+          ],
+          {
+            title:
+              'the same rounds, the echo function (no annotations) on a node under the microtask scheduler (placement off)',
+          },
+        ),
+      );
+    }
     if (other && compareReport)
       console.log(
         table(
@@ -651,6 +700,35 @@ function placementEffect(rounds: Round[]) {
     spreadAddedP50Us:
       Math.round(median(compared.map((r) => (spread(r) - r.p50.base!) * 1000)) * 10) / 10,
     spreadOverConfigured: ratio(median(compared.map((r) => spread(r) / r.p50.petri!)), 1),
+  };
+}
+
+/**
+ * The unannotated echo function on a node under the microtask scheduler,
+ * against the task-scheduler node as configured (petri) and, for latency,
+ * the one with placement spread: the microtask policy has no placement, so
+ * spread is the like-for-like baseline of its code path.
+ */
+function microtaskEffect(rounds: Round[]) {
+  const compared = rounds.filter((r) => r.p50.microtask !== undefined);
+  if (compared.length === 0) return undefined;
+  const over = (key: TargetKey, field: 'p50' | 'rps') =>
+    ratio(
+      median(
+        compared
+          .filter((r) => r[field][key] !== undefined)
+          .map((r) => r[field].microtask! / r[field][key]!),
+      ),
+      1,
+    );
+  return {
+    p50: median(compared.map((r) => r.p50.microtask!)),
+    p50OverBase: over('base', 'p50'),
+    p50OverTask: over('petri', 'p50'),
+    p50OverTaskSpread: over('spread', 'p50'),
+    rps: median(compared.map((r) => r.rps.microtask!)),
+    rpsOverBase: over('base', 'rps'),
+    rpsOverTask: over('petri', 'rps'),
   };
 }
 
