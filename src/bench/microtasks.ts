@@ -52,6 +52,12 @@ interface Variant {
 
 /** The io class at half a core per microtask: a second static split to compare with. */
 const WIDE_IO = { io: { vcpu: 0.5, cores: [0] } };
+/**
+ * The io class at an eighth of a core: 8 at once on core 0, every map task's
+ * read or write admitted together. An upload at the function's shaped rate
+ * still runs at that rate (the write phase's running time shows it).
+ */
+const NARROW_IO = { io: { vcpu: 0.125, cores: [0] } };
 
 const VARIANTS: Variant[] = [
   {
@@ -84,6 +90,16 @@ const VARIANTS: Variant[] = [
   {
     name: 'microtask-dynamic-io0.5',
     scheduler: { policy: 'microtask', allocation: 'dynamic', classes: WIDE_IO },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-static-io0.125',
+    scheduler: { policy: 'microtask', allocation: 'static', classes: NARROW_IO },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-dynamic-io0.125',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', classes: NARROW_IO },
     maxInstances: (n) => n,
   },
 ];

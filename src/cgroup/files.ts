@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -55,6 +55,38 @@ export async function writeControl(file: string, value: string | number): Promis
     throw Object.assign(new Error(`cannot write ${value} to ${file}: ${message}`), {
       code: errnoCode(error),
     });
+  }
+}
+
+/**
+ * A control file written often (a phase change's quota or cpuset), kept
+ * open: a write on an open descriptor costs about half an open-write-close
+ * (4–6 µs against 12 µs here). The truncate is a no-op on cgroupfs and keeps
+ * plain files (the fake trees of tests) exact.
+ */
+export class KeptControl {
+  private fd: number | undefined;
+
+  constructor(readonly file: string) {}
+
+  write(value: string | number): void {
+    const text = String(value);
+    try {
+      this.fd ??= openSync(this.file, 'r+');
+      ftruncateSync(this.fd, 0);
+      writeSync(this.fd, text, 0);
+    } catch (error) {
+      this.close();
+      const message = error instanceof Error ? error.message : String(error);
+      throw Object.assign(new Error(`cannot write ${text} to ${this.file}: ${message}`), {
+        code: errnoCode(error),
+      });
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 }
 

@@ -5,6 +5,7 @@ import {
   cpuQuotaUs,
   CFS_PERIOD_US,
   errnoCode,
+  KeptControl,
   killUntilEmpty,
   readKey,
   readNumber,
@@ -65,6 +66,8 @@ export class V1Cgroup implements Cgroup {
   /** The CPU quota and cpuset this cgroup last got (only this object writes them). */
   private readonly written: { quota?: number; cpus?: string } = {};
   private parentCpus: string | undefined;
+  /** Quota and cpuset files, kept open: the microtask scheduler writes them at phase changes. */
+  private readonly controls = new Map<string, KeptControl>();
 
   private constructor(
     readonly name: string,
@@ -149,7 +152,7 @@ export class V1Cgroup implements Cgroup {
       const quota = cpuQuotaUs(setting.cpu) ?? -1;
       if (quota !== this.written.quota) {
         this.written.quota = undefined; // unknown until the write succeeds
-        await writeControl(path.join(dir, 'cpu.cfs_quota_us'), quota);
+        this.control(path.join(dir, 'cpu.cfs_quota_us')).write(quota);
         this.written.quota = quota;
       }
     }
@@ -167,7 +170,7 @@ export class V1Cgroup implements Cgroup {
     const value = cpus ?? this.parentCpus;
     if (value && value !== this.written.cpus) {
       this.written.cpus = undefined;
-      await writeControl(path.join(dir, 'cpuset.cpus'), value);
+      this.control(path.join(dir, 'cpuset.cpus')).write(value);
       this.written.cpus = value;
     }
     if (joined) return;
@@ -178,6 +181,12 @@ export class V1Cgroup implements Cgroup {
         // The process exited meanwhile.
       }
     }
+  }
+
+  private control(file: string): KeptControl {
+    let control = this.controls.get(file);
+    if (!control) this.controls.set(file, (control = new KeptControl(file)));
+    return control;
   }
 
   /** Usage is read after every invocation, so its files stay open (see KeptFile). */
@@ -241,6 +250,7 @@ export class V1Cgroup implements Cgroup {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const file of this.kept.values()) file?.close();
+    for (const control of this.controls.values()) control.close();
     // A frozen v1 task does not act on SIGKILL until thawed.
     await this.thaw();
     await killUntilEmpty(this.procsFiles(), this.ctx.killTimeoutMs);

@@ -5,6 +5,7 @@ import {
   CFS_PERIOD_US,
   errnoCode,
   exists,
+  KeptControl,
   killUntilEmpty,
   readKey,
   readNumber,
@@ -59,12 +60,18 @@ export class V2Cgroup implements Cgroup {
   /** The cpu.max and cpuset.cpus this cgroup last got (only this object writes them). */
   private readonly written: { max?: string; cpus?: string } = {};
   private cpusetFile = false;
+  /** cpu.max and cpuset.cpus, kept open: the microtask scheduler writes them at phase changes. */
+  private readonly cpuMax: KeptControl;
+  private readonly cpusetCpus: KeptControl;
 
   private constructor(
     readonly name: string,
     private readonly dir: string,
     private readonly ctx: V2Context,
-  ) {}
+  ) {
+    this.cpuMax = new KeptControl(this.file('cpu.max'));
+    this.cpusetCpus = new KeptControl(this.file('cpuset.cpus'));
+  }
 
   static async create(name: string, parts: string[], limits: CgroupLimits, ctx: V2Context) {
     const useCpuset = limits.cpus !== undefined && ctx.controllers.has('cpuset');
@@ -115,7 +122,7 @@ export class V2Cgroup implements Cgroup {
       const max = `${cpuQuotaUs(setting.cpu) ?? 'max'} ${CFS_PERIOD_US}`;
       if (max !== written.max) {
         written.max = undefined; // unknown until the write succeeds
-        await writeControl(this.file('cpu.max'), max);
+        this.cpuMax.write(max);
         written.max = max;
       }
     }
@@ -125,7 +132,7 @@ export class V2Cgroup implements Cgroup {
     if (cpus === written.cpus) return;
     written.cpus = undefined;
     if (await this.hasCpuset()) {
-      await writeControl(this.file('cpuset.cpus'), cpus);
+      this.cpusetCpus.write(cpus);
     } else if (setting.cpus !== undefined) {
       await writeControl(path.join(path.dirname(this.dir), 'cgroup.subtree_control'), '+cpuset');
       await writeControl(this.file('cpuset.cpus'), setting.cpus);
@@ -202,6 +209,8 @@ export class V2Cgroup implements Cgroup {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.cpuMax.close();
+    this.cpusetCpus.close();
     await this.closePeak();
     await killCgroupV2(this.dir, this.ctx.killTimeoutMs);
     await this.ctx.removeDir(this.dir);
