@@ -239,7 +239,13 @@ function microtask(id: string) {
   };
 }
 
-/** `context.microtaskSync(name, fn?)`: announces without waiting (the loop is busy) and runs `fn`. */
+/**
+ * `context.microtaskSync(name, fn?)`: announces and runs `fn` at once. It
+ * cannot wait for `admit`: that frame arrives on this thread's event loop,
+ * which synchronous code blocks. The daemon still queues the phase and sets
+ * its class's limits on the cgroup once admitted, which the kernel applies
+ * while `fn` runs.
+ */
 function microtaskSync(id: string) {
   return (name: unknown, fn?: () => unknown): unknown => {
     announce(id, checkPhaseName(name));
