@@ -262,12 +262,12 @@ function ecdfChart(title: string, values: Record<string, unknown>[], unit: strin
     encoding: {
       x: { field: 'value', type: 'quantitative', title: unit, scale: { zero: false } },
       y: { field: 'fraction', type: 'quantitative', title: 'ECDF' },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 400 } },
     },
   } as ChartSpec;
 }
 
-async function writePlots(dir: string, results: VariantResult[]): Promise<string[]> {
+export async function writePlots(dir: string, results: VariantResult[]): Promise<string[]> {
   const panels: [string, string, (j: JobResult) => number[]][] = [
     ['makespan', '(a) job makespan', (j) => [j.makespanMs]],
     ['write', '(b) stage 1 write-partitions phase, per task', (j) => j.writeMs],
