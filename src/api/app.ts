@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
-import type { PetriNode } from '../node/index.ts';
+import { writeMembershipStream, type PetriNode } from '../node/index.ts';
 import {
   FunctionNameSchema,
   fieldIssues,
@@ -353,6 +353,13 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
   );
   app.get('/v1/groups', async () => ({ groups: node.listGroups() }));
   app.get('/v1/groups/:name', async (request) => node.getGroup(groupName(request.params)));
+  // NDJSON membership changes for the node side (a front-end that balances over the members).
+  app.get('/v1/groups/:name/events', async (request, reply) => {
+    const stream = node.watchGroup(groupName(request.params));
+    reply.hijack();
+    writeMembershipStream(reply.raw, stream);
+    return reply;
+  });
   app.post('/v1/groups/:name/scale', async (request) =>
     node.scaleGroup(groupName(request.params), request.body),
   );

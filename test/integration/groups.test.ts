@@ -21,6 +21,10 @@ const ETCD_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../../examples/etcd-group',
 );
+const REDIS_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../examples/redis-cluster',
+);
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-'));
 const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-code-'));
 const tag = nodeTagFrom(stateDir);
@@ -400,6 +404,69 @@ describe('function groups on a real daemon', () => {
     assert.equal((await ctl(members[0], 'put', 'greeting', 'hello')).trim(), 'OK');
     assert.equal((await ctl(members[2], 'get', 'greeting', '--print-value-only')).trim(), 'hello');
     assert.equal((await call('DELETE', '/v1/groups/kv')).status, 200);
+  });
+
+  it('runs an unmodified Redis Cluster of 6 that rank 0 creates; SET/GET through redis-cli -c', async (t) => {
+    if (
+      !requireRoot(t, () =>
+        fs.existsSync('/usr/bin/redis-server') && fs.existsSync('/usr/bin/redis-cli')
+          ? undefined
+          : 'redis-server / redis-tools not installed',
+      )
+    )
+      return;
+    await deploy('redis', readSpec(REDIS_DIR), REDIS_DIR);
+    const members = await runGroup({ function: 'redis', size: 6, barrier: 6, name: 'cache' });
+    const fromNode = (file: string, ...args: string[]) =>
+      run('nsenter', [`--net=/run/netns/${daemon!.testbed!.name}`, '--', file, ...args]);
+    const cli = (m: Member, ...args: string[]) =>
+      fromNode('redis-cli', '-h', m.address, '-p', '6379', ...args);
+    // Slots are assigned first, replicas attached last, and each member learns the state on
+    // its own: formed = every member says cluster_state:ok and three replicas are attached.
+    const deadline = Date.now() + 60_000;
+    let infos: string[] = [];
+    let roles = '';
+    while (Date.now() < deadline) {
+      infos = await Promise.all(
+        members.map((m) => cli(m, 'cluster', 'info').catch((err: Error) => err.message)),
+      );
+      roles = await cli(members[0], 'cluster', 'nodes').catch((err: Error) => err.message);
+      const ok = infos.every((info) => /cluster_state:ok/.test(info));
+      if (ok && (roles.match(/slave/g) ?? []).length === 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const info = infos.join('\n');
+    const logs = async () =>
+      JSON.stringify(
+        ((await call('GET', '/v1/functions/redis/logs?limit=200')).body.logs as { line: string }[])
+          .map((l) => l.line)
+          .slice(-20),
+      );
+    assert.ok(infos.every((one) => /cluster_state:ok/.test(one)), info + (await logs()));
+    assert.match(info, /cluster_size:3/, info);
+    assert.equal((roles.match(/master/g) ?? []).length, 3, roles);
+    assert.equal((roles.match(/slave/g) ?? []).length, 3, roles);
+    // -c follows MOVED redirects: keys land on different masters, any member answers.
+    for (const key of ['alpha', 'beta', 'gamma']) {
+      assert.equal((await cli(members[1], '-c', 'set', key, `v-${key}`)).trim(), 'OK');
+      assert.equal((await cli(members[4], '-c', 'get', key)).trim(), `v-${key}`);
+    }
+    const bench = await fromNode(
+      'redis-benchmark',
+      ...['--cluster', '-h', members[0].address, '-p', '6379'],
+      ...['-n', '2000', '-c', '8', '-t', 'set,get', '-q'],
+    );
+    t.diagnostic(bench.trim().replace(/\s+/g, ' '));
+    assert.match(bench, /SET: [\d.]+ requests per second/, bench);
+    assert.match(bench, /GET: [\d.]+ requests per second/, bench);
+    const namespaces = netnsOfTag().length;
+    assert.equal((await call('DELETE', '/v1/groups/cache')).status, 200);
+    assert.equal(netnsOfTag().length, namespaces - 6, "the members' namespaces are gone");
+    assert.deepEqual(
+      instanceCgroups().filter((dir) => /\/redis-\d+-/.test(dir)),
+      [],
+      'no member cgroup is left',
+    );
   });
 
   it('leaves nothing after a crash (reconcile) and after a stop', async (t) => {
