@@ -118,6 +118,40 @@ async function infos(members: Member[]): Promise<Record<string, unknown>[]> {
   }
 }
 
+/** Reads GET /v1/groups/{name}/events (the node side of the membership stream) line by line. */
+async function watch(name: string) {
+  const controller = new AbortController();
+  const response = await request(`${daemon!.url}/v1/groups/${name}/events`, {
+    headers: daemon!.headers,
+    signal: controller.signal,
+  });
+  assert.equal(response.statusCode, 200);
+  assert.equal(response.headers['content-type'], 'application/x-ndjson');
+  const lines: Record<string, unknown>[] = [];
+  let rest = '';
+  let ended = false;
+  response.body.setEncoding('utf8');
+  response.body.on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop() ?? '';
+    for (const part of parts)
+      if (part.trim() !== '') lines.push(JSON.parse(part) as Record<string, unknown>);
+  });
+  response.body.on('end', () => (ended = true));
+  response.body.on('error', () => (ended = true));
+  return {
+    get ended() {
+      return ended;
+    },
+    async until(done: (lines: Record<string, unknown>[]) => boolean, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      while (!done(lines) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      return lines;
+    },
+    close: () => controller.abort(),
+  };
+}
+
 function netnsOfTag(): string[] {
   const listing = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   return listing.split('\n').filter((line) => line.startsWith(`petri-${tag}-`));
@@ -199,6 +233,14 @@ describe('function groups on a real daemon', () => {
       got.body.members.map((m: Member) => m.state),
       ['running', 'running', 'running'],
     );
+    // Members are counted apart from the pool's instances, in the node facts and the metrics.
+    const facts = await call('GET', '/v1/node');
+    assert.equal(facts.body.groups.running, 1);
+    assert.equal(facts.body.groups.members.running, 3);
+    const metrics = await request(daemon!.url + '/metrics', { headers: daemon!.headers });
+    const text = await metrics.body.text();
+    assert.match(text, /^petri_groups 1$/m);
+    assert.match(text, /^petri_group_members\{state="running"\} 3$/m);
     const fn = await call('GET', '/v1/functions/member');
     const listed = fn.body.instanceList as { address: string; ports: unknown; rank: number }[];
     assert.deepEqual(listed.map((i) => i.address).sort(), [...addresses].sort());
@@ -261,6 +303,7 @@ describe('function groups on a real daemon', () => {
 
   it('streams joins and leaves and rewrites the peers file when the group scales', async (t) => {
     if (!requireRoot(t)) return;
+    const nodeSide = await watch('trio');
     const up = await call('POST', '/v1/groups/trio/scale', { size: 5 });
     assert.equal(up.status, 200, JSON.stringify(up.body));
     const members = up.body.members as Member[];
@@ -290,6 +333,24 @@ describe('function groups on a real daemon', () => {
       'leave 3',
       'leave 4',
     ]);
+    // The node side (GET /v1/groups/{name}/events) heard the same changes, in order.
+    const heard = await nodeSide.until(
+      (lines) => lines.filter((l) => l.type === 'leave').length >= 3,
+    );
+    nodeSide.close();
+    assert.deepEqual(heard[0].type, 'members');
+    assert.equal((heard[0].members as unknown[]).length, 3);
+    assert.deepEqual(
+      heard
+        .slice(1)
+        .map((e) => `${e.type} ${e.rank}`)
+        .sort(),
+      ['join 3', 'join 4', 'leave 2', 'leave 3', 'leave 4'],
+    );
+    assert.deepEqual(
+      (heard.at(-1)!.members as Member[]).map((m) => m.address),
+      members.slice(0, 2).map((m) => m.address),
+    );
     assert.equal(
       info.peersNow,
       members
@@ -337,7 +398,11 @@ describe('function groups on a real daemon', () => {
     if (!requireRoot(t)) return;
     assert.ok(groupChains().length > 0, 'the running group has rules');
     const namespaces = netnsOfTag().length;
+    const stream = await watch('trio');
     assert.equal((await call('DELETE', '/v1/groups/trio')).status, 200);
+    await stream.until(() => stream.ended);
+    assert.ok(stream.ended, "the node side's stream ends with the group");
+    assert.equal((await call('GET', '/v1/groups/trio/events')).body.error.code, 'GroupNotFound');
     assert.deepEqual((await call('GET', '/v1/groups')).body.groups, []);
     assert.deepEqual(groupChains(), []);
     assert.equal(netnsOfTag().length, namespaces - 2, "both members' namespaces are gone");
@@ -442,7 +507,10 @@ describe('function groups on a real daemon', () => {
           .map((l) => l.line)
           .slice(-20),
       );
-    assert.ok(infos.every((one) => /cluster_state:ok/.test(one)), info + (await logs()));
+    assert.ok(
+      infos.every((one) => /cluster_state:ok/.test(one)),
+      info + (await logs()),
+    );
     assert.match(info, /cluster_size:3/, info);
     assert.equal((roles.match(/master/g) ?? []).length, 3, roles);
     assert.equal((roles.match(/slave/g) ?? []).length, 3, roles);
