@@ -135,22 +135,32 @@ function load(rate, seconds) {
 }
 
 // ---- membership ----
-async function followStream(url) {
+function followStream(url) {
   const headers = JSON.parse(process.env.ADAPT_HEADERS ?? '{}');
-  const response = await fetch(url, { headers });
-  if (!response.ok) throw new Error(`${url}: ${response.status} ${await response.text()}`);
-  let rest = '';
-  for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
-    const lines = (rest + chunk).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line.trim() === '') continue;
-      const event = JSON.parse(line);
-      if (event.type === 'members') for (const m of event.members) void join(m.address);
-      else if (event.type === 'join') void join(event.address);
-      else if (event.type === 'leave') leave(event.address);
-    }
-  }
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers }, (response) => {
+      if (response.statusCode !== 200) {
+        reject(new Error(`${url}: ${response.statusCode}`));
+        return;
+      }
+      let rest = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk) => {
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop() ?? '';
+        for (const line of lines) {
+          if (line.trim() === '') continue;
+          const event = JSON.parse(line);
+          if (event.type === 'members') for (const m of event.members) void join(m.address);
+          else if (event.type === 'join') void join(event.address);
+          else if (event.type === 'leave') leave(event.address);
+        }
+      });
+      response.on('end', resolve);
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+  });
 }
 if (values.events) {
   followStream(values.events).catch((err) => {
