@@ -256,7 +256,11 @@ async function petriSide(settings: Settings): Promise<Side> {
 export interface AdaptRow {
   side: SideName;
   round: number;
-  /** From the scale request to the first 200 from an added member. */
+  /** From the scale request to the front-end hearing of the first added member (Petri: the stream's join). */
+  joinedMs: number | null;
+  /** …to the last added member answering the front-end's health check. */
+  readyMs: number | null;
+  /** …to the first 200 from an added member. */
   firstNewMs: number | null;
   /** …to the first 200 from the last added member. */
   allNewMs: number | null;
@@ -272,7 +276,10 @@ export interface AdaptRow {
 /** Requests/s answered 200 in [fromMs, toMs). */
 function throughput(result: Result, fromMs: number, toMs: number): number {
   const { bucketMs, buckets } = result;
-  const slice = buckets.slice(Math.floor(fromMs / bucketMs), Math.floor(toMs / bucketMs));
+  const slice = buckets.slice(
+    Math.max(0, Math.floor(fromMs / bucketMs)),
+    Math.max(0, Math.floor(toMs / bucketMs)),
+  );
   const ok = slice.reduce((sum, b) => sum + b.ok, 0);
   return slice.length === 0 ? 0 : ok / ((slice.length * bucketMs) / 1000);
 }
@@ -292,6 +299,23 @@ function settleTime(result: Result, endMs: number): number | null {
   return settled;
 }
 
+/** When the front-end said `event` about the added members: the first and the last, ms after the mark. */
+function eventTimes(
+  lines: FrontendLine[],
+  event: 'joined' | 'ready',
+  added: string[],
+  mark: number,
+): { first: number | null; last: number | null } {
+  const times = lines
+    .filter((l) => l.event === event && added.includes(l.address))
+    .map((l) => l.t - mark);
+  if (times.length === 0) return { first: null, last: null };
+  return {
+    first: Math.min(...times),
+    last: times.length === added.length ? Math.max(...times) : null,
+  };
+}
+
 function analyse(
   side: Side,
   round: number,
@@ -299,12 +323,15 @@ function analyse(
   settings: Settings,
   added: string[],
 ): AdaptRow {
+  const lines = side.frontend.lines;
   const endMs = (settings.before + settings.after) * 1000;
   const firsts = added.map((address) => result.firstOk[address]).filter((t) => t !== undefined);
   const sum = (key: 'shed' | 'failed') => result.buckets.reduce((s, b) => s + b[key], 0);
   return {
     side: side.name,
     round,
+    joinedMs: eventTimes(lines, 'joined', added, result.mark).first,
+    readyMs: eventTimes(lines, 'ready', added, result.mark).last,
     firstNewMs: firsts.length ? Math.min(...firsts) - result.mark : null,
     allNewMs: firsts.length === added.length ? Math.max(...firsts) - result.mark : null,
     settleMs: settleTime(result, endMs),
@@ -346,7 +373,7 @@ async function runRound(side: Side, round: number, settings: Settings): Promise<
 
 export async function run(argv: string[]): Promise<void> {
   const args = benchArgs(argv, {
-    rate: { type: 'string', default: '400' },
+    rate: { type: 'string', default: '300' },
     from: { type: 'string', default: '2' },
     to: { type: 'string', default: '4' },
     before: { type: 'string', default: '30' },
@@ -422,6 +449,8 @@ function report(rows: AdaptRow[], settings: Settings): void {
       [
         'side',
         'round',
+        'joined ms',
+        'ready ms',
         'first new ms',
         'all new ms',
         'settled ms',
@@ -434,6 +463,8 @@ function report(rows: AdaptRow[], settings: Settings): void {
       rows.map((r) => [
         r.side,
         r.round,
+        ms(r.joinedMs),
+        ms(r.readyMs),
         ms(r.firstNewMs),
         ms(r.allNewMs),
         ms(r.settleMs),
@@ -449,9 +480,10 @@ function report(rows: AdaptRow[], settings: Settings): void {
   console.log(
     `capacity ${capacity(settings.from)} → ${capacity(settings.to)} req/s (offered ${settings.rate})`,
   );
-  const of = (side: SideName, key: 'firstNewMs' | 'allNewMs' | 'settleMs') =>
+  type Key = 'joinedMs' | 'readyMs' | 'firstNewMs' | 'allNewMs' | 'settleMs';
+  const of = (side: SideName, key: Key) =>
     median(rows.filter((r) => r.side === side).map((r) => r[key]));
-  for (const key of ['firstNewMs', 'allNewMs', 'settleMs'] as const) {
+  for (const key of ['joinedMs', 'readyMs', 'firstNewMs', 'allNewMs', 'settleMs'] as const) {
     const [n, p] = [of('native', key), of('petri', key)];
     if (n !== null && p !== null)
       console.log(
