@@ -53,7 +53,7 @@ const FrontendLine = z.discriminatedUnion('event', [
   }),
 ]);
 type FrontendLine = z.infer<typeof FrontendLine>;
-type Result = Extract<FrontendLine, { event: 'result' }>;
+export type Result = Extract<FrontendLine, { event: 'result' }>;
 
 interface Settings {
   rate: number;
@@ -274,7 +274,7 @@ export interface AdaptRow {
 }
 
 /** Requests/s answered 200 in [fromMs, toMs). */
-function throughput(result: Result, fromMs: number, toMs: number): number {
+export function throughput(result: Result, fromMs: number, toMs: number): number {
   const { bucketMs, buckets } = result;
   const slice = buckets.slice(
     Math.max(0, Math.floor(fromMs / bucketMs)),
@@ -285,7 +285,7 @@ function throughput(result: Result, fromMs: number, toMs: number): number {
 }
 
 /** The first time after the mark from which every 1 s rolling window is within the band of the final level. */
-function settleTime(result: Result, endMs: number): number | null {
+export function settleTime(result: Result, endMs: number): number | null {
   const { bucketMs, mark } = result;
   const final = throughput(result, endMs - 5000, endMs);
   if (final === 0) return null;
