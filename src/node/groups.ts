@@ -60,6 +60,8 @@ export interface MembershipEvent {
   address: string;
   /** Members joined and not gone, after the change, in rank order. */
   members: { rank: number; address: string }[];
+  /** When the node saw the change (epoch ms, the node's clock), so a reader can tell the stream's delay. */
+  at: number;
 }
 
 interface Member {
@@ -451,6 +453,7 @@ export class GroupManager {
       rank: member.rank,
       address: address ?? member.instance?.sandbox.address ?? '',
       members: joinedMembers(group),
+      at: this.deps.clock.now(),
     };
     for (const listener of group.listeners) listener(event);
   }

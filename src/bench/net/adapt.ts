@@ -38,7 +38,12 @@ const ROLLING_MS = 1000;
 type SideName = 'native' | 'petri';
 
 const FrontendLine = z.discriminatedUnion('event', [
-  z.object({ event: z.literal('joined'), address: z.string(), t: z.number() }),
+  z.object({
+    event: z.literal('joined'),
+    address: z.string(),
+    t: z.number(),
+    streamMs: z.number().optional(),
+  }),
   z.object({ event: z.literal('ready'), address: z.string(), t: z.number() }),
   z.object({ event: z.literal('left'), address: z.string(), t: z.number() }),
   z.object({ event: z.literal('mark'), t: z.number() }),
@@ -258,6 +263,8 @@ export interface AdaptRow {
   round: number;
   /** From the scale request to the front-end hearing of the first added member (Petri: the stream's join). */
   joinedMs: number | null;
+  /** Petri: the membership stream's own delay for the added members' joins (node saw it → front-end read it), the slowest. */
+  streamMs: number | null;
   /** …to the last added member answering the front-end's health check. */
   readyMs: number | null;
   /** …to the first 200 from an added member. */
@@ -316,6 +323,15 @@ function eventTimes(
   };
 }
 
+function streamDelay(lines: FrontendLine[], added: string[]): number | null {
+  const delays = lines.flatMap((l) =>
+    l.event === 'joined' && l.streamMs !== undefined && added.includes(l.address)
+      ? [l.streamMs]
+      : [],
+  );
+  return delays.length ? Math.max(...delays) : null;
+}
+
 function analyse(
   side: Side,
   round: number,
@@ -332,6 +348,7 @@ function analyse(
     round,
     joinedMs: eventTimes(lines, 'joined', added, result.mark).first,
     readyMs: eventTimes(lines, 'ready', added, result.mark).last,
+    streamMs: streamDelay(lines, added),
     firstNewMs: firsts.length ? Math.min(...firsts) - result.mark : null,
     allNewMs: firsts.length === added.length ? Math.max(...firsts) - result.mark : null,
     settleMs: settleTime(result, endMs),
@@ -450,6 +467,7 @@ function report(rows: AdaptRow[], settings: Settings): void {
         'side',
         'round',
         'joined ms',
+        'stream ms',
         'ready ms',
         'first new ms',
         'all new ms',
@@ -464,6 +482,7 @@ function report(rows: AdaptRow[], settings: Settings): void {
         r.side,
         r.round,
         ms(r.joinedMs),
+        r.streamMs === null ? '-' : r.streamMs.toFixed(2),
         ms(r.readyMs),
         ms(r.firstNewMs),
         ms(r.allNewMs),

@@ -37,10 +37,12 @@ function probe(address) {
   });
 }
 
-async function join(address) {
+/** `at`: when the node saw the join (epoch ms), to tell the membership stream's own delay. */
+async function join(address, at) {
   if (known.has(address)) return;
   known.add(address);
-  emit({ event: 'joined', address });
+  const streamMs = at === undefined ? undefined : performance.timeOrigin + performance.now() - at;
+  emit({ event: 'joined', address, ...(streamMs === undefined ? {} : { streamMs }) });
   while (known.has(address) && !(await probe(address))) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -152,7 +154,7 @@ function followStream(url) {
           if (line.trim() === '') continue;
           const event = JSON.parse(line);
           if (event.type === 'members') for (const m of event.members) void join(m.address);
-          else if (event.type === 'join') void join(event.address);
+          else if (event.type === 'join') void join(event.address, event.at);
           else if (event.type === 'leave') leave(event.address);
         }
       });
