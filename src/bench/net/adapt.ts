@@ -22,7 +22,8 @@ import { benchArgs, machineFacts, ratio, writeJson } from '../common.ts';
  * `rate` requests/s; at `before` seconds the group is scaled from `from` to
  * `to` members. Reported, from the scale request: when the first and the last
  * added member served a request, and when throughput settled (the 1 s
- * rolling throughput stays within 5 % of the final level from then on).
+ * rolling throughput enters a band around the final level, ±10 % by
+ * default, and stays in it for 5 s).
  * The native baseline does the same with freshly started plain processes,
  * each in a plain network namespace joined to the front-end's by a veth
  * pair, announced to the front-end when started. Sides alternate per round.
@@ -32,7 +33,6 @@ const ADAPT_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../net-functions/adapt',
 );
-const SETTLE_BAND = 0.05;
 const ROLLING_MS = 1000;
 
 type SideName = 'native' | 'petri';
@@ -67,6 +67,7 @@ interface Settings {
   before: number;
   after: number;
   serviceMs: number;
+  settle: SettleRule;
 }
 
 /** The front-end process and what it has said. */
@@ -271,13 +272,15 @@ export interface AdaptRow {
   firstNewMs: number | null;
   /** …to the first 200 from the last added member. */
   allNewMs: number | null;
-  /** …to the start of the 1 s window after which throughput stays within 5 % of its final level. */
+  /** …to the end of the first 1 s window from which throughput stays in the band for the hold (settleTime). */
   settleMs: number | null;
   beforeRps: number;
   afterRps: number;
   sent: number;
   shed: number;
   failed: number;
+  /** 200s per 100 ms bucket from the load's start (the mark is at `before` s). */
+  okPerBucket: number[];
 }
 
 /** Requests/s answered 200 in [fromMs, toMs). */
@@ -291,19 +294,30 @@ export function throughput(result: Result, fromMs: number, toMs: number): number
   return slice.length === 0 ? 0 : ok / ((slice.length * bucketMs) / 1000);
 }
 
-/** The first time after the mark from which every 1 s rolling window is within the band of the final level. */
-export function settleTime(result: Result, endMs: number): number | null {
+/** What "throughput has settled" means: a 1 s rolling window within `band` of the final level for `holdMs`. */
+export interface SettleRule {
+  band: number;
+  holdMs: number;
+}
+
+/**
+ * The first time after the mark at which the 1 s rolling throughput is
+ * within the band of the final level (the last 5 s) and stays there for the
+ * hold (windows every bucket); ms after the mark, at the end of that first
+ * window. Null when it never does.
+ */
+export function settleTime(result: Result, endMs: number, rule: SettleRule): number | null {
   const { bucketMs, mark } = result;
   const final = throughput(result, endMs - 5000, endMs);
   if (final === 0) return null;
-  let settled: number | null = null;
-  for (let t = mark; t + ROLLING_MS <= endMs; t += bucketMs) {
-    const level = throughput(result, t, t + ROLLING_MS);
-    const inside = Math.abs(level - final) <= SETTLE_BAND * final;
-    if (!inside) settled = null;
-    else settled ??= t + ROLLING_MS - mark;
+  const inside = (t: number) =>
+    Math.abs(throughput(result, t, t + ROLLING_MS) - final) <= rule.band * final;
+  for (let t = mark; t + ROLLING_MS + rule.holdMs <= endMs; t += bucketMs) {
+    let holds = true;
+    for (let u = t; u <= t + rule.holdMs && holds; u += bucketMs) holds = inside(u);
+    if (holds) return t + ROLLING_MS - mark;
   }
-  return settled;
+  return null;
 }
 
 /** When the front-end said `event` about the added members: the first and the last, ms after the mark. */
@@ -351,7 +365,8 @@ function analyse(
     streamMs: streamDelay(lines, added),
     firstNewMs: firsts.length ? Math.min(...firsts) - result.mark : null,
     allNewMs: firsts.length === added.length ? Math.max(...firsts) - result.mark : null,
-    settleMs: settleTime(result, endMs),
+    settleMs: settleTime(result, endMs, settings.settle),
+    okPerBucket: result.buckets.map((b) => b.ok),
     beforeRps: throughput(result, result.mark - 10_000, result.mark),
     afterRps: throughput(result, endMs - 5000, endMs),
     sent: result.sent,
@@ -390,12 +405,14 @@ async function runRound(side: Side, round: number, settings: Settings): Promise<
 
 export async function run(argv: string[]): Promise<void> {
   const args = benchArgs(argv, {
-    rate: { type: 'string', default: '300' },
+    rate: { type: 'string', default: '250' },
     from: { type: 'string', default: '2' },
     to: { type: 'string', default: '4' },
     before: { type: 'string', default: '30' },
     after: { type: 'string', default: '30' },
     'service-ms': { type: 'string', default: '10' },
+    'settle-band': { type: 'string', default: '0.1' },
+    'settle-hold': { type: 'string', default: '5' },
     rounds: { type: 'string', default: '1' },
     sides: { type: 'string', default: 'native,petri' },
   });
@@ -406,15 +423,20 @@ export async function run(argv: string[]): Promise<void> {
     before: Number(args.before),
     after: Number(args.after),
     serviceMs: Number(args['service-ms']),
+    settle: { band: Number(args['settle-band']), holdMs: Number(args['settle-hold']) * 1000 },
   };
-  const values = Object.values(settings);
+  const values = [
+    ...Object.values(settings).filter((v) => typeof v === 'number'),
+    settings.settle.band,
+    settings.settle.holdMs,
+  ];
   if (values.some((v) => !Number.isFinite(v) || v <= 0) || settings.to <= settings.from) {
     throw new Error(
-      '--rate, --from, --to, --before, --after, --service-ms take positive numbers, --to > --from',
+      '--rate, --from, --to, --before, --after, --service-ms, --settle-band, --settle-hold take positive numbers, --to > --from',
     );
   }
-  if (settings.after < 6)
-    throw new Error('--after must be at least 6 s (the final level is its last 5 s)');
+  if (settings.after * 1000 < 5000 + ROLLING_MS + settings.settle.holdMs)
+    throw new Error('--after must leave room for the final level (5 s), a window and the hold');
   const sides = String(args.sides)
     .split(',')
     .map((s) => s.trim());
@@ -442,7 +464,7 @@ export async function run(argv: string[]): Promise<void> {
     benchmark: 'net --f2f --adapt',
     machine: machineFacts(),
     loadAverage: os.loadavg(),
-    settings: { ...settings, rounds, sides, settleBand: SETTLE_BAND, rollingMs: ROLLING_MS },
+    settings: { ...settings, rounds, sides, rollingMs: ROLLING_MS },
     capacityRps: {
       before: (settings.from * 1000) / settings.serviceMs,
       after: (settings.to * 1000) / settings.serviceMs,

@@ -9,7 +9,7 @@ import http from 'node:http';
 
 const address = process.argv[2] ?? process.env.PETRI_ADDRESS;
 const serviceMs = Number(process.env.SERVICE_MS ?? 10);
-const queueLimit = Number(process.env.QUEUE ?? 2);
+const queueLimit = Number(process.env.QUEUE ?? 8);
 const waiting = [];
 let busy = false;
 
