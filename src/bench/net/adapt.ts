@@ -517,9 +517,9 @@ function report(rows: AdaptRow[], settings: Settings): void {
       ]),
     ),
   );
-  const capacity = (n: number) => Math.min(settings.rate, (n * 1000) / settings.serviceMs);
+  const capacity = (n: number) => (n * 1000) / settings.serviceMs;
   console.log(
-    `capacity ${capacity(settings.from)} → ${capacity(settings.to)} req/s (offered ${settings.rate})`,
+    `offered ${settings.rate} req/s; nominal capacity (1000 / service ms a backend) ${capacity(settings.from)} → ${capacity(settings.to)} req/s`,
   );
   type Key = 'joinedMs' | 'readyMs' | 'firstNewMs' | 'allNewMs' | 'settleMs';
   const of = (side: SideName, key: Key) =>
