@@ -354,9 +354,16 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
   app.get('/v1/groups', async () => ({ groups: node.listGroups() }));
   app.get('/v1/groups/:name', async (request) => node.getGroup(groupName(request.params)));
   // NDJSON membership changes for the node side (a front-end that balances over the members).
+  // Open streams never finish on their own: closing the API ends them, or its close would wait.
+  const memberStreams = new Set<FastifyReply['raw']>();
+  app.addHook('preClose', async () => {
+    for (const raw of memberStreams) raw.end();
+  });
   app.get('/v1/groups/:name/events', async (request, reply) => {
     const stream = node.watchGroup(groupName(request.params));
     reply.hijack();
+    memberStreams.add(reply.raw);
+    reply.raw.on('close', () => memberStreams.delete(reply.raw));
     writeMembershipStream(reply.raw, stream);
     return reply;
   });

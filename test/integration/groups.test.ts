@@ -549,7 +549,11 @@ describe('function groups on a real daemon', () => {
     assert.deepEqual(netnsOfTag(), [], 'and its namespaces');
     assert.deepEqual((await call('GET', '/v1/groups')).body.groups, []);
     await runGroup({ function: 'member', size: 2, name: 'stop' });
+    // A node-side stream left open does not hold the stop up; it ends with the daemon.
+    const open = await watch('stop');
     await daemon!.stop('SIGTERM');
+    await open.until(() => open.ended);
+    assert.ok(open.ended);
     assert.deepEqual(groupChains(), []);
     assert.deepEqual(netnsOfTag(), []);
     assert.deepEqual(instanceCgroups(), []);
