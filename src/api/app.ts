@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
-import type { PetriNode } from '../node/index.ts';
+import { writeMembershipStream, type PetriNode } from '../node/index.ts';
 import {
   FunctionNameSchema,
   fieldIssues,
@@ -353,6 +353,20 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
   );
   app.get('/v1/groups', async () => ({ groups: node.listGroups() }));
   app.get('/v1/groups/:name', async (request) => node.getGroup(groupName(request.params)));
+  // NDJSON membership changes for the node side (a front-end that balances over the members).
+  // Open streams never finish on their own: closing the API ends them, or its close would wait.
+  const memberStreams = new Set<FastifyReply['raw']>();
+  app.addHook('preClose', async () => {
+    for (const raw of memberStreams) raw.end();
+  });
+  app.get('/v1/groups/:name/events', async (request, reply) => {
+    const stream = node.watchGroup(groupName(request.params));
+    reply.hijack();
+    memberStreams.add(reply.raw);
+    reply.raw.on('close', () => memberStreams.delete(reply.raw));
+    writeMembershipStream(reply.raw, stream);
+    return reply;
+  });
   app.post('/v1/groups/:name/scale', async (request) =>
     node.scaleGroup(groupName(request.params), request.body),
   );

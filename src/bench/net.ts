@@ -58,6 +58,11 @@ function numbers(text: string, flag: string): number[] {
 }
 
 export async function run(argv: string[]): Promise<void> {
+  // Boxer §7 (load adaptation) is its own benchmark (net/adapt.ts).
+  if (argv.includes('--f2f') && argv.includes('--adapt')) {
+    const { run: runAdapt } = await import('./net/adapt.ts');
+    return runAdapt(argv.filter((arg) => arg !== '--f2f' && arg !== '--adapt'));
+  }
   // Boxer's function-to-function figures are their own benchmark (f2f.ts).
   if (argv.includes('--f2f')) {
     const { run: runF2f } = await import('./f2f.ts');

@@ -4,7 +4,7 @@
  */
 import { request } from 'undici';
 import type { InvocationView } from '../api/index.ts';
-import type { AliasView, NodeInfo, VersionView } from '../node/index.ts';
+import type { AliasView, MembershipEvent, NodeInfo, VersionView } from '../node/index.ts';
 import type { StartPath, InvocationStatus } from '../store/index.ts';
 
 // The wire shapes the server defines; imported as types only (no server code loads).
@@ -63,6 +63,11 @@ export interface GroupMemberView {
   exitCode?: number | null;
   signal?: string | null;
 }
+
+/** A line of a group's membership stream: the members now, then each change. */
+export type GroupStreamLine =
+  | { type: 'members'; group: string; size: number; members: MembershipEvent['members'] }
+  | MembershipEvent;
 
 export interface GroupView {
   name: string;
@@ -366,6 +371,43 @@ export class PetriClient {
       body: { size },
       headersTimeoutMs: 0,
     });
+  }
+
+  /**
+   * Follows a group's membership stream (GET /v1/groups/{name}/events):
+   * calls `onEvent` with each NDJSON line, parsed, until the node ends it
+   * (the group was removed) or the process stops.
+   */
+  async watchGroup(name: string, onEvent: (event: GroupStreamLine) => void): Promise<void> {
+    const path = `/v1/groups/${encodeURIComponent(name)}/events`;
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(this.url(path, undefined), {
+        headers: this.headers(false),
+        headersTimeout: DEFAULT_HEADERS_TIMEOUT_MS,
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      throw new NodeUnreachableError(this.baseUrl, err);
+    }
+    if (res.statusCode !== 200) {
+      const bytes = Buffer.from(await res.body.arrayBuffer());
+      this.fail('GET', path, { status: res.statusCode, headers: res.headers, bytes });
+    }
+    let rest = '';
+    res.body.setEncoding('utf8');
+    for await (const chunk of res.body as AsyncIterable<string>) {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.trim() === '') continue; // the heartbeat
+        const parsed = parseBody(line);
+        if (!parsed.ok || !isRecord(parsed.value)) {
+          throw new ApiError('Internal', `node sent an invalid stream line for ${path}`, 200);
+        }
+        onEvent(parsed.value as unknown as GroupStreamLine);
+      }
+    }
   }
 
   deleteGroup(name: string): Promise<{ name: string; deleted: boolean }> {

@@ -1,6 +1,6 @@
-/** The group verbs: `petri group run | ls | get | scale | rm` (function groups, DESIGN §10). */
+/** The group verbs: `petri group run | ls | get | scale | watch | rm` (function groups, DESIGN §10). */
 import type { Command } from 'commander';
-import type { GroupView } from './client.ts';
+import type { GroupStreamLine, GroupView } from './client.ts';
 import { formatAge, formatJson, formatTime, keyValues, table, type Cell } from './format.ts';
 import { action, intOption, type CliIo, type Ctx } from './verb.ts';
 
@@ -36,6 +36,11 @@ export function registerGroupVerbs(program: Command, io: CliIo): void {
     .argument('<name>', 'group name')
     .requiredOption('--size <n>', 'members', intOption(1))
     .action(action(io, scale));
+  group
+    .command('watch')
+    .description('follow membership changes (joins and leaves) until the group is removed')
+    .argument('<name>', 'group name')
+    .action(action(io, watch));
   group
     .command('rm')
     .description('stop every member and remove the group')
@@ -78,6 +83,19 @@ async function get(ctx: Ctx<object>, name: string): Promise<void> {
 async function scale(ctx: Ctx<{ size: number }>, name: string): Promise<void> {
   const view = await ctx.client().scaleGroup(name, ctx.opts.size);
   ctx.print(ctx.opts.json ? formatJson(view) : groupText(view, ctx.io.now()));
+}
+
+async function watch(ctx: Ctx<object>, name: string): Promise<void> {
+  await ctx.client().watchGroup(name, (line) => {
+    ctx.print(ctx.opts.json ? JSON.stringify(line) : streamLineText(line, ctx.io.now()));
+  });
+}
+
+function streamLineText(line: GroupStreamLine, now: number): string {
+  const members = line.members.map((m) => `${m.rank}=${m.address}`).join(' ') || 'none';
+  if (line.type === 'members') return `members of ${line.group}: ${members}`;
+  const delay = `${Math.max(0, Math.round(now - line.at))} ms ago`;
+  return `${line.type} rank ${line.rank} ${line.address} (${delay}); members: ${members}`;
 }
 
 async function remove(ctx: Ctx<object>, name: string): Promise<void> {

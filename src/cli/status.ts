@@ -34,6 +34,14 @@ function startPathsText(startPaths: NodeView['startPaths'] | undefined): string 
   return `${startPaths.policy}, ${pausing}`;
 }
 
+/** Group members are instances too, counted apart from the invocable ones. */
+function groupsText(groups: NodeView['groups'] | undefined): string {
+  if (!groups) return 'not reported';
+  const m = groups.members;
+  const live = m.starting + m.waiting + m.running + m.stopping;
+  return `${groups.running} running, ${live} members (running ${m.running}, waiting ${m.waiting}, starting ${m.starting}, stopping ${m.stopping}, exited ${m.exited})`;
+}
+
 /** A node older than these fields leaves them out. */
 function instanceNodeText(node: Partial<NodeView>): string {
   if (!node.instanceNodeVersion) return 'not reported';
@@ -52,6 +60,7 @@ function nodeText(node: NodeView, url: string): string {
     ['sandbox driver', node.sandboxDriver],
     ['functions', node.functions],
     ['instances', formatInstances(node.instances)],
+    ['groups', groupsText(node.groups)],
     ['cpu placement', placementText(node.placement)],
     ['start paths', startPathsText(node.startPaths)],
   ]);

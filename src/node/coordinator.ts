@@ -1,11 +1,10 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { PetriError, toPetriError } from '../errors.ts';
-import type { GroupManager, MembershipEvent } from './groups.ts';
+import type { GroupManager } from './groups.ts';
+import { writeMembershipStream } from './membership-stream.ts';
 
 /** Event streams one member may hold open at once. */
 const STREAMS_PER_MEMBER = 4;
-/** A comment line on idle streams, so a member notices a dead daemon. */
-const HEARTBEAT_MS = 15_000;
 
 /**
  * The coordination service (DESIGN §10, Boxer's seed): HTTP on the bridge
@@ -87,31 +86,18 @@ export class Coordinator {
     }
     this.streams.set(key, open + 1);
     reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const { members, size } = this.groups.membership(group, rank);
-    raw.write(JSON.stringify({ type: 'members', group, size, members }) + '\n');
-    const send = (event: MembershipEvent): void => {
-      // A member that does not read its stream gets no more than the socket buffers.
-      if (raw.writableLength < 1024 * 1024) raw.write(JSON.stringify(event) + '\n');
+    writeMembershipStream(reply.raw, {
+      first: { type: 'members', group, size, members },
+      subscribe: (send, end) => this.groups.subscribe(group, send, end),
       // Its own leave ends its streams: its namespace is gone, nobody would read on.
-      if (event.type === 'leave' && event.rank === rank) raw.destroy();
-    };
-    const unsubscribe = this.groups.subscribe(group, send);
-    const heartbeat = setInterval(() => raw.write('\n'), HEARTBEAT_MS);
-    heartbeat.unref();
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearInterval(heartbeat);
-      unsubscribe();
-      const left = (this.streams.get(key) ?? 1) - 1;
-      if (left > 0) this.streams.set(key, left);
-      else this.streams.delete(key);
-    };
-    raw.on('close', finish);
-    request.raw.on('close', finish);
+      endsAfter: (event) => event.type === 'leave' && event.rank === rank,
+      onClose: () => {
+        const left = (this.streams.get(key) ?? 1) - 1;
+        if (left > 0) this.streams.set(key, left);
+        else this.streams.delete(key);
+      },
+    });
     return reply;
   }
 }

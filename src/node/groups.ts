@@ -60,6 +60,8 @@ export interface MembershipEvent {
   address: string;
   /** Members joined and not gone, after the change, in rank order. */
   members: { rank: number; address: string }[];
+  /** When the node saw the change (epoch ms, the node's clock), so a reader can tell the stream's delay. */
+  at: number;
 }
 
 interface Member {
@@ -88,6 +90,8 @@ interface Group {
   barrierOpen: boolean;
   coordinator: string;
   listeners: Set<(event: MembershipEvent) => void>;
+  /** Told when the group is removed (streams end). */
+  enders: Set<() => void>;
   timer: Timer;
   removing?: Promise<void>;
 }
@@ -186,6 +190,7 @@ export class GroupManager {
       barrierOpen: false,
       coordinator,
       listeners: new Set(),
+      enders: new Set(),
       timer: this.deps.clock.setTimer(
         maxDurationMs,
         () => void this.remove(name).catch(() => undefined),
@@ -244,9 +249,29 @@ export class GroupManager {
       await Promise.all([...group.members.keys()].map((rank) => this.stopMember(group, rank)));
       for (const waiter of group.barrierWaiters.splice(0)) waiter();
       group.listeners.clear();
+      for (const end of [...group.enders]) end();
+      group.enders.clear();
       this.groups.delete(name);
     })();
     return group.removing;
+  }
+
+  /**
+   * Running groups and their members by state (members are instances the
+   * pool does not hold, so the pool's instance counts leave them out).
+   */
+  memberCounts(): { groups: number; members: Record<MemberState, number> } {
+    const members: Record<MemberState, number> = {
+      starting: 0,
+      waiting: 0,
+      running: 0,
+      exited: 0,
+      stopping: 0,
+    };
+    for (const group of this.groups.values()) {
+      for (const member of group.members.values()) members[member.state] += 1;
+    }
+    return { groups: this.groups.size, members };
   }
 
   async close(): Promise<void> {
@@ -272,6 +297,12 @@ export class GroupManager {
       }
     }
     return undefined;
+  }
+
+  /** The joined members now (the first line of a membership stream). */
+  members(groupName: string): { group: string; size: number; members: MembershipEvent['members'] } {
+    const group = this.require(groupName);
+    return { group: group.name, size: group.size, members: joinedMembers(group) };
   }
 
   /** What a member is told: its rank, the size, its address and the joined members. */
@@ -307,11 +338,22 @@ export class GroupManager {
     return this.membership(groupName, rank);
   }
 
-  /** Hears membership changes of one group until the returned function is called. */
-  subscribe(groupName: string, listener: (event: MembershipEvent) => void): () => void {
+  /**
+   * Hears membership changes of one group until the returned function is
+   * called; `onEnd`, if given, hears that the group was removed.
+   */
+  subscribe(
+    groupName: string,
+    listener: (event: MembershipEvent) => void,
+    onEnd?: () => void,
+  ): () => void {
     const group = this.require(groupName);
     group.listeners.add(listener);
-    return () => group.listeners.delete(listener);
+    if (onEnd) group.enders.add(onEnd);
+    return () => {
+      group.listeners.delete(listener);
+      if (onEnd) group.enders.delete(onEnd);
+    };
   }
 
   // ---- internals ----------------------------------------------------------
@@ -411,6 +453,7 @@ export class GroupManager {
       rank: member.rank,
       address: address ?? member.instance?.sandbox.address ?? '',
       members: joinedMembers(group),
+      at: this.deps.clock.now(),
     };
     for (const listener of group.listeners) listener(event);
   }

@@ -13,6 +13,7 @@ export {
 } from './node.ts';
 export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
 export type { MemberView, MembershipEvent } from './groups.ts';
+export { writeMembershipStream, type MembershipStream } from './membership-stream.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
 export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';

@@ -9,6 +9,8 @@ export interface MetricsSource {
   placement(): string | undefined;
   /** The last autoscaler decision per autoscaled function (none for on-demand ones). */
   autoscaleDecisions?(): ReadonlyMap<string, AutoscaleDecision>;
+  /** Running function groups and their members by state (members are not pool instances). */
+  groupMembers?(): { groups: number; members: Record<string, number> };
 }
 
 const MIB = 1024 * 1024;
@@ -53,7 +55,7 @@ export class NodeMetrics {
     });
     new Gauge({
       name: 'petri_instances',
-      help: 'Instances by state: starting, idle, busy or stopping.',
+      help: 'Invocable (pool) instances by state: starting, idle, paused, busy or stopping; group members are petri_group_members.',
       labelNames: ['state'],
       registers,
       collect() {
@@ -83,6 +85,33 @@ export class NodeMetrics {
       },
     });
     this.autoscaleGauges(source);
+    this.groupGauges(source);
+  }
+
+  /** Function groups and their members (service instances outside the pool). */
+  private groupGauges(source: MetricsSource): void {
+    const groupMembers = source.groupMembers?.bind(source);
+    if (!groupMembers) return;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'petri_groups',
+      help: 'Function groups running.',
+      registers,
+      collect() {
+        this.set(groupMembers().groups);
+      },
+    });
+    new Gauge({
+      name: 'petri_group_members',
+      help: 'Group members (service instances) by state: starting, waiting, running, exited or stopping.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        for (const [state, count] of Object.entries(groupMembers().members)) {
+          this.set({ state }, count);
+        }
+      },
+    });
   }
 
   /** One series per autoscaled function and policy, from its last decision. */

@@ -41,7 +41,8 @@ import { Pool } from './pool.ts';
 import { UsageSink } from './sink.ts';
 import type { AliasView, ResolvedTarget, VersionView } from './versions.ts';
 import { Coordinator } from './coordinator.ts';
-import { GroupManager, type GroupView } from './groups.ts';
+import { GroupManager, type GroupView, type MemberState } from './groups.ts';
+import type { MembershipStream } from './membership-stream.ts';
 import type { Instance } from './instance.ts';
 
 export interface NodeDeps {
@@ -99,7 +100,10 @@ export interface NodeInfo {
   /** How invocations get instances: the start-path policy and whether idle instances are paused. */
   startPaths: StartPathsStatus;
   scheduler: SchedulerStatus;
+  /** Invocable (pool) instances by state; group members are counted in `groups`. */
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
+  /** Running function groups and their members (service instances) by state. */
+  groups: { running: number; members: Record<MemberState, number> };
   /**
    * CPU the node has used since it started, ms: its instances' (from each
    * one's cgroup, read at start, after every invocation and at stop, so
@@ -224,6 +228,7 @@ export class PetriNode {
         return status.active ? status.current : undefined;
       },
       autoscaleDecisions: () => this.autoscaler.decisions(),
+      groupMembers: () => this.groups.memberCounts(),
     });
     this.catalog = new FunctionCatalog({
       stateDir: config.stateDir,
@@ -456,6 +461,18 @@ export class PetriNode {
     return this.groups.scale(name, body);
   }
 
+  /**
+   * The node side of a group's membership stream (the API's
+   * GET /v1/groups/{name}/events): the joined members now, then each change.
+   */
+  watchGroup(name: string): MembershipStream {
+    const first = { type: 'members', ...this.groups.members(name) };
+    return {
+      first,
+      subscribe: (send, end) => this.groups.subscribe(name, send, end),
+    };
+  }
+
   removeGroup(name: string): Promise<void> {
     return this.groups.remove(name);
   }
@@ -520,9 +537,15 @@ export class PetriNode {
       startPaths: this.startPathsStatus(),
       scheduler: this.scheduler.status(),
       instances,
+      groups: this.groupCounts(),
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
     };
+  }
+
+  private groupCounts(): NodeInfo['groups'] {
+    const { groups, members } = this.groups.memberCounts();
+    return { running: groups, members };
   }
 
   private startPathsStatus(): StartPathsStatus {

@@ -442,6 +442,7 @@ describe('status', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /^memory:\s+256 MB in use of 4096 MB$/m);
     assert.match(run.stdout, /^uptime:\s+1m 30s$/m);
+    assert.match(run.stdout, /^groups:\s+1 running, 3 members \(running 3, waiting 0,/m);
     assert.match(run.stdout, /^daemon node\.js:\s+v24\.22\.3$/m);
     assert.match(run.stdout, /^instance node\.js:\s+v20\.20\.2 \(\/usr\/bin\/node\)$/m);
     assert.match(run.stdout, /^MECHANISM\s+ACTIVE\s+REASON$/m);

@@ -150,6 +150,10 @@ export function nodeView(): NodeView {
     },
     startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
     instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
+    groups: {
+      running: 1,
+      members: { starting: 0, waiting: 0, running: 3, exited: 0, stopping: 0 },
+    },
     scheduler: {
       policy: 'task',
       allocation: 'static',

@@ -74,6 +74,44 @@ describe('petri group', () => {
     assert.match((await cli(['group', 'rm', 'kv'])).stdout, /removed group kv/);
   });
 
+  it('watch prints the members, then each join and leave, until the node ends the stream', async () => {
+    const members = [{ rank: 0, address: '10.213.0.2' }];
+    const lines = [
+      { type: 'members', group: 'kv', size: 1, members },
+      {
+        type: 'join',
+        group: 'kv',
+        rank: 1,
+        address: '10.213.0.3',
+        members: [...members, { rank: 1, address: '10.213.0.3' }],
+        at: NOW - 2,
+      },
+      { type: 'leave', group: 'kv', rank: 1, address: '10.213.0.3', members, at: NOW },
+    ];
+    const raw = lines.map((l) => JSON.stringify(l) + '\n').join('\n');
+    node.routes.set('GET /v1/groups/kv/events', () => ({
+      headers: { 'content-type': 'application/x-ndjson' },
+      raw,
+    }));
+    const run = await cli(['group', 'watch', 'kv']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(run.stdout.trim().split('\n'), [
+      'members of kv: 0=10.213.0.2',
+      'join rank 1 10.213.0.3 (2 ms ago); members: 0=10.213.0.2 1=10.213.0.3',
+      'leave rank 1 10.213.0.3 (0 ms ago); members: 0=10.213.0.2',
+    ]);
+    const json = await cli(['--json', 'group', 'watch', 'kv']);
+    assert.deepEqual(
+      json.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+      lines,
+    );
+    const missing = await cli(['group', 'watch', 'nope']);
+    assert.equal(missing.code, 1);
+  });
+
   it('scale posts the new size; a node error exits 1 with its code', async () => {
     node.routes.set('POST /v1/groups/kv/scale', () => ({
       status: 503,

@@ -21,6 +21,10 @@ const ETCD_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../../examples/etcd-group',
 );
+const REDIS_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../examples/redis-cluster',
+);
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-'));
 const codeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-code-'));
 const tag = nodeTagFrom(stateDir);
@@ -114,6 +118,40 @@ async function infos(members: Member[]): Promise<Record<string, unknown>[]> {
   }
 }
 
+/** Reads GET /v1/groups/{name}/events (the node side of the membership stream) line by line. */
+async function watch(name: string) {
+  const controller = new AbortController();
+  const response = await request(`${daemon!.url}/v1/groups/${name}/events`, {
+    headers: daemon!.headers,
+    signal: controller.signal,
+  });
+  assert.equal(response.statusCode, 200);
+  assert.equal(response.headers['content-type'], 'application/x-ndjson');
+  const lines: Record<string, unknown>[] = [];
+  let rest = '';
+  let ended = false;
+  response.body.setEncoding('utf8');
+  response.body.on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop() ?? '';
+    for (const part of parts)
+      if (part.trim() !== '') lines.push(JSON.parse(part) as Record<string, unknown>);
+  });
+  response.body.on('end', () => (ended = true));
+  response.body.on('error', () => (ended = true));
+  return {
+    get ended() {
+      return ended;
+    },
+    async until(done: (lines: Record<string, unknown>[]) => boolean, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      while (!done(lines) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      return lines;
+    },
+    close: () => controller.abort(),
+  };
+}
+
 function netnsOfTag(): string[] {
   const listing = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   return listing.split('\n').filter((line) => line.startsWith(`petri-${tag}-`));
@@ -195,6 +233,14 @@ describe('function groups on a real daemon', () => {
       got.body.members.map((m: Member) => m.state),
       ['running', 'running', 'running'],
     );
+    // Members are counted apart from the pool's instances, in the node facts and the metrics.
+    const facts = await call('GET', '/v1/node');
+    assert.equal(facts.body.groups.running, 1);
+    assert.equal(facts.body.groups.members.running, 3);
+    const metrics = await request(daemon!.url + '/metrics', { headers: daemon!.headers });
+    const text = await metrics.body.text();
+    assert.match(text, /^petri_groups 1$/m);
+    assert.match(text, /^petri_group_members\{state="running"\} 3$/m);
     const fn = await call('GET', '/v1/functions/member');
     const listed = fn.body.instanceList as { address: string; ports: unknown; rank: number }[];
     assert.deepEqual(listed.map((i) => i.address).sort(), [...addresses].sort());
@@ -257,6 +303,7 @@ describe('function groups on a real daemon', () => {
 
   it('streams joins and leaves and rewrites the peers file when the group scales', async (t) => {
     if (!requireRoot(t)) return;
+    const nodeSide = await watch('trio');
     const up = await call('POST', '/v1/groups/trio/scale', { size: 5 });
     assert.equal(up.status, 200, JSON.stringify(up.body));
     const members = up.body.members as Member[];
@@ -286,6 +333,24 @@ describe('function groups on a real daemon', () => {
       'leave 3',
       'leave 4',
     ]);
+    // The node side (GET /v1/groups/{name}/events) heard the same changes, in order.
+    const heard = await nodeSide.until(
+      (lines) => lines.filter((l) => l.type === 'leave').length >= 3,
+    );
+    nodeSide.close();
+    assert.deepEqual(heard[0].type, 'members');
+    assert.equal((heard[0].members as unknown[]).length, 3);
+    assert.deepEqual(
+      heard
+        .slice(1)
+        .map((e) => `${e.type} ${e.rank}`)
+        .sort(),
+      ['join 3', 'join 4', 'leave 2', 'leave 3', 'leave 4'],
+    );
+    assert.deepEqual(
+      (heard.at(-1)!.members as Member[]).map((m) => m.address),
+      members.slice(0, 2).map((m) => m.address),
+    );
     assert.equal(
       info.peersNow,
       members
@@ -333,7 +398,11 @@ describe('function groups on a real daemon', () => {
     if (!requireRoot(t)) return;
     assert.ok(groupChains().length > 0, 'the running group has rules');
     const namespaces = netnsOfTag().length;
+    const stream = await watch('trio');
     assert.equal((await call('DELETE', '/v1/groups/trio')).status, 200);
+    await stream.until(() => stream.ended);
+    assert.ok(stream.ended, "the node side's stream ends with the group");
+    assert.equal((await call('GET', '/v1/groups/trio/events')).body.error.code, 'GroupNotFound');
     assert.deepEqual((await call('GET', '/v1/groups')).body.groups, []);
     assert.deepEqual(groupChains(), []);
     assert.equal(netnsOfTag().length, namespaces - 2, "both members' namespaces are gone");
@@ -402,6 +471,72 @@ describe('function groups on a real daemon', () => {
     assert.equal((await call('DELETE', '/v1/groups/kv')).status, 200);
   });
 
+  it('runs an unmodified Redis Cluster of 6 that rank 0 creates; SET/GET through redis-cli -c', async (t) => {
+    if (
+      !requireRoot(t, () =>
+        fs.existsSync('/usr/bin/redis-server') && fs.existsSync('/usr/bin/redis-cli')
+          ? undefined
+          : 'redis-server / redis-tools not installed',
+      )
+    )
+      return;
+    await deploy('redis', readSpec(REDIS_DIR), REDIS_DIR);
+    const members = await runGroup({ function: 'redis', size: 6, barrier: 6, name: 'cache' });
+    const fromNode = (file: string, ...args: string[]) =>
+      run('nsenter', [`--net=/run/netns/${daemon!.testbed!.name}`, '--', file, ...args]);
+    const cli = (m: Member, ...args: string[]) =>
+      fromNode('redis-cli', '-h', m.address, '-p', '6379', ...args);
+    // Slots are assigned first, replicas attached last, and each member learns the state on
+    // its own: formed = every member says cluster_state:ok and three replicas are attached.
+    const deadline = Date.now() + 60_000;
+    let infos: string[] = [];
+    let roles = '';
+    while (Date.now() < deadline) {
+      infos = await Promise.all(
+        members.map((m) => cli(m, 'cluster', 'info').catch((err: Error) => err.message)),
+      );
+      roles = await cli(members[0], 'cluster', 'nodes').catch((err: Error) => err.message);
+      const ok = infos.every((info) => /cluster_state:ok/.test(info));
+      if (ok && (roles.match(/slave/g) ?? []).length === 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const info = infos.join('\n');
+    const logs = async () =>
+      JSON.stringify(
+        ((await call('GET', '/v1/functions/redis/logs?limit=200')).body.logs as { line: string }[])
+          .map((l) => l.line)
+          .slice(-20),
+      );
+    assert.ok(
+      infos.every((one) => /cluster_state:ok/.test(one)),
+      info + (await logs()),
+    );
+    assert.match(info, /cluster_size:3/, info);
+    assert.equal((roles.match(/master/g) ?? []).length, 3, roles);
+    assert.equal((roles.match(/slave/g) ?? []).length, 3, roles);
+    // -c follows MOVED redirects: keys land on different masters, any member answers.
+    for (const key of ['alpha', 'beta', 'gamma']) {
+      assert.equal((await cli(members[1], '-c', 'set', key, `v-${key}`)).trim(), 'OK');
+      assert.equal((await cli(members[4], '-c', 'get', key)).trim(), `v-${key}`);
+    }
+    const bench = await fromNode(
+      'redis-benchmark',
+      ...['--cluster', '-h', members[0].address, '-p', '6379'],
+      ...['-n', '2000', '-c', '8', '-t', 'set,get', '-q'],
+    );
+    t.diagnostic(bench.trim().replace(/\s+/g, ' '));
+    assert.match(bench, /SET: [\d.]+ requests per second/, bench);
+    assert.match(bench, /GET: [\d.]+ requests per second/, bench);
+    const namespaces = netnsOfTag().length;
+    assert.equal((await call('DELETE', '/v1/groups/cache')).status, 200);
+    assert.equal(netnsOfTag().length, namespaces - 6, "the members' namespaces are gone");
+    assert.deepEqual(
+      instanceCgroups().filter((dir) => /\/redis-\d+-/.test(dir)),
+      [],
+      'no member cgroup is left',
+    );
+  });
+
   it('leaves nothing after a crash (reconcile) and after a stop', async (t) => {
     if (!requireRoot(t)) return;
     await runGroup({ function: 'member', size: 2, name: 'crash' });
@@ -414,7 +549,11 @@ describe('function groups on a real daemon', () => {
     assert.deepEqual(netnsOfTag(), [], 'and its namespaces');
     assert.deepEqual((await call('GET', '/v1/groups')).body.groups, []);
     await runGroup({ function: 'member', size: 2, name: 'stop' });
+    // A node-side stream left open does not hold the stop up; it ends with the daemon.
+    const open = await watch('stop');
     await daemon!.stop('SIGTERM');
+    await open.until(() => open.ended);
+    assert.ok(open.ended);
     assert.deepEqual(groupChains(), []);
     assert.deepEqual(netnsOfTag(), []);
     assert.deepEqual(instanceCgroups(), []);

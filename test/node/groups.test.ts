@@ -152,6 +152,41 @@ describe('GroupManager', () => {
     assert.equal(freeMb(), 1024);
   });
 
+  it('counts members by state apart from the pool, and ends streams when the group goes', async () => {
+    const { groups, started } = setup();
+    assert.deepEqual(groups.memberCounts(), {
+      groups: 0,
+      members: { starting: 0, waiting: 0, running: 0, exited: 0, stopping: 0 },
+    });
+    await groups.create({ function: 'svc', size: 3, barrier: 2, name: 'g' });
+    await Promise.all([groups.join('g', 0), groups.join('g', 1)]);
+    started[1].exit(1);
+    assert.deepEqual(groups.memberCounts(), {
+      groups: 1,
+      members: { starting: 0, waiting: 1, running: 1, exited: 1, stopping: 0 },
+    });
+    assert.deepEqual(groups.members('g'), {
+      group: 'g',
+      size: 3,
+      members: [{ rank: 0, address: started[0].instance.sandbox.address }],
+    });
+    let ended = 0;
+    const unsubscribe = groups.subscribe(
+      'g',
+      () => undefined,
+      () => (ended += 1),
+    );
+    groups.subscribe(
+      'g',
+      () => undefined,
+      () => (ended += 10),
+    );
+    unsubscribe();
+    await groups.remove('g');
+    assert.equal(ended, 10, 'only the subscriber still listening hears the end');
+    assert.equal(groups.memberCounts().groups, 0);
+  });
+
   it('ends the group after its lifetime, on the injected clock', async () => {
     const { groups, clock, started } = setup();
     await groups.create({ function: 'svc', size: 2, name: 'g', maxDurationMs: 5000 });
