@@ -3,7 +3,12 @@
 // `petri sweep --policies …` against it. Usage:
 //   node --import tsx tools/compare-autoscalers.ts OUT [--functions N] [--sizes 5,10,20]
 //        [--sample-step S] [--sample-max M] [--minutes M] [--policies on-demand,concurrency,rps]
-//        [--rps-target R] [--concurrency-target C] [--lock FILE]
+//        [--rps-target R] [--concurrency-target C] [--lock FILE] [--mb-per-vcpu N]
+// The node runs with resources.mbPerVcpu = N (default 64): every synthetic
+// function (≥ 64 MB) then gets at least a core's quota, as a Knative pod
+// without a tight CPU limit would, so the comparison measures autoscaling on
+// shared cores rather than Lambda-style CPU sizing (with the default 1769 a
+// 128 MB function gets 7 % of a core and a 9 s invocation takes 2 minutes).
 // Each policy is swept on its own (under `flock FILE` when --lock is given, so
 // a shared machine's other benchmarks wait only one policy's sweep), then the
 // comparison (policies.json, charts, report.html) is written over all of them.
@@ -23,6 +28,7 @@ const { positionals, values } = parseArgs({
     'sample-step': { type: 'string' },
     'sample-max': { type: 'string' },
     lock: { type: 'string' },
+    'mb-per-vcpu': { type: 'string', default: '64' },
     minutes: { type: 'string', default: '1' },
     policies: { type: 'string', default: 'on-demand,concurrency,rps' },
     seed: { type: 'string', default: '1' },
@@ -81,8 +87,14 @@ if (!fs.existsSync(samples)) {
 }
 const stateDir = path.join(out, 'node');
 fs.mkdirSync(stateDir, { recursive: true });
+const configFile = path.join(out, 'node-config.json');
+fs.writeFileSync(
+  configFile,
+  JSON.stringify({ resources: { mbPerVcpu: Number(values['mb-per-vcpu']) } }) + '\n',
+);
 const daemon = await spawnDaemon({
   stateDir,
+  configFile,
   allowSourcePaths: [path.resolve(import.meta.dirname, '../src/workload')],
 });
 const sweepOut = path.join(out, 'sweep');
@@ -108,6 +120,9 @@ try {
         values.minutes,
         '--threshold',
         String(threshold),
+        // Every size runs: the comparison wants the whole curve, failures included.
+        '--failure-threshold',
+        '1',
         ...(values['rps-target'] ? ['--rps-target', values['rps-target']] : []),
         ...(values['concurrency-target']
           ? ['--concurrency-target', values['concurrency-target']]
