@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -346,6 +347,10 @@ function loadRows(load: Awaited<ReturnType<typeof benchLoad>>, idle: boolean): R
       target: { text: '≤ 0.15', met: load.clientCpuCores <= 0.15 },
     },
     {
+      figure: 'load: client CPU ÷ the no-op server process CPU (baseline, same interval)',
+      value: load.clientCpuCores / load.serverCpuCores,
+    },
+    {
       figure: 'load: share sent > 2 ms late (open loop ≤ 1 %)',
       value: load.lateShare,
       target: { text: '≤ 0.01 (idle machine)', met: onIdle(load.openLoop) },
@@ -464,7 +469,20 @@ async function benchLoad(rate: number, seconds: number) {
       functions: Array.from({ length: functions }, (_, i) => tinyFunction(i, perFunction)),
     };
     const idleP99Ms = await idleLateness();
+    // The no-op server's CPU over the same dispatch interval: the baseline of the client's.
+    let serverCpuAtRun = 0;
+    let serverCpuMs = NaN;
+    let runAt = 0;
+    let dispatchMs = NaN;
     const data = await runLoad(trace, {
+      onPhase: (phase) => {
+        if (phase === 'run')
+          [serverCpuAtRun, runAt] = [processCpuMs(server.child.pid), performance.now()];
+        if (phase === 'drain') {
+          serverCpuMs = processCpuMs(server.child.pid) - serverCpuAtRun;
+          dispatchMs = performance.now() - runAt;
+        }
+      },
       target: new HttpTarget(`http://127.0.0.1:${server.port}/{function}`, { connections: 512 }),
       minutes: 4,
       warmupMinutes: 1,
@@ -487,12 +505,25 @@ async function benchLoad(rate: number, seconds: number) {
       lateShare: analysis.lateShare,
       openLoop: analysis.openLoop,
       clientCpuCores: data.meta.clientCpuCores ?? NaN,
+      serverCpuCores: serverCpuMs / dispatchMs,
       dispatchP99LatenessMs: data.meta.dispatchLatenessP99Ms ?? NaN,
       delayedByConnections: data.meta.delayedByConnections,
     };
   } finally {
     server.child.kill();
   }
+}
+
+const CLOCK_TICKS =
+  Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** A process's user + system CPU so far (ms), from /proc/<pid>/stat. */
+function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command (which may hold spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
 
 /** How late setImmediate polling sees a deadline on an idle event loop (machine noise). */
