@@ -429,7 +429,8 @@ async function calibrateAndInvoke(
   durationMs: number,
 ) {
   const target = new PetriTarget(daemon.url, { token: daemon.token, connections: 2 });
-  const fn = tinyFunction(0, invocations, durationMs);
+  // 1769 MB buys one vCPU (the default mbPerVcpu): each invocation takes ~its CPU time in wall time.
+  const fn = tinyFunction(0, invocations, durationMs, 1769);
   await target.prepare({ minutes: 1, functions: [fn] });
   const measured: number[] = [];
   const wall: number[] = [];
@@ -537,7 +538,7 @@ async function idleLateness(): Promise<number> {
   return percentiles(late).p99;
 }
 
-function tinyFunction(i: number, count: number, ms = 1): TraceFunction {
+function tinyFunction(i: number, count: number, ms = 1, mb = 128): TraceFunction {
   const d = {
     average: ms,
     count,
@@ -553,15 +554,15 @@ function tinyFunction(i: number, count: number, ms = 1): TraceFunction {
   };
   const m = {
     sampleCount: 1,
-    average: 128,
-    p1: 128,
-    p5: 128,
-    p25: 128,
-    p50: 128,
-    p75: 128,
-    p95: 128,
-    p99: 128,
-    p100: 128,
+    average: mb,
+    p1: mb,
+    p5: mb,
+    p25: mb,
+    p50: mb,
+    p75: mb,
+    p95: mb,
+    p99: mb,
+    p100: mb,
   };
   return {
     owner: 'o',
