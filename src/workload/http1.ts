@@ -278,7 +278,8 @@ export class Http1Pool {
     const extra = Object.entries(options.headers ?? {})
       .map(([name, value]) => `${checkedHeader(name)}: ${checkedHeader(value)}\r\n`)
       .join('');
-    this.prefix = ` HTTP/1.1\r\nhost: ${options.host}:${options.port}\r\n${extra}`;
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    this.prefix = ` HTTP/1.1\r\nhost: ${host}:${options.port}\r\n${extra}`;
     this.timer = setInterval(() => this.expire(), Math.min(1000, options.timeoutMs)).unref();
   }
 
