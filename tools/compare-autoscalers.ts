@@ -29,6 +29,8 @@ const { positionals, values } = parseArgs({
     'sample-max': { type: 'string' },
     lock: { type: 'string' },
     'mb-per-vcpu': { type: 'string', default: '64' },
+    // Keep a policy's finished sweep from an earlier run into the same OUT instead of sweeping it again.
+    resume: { type: 'boolean', default: false },
     minutes: { type: 'string', default: '1' },
     policies: { type: 'string', default: 'on-demand,concurrency,rps' },
     seed: { type: 'string', default: '1' },
@@ -90,7 +92,11 @@ fs.mkdirSync(stateDir, { recursive: true });
 const configFile = path.join(out, 'node-config.json');
 fs.writeFileSync(
   configFile,
-  JSON.stringify({ resources: { mbPerVcpu: Number(values['mb-per-vcpu']) } }) + '\n',
+  // A loaded machine can take longer than the default 10 s to start an instance.
+  JSON.stringify({
+    resources: { mbPerVcpu: Number(values['mb-per-vcpu']) },
+    startTimeoutMs: 60_000,
+  }) + '\n',
 );
 const daemon = await spawnDaemon({
   stateDir,
@@ -103,34 +109,36 @@ const results: PolicySweepResult[] = [];
 try {
   for (const policy of values.policies.split(',')) {
     const policyOut = path.join(sweepOut, `${policy}-run`);
-    run(
-      [
-        '--url',
-        daemon.url,
-        '--token',
-        daemon.token,
-        'sweep',
-        '--samples',
-        samples,
-        '--out',
-        policyOut,
-        '--policies',
-        policy,
-        '--minutes',
-        values.minutes,
-        '--threshold',
-        String(threshold),
-        // Every size runs: the comparison wants the whole curve, failures included.
-        '--failure-threshold',
-        '1',
-        ...(values['rps-target'] ? ['--rps-target', values['rps-target']] : []),
-        ...(values['concurrency-target']
-          ? ['--concurrency-target', values['concurrency-target']]
-          : []),
-      ],
-      values.lock,
-    );
-    const swept = JSON.parse(fs.readFileSync(path.join(policyOut, 'policies.json'), 'utf8')) as {
+    const done = path.join(policyOut, 'policies.json');
+    if (!values.resume || !fs.existsSync(done))
+      run(
+        [
+          '--url',
+          daemon.url,
+          '--token',
+          daemon.token,
+          'sweep',
+          '--samples',
+          samples,
+          '--out',
+          policyOut,
+          '--policies',
+          policy,
+          '--minutes',
+          values.minutes,
+          '--threshold',
+          String(threshold),
+          // Every size runs: the comparison wants the whole curve, failures included.
+          '--failure-threshold',
+          '1',
+          ...(values['rps-target'] ? ['--rps-target', values['rps-target']] : []),
+          ...(values['concurrency-target']
+            ? ['--concurrency-target', values['concurrency-target']]
+            : []),
+        ],
+        values.lock,
+      );
+    const swept = JSON.parse(fs.readFileSync(done, 'utf8')) as {
       policies: PolicySweepResult[];
     };
     results.push(...swept.policies);
