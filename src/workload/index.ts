@@ -68,6 +68,7 @@ export {
   type PolicySweepResult,
   comparisonRows,
   runPolicySweep,
+  writePolicyComparison,
 } from './policy-sweep.ts';
 export { calibrateSpin, calibrateSpinCpu, spin } from './synthetic-function/spin.ts';
 export { ConnectionGate } from './dispatcher.ts';

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type ReportSection, lineChart, writeChart, writeHtmlReport } from '../report/index.ts';
+import { type ReportSection, writeChart, writeHtmlReport } from '../report/index.ts';
+import { policyCpuChart, policySlowdownChart } from './sweep-charts.ts';
 import { type SweepOptions, type SweepPoint, runSweep } from './sweep.ts';
 import type { LoadTarget } from './targets.ts';
 
@@ -56,7 +57,12 @@ export function comparisonRows(results: PolicySweepResult[]) {
   );
 }
 
-async function writePolicyComparison(
+/**
+ * Writes the comparison of `results` into `out`: policies.json, policies.csv,
+ * the two charts (slowdown and CPU-seconds against offered load, a line per
+ * policy) and report.html. Also used to merge policies swept separately.
+ */
+export async function writePolicyComparison(
   out: string,
   results: PolicySweepResult[],
   threshold: number,
@@ -69,35 +75,14 @@ async function writePolicyComparison(
   const columns = Object.keys(rows[0] ?? {}) as (keyof (typeof rows)[number])[];
   const csv = [columns.join(','), ...rows.map((r) => columns.map((c) => r[c] ?? '').join(','))];
   await writeFile(path.join(out, 'policies.csv'), csv.join('\n') + '\n');
-  const series = { field: 'policy', title: 'autoscaling policy' };
+  const points = results.flatMap(({ policy, points }) => points.map((p) => ({ ...p, policy })));
   const slowdown = await writeChart(
-    lineChart({
-      title: 'Slowdown vs offered load, by autoscaling policy',
-      values: rows.map((r) => ({ policy: r.policy, load: r.offeredRate, slowdown: r.slowdown })),
-      x: { field: 'load', title: 'offered load (invocations/s)' },
-      y: { field: 'slowdown', title: 'slowdown (geometric mean)' },
-      series,
-      points: true,
-    }),
+    policySlowdownChart(points, threshold),
     out,
     'policies-slowdown',
     { png: true },
   );
-  const cpu = await writeChart(
-    lineChart({
-      title: 'CPU-seconds used vs offered load, by autoscaling policy',
-      values: rows
-        .filter((r) => r.cpuSeconds !== null)
-        .map((r) => ({ policy: r.policy, load: r.offeredRate, cpu: r.cpuSeconds ?? 0 })),
-      x: { field: 'load', title: 'offered load (invocations/s)' },
-      y: { field: 'cpu', title: 'CPU-seconds used by the node (instances + daemon)' },
-      series,
-      points: true,
-    }),
-    out,
-    'policies-cpu',
-    { png: true },
-  );
+  const cpu = await writeChart(policyCpuChart(points), out, 'policies-cpu', { png: true });
   const sections: ReportSection[] = [
     {
       title: 'Autoscaling policies',

@@ -138,3 +138,103 @@ export function cpuChart(points: readonly ChartPoint[], source: string): ChartSp
     },
   } as ChartSpec;
 }
+
+/** What the policy comparison charts need of a point. */
+export interface PolicyChartPoint extends ChartPoint {
+  policy: string;
+  cpuSeconds: number | null;
+}
+
+/** Caption of a policy chart: functions without measured invocations, per policy and size. */
+function policyCaption(points: readonly PolicyChartPoint[]): string {
+  const without = points.filter((p) => p.functionsWithoutInvocations > 0);
+  if (without.length === 0) return 'every function had measured invocations';
+  const sizes = [
+    ...new Set(without.map((p) => `${p.functionsWithoutInvocations} of size ${p.size}`)),
+  ];
+  return `functions with no measured invocation (not in the slowdown): ${sizes.join(', ')}`;
+}
+
+/**
+ * One line per autoscaling policy against offered load (In-Vitro Fig. 2 or
+ * 3), both axes from 0; each point's size is its failure rate, so failures
+ * are drawn; a threshold rule when given.
+ */
+function policyChart(
+  points: readonly PolicyChartPoint[],
+  y: { field: 'slowdown' | 'cpu'; title: string },
+  title: string,
+  threshold?: number,
+): ChartSpec {
+  const values = points
+    .filter((p) => y.field === 'slowdown' || p.cpuSeconds !== null)
+    .map((p) => ({
+      policy: p.policy,
+      load: p.offeredRate,
+      slowdown: p.slowdown,
+      cpu: p.cpuSeconds ?? 0,
+      failures: p.failureRate * 100,
+    }));
+  const color = { field: 'policy', type: 'nominal', title: 'autoscaling policy' } as const;
+  const yAxis = { field: y.field, type: 'quantitative', title: y.title, scale: { zero: true } };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: title, subtitle: policyCaption(points) },
+    width: WIDTH,
+    height: HEIGHT,
+    layer: [
+      { data: { values }, mark: { type: 'line' }, encoding: { x, y: yAxis, color } },
+      {
+        data: { values },
+        mark: { type: 'point', filled: true, opacity: 0.8 },
+        encoding: {
+          x,
+          y: { field: y.field, type: 'quantitative' },
+          color,
+          size: {
+            field: 'failures',
+            type: 'quantitative',
+            title: 'failed (%)',
+            scale: { domain: [0, 100], range: [30, 400] },
+          },
+        },
+      },
+      ...(threshold === undefined
+        ? []
+        : [
+            {
+              data: { values: [{ threshold }] },
+              mark: { type: 'rule', color: '#d62728', strokeDash: [6, 4] },
+              encoding: { y: { field: 'threshold', type: 'quantitative' } },
+            },
+          ]),
+    ],
+    config: { legend: { labelFontSize: 12, titleFontSize: 12 } },
+  } as ChartSpec;
+}
+
+/** Slowdown per policy against offered load (In-Vitro Fig. 2); the threshold drawn when it is on the scale. */
+export function policySlowdownChart(
+  points: readonly PolicyChartPoint[],
+  threshold: number,
+): ChartSpec {
+  const highest = Math.max(0, ...points.map((p) => p.slowdown));
+  const drawn = threshold <= highest * 2 ? threshold : undefined;
+  return policyChart(
+    points,
+    { field: 'slowdown', title: 'slowdown (geometric mean, failures included)' },
+    drawn === undefined
+      ? `Slowdown vs offered load, by autoscaling policy (threshold ${threshold}, off the scale)`
+      : `Slowdown vs offered load, by autoscaling policy (threshold ${threshold})`,
+    drawn,
+  );
+}
+
+/** CPU-seconds the node used per policy against offered load (In-Vitro Fig. 3). */
+export function policyCpuChart(points: readonly PolicyChartPoint[]): ChartSpec {
+  return policyChart(
+    points,
+    { field: 'cpu', title: "CPU-seconds used by the node (instances' cgroups + daemon)" },
+    'CPU-seconds vs offered load, by autoscaling policy',
+  );
+}

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Dispatcher, Pool } from 'undici';
+import { Pool } from 'undici';
+import { type Http1Response, Http1Pool } from './http1.ts';
 import { PetriError } from '../errors.ts';
 import { z } from 'zod';
 import { type Trace, type TraceFunction, syntheticFunctionName } from './trace.ts';
@@ -61,13 +62,33 @@ function makePool(origin: string, options: PoolOptions): Pool {
   });
 }
 
+/** The hot path's connections to `origin` (an http: URL's origin). */
+function makeInvokePool(
+  origin: string,
+  options: PoolOptions,
+  headers: Record<string, string> = {},
+): Http1Pool {
+  const url = new URL(origin);
+  if (url.protocol !== 'http:')
+    throw new PetriError('InvalidRequest', `the load generator speaks http only: ${origin}`);
+  return new Http1Pool({
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 80),
+    connections: options.connections ?? DEFAULT_CONNECTIONS,
+    timeoutMs: options.timeoutMs ?? 16 * 60_000,
+    headers,
+  });
+}
+
 /** Any HTTP endpoint: `{function}`, `{index}`, `{durationMs}`, `{memoryMb}` in the template are filled in. */
 export class HttpTarget implements LoadTarget {
   readonly kind = 'http';
   readonly description: string;
   readonly connections: number;
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, Http1Pool>();
   private names: string[] = [];
+  /** Per function, its pool and path when the template does not name the request's own fields. */
+  private fixed: { pool: Http1Pool; path: string }[] | undefined;
 
   constructor(
     private readonly urlTemplate: string,
@@ -75,32 +96,46 @@ export class HttpTarget implements LoadTarget {
   ) {
     this.description = `http ${urlTemplate}`;
     this.connections = options.connections ?? DEFAULT_CONNECTIONS;
+    let url: URL;
     try {
-      new URL(fill(urlTemplate, { function: 'f', index: '0', durationMs: '1', memoryMb: '1' }));
+      url = new URL(
+        fill(urlTemplate, { function: 'f', index: '0', durationMs: '1', memoryMb: '1' }),
+      );
     } catch {
       throw new PetriError('InvalidRequest', `--url-template is not a URL: ${urlTemplate}`);
     }
+    if (url.protocol !== 'http:')
+      throw new PetriError('InvalidRequest', `--url-template must be http: ${urlTemplate}`);
   }
 
   async prepare(trace: Trace): Promise<void> {
     this.names = trace.functions.map(syntheticFunctionName);
+    const perRequest = /\{(durationMs|memoryMb)\}/.test(this.urlTemplate);
+    this.fixed = perRequest
+      ? undefined
+      : this.names.map((name, i) => this.route({ function: name, index: String(i) }));
   }
 
-  async invoke(request: InvocationRequest): Promise<InvocationOutcome> {
-    const url = new URL(
-      fill(this.urlTemplate, {
+  private route(values: Record<string, string>): { pool: Http1Pool; path: string } {
+    const url = new URL(fill(this.urlTemplate, values));
+    let pool = this.pools.get(url.origin);
+    if (!pool) {
+      pool = makeInvokePool(url.origin, this.options);
+      this.pools.set(url.origin, pool);
+    }
+    return { pool, path: url.pathname + url.search };
+  }
+
+  invoke(request: InvocationRequest): Promise<InvocationOutcome> {
+    const { pool, path } =
+      this.fixed?.[request.fn] ??
+      this.route({
         function: this.names[request.fn],
         index: String(request.fn),
         durationMs: String(Math.round(request.durationMs)),
         memoryMb: String(Math.round(request.memoryMb)),
-      }),
-    );
-    let pool = this.pools.get(url.origin);
-    if (!pool) {
-      pool = makePool(url.origin, this.options);
-      this.pools.set(url.origin, pool);
-    }
-    return send(pool, url.pathname + url.search, request);
+      });
+    return send(pool, path, request);
   }
 
   async close(): Promise<void> {
@@ -174,6 +209,8 @@ export class PetriTarget implements LoadTarget {
   readonly description: string;
   readonly connections: number;
   private readonly pool: Pool;
+  private readonly invokePool: Http1Pool;
+  private paths: string[] = [];
   private names: string[] = [];
   itersPerMs = 0;
   private readonly auth: Record<string, string>;
@@ -192,11 +229,13 @@ export class PetriTarget implements LoadTarget {
       throw new PetriError('InvalidRequest', `--url is not a URL: ${url}`);
     }
     this.pool = makePool(origin, options);
+    this.invokePool = makeInvokePool(origin, options, this.auth);
   }
 
   async prepare(trace: Trace): Promise<void> {
     this.itersPerMs = await this.calibrate();
     this.names = trace.functions.map(syntheticFunctionName);
+    this.paths = this.names.map((name) => `/v1/functions/${name}/invoke`);
     const specs = trace.functions.map((fn, i) => this.specFor(fn, this.names[i]));
     await forEachLimited(specs, this.options.deployConcurrency ?? 8, ({ name, body }) =>
       this.deploy(name, body),
@@ -281,7 +320,7 @@ export class PetriTarget implements LoadTarget {
   }
 
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
-    return send(this.pool, `/v1/functions/${this.names[request.fn]}/invoke`, request, this.auth);
+    return send(this.invokePool, this.paths[request.fn], request);
   }
 
   /** From `/v1/node`: the daemon's CPU plus its instances' cgroups; undefined without cgroups. */
@@ -308,73 +347,43 @@ export class PetriTarget implements LoadTarget {
         });
         await response.body.dump();
       }).catch(() => undefined);
+    await this.invokePool.close();
     await this.pool.close();
   }
 }
 
-/**
- * One POST through undici's low-level dispatch API: no response stream or
- * promise chain per request, which keeps the dispatcher's event loop free
- * at thousands of invocations per second.
- */
+/** One invocation: a POST of its request on the hot-path client, its outcome read from the response. */
 function send(
-  pool: Pool,
+  pool: Http1Pool,
   urlPath: string,
   request: InvocationRequest,
-  auth: Record<string, string> = {},
 ): Promise<InvocationOutcome> {
-  return new Promise((resolve) => {
-    let status = 0;
-    let start: StartPath = '';
-    let headerDuration = NaN;
-    const chunks: Buffer[] = [];
-    const handler: Dispatcher.DispatchHandler = {
-      // Present so undici treats this as a new-style handler.
-      onRequestStart() {},
-      onResponseStart(_controller, statusCode, headers) {
-        status = statusCode;
-        start = startPath(headers['x-petri-start']);
-        headerDuration = Number(headers['x-petri-duration-ms'] ?? NaN);
-      },
-      onResponseData(_controller, chunk) {
-        chunks.push(chunk);
-      },
-      onResponseEnd() {
-        const body = chunks.length === 1 ? chunks[0].toString() : Buffer.concat(chunks).toString();
-        if (status >= 400) {
-          resolve({ status, errorCode: errorCodeOf(body), start, actualDurationMs: NaN });
-          return;
-        }
-        // The function's own measurement first (the synthetic function reports it); else the platform's.
-        const reported = reportedDuration(body);
-        const actualDurationMs = Number.isFinite(reported) ? reported : headerDuration;
-        resolve({ status, errorCode: '', start, actualDurationMs });
-      },
-      onResponseError(_controller, err) {
-        const code = (err as { code?: unknown }).code;
-        resolve({
-          status: 0,
-          errorCode: typeof code === 'string' ? code : 'ClientError',
-          start: '',
-          actualDurationMs: NaN,
-        });
-      },
-    };
-    pool.dispatch(
-      {
-        method: 'POST',
-        path: urlPath,
-        headers: { ...auth, 'content-type': 'application/json' },
-        body: `{"durationMs":${request.durationMs},"memoryMb":${request.memoryMb}}`,
-      },
-      handler,
-    );
-  });
+  const bytes = pool.post(
+    urlPath,
+    `{"durationMs":${request.durationMs},"memoryMb":${request.memoryMb}}`,
+  );
+  return new Promise((resolve) =>
+    pool.request(bytes, (error, response) => resolve(outcomeOf(error, response))),
+  );
 }
 
-function startPath(header: string | string[] | undefined): StartPath {
-  const value = Array.isArray(header) ? header[0] : header;
-  const text = value ?? '';
+function outcomeOf(error: string, response: Http1Response | undefined): InvocationOutcome {
+  if (!response)
+    return { status: 0, errorCode: error || 'ClientError', start: '', actualDurationMs: NaN };
+  const { status, body } = response;
+  const start = startPath(response.start);
+  if (status >= 400) return { status, errorCode: errorCodeOf(body), start, actualDurationMs: NaN };
+  // The function's own measurement first (the synthetic function reports it); else the platform's.
+  const reported = reportedDuration(body);
+  const actualDurationMs = Number.isFinite(reported)
+    ? reported
+    : response.durationHeader === ''
+      ? NaN
+      : Number(response.durationHeader);
+  return { status, errorCode: '', start, actualDurationMs };
+}
+
+function startPath(text: string): StartPath {
   return (START_PATHS as readonly string[]).includes(text) ? (text as StartPath) : '';
 }
 

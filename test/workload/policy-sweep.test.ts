@@ -16,6 +16,7 @@ import {
   runPolicySweep,
   writeTrace,
 } from '../../src/workload/index.ts';
+import { policyCpuChart, policySlowdownChart } from '../../src/workload/sweep-charts.ts';
 import { flatFunction } from './helpers.ts';
 
 const dirs: string[] = [];
@@ -99,5 +100,38 @@ describe('policy sweep', () => {
       'policy,size,offeredRate,slowdown,cpuSeconds,coldStartRate,failureRate,p99LatencyMs',
     );
     assert.equal(csv.length, 5);
+  });
+});
+
+describe('policy comparison charts', () => {
+  const point = (policy: string, size: number, slowdown: number, failureRate: number) => ({
+    policy,
+    size,
+    offeredRate: size / 10,
+    slowdown,
+    failureRate,
+    nodeCpuUtilisation: 0.5,
+    functionsWithoutInvocations: size === 2 ? 1 : 0,
+    cpuSeconds: size * 2,
+  });
+  const points = [point('rps', 2, 3, 0), point('rps', 4, 6, 0.5), point('concurrency', 2, 2, 1)];
+
+  it('start both axes at 0, draw failures as point size and name functions without invocations', () => {
+    for (const spec of [policySlowdownChart(points, 5), policyCpuChart(points)]) {
+      const layers = (spec as { layer: { encoding: Record<string, { scale?: unknown }> }[] }).layer;
+      assert.deepEqual(layers[0].encoding.x.scale, { zero: true });
+      assert.deepEqual(layers[0].encoding.y.scale, { zero: true });
+      assert.equal((layers[1].encoding.size as { field: string }).field, 'failures');
+      const title = (spec as { title: { subtitle: string } }).title;
+      assert.match(title.subtitle, /1 of size 2/);
+    }
+  });
+
+  it('draws the slowdown threshold only when it is on the scale', () => {
+    const drawn = policySlowdownChart(points, 5) as { layer: unknown[] };
+    assert.equal(drawn.layer.length, 3);
+    const off = policySlowdownChart(points, 1e6) as { layer: unknown[]; title: { text: string } };
+    assert.equal(off.layer.length, 2);
+    assert.match(off.title.text, /off the scale/);
   });
 });
