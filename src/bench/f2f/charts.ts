@@ -98,6 +98,7 @@ function fanChart(input: ChartInput): ChartSpec {
         type: 'quantitative',
         title: 'senders N (log)',
         scale: { type: 'log', base: 2, nice: false },
+        axis: { values: [...new Set(input.fan.map((r) => r.n))] },
       },
       y: {
         field: 'aggregateMbit',
@@ -107,6 +108,10 @@ function fanChart(input: ChartInput): ChartSpec {
         scale: { type: 'log' },
       },
       color: { field: 'series', type: 'nominal', title: null },
+      strokeDash: {
+        condition: { test: "datum.series === 'receiver allocation'", value: [5, 4] },
+        value: [1, 0],
+      },
     },
   } as ChartSpec;
 }

@@ -2,6 +2,6 @@
 export { ask, waitForProbe, IperfAnswer, RttAnswer, TtfbAnswer, PROBE_DIR } from './probe.ts';
 export { nativeStar, MAX_SENDERS, type NativeStar } from './native.ts';
 export { petriNode, type PetriNode } from './petri.ts';
-export { describeLimits, type CpuLimits } from './cpu.ts';
+export { cpuLimitsIn, cpuMirror, describeLimits, pidsIn, type CpuLimits } from './cpu.ts';
 export { fanIn, type FanSender, type FanSample } from './fan.ts';
 export { writeF2fCharts, type ChartInput } from './charts.ts';
