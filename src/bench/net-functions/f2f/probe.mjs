@@ -2,16 +2,21 @@
 // in a group member and in a plain namespace. It serves:
 //   7002  echo, Nagle off (round trips of 1 KB messages)
 //   7003  sends 1 byte on accept (time to first byte)
-//   5201  iperf3 -s
+//   5201…5217  iperf3 -s (one per port: a server takes one test at a time, and
+//         part (d) has up to 16 senders at one receiver)
 //   7000  control, one line per connection, answered with JSON:
-//         ping | rtt HOST MEASUREMENTS | ttfb HOST N | iperf HOST SECONDS REVERSE(0|1)
+//         ping | rtt HOST MEASUREMENTS | ttfb HOST N
+//         | iperf HOST SECONDS REVERSE(0|1) [PORT [AT]]  (AT: epoch ms to start at)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
 const MESSAGE = Buffer.alloc(1024, 7);
 const PINGPONGS = 128;
 
-spawn('iperf3', ['-s', '-p', '5201'], { stdio: 'ignore' });
+const IPERF_PORTS = 17;
+for (let i = 0; i < IPERF_PORTS; i++) {
+  spawn('iperf3', ['-s', '-p', String(5201 + i)], { stdio: 'ignore' });
+}
 
 net
   .createServer((socket) => {
@@ -82,8 +87,11 @@ async function ttfb(host, n) {
   return results;
 }
 
-function iperf(host, seconds, reverse) {
-  const args = ['-c', host, '-p', '5201', '-t', String(seconds), '-O', '1', '-J'];
+async function iperf(host, seconds, reverse, port = '5201', at = '0') {
+  const wait = Number(at) - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  const startedAt = Date.now();
+  const args = ['-c', host, '-p', port, '-t', String(seconds), '-O', '1', '-J'];
   if (reverse === '1') args.push('-R');
   return new Promise((resolve) => {
     const child = spawn('iperf3', args, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -92,7 +100,7 @@ function iperf(host, seconds, reverse) {
     child.on('close', () => {
       try {
         const end = JSON.parse(out).end;
-        resolve({ mbit: end.sum_received.bits_per_second / 1e6 });
+        resolve({ mbit: end.sum_received.bits_per_second / 1e6, startedAt });
       } catch {
         resolve({ error: out.slice(0, 300) });
       }
@@ -101,11 +109,11 @@ function iperf(host, seconds, reverse) {
 }
 
 async function answer(line) {
-  const [command, host, a, b] = line.trim().split(' ');
+  const [command, host, a, b, c, d] = line.trim().split(' ');
   if (command === 'ping') return { ok: true };
   if (command === 'rtt') return { us: await rtt(host, Number(a)) };
   if (command === 'ttfb') return { ms: await ttfb(host, Number(a)) };
-  if (command === 'iperf') return iperf(host, Number(a), b);
+  if (command === 'iperf') return iperf(host, Number(a), b, c, d);
   return { error: 'unknown command' };
 }
 
