@@ -67,6 +67,8 @@ interface Settings {
   before: number;
   after: number;
   serviceMs: number;
+  /** Petri members' memoryMb, which sets their CPU share (memoryMb / 1769 vCPU). */
+  memoryMb: number;
   settle: SettleRule;
 }
 
@@ -236,6 +238,7 @@ async function petriSide(settings: Settings): Promise<Side> {
     const spec = JSON.parse(fs.readFileSync(path.join(ADAPT_DIR, 'petri.json'), 'utf8')) as object;
     await call('PUT', '/v1/functions/adapt', {
       ...spec,
+      memoryMb: settings.memoryMb,
       env: { SERVICE_MS: String(settings.serviceMs) },
       source: { path: ADAPT_DIR },
     });
@@ -411,6 +414,7 @@ export async function run(argv: string[]): Promise<void> {
     before: { type: 'string', default: '30' },
     after: { type: 'string', default: '30' },
     'service-ms': { type: 'string', default: '10' },
+    memory: { type: 'string', default: '128' },
     'settle-band': { type: 'string', default: '0.1' },
     'settle-hold': { type: 'string', default: '5' },
     rounds: { type: 'string', default: '1' },
@@ -423,6 +427,7 @@ export async function run(argv: string[]): Promise<void> {
     before: Number(args.before),
     after: Number(args.after),
     serviceMs: Number(args['service-ms']),
+    memoryMb: Number(args.memory),
     settle: { band: Number(args['settle-band']), holdMs: Number(args['settle-hold']) * 1000 },
   };
   const values = [
