@@ -7,11 +7,12 @@
  */
 import http from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
 import { FunctionNameSchema, parseQualifier } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
-import { relay } from './proxy.ts';
+import { relay, upstreamDispatcher } from './proxy.ts';
 
 export interface FunctionUrlOptions {
   requestLimitBytes: number;
@@ -159,7 +160,7 @@ async function viaProxy(
   request: FastifyRequest,
   reply: FastifyReply,
   resolved: ReturnType<typeof resolve>,
-  agent: http.Agent,
+  dispatcher: Dispatcher,
   options: FunctionUrlOptions,
 ): Promise<void> {
   const { parts, target, drop } = resolved;
@@ -174,7 +175,7 @@ async function viaProxy(
   const record = await node.proxy(
     target,
     { method: request.raw.method ?? 'GET', path: parts.path },
-    (endpoint, context) => relay(proxied, endpoint, context, agent, limits),
+    (endpoint, context) => relay(proxied, endpoint, context, dispatcher, limits),
   );
   if (record.error) {
     const { code, message, details } = record.error;
@@ -193,15 +194,15 @@ export function addFunctionUrls(
   options: FunctionUrlOptions,
 ): void {
   // Keep-alive connections to instances' servers, shared by all requests.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  app.addHook('onClose', async () => agent.destroy());
+  const dispatcher = upstreamDispatcher();
+  app.addHook('onClose', async () => dispatcher.destroy());
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
     const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       const resolved = resolve(node, request, options);
       if (resolved.target.spec.runtime === 'http') {
-        return viaProxy(node, request, reply, resolved, agent, options);
+        return viaProxy(node, request, reply, resolved, dispatcher, options);
       }
       return viaLambda(node, request, reply, resolved, options);
     };
