@@ -50,6 +50,23 @@ const routes = {
     };
     more();
   },
+  '/huge': (request, response) => {
+    // 7 MiB streamed, no content-length: past the node's 6 MiB response limit.
+    response.writeHead(200, { 'content-type': 'application/octet-stream' });
+    let left = 112;
+    const more = () => {
+      while (left > 0) {
+        left -= 1;
+        if (!response.write(BIG_CHUNK)) return void response.once('drain', more);
+      }
+      response.end();
+    };
+    more();
+  },
+  '/huge-declared': (request, response) => {
+    response.writeHead(200, { 'content-length': String(7 * 1024 * 1024) });
+    response.end(Buffer.alloc(7 * 1024 * 1024));
+  },
   '/hop': (request, response) => {
     response.writeHead(200, {
       connection: 'x-private',
