@@ -28,6 +28,10 @@ const routes = {
   '/status/304': (request, response) => response.writeHead(304, { etag: '"v1"' }).end(),
   '/status/418': (request, response) =>
     response.writeHead(418, "I'm a teapot").end('short and stout'),
+  '/early-hints': (request, response) => {
+    response.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+    response.end('hinted');
+  },
   '/redirect': (request, response) => response.writeHead(302, { location: '/echo' }).end(),
   '/cookies': (request, response) => {
     response.setHeader('set-cookie', ['a=1; Path=/', 'b=2; HttpOnly']);

@@ -188,6 +188,7 @@ const CASES: Case[] = [
   { name: 'a 304', method: 'GET', path: '/status/304', headers: { 'if-none-match': '"v1"' } },
   { name: "the function's own 418", method: 'GET', path: '/status/418' },
   { name: 'a redirect (not followed)', method: 'GET', path: '/redirect' },
+  { name: 'an answer after a 103 early hint', method: 'GET', path: '/early-hints' },
   { name: 'several set-cookie headers', method: 'GET', path: '/cookies' },
   { name: 'a 2 MiB streamed response', method: 'GET', path: '/big' },
 ];
