@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { PetriError, toPetriError } from '../errors.ts';
@@ -9,7 +10,13 @@ import {
   parseQualifier,
   type VersionSelector,
 } from '../spec/index.ts';
-import { addFunctionUrls, retryAfter } from './function-urls.ts';
+import {
+  addFunctionUrls,
+  functionUrlDoor,
+  isFunctionUrl,
+  retryAfter,
+  type FunctionUrlDoor,
+} from './function-urls.ts';
 import { RouteMethods } from './methods.ts';
 import { toInvocationView } from './views.ts';
 
@@ -183,14 +190,42 @@ function frameworkErrorMessage(err: Error & { code?: string }): string {
 }
 
 /**
+ * The node's HTTP server: function URLs go to their door as they come,
+ * everything else through fastify. Timeouts as fastify sets on its own server.
+ */
+function nodeServer(
+  door: FunctionUrlDoor,
+  handler: (request: http.IncomingMessage, response: http.ServerResponse) => void,
+  settings: Record<string, unknown>,
+): http.Server {
+  const server = http.createServer((request, response) => {
+    if (isFunctionUrl(request.url)) void door.serve(request, response);
+    else handler(request, response);
+  });
+  const number = (key: string): number | undefined =>
+    typeof settings[key] === 'number' ? settings[key] : undefined;
+  server.keepAliveTimeout = number('keepAliveTimeout') ?? server.keepAliveTimeout;
+  server.requestTimeout = number('requestTimeout') ?? server.requestTimeout;
+  server.setTimeout(number('connectionTimeout') ?? 0);
+  return server;
+}
+
+/**
  * The HTTP API v1 (DESIGN §6) over a PetriNode. Build it and `listen`, or
  * call `inject` in tests.
  *
  * @example const app = buildApp(node, { payloadLimitBytes: 6 << 20 }); await app.listen({ port: 8080 });
  */
 export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance {
+  const door = functionUrlDoor(node, {
+    requestLimitBytes: options.payloadLimitBytes,
+    responseLimitBytes: options.responseLimitBytes ?? 6 * 1024 * 1024,
+    token: options.token,
+    bearerMatches,
+  });
   const app = Fastify({
     bodyLimit: options.payloadLimitBytes,
+    serverFactory: (handler, settings) => nodeServer(door, handler, settings),
     // Errors fastify raises before routing (a malformed URL, a path segment
     // past the router's limit) get a registered code too, never fastify's body.
     frameworkErrors: (err, _request, reply) =>
@@ -232,12 +267,7 @@ export function buildApp(node: PetriNode, options: AppOptions): FastifyInstance 
       new PetriError('RouteNotFound', `no route ${request.method} ${request.url}`),
     );
   });
-  addFunctionUrls(app, node, {
-    requestLimitBytes: options.payloadLimitBytes,
-    responseLimitBytes: options.responseLimitBytes ?? 6 * 1024 * 1024,
-    token: options.token,
-    bearerMatches,
-  });
+  addFunctionUrls(app, door);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/v1/node', async () => ({ ...node.info(), cpu: await node.cpuUsage() }));

@@ -7,11 +7,12 @@
  */
 import http from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
 import { FunctionNameSchema, parseQualifier } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
-import { relay } from './proxy.ts';
+import { relay, upstreamDispatcher } from './proxy.ts';
 
 export interface FunctionUrlOptions {
   requestLimitBytes: number;
@@ -41,9 +42,17 @@ export function urlParts(url: string): UrlParts | undefined {
   return { name, path: match[2] === '' ? '/' : match[2], query: match[3] ?? '' };
 }
 
+/** Whether a request line is a function URL's (`/fn/…`), as the node's server routes it. */
+export function isFunctionUrl(url: string | undefined): boolean {
+  return url !== undefined && url.startsWith('/fn/');
+}
+
+type Incoming = http.IncomingMessage;
+type Outgoing = http.ServerResponse;
+
 /** The function a request names, checked against the spec's `url.auth`. */
-function resolve(node: PetriNode, request: FastifyRequest, options: FunctionUrlOptions) {
-  const parts = urlParts(request.raw.url ?? '');
+function resolve(node: PetriNode, incoming: Incoming, options: FunctionUrlOptions) {
+  const parts = urlParts(incoming.url ?? '');
   // `/fn/{name}:{qualifier}` picks a version or an alias, as Lambda's qualified URLs do.
   const [name = '', qualifier] = (parts?.name ?? '').split(/:(.*)/s, 2);
   if (!parts || !FunctionNameSchema.safeParse(name).success) {
@@ -54,7 +63,7 @@ function resolve(node: PetriNode, request: FastifyRequest, options: FunctionUrlO
     qualifier === undefined ? {} : parseQualifier(qualifier),
   );
   const needsToken = target.spec.url.auth === 'token' && options.token !== undefined;
-  if (needsToken && !options.bearerMatches(request.headers.authorization, options.token ?? '')) {
+  if (needsToken && !options.bearerMatches(incoming.headers.authorization, options.token ?? '')) {
     throw new PetriError('Unauthorized', 'this function URL needs the API token');
   }
   // The node's token is the node's secret: the function never sees it.
@@ -63,7 +72,7 @@ function resolve(node: PetriNode, request: FastifyRequest, options: FunctionUrlO
 }
 
 /** Reads the whole request body, refusing it past the limit. */
-function readBody(incoming: http.IncomingMessage, limitBytes: number): Promise<Buffer> {
+function readBody(incoming: Incoming, limitBytes: number): Promise<Buffer> {
   return new Promise((resolveBody, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -78,30 +87,31 @@ function readBody(incoming: http.IncomingMessage, limitBytes: number): Promise<B
   });
 }
 
-function writeResponse(reply: FastifyReply, response: UrlResponse, invocationId: string): void {
-  reply.hijack();
+function writeResponse(outgoing: Outgoing, response: UrlResponse, invocationId: string): void {
   const headers = [...response.headers, 'x-petri-invocation-id', invocationId];
   const noBody = response.statusCode === 204 || response.statusCode === 304;
   if (!noBody) headers.push('content-length', String(response.body.length));
-  reply.raw.writeHead(response.statusCode, headers);
-  reply.raw.end(noBody ? undefined : response.body);
+  outgoing.writeHead(response.statusCode, headers);
+  outgoing.end(noBody ? undefined : response.body);
 }
 
-/** A failure after the reply was taken over: an error body if nothing was sent yet. */
-function answerError(reply: FastifyReply, error: PetriError): void {
-  const raw = reply.raw;
-  if (raw.headersSent) return void raw.destroy();
+/** A platform error as the registered JSON body, or a cut connection once a response started. */
+function answerError(incoming: Incoming, outgoing: Outgoing, error: PetriError): void {
+  if (outgoing.headersSent) return void outgoing.destroy();
   const body = JSON.stringify(error.toBody());
   const headers: http.OutgoingHttpHeaders = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
   };
   // An unread request body (over the limit, or a failed relay) ends the connection here.
-  if (!reply.request.raw.complete) headers.connection = 'close';
+  const declaresBody =
+    incoming.headers['content-length'] !== undefined ||
+    incoming.headers['transfer-encoding'] !== undefined;
+  if (declaresBody && !incoming.complete) headers.connection = 'close';
   const retry = retryAfter(error);
   if (retry !== undefined) headers['retry-after'] = retry;
-  raw.writeHead(error.status, headers);
-  raw.end(body);
+  outgoing.writeHead(error.status, headers);
+  outgoing.end(body);
 }
 
 /** Seconds a shed request should wait (429/503 from the queue or the node's capacity). */
@@ -113,21 +123,15 @@ export function retryAfter(error: PetriError): string | undefined {
 
 async function viaLambda(
   node: PetriNode,
-  request: FastifyRequest,
-  reply: FastifyReply,
+  incoming: Incoming,
+  outgoing: Outgoing,
   resolved: ReturnType<typeof resolve>,
   options: FunctionUrlOptions,
 ): Promise<void> {
   const { parts, target } = resolved;
-  reply.raw.setHeader('x-petri-version', String(target.version));
-  let body: Buffer;
-  try {
-    body = await readBody(request.raw, options.requestLimitBytes);
-  } catch (err) {
-    reply.hijack();
-    return answerError(reply, toPetriError(err));
-  }
-  const method = request.raw.method ?? 'GET';
+  outgoing.setHeader('x-petri-version', String(target.version));
+  const body = await readBody(incoming, options.requestLimitBytes);
+  const method = incoming.method ?? 'GET';
   const { record, response } = await node.invokeUrl(
     target,
     (requestId) =>
@@ -136,10 +140,10 @@ async function viaLambda(
           method,
           rawPath: parts.path,
           rawQueryString: parts.query,
-          rawHeaders: request.raw.rawHeaders,
+          rawHeaders: incoming.rawHeaders,
           body,
-          sourceIp: request.socket.remoteAddress ?? '',
-          protocol: `HTTP/${request.raw.httpVersion}`,
+          sourceIp: incoming.socket.remoteAddress ?? '',
+          protocol: `HTTP/${incoming.httpVersion}`,
         },
         { functionName: target.spec.name, requestId, now: Date.now() },
       ),
@@ -147,63 +151,85 @@ async function viaLambda(
   );
   if (record.error || !response) {
     const { code, message, details } = record.error ?? { code: 'Internal' as const, message: '' };
-    reply.hijack();
-    reply.raw.setHeader('x-petri-invocation-id', record.id);
-    return answerError(reply, new PetriError(code, message, details));
+    outgoing.setHeader('x-petri-invocation-id', record.id);
+    return answerError(incoming, outgoing, new PetriError(code, message, details));
   }
-  writeResponse(reply, response, record.id);
+  writeResponse(outgoing, response, record.id);
 }
 
 async function viaProxy(
   node: PetriNode,
-  request: FastifyRequest,
-  reply: FastifyReply,
+  incoming: Incoming,
+  outgoing: Outgoing,
   resolved: ReturnType<typeof resolve>,
-  agent: http.Agent,
+  dispatcher: Dispatcher,
   options: FunctionUrlOptions,
 ): Promise<void> {
   const { parts, target, drop } = resolved;
-  reply.hijack();
-  reply.raw.setHeader('x-petri-version', String(target.version));
+  outgoing.setHeader('x-petri-version', String(target.version));
   const path = parts.query === '' ? parts.path : `${parts.path}?${parts.query}`;
   const limits = {
     requestBytes: options.requestLimitBytes,
     responseBytes: options.responseLimitBytes,
   };
-  const proxied = { incoming: request.raw, outgoing: reply.raw, path, drop };
+  const proxied = { incoming, outgoing, path, drop };
   const record = await node.proxy(
     target,
-    { method: request.raw.method ?? 'GET', path: parts.path },
-    (endpoint, context) => relay(proxied, endpoint, context, agent, limits),
+    { method: incoming.method ?? 'GET', path: parts.path },
+    (endpoint, context) => relay(proxied, endpoint, context, dispatcher, limits),
   );
   if (record.error) {
     const { code, message, details } = record.error;
-    if (!reply.raw.headersSent) reply.raw.setHeader('x-petri-invocation-id', record.id);
-    answerError(reply, new PetriError(code, message, details));
+    if (!outgoing.headersSent) outgoing.setHeader('x-petri-invocation-id', record.id);
+    answerError(incoming, outgoing, new PetriError(code, message, details));
   }
+}
+
+/** Function URLs on the node's raw request and response: see functionUrlDoor. */
+export interface FunctionUrlDoor {
+  /** Answers one function URL request; never throws (errors are answered). */
+  serve(incoming: Incoming, outgoing: Outgoing): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Function URLs served on node:http's request and response as they come:
+ * the node's server hands `/fn/…` requests straight here, past fastify's
+ * router, hooks and body parsing, which cost the proxied path more than
+ * the relay itself. The same door is also mounted as fastify routes, so
+ * `inject` (tests) reaches it too.
+ */
+export function functionUrlDoor(node: PetriNode, options: FunctionUrlOptions): FunctionUrlDoor {
+  // Keep-alive connections to instances' servers, shared by all requests.
+  const dispatcher = upstreamDispatcher();
+  return {
+    async serve(incoming, outgoing) {
+      try {
+        const resolved = resolve(node, incoming, options);
+        if (resolved.target.spec.runtime === 'http') {
+          return await viaProxy(node, incoming, outgoing, resolved, dispatcher, options);
+        }
+        return await viaLambda(node, incoming, outgoing, resolved, options);
+      } catch (err) {
+        answerError(incoming, outgoing, toPetriError(err));
+      }
+    },
+    close: () => dispatcher.destroy(),
+  };
 }
 
 /**
  * Registers the function URL routes in their own context: bodies are not
- * parsed there (the proxy streams them, the Lambda path reads them as bytes).
+ * parsed there (the door streams them or reads them as bytes).
  */
-export function addFunctionUrls(
-  app: FastifyInstance,
-  node: PetriNode,
-  options: FunctionUrlOptions,
-): void {
-  // Keep-alive connections to instances' servers, shared by all requests.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  app.addHook('onClose', async () => agent.destroy());
+export function addFunctionUrls(app: FastifyInstance, door: FunctionUrlDoor): void {
+  app.addHook('onClose', () => door.close());
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
     const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-      const resolved = resolve(node, request, options);
-      if (resolved.target.spec.runtime === 'http') {
-        return viaProxy(node, request, reply, resolved, agent, options);
-      }
-      return viaLambda(node, request, reply, resolved, options);
+      reply.hijack();
+      await door.serve(request.raw, reply.raw);
     };
     scope.all('/fn/:name', handler);
     scope.all('/fn/:name/*', handler);

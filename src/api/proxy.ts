@@ -4,8 +4,15 @@
  * headers, body bytes, streamed), and the server's response comes back as it
  * went (status, headers, body, streamed), minus hop-by-hop headers (RFC 9110
  * §7.6.1). Bodies are capped in both directions by the node's limits.
+ *
+ * The upstream side is undici's dispatcher (kept-alive connections per
+ * instance, no pipelining) driven by a raw dispatch handler: no per-request
+ * ClientRequest, agent bookkeeping or body stream objects, which cost the
+ * node:http client most of the proxy's time.
  */
-import http from 'node:http';
+import type http from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
 import { PetriError } from '../errors.ts';
 import type { ExchangeContext, HttpEndpoint } from '../node/index.ts';
 import { endToEndHeaders } from './hop-by-hop.ts';
@@ -31,9 +38,28 @@ export interface ProxyRequest {
 const NODE_ANSWERS = ['expect'];
 /** Petri's own header: only the node sets it, on the way in and on the way out. */
 const OWN = 'x-petri-invocation-id';
+/** What the server's response may not set: the node's own headers. */
+const NODE_RESPONSE_HEADERS: ReadonlySet<string> = new Set([OWN, 'x-petri-version']);
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
+/**
+ * A declared body up to this size is read whole and sent with the request
+ * head in one write; a larger or chunked one is streamed.
+ */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+/**
+ * Kept-alive connections to instances' servers, one pool per instance
+ * endpoint (dropped by undici once its last connection closes, e.g. when
+ * the instance stops). Requests are never pipelined: a function's server
+ * need not support it.
+ */
+export function upstreamDispatcher(): Agent {
+  return new Agent({ pipelining: 1, keepAliveTimeout: 4_000, connections: null });
+}
 
 function forwardedHeaders(incoming: http.IncomingMessage, drop: ReadonlySet<string>): string[] {
-  const headers = endToEndHeaders(incoming.rawHeaders, new Set([...drop, ...NODE_ANSWERS, OWN]));
+  const dropped = new Set([...drop, ...NODE_ANSWERS, OWN]);
+  const headers = endToEndHeaders(incoming.rawHeaders, dropped);
   const from = incoming.socket.remoteAddress ?? '';
   const prior = incoming.headers['x-forwarded-for'];
   // The client's own x-forwarded-for was kept above; ours extends the chain.
@@ -45,13 +71,83 @@ function forwardedHeaders(incoming: http.IncomingMessage, drop: ReadonlySet<stri
     }
   headers.push('x-forwarded-proto', 'http');
   // A request without a body (no length, not chunked) stays without one.
-  const hasBody =
-    incoming.headers['content-length'] !== undefined ||
-    incoming.headers['transfer-encoding'] !== undefined;
-  if (!hasBody && !['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE'].includes(incoming.method ?? '')) {
+  if (!hasBody(incoming) && !NO_BODY_METHODS.has(incoming.method ?? '')) {
     headers.push('content-length', '0');
   }
   return headers;
+}
+
+function hasBody(incoming: http.IncomingMessage): boolean {
+  return (
+    incoming.headers['content-length'] !== undefined ||
+    incoming.headers['transfer-encoding'] !== undefined
+  );
+}
+
+type Fail = (error: PetriError) => void;
+
+function tooLarge(limitBytes: number): PetriError {
+  return new PetriError('PayloadTooLarge', `the request body is over ${limitBytes} bytes`);
+}
+
+/**
+ * The request body as undici sends it: none, a small declared one read
+ * whole (usually one chunk, so no copy), or a stream checked against the
+ * limit as it goes.
+ */
+async function requestBody(
+  incoming: http.IncomingMessage,
+  limitBytes: number,
+  fail: Fail,
+): Promise<Buffer | Readable | null> {
+  if (!hasBody(incoming)) return null;
+  const declared = Number(incoming.headers['content-length']);
+  if (declared > limitBytes) throw tooLarge(limitBytes);
+  if (incoming.headers['transfer-encoding'] === undefined && declared <= SMALL_BODY_BYTES) {
+    return readSmall(incoming);
+  }
+  return Readable.from(streamed(incoming, limitBytes, fail), { objectMode: false });
+}
+
+function readSmall(incoming: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    incoming.once('error', () =>
+      reject(new PetriError('InvalidRequest', 'the client closed the connection early')),
+    );
+  });
+}
+
+async function* streamed(
+  incoming: http.IncomingMessage,
+  limitBytes: number,
+  fail: Fail,
+): AsyncGenerator<Buffer> {
+  let sent = 0;
+  try {
+    for await (const chunk of incoming as AsyncIterable<Buffer>) {
+      sent += chunk.length;
+      if (sent > limitBytes) {
+        const error = tooLarge(limitBytes);
+        fail(error);
+        throw error;
+      }
+      yield chunk;
+    }
+  } catch (err) {
+    if (err instanceof PetriError) throw err;
+    const error = new PetriError('InvalidRequest', 'the client closed the connection early');
+    fail(error);
+    throw error;
+  }
+}
+
+/** Response header names and values as Node writes them back (bytes kept: latin1). */
+function headerStrings(raw: Buffer[] | string[] | null): string[] {
+  if (!raw) return [];
+  return raw.map((item) => (typeof item === 'string' ? item : item.toString('latin1')));
 }
 
 /**
@@ -60,114 +156,144 @@ function forwardedHeaders(incoming: http.IncomingMessage, drop: ReadonlySet<stri
  * the caller answers with it if no response has started, else cuts the
  * connection (the client then sees a truncated response, as from any proxy).
  */
-export function relay(
+export async function relay(
   request: ProxyRequest,
   endpoint: HttpEndpoint,
   context: ExchangeContext,
-  agent: http.Agent,
+  dispatcher: Dispatcher,
   limits: ProxyLimits,
 ): Promise<number> {
   const { incoming, outgoing } = request;
+  const headers = forwardedHeaders(incoming, request.drop);
+  headers.push(OWN, context.invocationId);
+  let failed: PetriError | undefined;
+  let abortUpstream: ((err: Error) => void) | undefined;
+  const failEarly: Fail = (error) => {
+    failed ??= error;
+    abortUpstream?.(error);
+  };
+  const body = await requestBody(incoming, limits.requestBytes, failEarly);
+  if (failed) throw failed;
   return new Promise((resolve, reject) => {
-    const headers = forwardedHeaders(incoming, request.drop);
-    headers.push(OWN, context.invocationId);
-    const upstream = http.request({
-      agent,
-      host: endpoint.host,
-      port: endpoint.port,
-      method: incoming.method,
-      path: request.path,
-      headers,
-      setHost: false,
-    });
     let done = false;
-    const fail = (error: PetriError): void => {
+    const fail: Fail = (error) => {
       if (done) return;
       done = true;
-      upstream.destroy();
+      abortUpstream?.(error);
       if (outgoing.headersSent) outgoing.destroy();
       reject(error);
     };
-    context.signal.addEventListener('abort', () =>
-      fail(new PetriError('Timeout', 'the invocation ended before the response did')),
-    );
-    upstream.on('error', (err) =>
-      fail(new PetriError('HandlerError', `the function's server failed: ${err.message}`)),
-    );
-    outgoing.on('close', () => {
+    const onAbort = (): void =>
+      fail(new PetriError('Timeout', 'the invocation ended before the response did'));
+    if (context.signal.aborted) return onAbort();
+    context.signal.addEventListener('abort', onAbort, { once: true });
+    const onClose = (): void => {
       if (!outgoing.writableFinished) {
         fail(new PetriError('InvalidRequest', 'the client closed the connection early'));
       }
-    });
-    sendBody(incoming, upstream, limits.requestBytes, fail);
-    upstream.on('response', (response) => {
-      const status = response.statusCode ?? 502;
-      const declared = Number(response.headers['content-length']);
-      if (declared > limits.responseBytes) {
-        const limit = `the ${limits.responseBytes}-byte response limit`;
+    };
+    outgoing.once('close', onClose);
+    const settle = (status: number): void => {
+      if (done) return;
+      done = true;
+      context.signal.removeEventListener('abort', onAbort);
+      outgoing.off('close', onClose);
+      resolve(status);
+    };
+    const handler = responseHandler(outgoing, context, limits, fail, settle);
+    const dispatchHandler: Dispatcher.DispatchHandler = {
+      ...handler,
+      onConnect: (abort) => {
+        abortUpstream = abort;
+        if (failed) abort(failed);
+      },
+    };
+    try {
+      dispatcher.dispatch(
+        {
+          origin: `http://${endpoint.host}:${endpoint.port}`,
+          method: (incoming.method ?? 'GET') as Dispatcher.HttpMethod,
+          path: request.path,
+          headers,
+          body,
+        },
+        dispatchHandler,
+      );
+    } catch (err) {
+      fail(
+        new PetriError('HandlerError', `the function's server failed: ${(err as Error).message}`),
+      );
+    }
+  });
+}
+
+/**
+ * The undici callbacks that write the server's response to the client, with
+ * the client's backpressure passed on (returning false pauses the upstream).
+ */
+function responseHandler(
+  outgoing: http.ServerResponse,
+  context: ExchangeContext,
+  limits: ProxyLimits,
+  fail: Fail,
+  settle: (status: number) => void,
+): Dispatcher.DispatchHandler {
+  const limit = `the ${limits.responseBytes}-byte response limit`;
+  let status = 502;
+  let received = 0;
+  let resumeUpstream: (() => void) | undefined;
+  const onDrain = (): void => resumeUpstream?.();
+  return {
+    onHeaders: (statusCode, rawHeaders, resume, statusText) => {
+      // Informational answers (100, 103) are not relayed, as node:http's client drops them;
+      // an unasked-for 101 is no answer either.
+      if (statusCode >= 100 && statusCode < 200 && statusCode !== 101) return true;
+      status = statusCode;
+      const back = endToEndHeaders(headerStrings(rawHeaders), NODE_RESPONSE_HEADERS);
+      if (declaredLength(back) > limits.responseBytes) {
         fail(new PetriError('ResponseTooLarge', `the server's response is over ${limit}`));
-        return;
+        return false;
       }
-      // The version header is the node's too: set on the reply before the relay.
-      const back = endToEndHeaders(response.rawHeaders, new Set([OWN, 'x-petri-version']));
       back.push(OWN, context.invocationId);
       // The server is the function's: a status or reason HTTP cannot relay must not throw here.
       try {
         if (status < 200 || status > 599) throw new Error(`status ${status} cannot be relayed`);
-        outgoing.writeHead(status, response.statusMessage, back);
+        outgoing.writeHead(status, statusText, back);
       } catch (err) {
         fail(new PetriError('BadResponse', `the server's response: ${(err as Error).message}`));
-        return;
+        return false;
       }
-      let received = 0;
-      response.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        if (received > limits.responseBytes) {
-          const limit = `the ${limits.responseBytes}-byte response limit`;
-          fail(new PetriError('ResponseTooLarge', `the server sent more than ${limit}`));
-          return;
-        }
-        if (!outgoing.write(chunk)) {
-          response.pause();
-          outgoing.once('drain', () => response.resume());
-        }
-      });
-      response.on('end', () => {
-        outgoing.end(() => {
-          if (done) return;
-          done = true;
-          resolve(status);
-        });
-      });
-      response.on('error', (err) =>
-        fail(new PetriError('HandlerError', `the function's server failed: ${err.message}`)),
+      resumeUpstream = resume;
+      outgoing.on('drain', onDrain);
+      return true;
+    },
+    onData: (chunk) => {
+      received += chunk.length;
+      if (received > limits.responseBytes) {
+        fail(new PetriError('ResponseTooLarge', `the server sent more than ${limit}`));
+        return false;
+      }
+      return outgoing.write(chunk);
+    },
+    onComplete: () => {
+      outgoing.off('drain', onDrain);
+      outgoing.end(() => settle(status));
+    },
+    onError: (err) => {
+      outgoing.off('drain', onDrain);
+      fail(
+        err instanceof PetriError
+          ? err
+          : new PetriError('HandlerError', `the function's server failed: ${err.message}`),
       );
-    });
-  });
+    },
+  };
 }
 
-/** Streams the client's body to the server with backpressure, failing past the limit. */
-function sendBody(
-  incoming: http.IncomingMessage,
-  upstream: http.ClientRequest,
-  limitBytes: number,
-  fail: (error: PetriError) => void,
-): void {
-  let sent = 0;
-  incoming.on('data', (chunk: Buffer) => {
-    sent += chunk.length;
-    if (sent > limitBytes) {
-      incoming.pause();
-      fail(new PetriError('PayloadTooLarge', `the request body is over ${limitBytes} bytes`));
-      return;
-    }
-    if (!upstream.write(chunk)) {
-      incoming.pause();
-      upstream.once('drain', () => incoming.resume());
-    }
-  });
-  incoming.on('end', () => upstream.end());
-  incoming.on('error', () =>
-    fail(new PetriError('InvalidRequest', 'the client closed the connection early')),
-  );
+/** The content-length a header list declares (NaN if none). */
+function declaredLength(headers: string[]): number {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i].toLowerCase() === 'content-length') return Number(headers[i + 1]);
+  }
+  return NaN;
 }

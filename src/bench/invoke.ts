@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
@@ -37,6 +38,45 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 60000;
 server.listen(Number(process.env.PORT ?? 0), process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
 `;
+/**
+ * The floor for any reverse proxy written in Node on this machine: a bare
+ * node:http server relaying to the echo server through an undici pool
+ * (kept-alive, hop-by-hop headers stripped, bodies streamed), with none of
+ * a platform's work (no routing, records, instances or limits). The
+ * function URL path cannot beat what this costs.
+ */
+const FLOOR_PROXY = `
+const http = require('node:http');
+const { Pool } = require(process.env.UNDICI_PATH);
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+const strip = (raw) => {
+  const out = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = String(raw[i]);
+    if (!HOP.has(name.toLowerCase())) out.push(name, String(raw[i + 1]));
+  }
+  return out;
+};
+const upstream = new Pool(process.env.UPSTREAM, { pipelining: 1 });
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    upstream.dispatch(
+      { method: req.method, path: req.url, headers: strip(req.rawHeaders), body: chunks.length ? Buffer.concat(chunks) : null },
+      {
+        onConnect() {},
+        onHeaders(status, raw, resume, text) { res.writeHead(status, text, strip(raw)); res.on('drain', resume); return true; },
+        onData(chunk) { return res.write(chunk); },
+        onComplete() { res.end(); },
+        onError() { res.destroy(); },
+      },
+    );
+  });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
+`;
 /** The function URL the http echo function answers on. */
 const URL_PATH = '/fn/echo-http/';
 
@@ -61,7 +101,7 @@ interface Target {
 }
 
 /** Latency and throughput targets, by the key they are reported under. */
-type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url' | 'microtask';
+type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url' | 'microtask' | 'floor';
 
 interface Round {
   /** p50 latency (ms) of each target this round. */
@@ -94,9 +134,11 @@ function progress(message: string): void {
 async function startEchoServer(
   host: string,
   testbed?: Testbed,
+  script = ECHO_SERVER,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ origin: string; stop(): void }> {
-  const command = [...(testbed?.nsenterArgs() ?? []), process.execPath, '-e', ECHO_SERVER];
-  const env: NodeJS.ProcessEnv = { ...process.env, ECHO_HOST: host };
+  const command = [...(testbed?.nsenterArgs() ?? []), process.execPath, '-e', script];
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv, ECHO_HOST: host };
   delete env.PORT;
   const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env });
   const port = await new Promise<number>((resolve, reject) => {
@@ -405,6 +447,7 @@ export async function run(argv: string[]): Promise<void> {
     `instances on ${primary.version}${compared ? ` and ${compared.version} (${compared.binary})` : ''}`,
   );
   let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+  let floor: Awaited<ReturnType<typeof startEchoServer>> | undefined;
   let removeHttpEcho: (() => void) | undefined;
   const daemons: Daemon[] = [];
   const started = async (settings: NodeSettings): Promise<Daemon> => {
@@ -414,6 +457,10 @@ export async function run(argv: string[]): Promise<void> {
   };
   try {
     echo = await startEchoServer(host, testbed);
+    floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
+      UPSTREAM: echo.origin,
+      UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
+    });
     const wanted: [RuntimeNodes['key'], InstanceNode][] = [['petri', primary]];
     if (compared) wanted.push(['compare', compared]);
     const runtimes: RuntimeNodes[] = [];
@@ -468,6 +515,7 @@ export async function run(argv: string[]): Promise<void> {
       });
     // The function URL is open (auth none): no token, as a web client calls it.
     targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
+    targets.set('floor', { origin: floor.origin, path: '/' });
     // Throughput compares the echo server with each runtime; placement is a latency question.
     const throughputKeys = [...targets.keys()].filter((key) => key !== 'spread');
 
@@ -597,6 +645,7 @@ export async function run(argv: string[]): Promise<void> {
     });
   } finally {
     echo?.stop();
+    floor?.stop();
     for (const daemon of daemons) await daemon.close();
     removeHttpEcho?.();
     await testbed?.close();
@@ -753,6 +802,24 @@ function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) 
       target: 0.4,
       met: throughputRatio >= 0.4,
     },
+    floor: floorReport(rounds, summaries),
+  };
+}
+
+/**
+ * The minimal Node proxy against the echo server (what any Node reverse
+ * proxy costs here), and the function URL against that floor.
+ */
+function floorReport(rounds: Round[], summaries: Map<TargetKey, Summary>) {
+  return {
+    proxy: summaries.get('floor')!,
+    warmRatioP50: ratio(median(rounds.map((r) => r.p50.floor! / r.p50.base!)), 1),
+    addedP50Us:
+      Math.round(median(rounds.map((r) => (r.p50.floor! - r.p50.base!) * 1000)) * 10) / 10,
+    rps: median(rounds.map((r) => r.rps.floor!)),
+    throughputRatio: ratio(median(rounds.map((r) => r.rps.floor! / r.rps.base!)), 1),
+    urlOverFloorP50: ratio(median(rounds.map((r) => r.p50.url! / r.p50.floor!)), 1),
+    urlOverFloorRps: ratio(median(rounds.map((r) => r.rps.url! / r.rps.floor!)), 1),
   };
 }
 
@@ -833,6 +900,7 @@ function mainRows(result: Report, connections: number): string[][] {
       `≥ ${result.functionUrl.throughput.target}`,
       met(result.functionUrl.throughput.met),
     ],
+    ...floorRows(result.functionUrl.floor, connections),
     coldRow('cold start p50, namespace pool warm', cold.poolWarm),
     ...(cold.poolDrained
       ? [coldRow('cold start p50, namespace pool drained', cold.poolDrained)]
@@ -859,6 +927,38 @@ function mainRows(result: Report, connections: number): string[][] {
           ],
         ]
       : []),
+  ];
+}
+
+function floorRows(floor: ReturnType<typeof floorReport>, connections: number): string[][] {
+  return [
+    [
+      '  floor: bare node:http → undici proxy, warm p50',
+      ms(floor.proxy.p50),
+      'echo server',
+      String(floor.warmRatioP50),
+      added(floor.addedP50Us, 'µs'),
+      '–',
+      '–',
+    ],
+    [
+      `  floor: bare node:http → undici proxy, throughput (${connections} conn)`,
+      `${floor.rps.toFixed(0)} req/s`,
+      'echo server',
+      String(floor.throughputRatio),
+      '',
+      '–',
+      '–',
+    ],
+    [
+      '  function URL ÷ floor (p50; throughput)',
+      '',
+      '',
+      `${floor.urlOverFloorP50}; ${floor.urlOverFloorRps}`,
+      '',
+      '–',
+      '–',
+    ],
   ];
 }
 

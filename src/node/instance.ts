@@ -7,7 +7,8 @@ import type { FunctionRecord } from '../store/index.ts';
 import type { Clock, Timer } from './clock.ts';
 
 export interface InstanceHooks {
-  onState(instance: Instance, state: InstanceState, details?: unknown): void;
+  /** `from`: the state it left (absent for the first, 'starting'). */
+  onState(instance: Instance, state: InstanceState, details?: unknown, from?: InstanceState): void;
   onLog(instance: Instance, stream: 'stdout' | 'stderr', line: string, invocationId?: string): void;
 }
 
@@ -297,8 +298,9 @@ export class Instance {
 
   setState(state: InstanceState, details?: unknown): void {
     if (this.state === state) return;
+    const from = this.state;
     this.state = state;
-    this.hooks.onState(this, state, details);
+    this.hooks.onState(this, state, details, from);
   }
 
   private waitReady(timeoutMs: number): Promise<void> {

@@ -70,8 +70,8 @@ export class InstanceLauncher {
     const hooks: InstanceHooks = onCreated
       ? {
           ...this.hooks,
-          onState: (instance, state, details) => {
-            this.hooks.onState(instance, state, details);
+          onState: (instance, state, details, from) => {
+            this.hooks.onState(instance, state, details, from);
             if (state === 'starting') onCreated(instance);
           },
         }
@@ -177,17 +177,22 @@ export class InstanceLauncher {
   }
 
   private readonly hooks: InstanceHooks = {
-    onState: (instance, state, details) => {
+    onState: (instance, state, details, from) => {
       // 'starting' comes once, when the sandbox exists; 'dead' once, when it is gone.
       if (state === 'starting') this.use(instance.functionName, instance.version);
-      this.deps.store.recordInstanceEvent({
-        instanceId: instance.id,
-        functionName: instance.functionName,
-        version: instance.version,
-        event: state,
-        at: Math.round(this.deps.clock.now()),
-        details,
-      });
+      // The turns to busy and back to idle come with every invocation, whose own
+      // record tells them: storing two rows per invocation was most of the warm path's writes.
+      const invocationTurn = state === 'busy' || (state === 'idle' && from === 'busy');
+      if (!invocationTurn) {
+        this.deps.store.recordInstanceEvent({
+          instanceId: instance.id,
+          functionName: instance.functionName,
+          version: instance.version,
+          event: state,
+          at: Math.round(this.deps.clock.now()),
+          details,
+        });
+      }
       if (state === 'idle' || state === 'dead') this.deps.logs.resetInstance(instance.id);
       if (state === 'dead') {
         this.deps.onDead(instance);

@@ -28,6 +28,10 @@ const routes = {
   '/status/304': (request, response) => response.writeHead(304, { etag: '"v1"' }).end(),
   '/status/418': (request, response) =>
     response.writeHead(418, "I'm a teapot").end('short and stout'),
+  '/early-hints': (request, response) => {
+    response.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+    response.end('hinted');
+  },
   '/redirect': (request, response) => response.writeHead(302, { location: '/echo' }).end(),
   '/cookies': (request, response) => {
     response.setHeader('set-cookie', ['a=1; Path=/', 'b=2; HttpOnly']);
@@ -49,6 +53,23 @@ const routes = {
       response.end();
     };
     more();
+  },
+  '/huge': (request, response) => {
+    // 7 MiB streamed, no content-length: past the node's 6 MiB response limit.
+    response.writeHead(200, { 'content-type': 'application/octet-stream' });
+    let left = 112;
+    const more = () => {
+      while (left > 0) {
+        left -= 1;
+        if (!response.write(BIG_CHUNK)) return void response.once('drain', more);
+      }
+      response.end();
+    };
+    more();
+  },
+  '/huge-declared': (request, response) => {
+    response.writeHead(200, { 'content-length': String(7 * 1024 * 1024) });
+    response.end(Buffer.alloc(7 * 1024 * 1024));
   },
   '/hop': (request, response) => {
     response.writeHead(200, {

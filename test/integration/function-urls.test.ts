@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
@@ -34,7 +35,7 @@ interface Case {
   method: Method;
   path: string;
   headers?: Record<string, string | string[]>;
-  body?: Buffer | string;
+  body?: Buffer | string | Readable;
 }
 
 /** Headers that describe the connection or the moment, and Petri's own: not compared. */
@@ -187,6 +188,7 @@ const CASES: Case[] = [
   { name: 'a 304', method: 'GET', path: '/status/304', headers: { 'if-none-match': '"v1"' } },
   { name: "the function's own 418", method: 'GET', path: '/status/418' },
   { name: 'a redirect (not followed)', method: 'GET', path: '/redirect' },
+  { name: 'an answer after a 103 early hint', method: 'GET', path: '/early-hints' },
   { name: 'several set-cookie headers', method: 'GET', path: '/cookies' },
   { name: 'a 2 MiB streamed response', method: 'GET', path: '/big' },
 ];
@@ -230,6 +232,48 @@ describe('function URLs of an http function', () => {
     const text = await response.body.text();
     assert.equal(response.statusCode, 413);
     assert.equal(JSON.parse(text).error.code, 'PayloadTooLarge');
+  });
+
+  it('stream a chunked upload of 1 MiB to the server', async () => {
+    const upload = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 13) % 256));
+    const chunked = () => Readable.from([upload.subarray(0, 1000), upload.subarray(1000)]);
+    const c: Case = { name: '', method: 'POST', path: '/binary' };
+    const direct = await send(plainUrl, { ...c, body: chunked() });
+    const proxied = await send(`${daemon.url}/fn/conf`, { ...c, body: chunked() });
+    assert.equal(proxied.status, 200);
+    assert.equal(proxied.body.length, upload.length);
+    assert.deepEqual(proxied.body, direct.body);
+  });
+
+  it('refuse a chunked body that goes past the payload limit with 413', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 2);
+    const body = Readable.from(Array.from({ length: 7 }, () => chunk));
+    const response = await request(`${daemon.url}/fn/conf/echo`, { method: 'POST', body });
+    const text = await response.body.text();
+    assert.equal(response.statusCode, 413);
+    assert.equal(JSON.parse(text).error.code, 'PayloadTooLarge');
+  });
+
+  it('refuse a response declared past the response limit with 502, and cut one that goes past it', async () => {
+    const declared = await request(`${daemon.url}/fn/conf/huge-declared`);
+    const text = await declared.body.text();
+    assert.equal(declared.statusCode, 502);
+    assert.equal(JSON.parse(text).error.code, 'ResponseTooLarge');
+    const streamed = await request(`${daemon.url}/fn/conf/huge`);
+    assert.equal(streamed.statusCode, 200);
+    const id = String(streamed.headers['x-petri-invocation-id']);
+    const received = await streamed.body.arrayBuffer().then(
+      (bytes) => bytes.byteLength,
+      () => -1,
+    );
+    assert.ok(received < 7 * 1024 * 1024, `the client got ${received} bytes`);
+    let view: { error?: { code?: string } } = {};
+    for (let i = 0; i < 50 && !view.error; i++) {
+      const got = await json(`/v1/invocations/${id}`);
+      if (got.status === 200) view = JSON.parse(got.text);
+      if (!view.error) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(view.error?.code, 'ResponseTooLarge');
   });
 
   it('end a server that overruns its timeout with 504, and one that dies with 502', async () => {

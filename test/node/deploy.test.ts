@@ -565,3 +565,24 @@ describe('defaults', () => {
     assert.ok(!deploy.allowedSourcePaths.includes(os.tmpdir()));
   });
 });
+
+describe('instance events', () => {
+  it('keep the life cycle, not the turn to busy and back of every invocation', async () => {
+    const own = await fakeNode();
+    try {
+      await own.node.deploy('turns', deployBody(handlerDir()));
+      const ids = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const { record } = await own.node.invoke('turns', { i });
+        assert.equal(record.status, 'succeeded');
+        ids.add(String(record.instanceId));
+      }
+      assert.equal(ids.size, 1, 'one warm instance served all three');
+      own.store.flush();
+      const events = own.store.listInstanceEvents([...ids][0]).map((e) => e.event);
+      assert.deepEqual(events, ['starting', 'idle']);
+    } finally {
+      await own.close();
+    }
+  });
+});
