@@ -295,9 +295,17 @@ export class Instance {
     await this.sandbox.destroy();
   }
 
+  /**
+   * The pool's own bookkeeping (memory and idle instances by state), told
+   * before the hooks so that what they call sees the new figures.
+   */
+  stateListener: ((instance: Instance, from: InstanceState) => void) | undefined;
+
   setState(state: InstanceState, details?: unknown): void {
     if (this.state === state) return;
+    const from = this.state;
     this.state = state;
+    this.stateListener?.(this, from);
     this.hooks.onState(this, state, details);
   }
 

@@ -32,6 +32,14 @@ export interface SimOptions {
   seed: number;
   /** Cold-start time of a function (ms), as measured on the node; by trace index. */
   startMs: (fnIndex: number) => number;
+  /**
+   * How long an instance is busy with an invocation that asked for
+   * `requestedMs` (the trace's duration), as measured on the node; by trace
+   * index. Default: the requested time (a node with no overhead).
+   */
+  runMs?: (fnIndex: number, requestedMs: number) => number;
+  /** Time from an instance's kill to its exit (ms), as measured on the node; by trace index. Default 0. */
+  stopMs?: (fnIndex: number) => number;
   maxInstancesPerFunction?: number;
   queueMaxSize?: number;
   queueMaxWaitMs?: number;
@@ -105,7 +113,12 @@ async function simulateOne(
   const clock = new ManualClock(0);
   const names = trace.functions.map(syntheticFunctionName);
   const indexOf = new Map(names.map((name, i) => [name, i]));
-  const driver = new SimDriver(clock, (name) => options.startMs(indexOf.get(name) ?? 0));
+  const stopMs = options.stopMs;
+  const driver = new SimDriver(
+    clock,
+    (name) => options.startMs(indexOf.get(name) ?? 0),
+    stopMs ? (name) => stopMs(indexOf.get(name) ?? 0) : undefined,
+  );
   const windowStart = schedule.warmupMinutes * schedule.minuteMs;
   const windowEnd = (schedule.warmupMinutes + schedule.minutes) * schedule.minuteMs;
   const meter = new InstanceMeter(clock, windowStart, windowEnd);
@@ -161,6 +174,7 @@ async function simulateOne(
     const code = err instanceof PetriError ? err.code : 'Internal';
     failures[code] = (failures[code] ?? 0) + 1;
   };
+  const runMs = options.runMs;
   let queued = 0;
   let queuedMsSum = 0;
   let served = 0;
@@ -178,7 +192,9 @@ async function simulateOne(
         if (wait > 0) queued += 1;
       }
       try {
-        await slot.instance.invoke(`i${i}`, { durationMs: schedule.durationMs[i] });
+        const requested = schedule.durationMs[i];
+        const durationMs = runMs ? runMs(schedule.fn[i], requested) : requested;
+        await slot.instance.invoke(`i${i}`, { durationMs });
       } catch (err) {
         fail(i, err);
       } finally {
@@ -215,7 +231,17 @@ async function simulateOne(
   meter.closeAll();
   const prewarm = pool.prewarmStats();
   pool.rejectAll(new PetriError('NodeRestarted', 'the simulation ended'));
-  await Promise.allSettled(pool.allInstances().map((instance) => instance.stop()));
+  let stopped = false;
+  const stops = Promise.allSettled(pool.allInstances().map((instance) => instance.stop())).then(
+    () => (stopped = true),
+  );
+  // Stops take simulated time (the driver's stopMs): run the clock until they are done.
+  while (!stopped) {
+    const due = clock.nextDue();
+    if (due !== undefined) clock.advanceTo(due);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await stops;
 
   const stats = coldStartStats(
     trace.functions.length,
