@@ -14,6 +14,7 @@ import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
+import { PoolView, type PoolViewSource } from './pool-view.ts';
 import { PrewarmScheduler } from './prewarm.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
@@ -332,29 +333,15 @@ export class Pool {
    * never looks at the node, so walking every instance each time is waste.
    */
   view(): NodeView {
-    const memoryInUseMb = (): number => this.memoryInUseMb();
-    const instances = (): InstanceView[] => this.allInstances().map((i) => i.view());
-    const idle = this.idleById;
-    const functions = this.functions;
-    return {
-      now: this.clock.now(),
-      memoryBudgetMb: this.limits.memoryBudgetMb,
-      get memoryInUseMb() {
-        return memoryInUseMb();
-      },
-      get instances() {
-        return instances();
-      },
-      // Views made as a policy walks them: one that stops after a few victims pays for a few.
-      idleInstances: {
-        *[Symbol.iterator]() {
-          for (const instance of idle.values()) yield instance.view();
-        },
-      },
-      idleInstance: (id) => idle.get(id)?.view(),
-      instancesOf: (name) => [...(functions.get(name)?.instances ?? [])].map((i) => i.view()),
-    };
+    return new PoolView(this.viewSource, this.clock.now(), this.limits.memoryBudgetMb);
   }
+
+  private readonly viewSource: PoolViewSource = {
+    memoryInUseMb: () => this.memoryInUseMb(),
+    allInstances: () => this.allInstances(),
+    idleById: this.idleById,
+    instancesOf: (name) => this.functions.get(name)?.instances,
+  };
 
   /** Fails every queued invocation (the node is stopping). */
   rejectAll(error: PetriError): void {
