@@ -107,6 +107,9 @@ export class Pool {
    */
   private liveMb = 0;
   private idleMbTotal = 0;
+  /** idleMbTotal integrated over time (MB·ms) up to `idleSince`. */
+  private idleMbMs = 0;
+  private idleSince: number | undefined;
   private readonly idleById = new Map<string, Instance>();
   /** Functions with invocations queued (some may have emptied since): what serveAllQueues walks. */
   private readonly queuedEntries = new Set<FunctionEntry>();
@@ -251,6 +254,7 @@ export class Pool {
     this.everyInstance.add(instance);
     if (instance.state !== 'dead') this.liveMb += instance.memoryMb;
     if (isIdle(instance)) {
+      this.accrueIdle();
       this.idleById.set(instance.id, instance);
       this.idleMbTotal += instance.memoryMb;
     }
@@ -261,15 +265,24 @@ export class Pool {
     if (!this.everyInstance.delete(instance)) return;
     instance.stateListener = undefined;
     if (instance.state !== 'dead') this.liveMb -= instance.memoryMb;
-    if (this.idleById.delete(instance.id)) this.idleMbTotal -= instance.memoryMb;
+    if (this.idleById.has(instance.id)) {
+      this.accrueIdle();
+      this.idleById.delete(instance.id);
+      this.idleMbTotal -= instance.memoryMb;
+    }
   }
 
   private stateChanged(instance: Instance, from: InstanceState): void {
     const was = from === 'idle' || from === 'paused';
     const now = isIdle(instance);
     // Idle to paused and back keeps its place: it was not used in between.
-    if (was && !now && this.idleById.delete(instance.id)) this.idleMbTotal -= instance.memoryMb;
+    if (was && !now && this.idleById.has(instance.id)) {
+      this.accrueIdle();
+      this.idleById.delete(instance.id);
+      this.idleMbTotal -= instance.memoryMb;
+    }
     if (!was && now) {
+      this.accrueIdle();
       this.idleById.set(instance.id, instance);
       this.idleMbTotal += instance.memoryMb;
     }
@@ -303,6 +316,18 @@ export class Pool {
   releaseMemory(mb: number): void {
     this.reservedMb = Math.max(0, this.reservedMb - mb);
     this.serveAllQueues();
+  }
+
+  /** Memory of idle and paused instances integrated over time so far, MB·ms (wasted memory-time). */
+  idleMemoryMbMs(): number {
+    this.accrueIdle();
+    return this.idleMbMs;
+  }
+
+  private accrueIdle(): void {
+    const now = this.clock.now();
+    if (this.idleSince !== undefined) this.idleMbMs += this.idleMbTotal * (now - this.idleSince);
+    this.idleSince = now;
   }
 
   memoryInUseMb(): number {

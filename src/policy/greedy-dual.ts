@@ -73,7 +73,11 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
         this.costMs.set(event.functionName, next);
         // Never used yet (started ahead): priced as if used when it started.
         if (event.memoryMb !== undefined && !this.priorities.has(event.instanceId))
-          this.rank(event.instanceId, this.priorityNow(event.functionName, event.memoryMb), event.at);
+          this.rank(
+            event.instanceId,
+            this.priorityNow(event.functionName, event.memoryMb),
+            event.at,
+          );
         return;
       }
       case 'finished':
@@ -153,9 +157,7 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
   }
 
   private victimsByScan(needMb: number, node: NodeView, except?: Set<string>): string[] {
-    const instances = except
-      ? node.instances.filter((i) => !except.has(i.id))
-      : node.instances;
+    const instances = except ? node.instances.filter((i) => !except.has(i.id)) : node.instances;
     const ranked = instances
       .filter((i) => i.state === 'idle' || i.state === 'paused')
       .map((i) => ({ instance: i, priority: this.priorityOf(i) }))

@@ -6,8 +6,10 @@ import type { LoadTarget } from './targets.ts';
 
 export interface PolicySweepOptions extends Omit<SweepOptions, 'makeTarget' | 'out' | 'onRun'> {
   out: string;
-  /** Autoscaling policies to compare, in order (each a full sweep of the same summaries). */
+  /** Policies to compare, in order (each a full sweep of the same summaries). */
   policies: string[];
+  /** What the policies decide (titles only); default autoscaling. */
+  kind?: 'autoscaling' | 'keep-alive';
   /** A target whose deploys ask for `policy`. */
   makeTarget: (policy: string) => LoadTarget;
   onRun?: (policy: string, size: number, point: SweepPoint | undefined) => void;
@@ -36,7 +38,7 @@ export async function runPolicySweep(options: PolicySweepOptions): Promise<Polic
     });
     results.push({ policy, points });
   }
-  await writePolicyComparison(options.out, results, options.threshold);
+  await writePolicyComparison(options.out, results, options.threshold, options.kind);
   return results;
 }
 
@@ -60,6 +62,7 @@ async function writePolicyComparison(
   out: string,
   results: PolicySweepResult[],
   threshold: number,
+  kind: 'autoscaling' | 'keep-alive' = 'autoscaling',
 ): Promise<void> {
   const rows = comparisonRows(results);
   await writeFile(
@@ -69,10 +72,10 @@ async function writePolicyComparison(
   const columns = Object.keys(rows[0] ?? {}) as (keyof (typeof rows)[number])[];
   const csv = [columns.join(','), ...rows.map((r) => columns.map((c) => r[c] ?? '').join(','))];
   await writeFile(path.join(out, 'policies.csv'), csv.join('\n') + '\n');
-  const series = { field: 'policy', title: 'autoscaling policy' };
+  const series = { field: 'policy', title: `${kind} policy` };
   const slowdown = await writeChart(
     lineChart({
-      title: 'Slowdown vs offered load, by autoscaling policy',
+      title: `Slowdown vs offered load, by ${kind} policy`,
       values: rows.map((r) => ({ policy: r.policy, load: r.offeredRate, slowdown: r.slowdown })),
       x: { field: 'load', title: 'offered load (invocations/s)' },
       y: { field: 'slowdown', title: 'slowdown (geometric mean)' },
@@ -85,7 +88,7 @@ async function writePolicyComparison(
   );
   const cpu = await writeChart(
     lineChart({
-      title: 'CPU-seconds used vs offered load, by autoscaling policy',
+      title: `CPU-seconds used vs offered load, by ${kind} policy`,
       values: rows
         .filter((r) => r.cpuSeconds !== null)
         .map((r) => ({ policy: r.policy, load: r.offeredRate, cpu: r.cpuSeconds ?? 0 })),
@@ -100,7 +103,7 @@ async function writePolicyComparison(
   );
   const sections: ReportSection[] = [
     {
-      title: 'Autoscaling policies',
+      title: kind === 'autoscaling' ? 'Autoscaling policies' : 'Keep-alive policies',
       table: {
         headers: [
           'policy',
@@ -125,5 +128,5 @@ async function writePolicyComparison(
     { title: 'Slowdown (In-Vitro Fig. 2)', svg: slowdown.svg },
     { title: 'CPU-seconds (In-Vitro Fig. 3)', svg: cpu.svg },
   ];
-  await writeHtmlReport(path.join(out, 'report.html'), 'Petri autoscaling comparison', sections);
+  await writeHtmlReport(path.join(out, 'report.html'), `Petri ${kind} comparison`, sections);
 }
