@@ -374,6 +374,9 @@ async function bigTrace(args: Args): Promise<unknown> {
       coldStartRatioVsFixed: r.coldStartRatio / fixed.coldStartRatio,
       wastedVsFixed: r.wastedMemoryGbS / fixed.wastedMemoryGbS,
     }));
+  console.log(
+    `refused: ${results.map((r) => `${r.policy} ${((100 * r.failed) / r.invocations).toFixed(3)} %`).join(', ')}`,
+  );
   for (const v of verdicts)
     console.log(
       `${v.policy}: cold-start ratio ×${v.coldStartRatioVsFixed.toFixed(3)} of fixed, wasted memory ×${v.wastedVsFixed.toFixed(3)}`,
@@ -386,6 +389,8 @@ async function bigTrace(args: Args): Promise<unknown> {
     budgetMb: num(args['big-budget-mb']),
     results: results.map(({ perFunction: _p, ...r }) => r),
     fixedAtLeastTenPercent: fixed.coldStartRatio >= 0.1,
+    // Refused invocations (queue full or timed out) make the comparison meaningless when common.
+    refusedShare: Object.fromEntries(results.map((r) => [r.policy, r.failed / r.invocations])),
     verdicts,
   };
 }
