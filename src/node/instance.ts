@@ -154,8 +154,21 @@ export class Instance {
   }
 
   /** A frozen plain copy of what policies may see: no methods, no live state. */
+  /**
+   * A frozen snapshot, reused while nothing in it changed (the pool offers
+   * every idle instance of a function to the start-path policy per arrival).
+   */
   view(): InstanceView {
-    return Object.freeze({
+    const last = this.lastView;
+    if (
+      last !== undefined &&
+      last.state === this.state &&
+      last.inFlight === this.inFlight &&
+      last.lastUsedAt === this.lastUsedAt &&
+      last.invocations === this.invocations
+    )
+      return last;
+    return (this.lastView = Object.freeze({
       id: this.id,
       functionName: this.functionName,
       version: this.version,
@@ -166,8 +179,10 @@ export class Instance {
       lastUsedAt: this.lastUsedAt,
       invocations: this.invocations,
       keepAliveMs: this.keepAliveMs,
-    });
+    }));
   }
+
+  private lastView: InstanceView | undefined;
 
   /** True when the sandbox can be frozen (the node has a cgroup freezer). */
   get pausable(): boolean {
