@@ -387,7 +387,7 @@ async function bigTrace(args: Args): Promise<unknown> {
     minutes,
     invocations,
     budgetMb: num(args['big-budget-mb']),
-    results: results.map(({ perFunction: _p, ...r }) => r),
+    results: results.map(({ perFunction: _p, data: _d, ...r }) => r),
     fixedAtLeastTenPercent: fixed.coldStartRatio >= 0.1,
     // Refused invocations (queue full or timed out) make the comparison meaningless when common.
     refusedShare: Object.fromEntries(results.map((r) => [r.policy, r.failed / r.invocations])),

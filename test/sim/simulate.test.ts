@@ -192,7 +192,7 @@ describe('petri sim', () => {
 
   it('refuses a bad keep-alive policy list for load and sweep before touching a node', async () => {
     let stderr = '';
-    let code = 0;
+    let code: number | undefined;
     const io: CliIo = {
       stdout: () => {},
       stderr: (t) => (stderr += t),
@@ -213,7 +213,7 @@ describe('petri sim', () => {
       ],
     ];
     for (const [args, message] of cases) {
-      code = 0;
+      code = undefined;
       stderr = '';
       await program.parseAsync([...url, ...args], { from: 'user' });
       assert.equal(code, 1, args.join(' '));
