@@ -36,8 +36,27 @@ function nodeView(instances: InstanceView[]): NodeView {
   return { now: 1000, memoryBudgetMb: 1024, memoryInUseMb: 0, instances };
 }
 
+/** The same, with the indexes the pool's view has (idle ones least recently used first). */
+const plainNodeView = nodeView;
+
+function indexedNodeView(instances: InstanceView[]): NodeView {
+  const idle = instances
+    .filter((i) => i.state === 'idle' || i.state === 'paused')
+    .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+  return {
+    ...nodeView(instances),
+    idleInstances: idle,
+    idleInstance: (id) => idle.find((i) => i.id === id),
+    instancesOf: (name) => instances.filter((i) => i.functionName === name),
+  };
+}
+
 /** What every keep-alive policy must do, whatever its rule. */
-function keepAliveConformance(name: string, make: () => KeepAlivePolicy): void {
+function keepAliveConformance(
+  name: string,
+  make: () => KeepAlivePolicy,
+  nodeView: (instances: InstanceView[]) => NodeView = plainNodeView,
+): void {
   describe(`keep-alive policy conformance: ${name}`, () => {
     it('never picks busy or starting instances as victims', () => {
       const view = nodeView([
@@ -120,8 +139,11 @@ function feed(policy: KeepAlivePolicy, events: PolicyEvent[]): void {
   for (const event of events) policy.observe?.(event);
 }
 
-for (const name of KEEP_ALIVE_POLICY_NAMES)
-  keepAliveConformance(name, () => makeKeepAlivePolicy(name, { keepAliveMs: 600_000 }));
+for (const name of KEEP_ALIVE_POLICY_NAMES) {
+  const make = () => makeKeepAlivePolicy(name, { keepAliveMs: 600_000 });
+  keepAliveConformance(name, make);
+  keepAliveConformance(`${name}, on the pool's indexed view`, make, indexedNodeView);
+}
 
 describe('FixedKeepAlive', () => {
   it('keeps instances for the default TTL unless the function overrides it', () => {
@@ -141,87 +163,89 @@ describe('FixedKeepAlive', () => {
   });
 });
 
-describe('GreedyDualKeepAlive', () => {
-  function used(
-    policy: GreedyDualKeepAlive,
-    fn: string,
-    id: string,
-    opts: { times?: number; memoryMb?: number } = {},
-  ) {
-    for (let k = 0; k < (opts.times ?? 1); k++) {
-      policy.observe({ kind: 'arrival', functionName: fn, at: 0 });
-      policy.observe({
-        kind: 'finished',
-        functionName: fn,
-        instanceId: id,
-        memoryMb: opts.memoryMb ?? 128,
-        at: 0,
-      });
+for (const indexed of [false, true])
+  describe(`GreedyDualKeepAlive${indexed ? ", on the pool's indexed view (its priority heap)" : ''}`, () => {
+    const nodeView = indexed ? indexedNodeView : plainNodeView;
+    function used(
+      policy: GreedyDualKeepAlive,
+      fn: string,
+      id: string,
+      opts: { times?: number; memoryMb?: number } = {},
+    ) {
+      for (let k = 0; k < (opts.times ?? 1); k++) {
+        policy.observe({ kind: 'arrival', functionName: fn, at: 0 });
+        policy.observe({
+          kind: 'finished',
+          functionName: fn,
+          instanceId: id,
+          memoryMb: opts.memoryMb ?? 128,
+          at: 0,
+        });
+      }
     }
-  }
 
-  it('keeps instances while memory allows (no timer)', () => {
-    assert.equal(new GreedyDualKeepAlive().keepAliveMs(), Infinity);
-  });
+    it('keeps instances while memory allows (no timer)', () => {
+      assert.equal(new GreedyDualKeepAlive().keepAliveMs(), Infinity);
+    });
 
-  it('prices an instance at clock + frequency × measured start cost / size', () => {
-    const policy = new GreedyDualKeepAlive();
-    policy.observe({ kind: 'started', functionName: 'f', instanceId: 'a', at: 0, startMs: 256 });
-    used(policy, 'f', 'a', { times: 3 });
-    assert.equal(policy.cost('f'), 256);
-    assert.equal(policy.priorityNow('f', 128), (3 * 256) / 128);
-    assert.equal(policy.cost('unmeasured'), 100);
-  });
+    it('prices an instance at clock + frequency × measured start cost / size', () => {
+      const policy = new GreedyDualKeepAlive();
+      policy.observe({ kind: 'started', functionName: 'f', instanceId: 'a', at: 0, startMs: 256 });
+      used(policy, 'f', 'a', { times: 3 });
+      assert.equal(policy.cost('f'), 256);
+      assert.equal(policy.priorityNow('f', 128), (3 * 256) / 128);
+      assert.equal(policy.cost('unmeasured'), 100);
+    });
 
-  it('evicts the lowest priority first and moves the clock to it', () => {
-    const policy = new GreedyDualKeepAlive();
-    for (const fn of ['often', 'rare', 'big'])
-      policy.observe({ kind: 'started', functionName: fn, instanceId: fn, at: 0, startMs: 100 });
-    used(policy, 'often', 'often', { times: 4 }); // 4 × 100 / 128 = 3.125
-    used(policy, 'rare', 'rare'); //                  1 × 100 / 128 = 0.78
-    used(policy, 'big', 'big', { times: 4, memoryMb: 1024 }); // 4 × 100 / 1024 = 0.39
-    const view = nodeView([
-      instance('often', { functionName: 'often' }),
-      instance('rare', { functionName: 'rare' }),
-      instance('big', { functionName: 'big', memoryMb: 1024 }),
-    ]);
-    assert.deepEqual(policy.victims(1024, view), ['big']);
-    assert.equal(policy.clock, 400 / 1024);
-    const left = nodeView(view.instances.filter((i) => i.id !== 'big'));
-    assert.deepEqual(policy.victims(200, left), ['rare', 'often']);
-    assert.equal(policy.clock, 400 / 128);
-  });
+    it('evicts the lowest priority first and moves the clock to it', () => {
+      const policy = new GreedyDualKeepAlive();
+      for (const fn of ['often', 'rare', 'big'])
+        policy.observe({ kind: 'started', functionName: fn, instanceId: fn, at: 0, startMs: 100 });
+      used(policy, 'often', 'often', { times: 4 }); // 4 × 100 / 128 = 3.125
+      used(policy, 'rare', 'rare'); //                  1 × 100 / 128 = 0.78
+      used(policy, 'big', 'big', { times: 4, memoryMb: 1024 }); // 4 × 100 / 1024 = 0.39
+      const view = nodeView([
+        instance('often', { functionName: 'often' }),
+        instance('rare', { functionName: 'rare' }),
+        instance('big', { functionName: 'big', memoryMb: 1024 }),
+      ]);
+      assert.deepEqual(policy.victims(1024, view), ['big']);
+      assert.equal(policy.clock, 400 / 1024);
+      const left = nodeView(view.instances.filter((i) => i.id !== 'big'));
+      assert.deepEqual(policy.victims(200, left), ['rare', 'often']);
+      assert.equal(policy.clock, 400 / 128);
+    });
 
-  it('ages: a use after an eviction starts from the raised clock', () => {
-    const policy = new GreedyDualKeepAlive({ defaultCostMs: 128 });
-    used(policy, 'old', 'old', { times: 5 }); // 5
-    used(policy, 'x', 'x', { times: 2 }); // 2
-    policy.victims(
-      1,
-      nodeView([instance('old', { functionName: 'old' }), instance('x', { functionName: 'x' })]),
-    );
-    assert.equal(policy.clock, 2);
-    used(policy, 'new', 'new'); // 2 + 1 = 3 < 5, yet a later use of it would pass "old"
-    const view = nodeView([
-      instance('old', { functionName: 'old' }),
-      instance('new', { functionName: 'new' }),
-    ]);
-    assert.deepEqual(policy.victims(1, view), ['new']);
-    used(policy, 'new2', 'new2', { times: 4 }); // 3 + 4 = 7 > 5
-    const later = nodeView([
-      instance('old', { functionName: 'old' }),
-      instance('new2', { functionName: 'new2' }),
-    ]);
-    assert.deepEqual(policy.victims(1, later), ['old']);
-  });
+    it('ages: a use after an eviction starts from the raised clock', () => {
+      const policy = new GreedyDualKeepAlive({ defaultCostMs: 128 });
+      used(policy, 'old', 'old', { times: 5 }); // 5
+      used(policy, 'x', 'x', { times: 2 }); // 2
+      policy.victims(
+        1,
+        nodeView([instance('old', { functionName: 'old' }), instance('x', { functionName: 'x' })]),
+      );
+      assert.equal(policy.clock, 2);
+      used(policy, 'new', 'new'); // 2 + 1 = 3 < 5, yet a later use of it would pass "old"
+      const view = nodeView([
+        instance('old', { functionName: 'old' }),
+        instance('new', { functionName: 'new' }),
+      ]);
+      assert.deepEqual(policy.victims(1, view), ['new']);
+      used(policy, 'new2', 'new2', { times: 4 }); // 3 + 4 = 7 > 5
+      const later = nodeView([
+        instance('old', { functionName: 'old' }),
+        instance('new2', { functionName: 'new2' }),
+      ]);
+      assert.deepEqual(policy.victims(1, later), ['old']);
+    });
 
-  it("forgets a function's frequency once its last instance is evicted", () => {
-    const policy = new GreedyDualKeepAlive({ defaultCostMs: 128 });
-    used(policy, 'f', 'a', { times: 3 });
-    policy.victims(1, nodeView([instance('a')]));
-    assert.equal(policy.priorityNow('f', 128), policy.clock);
+    it("forgets a function's frequency once its last instance is evicted", () => {
+      const policy = new GreedyDualKeepAlive({ defaultCostMs: 128 });
+      used(policy, 'f', 'a', { times: 3 });
+      policy.victims(1, nodeView([instance('a')]));
+      assert.equal(policy.priorityNow('f', 128), policy.clock);
+    });
   });
-});
 
 describe('HybridHistogramKeepAlive', () => {
   const MIN = 60_000;

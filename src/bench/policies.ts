@@ -1,11 +1,18 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { spawnDaemon } from '../harness/index.ts';
 import { KEEP_ALIVE_POLICY_NAMES, type KeepAlivePolicyName } from '../policy/index.ts';
 import { table } from '../report/index.ts';
-import { coldStartStats, relativeDifference, simulate, type PolicyResult } from '../sim/index.ts';
+import {
+  type PolicyFigures,
+  type PolicyResult,
+  liveFigures,
+  relativeDifference,
+  simulate,
+} from '../sim/index.ts';
 import {
   PetriTarget,
   Rng,
@@ -33,11 +40,11 @@ export async function run(argv: string[]): Promise<void> {
     'live-functions': { type: 'string', default: '12' },
     'live-minutes': { type: 'string', default: '4' },
     'minute-ms': { type: 'string', default: '15000' },
-    'live-budget-mb': { type: 'string', default: '768' },
+    'live-budget-mb': { type: 'string', default: '512' },
     'keep-alive-ms': { type: 'string', default: '20000' },
     'big-functions': { type: 'string', default: '10000' },
     'big-minutes': { type: 'string', default: '60' },
-    'big-budget-mb': { type: 'string', default: '65536' },
+    'big-budget-mb': { type: 'string', default: '262144' },
     'resolution-ms': { type: 'string', default: '10' },
     'big-max-concurrency': { type: 'string', default: '20' },
     skip: { type: 'string', default: '' },
@@ -81,24 +88,36 @@ async function liveVersusSim(args: Args): Promise<unknown> {
     seed: 5,
     minuteMs,
   };
-  const rows: { policy: KeepAlivePolicyName; live: number; sim: number; startMs: number }[] = [];
+  const rows: {
+    policy: KeepAlivePolicyName;
+    live: number;
+    sim: number;
+    liveFigures: PolicyFigures;
+    simFigures: PolicyFigures;
+    measured: MeasuredSummary;
+  }[] = [];
   for (const policy of KEEP_ALIVE_POLICY_NAMES) {
-    const { data, startMs } = await liveRun(trace, policy, { budget, keepAliveMs, schedule });
-    const live = coldStartStats(
-      trace.functions.length,
-      data.fn,
-      coldOf(data),
-      (i) => data.warmup[i] === 0,
-    );
+    const { data, measured } = await liveRun(trace, policy, { budget, keepAliveMs, schedule });
+    const live = liveFigures(data);
+    // The node's own per-function figures from this run: start, run time, stop.
     const [sim] = await simulate(trace, {
       policies: [policy],
       memoryBudgetMb: budget,
       keepAliveMs,
       ...schedule,
-      startMs: () => startMs,
+      startMs: (f) => measured.startMs[f],
+      runMs: (f, requested) => requested + measured.runOverheadMs[f],
+      stopMs: (f) => measured.stopMs[f],
       resolutionMs: 1,
     });
-    rows.push({ policy, live: live.coldStartRatio, sim: sim.coldStartRatio, startMs });
+    rows.push({
+      policy,
+      live: live.coldStartRatio,
+      sim: sim.coldStartRatio,
+      liveFigures: live,
+      simFigures: sim.figures,
+      measured: summarise(measured),
+    });
   }
   const rank = (key: 'live' | 'sim') =>
     [...rows].sort((a, b) => a[key] - b[key]).map((r) => r.policy);
@@ -110,9 +129,23 @@ async function liveVersusSim(args: Args): Promise<unknown> {
         'live cold-start ratio',
         'sim cold-start ratio',
         'relative difference',
-        'start ms',
+        'live idle GB·s',
+        'sim idle GB·s',
+        'start ms (median)',
+        'run overhead ms',
+        'stop ms',
       ],
-      rows.map((r, k) => [r.policy, r.live, r.sim, within[k], r.startMs]),
+      rows.map((r, k) => [
+        r.policy,
+        r.live,
+        r.sim,
+        within[k],
+        r.liveFigures.idleMemoryGbS ?? 'n/a',
+        r.simFigures.idleMemoryGbS ?? 'n/a',
+        r.measured.startMs,
+        r.measured.runOverheadMs,
+        r.measured.stopMs,
+      ]),
       {
         title: `live vs simulated (${trace.functions.length} functions, ${schedule.minutes} min of ${minuteMs} ms, budget ${budget} MB)`,
       },
@@ -134,11 +167,26 @@ async function liveVersusSim(args: Args): Promise<unknown> {
   };
 }
 
-function coldOf(data: RunData): Uint8Array {
-  const cold = new Uint8Array(data.fn.length);
-  // START_PATHS: '', warm, prewarm, restore, cold.
-  for (let i = 0; i < cold.length; i++) cold[i] = data.start[i] === 4 ? 1 : 0;
-  return cold;
+/** Per trace function: what the node measured of its instances in a live run (ms). */
+interface Measured {
+  startMs: number[];
+  runOverheadMs: number[];
+  stopMs: number[];
+}
+type MeasuredSummary = { startMs: number; runOverheadMs: number; stopMs: number };
+
+const median = (values: number[]): number | undefined => {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+function summarise(m: Measured): MeasuredSummary {
+  return {
+    startMs: median(m.startMs) ?? 0,
+    runOverheadMs: median(m.runOverheadMs) ?? 0,
+    stopMs: median(m.stopMs) ?? 0,
+  };
 }
 
 async function liveRun(
@@ -155,7 +203,7 @@ async function liveRun(
       minuteMs: number;
     };
   },
-): Promise<{ data: RunData; startMs: number }> {
+): Promise<{ data: RunData; measured: Measured }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'petri-bench-policies-'));
   const configFile = path.join(dir, 'config.json');
   writeFileSync(
@@ -169,30 +217,97 @@ async function liveRun(
       logLevel: 'warn',
     }),
   );
-  const node = await spawnDaemon({ stateDir: path.join(dir, 'state'), configFile });
+  const stateDir = path.join(dir, 'state');
+  const node = await spawnDaemon({ stateDir, configFile });
   try {
     const data = await runLoad(trace, {
       target: new PetriTarget(node.url, { token: node.token, keepAlivePolicy: policy }),
       ...o.schedule,
     });
-    return { data, startMs: await measuredStartMs(node.url, node.headers) };
+    const records = await invocationRecords(node.url, node.headers);
+    await node.stop();
+    return { data, measured: measure(trace, data, records, stopTimes(stateDir)) };
   } finally {
     await node.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** The node's median cold-start init time (dispatch to handler start), from its own records. */
-async function measuredStartMs(url: string, headers: Record<string, string>): Promise<number> {
-  const response = await fetch(`${url}/v1/invocations?limit=1000`, { headers });
-  const body = (await response.json()) as {
-    invocations?: { startPath?: string; timings?: { initMs?: number } }[];
+interface InvocationTimes {
+  functionName: string;
+  startPath?: string;
+  timings: { initMs?: number; executionMs?: number };
+}
+
+/** The node's own records of the run's invocations (timings as it measured them). */
+async function invocationRecords(
+  url: string,
+  headers: Record<string, string>,
+): Promise<InvocationTimes[]> {
+  const response = await fetch(`${url}/v1/invocations?limit=10000`, { headers });
+  const body = (await response.json()) as { invocations?: InvocationTimes[] };
+  return body.invocations ?? [];
+}
+
+/** Per function, how long its instances took from stopping to dead (the node's instance events). */
+function stopTimes(stateDir: string): Map<string, number[]> {
+  const file = path.join(stateDir, 'petri.db');
+  const byFunction = new Map<string, number[]>();
+  if (!existsSync(file)) return byFunction;
+  const db = new Database(file, { readonly: true });
+  try {
+    const rows = db
+      .prepare(
+        `SELECT s.function_name AS fn, d.at - s.at AS ms FROM instance_events s
+         JOIN instance_events d ON d.instance_id = s.instance_id AND d.event = 'dead'
+         WHERE s.event = 'stopping'`,
+      )
+      .all() as { fn: string; ms: number }[];
+    for (const { fn, ms } of rows) byFunction.set(fn, [...(byFunction.get(fn) ?? []), ms]);
+  } finally {
+    db.close();
+  }
+  return byFunction;
+}
+
+/**
+ * Each function's figures from the live run: median cold-start time (the
+ * node's initMs of its cold invocations), median run overhead (its warm
+ * invocations' executionMs on the node minus the median time they asked
+ * for), median stop time; a function with too few samples gets the
+ * node-wide median.
+ */
+function measure(
+  trace: Trace,
+  data: RunData,
+  records: InvocationTimes[],
+  stops: Map<string, number[]>,
+): Measured {
+  const names = data.meta.functionNames;
+  const requested = names.map(() => [] as number[]);
+  for (let i = 0; i < data.fn.length; i++)
+    if (data.fn[i] >= 0) requested[data.fn[i]].push(data.requestedDurationMs[i]);
+  const of = (name: string, path: string, pick: (r: InvocationTimes) => number | undefined) =>
+    records
+      .filter((r) => r.functionName === name && r.startPath === path)
+      .map(pick)
+      .filter((ms): ms is number => typeof ms === 'number');
+  const starts = names.map((name) => of(name, 'cold', (r) => r.timings.initMs));
+  const overheads = names.map((name, f) => {
+    const runs = of(name, 'warm', (r) => r.timings.executionMs);
+    const asked = median(requested[f]);
+    return runs.length >= 3 && asked !== undefined ? [median(runs)! - asked] : [];
+  });
+  const stopsOf = names.map((name) => stops.get(name) ?? []);
+  const perFunction = (lists: number[][], fallback: number): number[] => {
+    const all = median(lists.flat()) ?? fallback;
+    return trace.functions.map((_, f) => median(lists[f]) ?? all);
   };
-  const inits = (body.invocations ?? [])
-    .map((r) => (r.startPath === 'cold' ? r.timings?.initMs : undefined))
-    .filter((ms): ms is number => typeof ms === 'number')
-    .sort((a, b) => a - b);
-  return inits.length > 0 ? inits[Math.floor(inits.length / 2)] : 60;
+  return {
+    startMs: perFunction(starts, 60),
+    runOverheadMs: perFunction(overheads, 0),
+    stopMs: perFunction(stopsOf, 0),
+  };
 }
 
 async function bigTrace(args: Args): Promise<unknown> {
@@ -259,6 +374,9 @@ async function bigTrace(args: Args): Promise<unknown> {
       coldStartRatioVsFixed: r.coldStartRatio / fixed.coldStartRatio,
       wastedVsFixed: r.wastedMemoryGbS / fixed.wastedMemoryGbS,
     }));
+  console.log(
+    `refused: ${results.map((r) => `${r.policy} ${((100 * r.failed) / r.invocations).toFixed(3)} %`).join(', ')}`,
+  );
   for (const v of verdicts)
     console.log(
       `${v.policy}: cold-start ratio ×${v.coldStartRatioVsFixed.toFixed(3)} of fixed, wasted memory ×${v.wastedVsFixed.toFixed(3)}`,
@@ -269,8 +387,10 @@ async function bigTrace(args: Args): Promise<unknown> {
     minutes,
     invocations,
     budgetMb: num(args['big-budget-mb']),
-    results: results.map(({ perFunction: _p, ...r }) => r),
+    results: results.map(({ perFunction: _p, data: _d, ...r }) => r),
     fixedAtLeastTenPercent: fixed.coldStartRatio >= 0.1,
+    // Refused invocations (queue full or timed out) make the comparison meaningless when common.
+    refusedShare: Object.fromEntries(results.map((r) => [r.policy, r.failed / r.invocations])),
     verdicts,
   };
 }

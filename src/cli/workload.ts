@@ -1,11 +1,25 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { PetriError } from '../errors.ts';
-import { KEEP_ALIVE_POLICY_NAMES, isKeepAlivePolicyName } from '../policy/index.ts';
+import {
+  KEEP_ALIVE_POLICY_NAMES,
+  type KeepAlivePolicyName,
+  isKeepAlivePolicyName,
+} from '../policy/index.ts';
 import { table } from '../report/index.ts';
-import { formatSimResults, simulate, writeSimResults } from '../sim/index.ts';
+import {
+  type PolicyFigures,
+  formatPolicyComparison,
+  formatSimResults,
+  liveFigures,
+  simSummary,
+  simulate,
+  writePolicyComparison,
+  writeSimResults,
+} from '../sim/index.ts';
 import {
   type LoadTarget,
   HttpTarget,
@@ -237,13 +251,15 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     .option('--connections <n>', 'most concurrent connections', '1024')
     .option('--keep', 'for --target petri: leave the synthetic functions deployed')
     .option(
-      '--policy <name>',
-      `for --target petri: keep-alive policy of the functions (${POLICY_LIST})`,
+      '--policy <names>',
+      `for --target petri: keep-alive policy of the functions (${POLICY_LIST}); a comma-separated list runs once per policy into <out>/<policy> and compares them`,
     )
     .action(
       action(LoadCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
-        const target = makeTarget(o, url, globalToken(cmd));
+        if (o.policy && o.policy.length > 1)
+          return loadPerPolicy(o, o.policy, url, globalToken(cmd), io, json(program));
+        const target = makeTarget({ ...o, policy: o.policy?.[0] }, url, globalToken(cmd));
         const whole = await loadTrace(o.trace);
         const bar = progressBar('dispatch');
         const data = await runLoad(whole, {
@@ -340,7 +356,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           startMs: o.startMs,
           resolutionMs: o.resolutionMs,
         });
-        if (json(program)) return results.map(({ perFunction: _p, ...summary }) => summary);
+        if (json(program)) return simSummary(results);
         out(formatSimResults(results));
         out(`wrote ${files.join(', ')}`);
         return undefined;
@@ -350,13 +366,26 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
   program
     .command('report')
     .description(
-      'slowdown, latency, cold starts and failures of a load run; writes report.html and a PNG per chart',
+      'slowdown, latency, cold starts and failures of a load run; writes report.html and a PNG per chart. ' +
+        'Several runs (or a `petri load --policy a,b` directory), or --sim, put keep-alive policies side by side',
     )
-    .argument('<results>', 'a `petri load` results directory')
+    .argument('<results...>', '`petri load` results directories')
     .option('--no-png', 'skip the PNG charts (the HTML report keeps them as SVG)')
+    .option('--sim <dir>', 'a `petri sim` out directory: its policies go beside the live runs')
+    .option('--out <dir>', 'where a side-by-side comparison goes (default: the first results dir)')
     .action(
       action(ReportOptions, async (o, cmd) => {
-        const dir = cmd.args[0];
+        const dirs = cmd.args;
+        const runs = await runDirs(dirs);
+        if (runs.length > 1 || o.sim !== undefined) {
+          const rows = await comparisonRowsOf(runs, o.sim);
+          const files = await writePolicyComparison(o.out ?? dirs[0], rows);
+          if (json(program)) return rows;
+          out(formatPolicyComparison(rows));
+          out(`wrote ${files.join(', ')}`);
+          return undefined;
+        }
+        const dir = runs[0];
         const { analysis, html, pngs } = await writeReport(dir, await readRun(dir), {
           png: o.png,
         });
@@ -389,15 +418,34 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
     )
     .option('--concurrency-target <n>', 'with --policies: in-flight invocations per instance')
     .option('--rps-target <n>', 'with --policies: invocations per second per instance')
-    .option('--policy <name>', `keep-alive policy of the functions (${POLICY_LIST})`)
+    .option(
+      '--policy <names>',
+      `keep-alive policy of the functions (${POLICY_LIST}); a comma-separated list sweeps once per policy`,
+    )
     .action(
       action(SweepCommandOptions, async (o, cmd) => {
         const url = globalUrl(cmd);
-        if (o.policies) return policySweep(o, o.policies, url, globalToken(cmd), io, json(program));
+        if (o.policies && o.policy)
+          throw new PetriError(
+            'InvalidRequest',
+            '--policies (autoscaling) and --policy (keep-alive) compare different things: give one',
+          );
+        if (o.policies)
+          return policySweep(
+            o,
+            o.policies,
+            'autoscaling',
+            url,
+            globalToken(cmd),
+            io,
+            json(program),
+          );
+        if (o.policy && o.policy.length > 1)
+          return policySweep(o, o.policy, 'keep-alive', url, globalToken(cmd), io, json(program));
         const points = await runSweep({
           samplesDir: o.samples,
           out: o.out,
-          makeTarget: () => makeTarget(o, url, globalToken(cmd)),
+          makeTarget: () => makeTarget({ ...o, policy: o.policy?.[0] }, url, globalToken(cmd)),
           minutes: o.minutes,
           warmupMinutes: o.warmup,
           iat: o.iat,
@@ -450,6 +498,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
 async function policySweep(
   o: z.infer<typeof SweepCommandOptions>,
   policies: string[],
+  kind: 'autoscaling' | 'keep-alive',
   url: string,
   token: string | undefined,
   io: CliIo,
@@ -476,12 +525,15 @@ async function policySweep(
     samplesDir: o.samples,
     out: o.out,
     policies,
+    kind,
     makeTarget: (policy) =>
       new PetriTarget(url, {
         connections: o.connections,
         cleanup: !o.keep,
         token,
-        autoscaling: autoscaling(policy),
+        ...(kind === 'autoscaling'
+          ? { autoscaling: autoscaling(policy) }
+          : { keepAlivePolicy: PolicyName.parse(policy) }),
       }),
     minutes: o.minutes,
     warmupMinutes: o.warmup,
@@ -518,6 +570,120 @@ async function policySweep(
   return undefined;
 }
 
+/**
+ * `petri load --policy a,b,…`: the same trace, schedule and seed once per
+ * keep-alive policy into `<out>/<policy>`, then the policies side by side
+ * (the figures `petri report` and `petri sim` compute, by the same code).
+ */
+async function loadPerPolicy(
+  o: z.infer<typeof LoadCommandOptions>,
+  policies: KeepAlivePolicyName[],
+  url: string,
+  token: string | undefined,
+  io: CliIo,
+  asJson: boolean,
+): Promise<unknown> {
+  if (o.target !== 'petri')
+    throw new PetriError('InvalidRequest', '--policy needs --target petri (it deploys with it)');
+  const whole = await loadTrace(o.trace);
+  const rows: PolicyFigures[] = [];
+  for (const policy of policies) {
+    io.stderr(`${policy}…\n`);
+    const out = path.join(o.out, policy);
+    const data = await runLoad(whole, {
+      target: makeTarget({ ...o, policy }, url, token),
+      minutes: o.minutes,
+      warmupMinutes: o.warmup,
+      iat: o.iat,
+      seed: o.seed,
+      minuteMs: o.minuteMs,
+      out,
+      label: policy,
+      traceLabel: path.resolve(o.trace),
+    });
+    await writeReport(out, data, { png: false });
+    rows.push(liveFigures(data));
+  }
+  const files = await writePolicyComparison(o.out, rows);
+  if (asJson) return rows;
+  io.stdout(`${formatPolicyComparison(rows)}\n`);
+  io.stdout(`wrote ${files.join(', ')} and a run per policy\n`);
+  return undefined;
+}
+
+/** The load runs named: a results directory, or one whose subdirectories are (per policy). */
+async function runDirs(dirs: string[]): Promise<string[]> {
+  const runs: string[] = [];
+  for (const dir of dirs) {
+    if (await exists(path.join(dir, 'run.json'))) {
+      runs.push(dir);
+      continue;
+    }
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => {
+      throw new PetriError('InvalidRequest', `${dir} is not a directory`);
+    });
+    const inside = [];
+    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name)))
+      if (entry.isDirectory() && (await exists(path.join(dir, entry.name, 'run.json'))))
+        inside.push(path.join(dir, entry.name));
+    if (inside.length === 0)
+      throw new PetriError('InvalidRequest', `${dir} is not a load result (no run.json)`);
+    runs.push(...inside);
+  }
+  return runs;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** What `petri sim` wrote in sim.json: an entry per policy with its figures. */
+const SimFiguresFile = z.array(
+  z.object({
+    figures: z.object({
+      policy: z.string().max(200),
+      source: z.literal('sim'),
+      invocations: z.number(),
+      coldStarts: z.number(),
+      coldStartRatio: z.number(),
+      slowdown: z.number(),
+      failureRate: z.number(),
+      idleMemoryGbS: z.number().nullable(),
+      cpuSeconds: z.number().nullable(),
+    }),
+  }),
+);
+
+async function comparisonRowsOf(
+  runs: string[],
+  simDir: string | undefined,
+): Promise<PolicyFigures[]> {
+  const rows: PolicyFigures[] = [];
+  for (const dir of runs) rows.push(liveFigures(await readRun(dir)));
+  if (simDir !== undefined) {
+    const file = path.join(simDir, 'sim.json');
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw new PetriError('InvalidRequest', `${simDir} is not a petri sim result (no sim.json)`);
+    });
+    const parsed = SimFiguresFile.safeParse(safeJson(text));
+    if (!parsed.success)
+      throw new PetriError('InvalidRequest', `${file}: ${parsed.error.issues[0]?.message}`);
+    rows.push(...parsed.data.map((entry) => entry.figures));
+  }
+  return rows;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 const int = (min: number) => z.coerce.number().int().min(min);
 const iat = z.enum(['exponential', 'uniform', 'equidistant']);
 
@@ -549,7 +715,11 @@ const SampleOptions = z.object({
   method: z.enum(['invitro', 'search']),
   png: z.boolean().default(true),
 });
-const ReportOptions = z.object({ png: z.boolean().default(true) });
+const ReportOptions = z.object({
+  png: z.boolean().default(true),
+  sim: z.string().optional(),
+  out: z.string().optional(),
+});
 const POLICY_LIST = KEEP_ALIVE_POLICY_NAMES.join(', ');
 const PolicyName = z.enum(KEEP_ALIVE_POLICY_NAMES, { error: `must be one of ${POLICY_LIST}` });
 const TargetOptions = z.object({
@@ -557,7 +727,16 @@ const TargetOptions = z.object({
   urlTemplate: z.string().optional(),
   connections: int(1),
   keep: z.boolean().default(false),
-  policy: PolicyName.optional(),
+  policy: z
+    .string()
+    .transform((list) => list.split(',').map((p) => p.trim()))
+    .pipe(
+      z
+        .array(PolicyName)
+        .min(1)
+        .refine((l) => new Set(l).size === l.length, 'lists a policy twice'),
+    )
+    .optional(),
 });
 const SimCommandOptions = z.object({
   trace: z.string(),
@@ -610,7 +789,7 @@ const SweepCommandOptions = RunOptions.merge(TargetOptions).extend({
 });
 
 function makeTarget(
-  o: z.infer<typeof TargetOptions>,
+  o: Omit<z.infer<typeof TargetOptions>, 'policy'> & { policy?: KeepAlivePolicyName },
   url: string,
   token: string | undefined,
 ): LoadTarget {

@@ -32,11 +32,22 @@ export const systemClock: Clock = {
   },
 };
 
-interface ManualTimer {
-  at: number;
-  seq: number;
-  fire(): void;
-  cancelled: boolean;
+/** A ManualClock timer and its handle in one object (a simulation sets millions). */
+class ManualTimer implements Timer {
+  cancelled = false;
+
+  constructor(
+    readonly at: number,
+    readonly seq: number,
+    readonly fire: () => void,
+    private readonly onCancel: () => void,
+  ) {}
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.onCancel();
+  }
 }
 
 function earlier(a: ManualTimer, b: ManualTimer): boolean {
@@ -66,23 +77,16 @@ export class ManualClock implements Clock {
   }
 
   setTimer(ms: number, fire: () => void): Timer {
-    const timer: ManualTimer = {
-      at: this.current + Math.max(0, ms),
-      seq: this.seq++,
-      fire,
-      cancelled: false,
-    };
+    const timer = new ManualTimer(this.current + Math.max(0, ms), this.seq++, fire, this.onCancel);
     this.push(timer);
     this.live += 1;
-    return {
-      cancel: () => {
-        if (timer.cancelled) return;
-        timer.cancelled = true;
-        this.live -= 1;
-        this.compactIfMostlyCancelled();
-      },
-    };
+    return timer;
   }
+
+  private readonly onCancel = (): void => {
+    this.live -= 1;
+    this.compactIfMostlyCancelled();
+  };
 
   /** Timers set and not yet fired or cancelled. */
   pending(): number {

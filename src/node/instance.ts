@@ -155,8 +155,21 @@ export class Instance {
   }
 
   /** A frozen plain copy of what policies may see: no methods, no live state. */
+  /**
+   * A frozen snapshot, reused while nothing in it changed (the pool offers
+   * every idle instance of a function to the start-path policy per arrival).
+   */
   view(): InstanceView {
-    return Object.freeze({
+    const last = this.lastView;
+    if (
+      last !== undefined &&
+      last.state === this.state &&
+      last.inFlight === this.inFlight &&
+      last.lastUsedAt === this.lastUsedAt &&
+      last.invocations === this.invocations
+    )
+      return last;
+    return (this.lastView = Object.freeze({
       id: this.id,
       functionName: this.functionName,
       version: this.version,
@@ -167,8 +180,10 @@ export class Instance {
       lastUsedAt: this.lastUsedAt,
       invocations: this.invocations,
       keepAliveMs: this.keepAliveMs,
-    });
+    }));
   }
+
+  private lastView: InstanceView | undefined;
 
   /** True when the sandbox can be frozen (the node has a cgroup freezer). */
   get pausable(): boolean {
@@ -296,10 +311,17 @@ export class Instance {
     await this.sandbox.destroy();
   }
 
+  /**
+   * The pool's own bookkeeping (memory and idle instances by state), told
+   * before the hooks so that what they call sees the new figures.
+   */
+  stateListener: ((instance: Instance, from: InstanceState) => void) | undefined;
+
   setState(state: InstanceState, details?: unknown): void {
     if (this.state === state) return;
     const from = this.state;
     this.state = state;
+    this.stateListener?.(this, from);
     this.hooks.onState(this, state, details, from);
   }
 

@@ -94,6 +94,12 @@ export interface NodeInfo {
   cores: number;
   memoryBudgetMb: number;
   memoryInUseMb: number;
+  /**
+   * Memory of idle (and paused) instances integrated over time since the
+   * node started, MB·ms: the "wasted memory" of keep-alive studies, as the
+   * simulator computes it from the same pool.
+   */
+  idleMemoryMbMs: number;
   sandboxDriver: string;
   isolation: IsolationReport;
   placement: PlacementStatus;
@@ -531,6 +537,7 @@ export class PetriNode {
       cores: this.cores,
       memoryBudgetMb: this.deps.config.memoryBudgetMb,
       memoryInUseMb: this.pool.memoryInUseMb(),
+      idleMemoryMbMs: Math.round(this.pool.idleMemoryMbMs()),
       sandboxDriver: this.deps.driver.name,
       isolation: this.deps.driver.capabilities(),
       placement: this.scheduler.placement.status(),

@@ -14,6 +14,7 @@ import type { StartPath } from '../store/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
+import { PoolView, type PoolViewSource } from './pool-view.ts';
 import { PrewarmScheduler } from './prewarm.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
@@ -98,6 +99,20 @@ export class Pool {
    * node with thousands of functions stays cheap per cold start.
    */
   private readonly everyInstance = new Set<Instance>();
+  /**
+   * Kept as instances change state (Instance.stateListener), so that memory
+   * and victim searches cost nothing per instance: memory of the tracked
+   * instances not dead, and of the idle or paused ones; those idle or
+   * paused by id, in the order they became idle (least recently used first).
+   */
+  private liveMb = 0;
+  private idleMbTotal = 0;
+  /** idleMbTotal integrated over time (MB·ms) up to `idleSince`. */
+  private idleMbMs = 0;
+  private idleSince: number | undefined;
+  private readonly idleById = new Map<string, Instance>();
+  /** Functions with invocations queued (some may have emptied since): what serveAllQueues walks. */
+  private readonly queuedEntries = new Set<FunctionEntry>();
   /** The policy's "start one at time T" decisions, pending. */
   private readonly prewarm: PrewarmScheduler;
   /** Instances started ahead and not used yet, and what became of those started so far. */
@@ -229,8 +244,49 @@ export class Pool {
   forget(instance: Instance): void {
     instance.clearKeepAlive();
     this.functions.get(instance.functionName)?.instances.delete(instance);
-    this.everyInstance.delete(instance);
+    this.untrack(instance);
     this.serveAllQueues();
+  }
+
+  /** Counts an instance in the node's memory and idle figures from now on. */
+  private track(instance: Instance): void {
+    if (this.everyInstance.has(instance)) return;
+    this.everyInstance.add(instance);
+    if (instance.state !== 'dead') this.liveMb += instance.memoryMb;
+    if (isIdle(instance)) {
+      this.accrueIdle();
+      this.idleById.set(instance.id, instance);
+      this.idleMbTotal += instance.memoryMb;
+    }
+    instance.stateListener = (changed, from) => this.stateChanged(changed, from);
+  }
+
+  private untrack(instance: Instance): void {
+    if (!this.everyInstance.delete(instance)) return;
+    instance.stateListener = undefined;
+    if (instance.state !== 'dead') this.liveMb -= instance.memoryMb;
+    if (this.idleById.has(instance.id)) {
+      this.accrueIdle();
+      this.idleById.delete(instance.id);
+      this.idleMbTotal -= instance.memoryMb;
+    }
+  }
+
+  private stateChanged(instance: Instance, from: InstanceState): void {
+    const was = from === 'idle' || from === 'paused';
+    const now = isIdle(instance);
+    // Idle to paused and back keeps its place: it was not used in between.
+    if (was && !now && this.idleById.has(instance.id)) {
+      this.accrueIdle();
+      this.idleById.delete(instance.id);
+      this.idleMbTotal -= instance.memoryMb;
+    }
+    if (!was && now) {
+      this.accrueIdle();
+      this.idleById.set(instance.id, instance);
+      this.idleMbTotal += instance.memoryMb;
+    }
+    if (instance.state === 'dead') this.liveMb -= instance.memoryMb;
   }
 
   /** The most invocations in flight at once since the last call (a placement window). */
@@ -249,10 +305,7 @@ export class Pool {
     const free = (): number => this.limits.memoryBudgetMb - this.memoryInUseMb();
     if (mb > this.limits.memoryBudgetMb) return false;
     if (free() < mb) {
-      const victims = new Set(this.policy.victims(mb - free(), this.view()));
-      for (const instance of this.allInstances()) {
-        if (victims.has(instance.id) && instance.state === 'idle') void this.retire(instance);
-      }
+      this.retireVictims(this.policy.victims(mb - free(), this.view()), 'idle');
     }
     if (free() < mb) return false;
     this.reservedMb += mb;
@@ -265,11 +318,20 @@ export class Pool {
     this.serveAllQueues();
   }
 
+  /** Memory of idle and paused instances integrated over time so far, MB·ms (wasted memory-time). */
+  idleMemoryMbMs(): number {
+    this.accrueIdle();
+    return this.idleMbMs;
+  }
+
+  private accrueIdle(): void {
+    const now = this.clock.now();
+    if (this.idleSince !== undefined) this.idleMbMs += this.idleMbTotal * (now - this.idleSince);
+    this.idleSince = now;
+  }
+
   memoryInUseMb(): number {
-    let total = this.startingMb + this.reservedMb;
-    for (const instance of this.everyInstance)
-      if (instance.state !== 'dead') total += instance.memoryMb;
-    return total;
+    return this.startingMb + this.reservedMb + this.liveMb;
   }
 
   allInstances(): Instance[] {
@@ -296,19 +358,15 @@ export class Pool {
    * never looks at the node, so walking every instance each time is waste.
    */
   view(): NodeView {
-    const memoryInUseMb = (): number => this.memoryInUseMb();
-    const instances = (): InstanceView[] => this.allInstances().map((i) => i.view());
-    return {
-      now: this.clock.now(),
-      memoryBudgetMb: this.limits.memoryBudgetMb,
-      get memoryInUseMb() {
-        return memoryInUseMb();
-      },
-      get instances() {
-        return instances();
-      },
-    };
+    return new PoolView(this.viewSource, this.clock.now(), this.limits.memoryBudgetMb);
   }
+
+  private readonly viewSource: PoolViewSource = {
+    memoryInUseMb: () => this.memoryInUseMb(),
+    allInstances: () => this.allInstances(),
+    idleById: this.idleById,
+    instancesOf: (name) => this.functions.get(name)?.instances,
+  };
 
   /** Fails every queued invocation (the node is stopping). */
   rejectAll(error: PetriError): void {
@@ -319,6 +377,7 @@ export class Pool {
         waiter.reject(error);
       }
     }
+    this.queuedEntries.clear();
   }
 
   // ---- scaling ahead of demand (autoscalers, pre-warming) ----------------
@@ -360,6 +419,7 @@ export class Pool {
       instanceId: instance.id,
       at,
       startMs: at - begun,
+      memoryMb: instance.memoryMb,
     });
   }
 
@@ -428,7 +488,7 @@ export class Pool {
       return;
     }
     current.instances.add(instance);
-    this.everyInstance.add(instance);
+    this.track(instance);
     this.serveQueue(current);
     if (instance.state === 'idle') {
       this.armKeepAlive(instance);
@@ -574,10 +634,7 @@ export class Pool {
     if (free >= spec.memoryMb) return true;
     // Not even stopping every idle instance would make room: spare the policy the question.
     if (free + this.idleMb() < spec.memoryMb) return false;
-    const victims = new Set(this.policy.victims(spec.memoryMb - free, this.view()));
-    for (const instance of this.allInstances()) {
-      if (victims.has(instance.id) && isIdle(instance)) void this.retire(instance);
-    }
+    this.retireVictims(this.policy.victims(spec.memoryMb - free, this.view()));
     return this.limits.memoryBudgetMb - this.memoryInUseMb() >= spec.memoryMb;
   }
 
@@ -596,9 +653,7 @@ export class Pool {
 
   /** Memory of idle instances, running or paused: what evictions could free. */
   private idleMb(): number {
-    let total = 0;
-    for (const instance of this.everyInstance) if (isIdle(instance)) total += instance.memoryMb;
-    return total;
+    return this.idleMbTotal;
   }
 
   private async coldStart(
@@ -618,7 +673,7 @@ export class Pool {
       this.reserve(instance);
       const current = this.functions.get(record.name);
       current?.instances.add(instance);
-      this.everyInstance.add(instance);
+      this.track(instance);
       if (current) this.serveQueue(current);
       return instance;
     } finally {
@@ -651,6 +706,7 @@ export class Pool {
         reject(new PetriError('QueueTimeout', `waited ${maxWaitMs} ms for an instance`));
       });
       entry.queue.push(waiter);
+      this.queuedEntries.add(entry);
     });
   }
 
@@ -718,8 +774,11 @@ export class Pool {
    */
   private serveAllQueues(): void {
     let room: number | undefined;
-    for (const entry of this.functions.values()) {
-      if (entry.queue.length === 0) continue;
+    for (const entry of this.queuedEntries) {
+      if (entry.queue.length === 0 || this.functions.get(entry.record.name) !== entry) {
+        this.queuedEntries.delete(entry);
+        continue;
+      }
       room ??= this.limits.memoryBudgetMb - this.memoryInUseMb() + this.idleMb();
       if (entry.record.spec.memoryMb > room && !this.hasReady(entry)) continue;
       this.serveQueue(entry);
@@ -760,6 +819,14 @@ export class Pool {
       },
       { background: true },
     );
+  }
+
+  /** Stops the policy's victims that are still idle (or paused, unless `only` says idle). */
+  private retireVictims(ids: readonly string[], only?: 'idle'): void {
+    for (const id of new Set(ids)) {
+      const instance = this.idleById.get(id);
+      if (instance && (only === undefined || instance.state === only)) void this.retire(instance);
+    }
   }
 
   private async retire(instance: Instance): Promise<void> {

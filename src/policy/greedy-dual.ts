@@ -1,4 +1,13 @@
+import { MinHeap } from './heap.ts';
 import type { InstanceView, KeepAlivePolicy, NodeView, PolicyEvent } from './types.ts';
+
+/** A priority given to an instance; `stamp` tells the current one from ones it replaced. */
+interface Ranked {
+  priority: number;
+  usedAt: number;
+  id: string;
+  stamp: number;
+}
 
 export interface GreedyDualOptions {
   /** Cost (ms) of a function whose start the node has not measured yet. */
@@ -26,6 +35,15 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
   private readonly frequency = new Map<string, number>();
   private readonly costMs = new Map<string, number>();
   private readonly priorities = new Map<string, number>();
+  /**
+   * Every priority given, lowest first, for views the pool indexes (see
+   * `victims`); an entry is current while its stamp is the instance's.
+   */
+  private readonly ranked = new MinHeap<Ranked>(
+    (a, b) => a.priority < b.priority || (a.priority === b.priority && a.usedAt < b.usedAt),
+  );
+  private readonly stamps = new Map<string, number>();
+  private nextStamp = 0;
   private readonly defaultCostMs: number;
   private readonly smoothing: number;
 
@@ -53,10 +71,17 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
         const next =
           known === undefined ? event.startMs : known + this.smoothing * (event.startMs - known);
         this.costMs.set(event.functionName, next);
+        // Never used yet (started ahead): priced as if used when it started.
+        if (event.memoryMb !== undefined && !this.priorities.has(event.instanceId))
+          this.rank(
+            event.instanceId,
+            this.priorityNow(event.functionName, event.memoryMb),
+            event.at,
+          );
         return;
       }
       case 'finished':
-        this.priorities.set(event.instanceId, this.priorityNow(event.functionName, event.memoryMb));
+        this.rank(event.instanceId, this.priorityNow(event.functionName, event.memoryMb), event.at);
         return;
     }
   }
@@ -73,9 +98,66 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
     return this.costMs.get(functionName) ?? this.defaultCostMs;
   }
 
+  private rank(id: string, priority: number, usedAt: number): void {
+    this.priorities.set(id, priority);
+    const stamp = this.nextStamp++;
+    this.stamps.set(id, stamp);
+    this.ranked.push({ priority, usedAt, id, stamp });
+    // Stale entries (an instance used again, or gone) are dropped at the top; rebuild if they pile up.
+    if (this.ranked.size > 2 * this.stamps.size + 1024)
+      this.ranked.retain((r) => this.stamps.get(r.id) === r.stamp);
+  }
+
   victims(needMb: number, node: NodeView): string[] {
     if (needMb <= 0) return [];
-    const instances = node.instances;
+    if (node.idleInstance && node.instancesOf) return this.victimsByHeap(needMb, node);
+    return this.victimsByScan(needMb, node);
+  }
+
+  /**
+   * The pool's view: the lowest current priority first, from the heap, each
+   * checked idle by id, so an eviction costs a few heap steps instead of a
+   * sort of every instance. Instances the policy never heard of (none, in
+   * the pool) are left to the scan.
+   */
+  private victimsByHeap(needMb: number, node: NodeView): string[] {
+    const chosen: InstanceView[] = [];
+    let freed = 0;
+    while (freed < needMb) {
+      const top = this.ranked.peek();
+      if (!top) break;
+      this.ranked.pop();
+      if (this.stamps.get(top.id) !== top.stamp) continue;
+      const instance = node.idleInstance!(top.id);
+      if (!instance) {
+        // Busy (its next finish ranks it again) or gone.
+        this.stamps.delete(top.id);
+        this.priorities.delete(top.id);
+        continue;
+      }
+      chosen.push(instance);
+      freed += instance.memoryMb;
+      this.clockValue = Math.max(this.clockValue, top.priority);
+    }
+    const ids = chosen.map((i) => i.id);
+    if (freed < needMb) {
+      const rest = this.victimsByScan(needMb - freed, node, new Set(ids));
+      ids.push(...rest);
+    }
+    for (const id of ids) {
+      this.priorities.delete(id);
+      this.stamps.delete(id);
+    }
+    const gone = new Set(ids);
+    for (const name of new Set(chosen.map((i) => i.functionName))) {
+      const left = node.instancesOf!(name).some((i) => !gone.has(i.id) && i.state !== 'dead');
+      if (!left) this.frequency.delete(name);
+    }
+    return ids;
+  }
+
+  private victimsByScan(needMb: number, node: NodeView, except?: Set<string>): string[] {
+    const instances = except ? node.instances.filter((i) => !except.has(i.id)) : node.instances;
     const ranked = instances
       .filter((i) => i.state === 'idle' || i.state === 'paused')
       .map((i) => ({ instance: i, priority: this.priorityOf(i) }))
@@ -104,7 +186,10 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
   /** Drops evicted instances; a function left with none starts counting its frequency anew. */
   private forget(evicted: InstanceView[], all: readonly InstanceView[]): void {
     const gone = new Set(evicted.map((i) => i.id));
-    for (const id of gone) this.priorities.delete(id);
+    for (const id of gone) {
+      this.priorities.delete(id);
+      this.stamps.delete(id);
+    }
     // Instances that died some other way (crash, new version) leave entries behind.
     if (this.priorities.size > 2 * all.length + 64) {
       const live = new Set(all.map((i) => i.id));

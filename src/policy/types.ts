@@ -24,6 +24,16 @@ export interface NodeView {
   readonly memoryBudgetMb: number;
   readonly memoryInUseMb: number;
   readonly instances: readonly InstanceView[];
+  /**
+   * The same idle or paused instances as in `instances`, least recently
+   * idle first, made as they are walked (a policy that stops after a few
+   * pays for a few). Absent (a hand-made view): filter `instances`.
+   */
+  readonly idleInstances?: Iterable<InstanceView>;
+  /** One instance by id if it is idle or paused now; with `idleInstances`. */
+  idleInstance?(id: string): InstanceView | undefined;
+  /** The instances of one function (any state); with `idleInstances`. */
+  instancesOf?(functionName: string): readonly InstanceView[];
 }
 
 /**
@@ -39,6 +49,8 @@ export type PolicyEvent =
       readonly instanceId: string;
       readonly at: number;
       readonly startMs: number;
+      /** The instance's memory (absent from hand-made events). */
+      readonly memoryMb?: number;
     }
   | {
       readonly kind: 'finished';

@@ -25,6 +25,8 @@ export class SimDriver implements SandboxDriver {
   constructor(
     private readonly clock: Clock,
     private readonly startMs: (functionName: string) => number,
+    /** Time from kill to exit (a stopping instance holds its memory until then). */
+    private readonly stopMs: (functionName: string) => number = () => 0,
   ) {}
 
   capabilities(): IsolationReport {
@@ -36,6 +38,7 @@ export class SimDriver implements SandboxDriver {
       spec.instanceId,
       this.clock,
       this.clock.now() + this.startMs(spec.functionName),
+      this.stopMs(spec.functionName),
     );
   }
 
@@ -54,6 +57,7 @@ class SimSandbox implements Sandbox {
     readonly id: string,
     private readonly clock: Clock,
     private readonly readyAt: number,
+    private readonly stopMs: number,
   ) {}
 
   send(message: ToInstance): void {
@@ -88,7 +92,9 @@ class SimSandbox implements Sandbox {
     if (this.dead) return;
     this.dead = true;
     // A real sandbox's exit is reported later, never inside the call that killed it.
-    await Promise.resolve();
+    if (this.stopMs > 0)
+      await new Promise<void>((resolve) => this.clock.setTimer(this.stopMs, resolve));
+    else await Promise.resolve();
     for (const listener of this.exits) listener(KILLED);
   }
 

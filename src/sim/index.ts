@@ -6,3 +6,12 @@ export { SimDriver } from './driver.ts';
 export { type ColdStartStats, coldStartStats, relativeDifference } from './metrics.ts';
 export { type FunctionResult, type PolicyResult, type SimOptions, simulate } from './simulate.ts';
 export { formatSimResults, simSummary, tradeOffChart, writeSimResults } from './report.ts';
+export {
+  type PolicyFigures,
+  coldOf,
+  comparisonChart,
+  formatPolicyComparison,
+  liveFigures,
+  policyFigures,
+  writePolicyComparison,
+} from './figures.ts';

@@ -9,6 +9,7 @@ const HEADERS = [
   'invocations',
   'cold starts',
   'cold-start ratio',
+  'slowdown',
   'wasted GB·s',
   'mean instances',
   'queued',
@@ -25,6 +26,7 @@ function row(r: PolicyResult): (string | number)[] {
     r.invocations,
     r.coldStarts,
     r.coldStartRatio,
+    r.slowdown,
     r.wastedMemoryGbS,
     r.meanInstances,
     r.queued,
@@ -41,8 +43,10 @@ export function formatSimResults(results: readonly PolicyResult[], colour?: bool
 }
 
 /** `sim.json` without the per-function lists, which go to per-function.csv. */
-export function simSummary(results: readonly PolicyResult[]): Omit<PolicyResult, 'perFunction'>[] {
-  return results.map(({ perFunction: _perFunction, ...summary }) => summary);
+export function simSummary(
+  results: readonly PolicyResult[],
+): Omit<PolicyResult, 'perFunction' | 'data'>[] {
+  return results.map(({ perFunction: _perFunction, data: _data, ...summary }) => summary);
 }
 
 /** The trade-off plot of the papers: cold-start ratio against wasted memory-time, a point per policy. */

@@ -11,13 +11,18 @@ import { parseSpec } from '../spec/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import {
   type IatDistribution,
+  type RunData,
   type Schedule,
+  START_PATHS,
+  type StartPath,
   type Trace,
   buildSchedule,
+  emptyRunData,
   syntheticFunctionName,
   syntheticLimits,
 } from '../workload/index.ts';
 import { SimDriver } from './driver.ts';
+import { type PolicyFigures, coldOf, policyFigures } from './figures.ts';
 import { coldStartStats } from './metrics.ts';
 
 export interface SimOptions {
@@ -32,6 +37,14 @@ export interface SimOptions {
   seed: number;
   /** Cold-start time of a function (ms), as measured on the node; by trace index. */
   startMs: (fnIndex: number) => number;
+  /**
+   * How long an instance is busy with an invocation that asked for
+   * `requestedMs` (the trace's duration), as measured on the node; by trace
+   * index. Default: the requested time (a node with no overhead).
+   */
+  runMs?: (fnIndex: number, requestedMs: number) => number;
+  /** Time from an instance's kill to its exit (ms), as measured on the node; by trace index. Default 0. */
+  stopMs?: (fnIndex: number) => number;
   maxInstancesPerFunction?: number;
   queueMaxSize?: number;
   queueMaxWaitMs?: number;
@@ -71,7 +84,14 @@ export interface PolicyResult {
   prewarmStarted: number;
   prewarmHits: number;
   perFunction: FunctionResult[];
+  /** Geometric mean of response ÷ requested time across functions (the load run's slowdown). */
+  slowdown: number;
+  /** Seconds the simulation itself took (not its summary). */
   wallSeconds: number;
+  /** The figures `petri report` puts beside a live run's (same code). */
+  figures: PolicyFigures;
+  /** Every invocation, as `petri load` records them. */
+  data: RunData;
 }
 
 /**
@@ -105,7 +125,12 @@ async function simulateOne(
   const clock = new ManualClock(0);
   const names = trace.functions.map(syntheticFunctionName);
   const indexOf = new Map(names.map((name, i) => [name, i]));
-  const driver = new SimDriver(clock, (name) => options.startMs(indexOf.get(name) ?? 0));
+  const stopMs = options.stopMs;
+  const driver = new SimDriver(
+    clock,
+    (name) => options.startMs(indexOf.get(name) ?? 0),
+    stopMs ? (name) => stopMs(indexOf.get(name) ?? 0) : undefined,
+  );
   const windowStart = schedule.warmupMinutes * schedule.minuteMs;
   const windowEnd = (schedule.warmupMinutes + schedule.minutes) * schedule.minuteMs;
   const meter = new InstanceMeter(clock, windowStart, windowEnd);
@@ -152,15 +177,23 @@ async function simulateOne(
   });
 
   const n = schedule.atMs.length;
-  const cold = new Uint8Array(n);
-  const failed = new Uint8Array(n);
+  // Every invocation as a load run records it, so both are summarised by the same code.
+  const data = scheduleRunData(trace, schedule, policyName, options);
   const failures: Record<string, number> = {};
   const fail = (k: number, err: unknown): void => {
-    failed[k] = 1;
+    const error = err instanceof PetriError ? err : undefined;
+    data.doneMs[k] = clock.now();
+    data.status[k] = error?.status ?? 500;
+    data.errorCode[k] = error?.code ?? 'Internal';
     if (schedule.warmup[k] !== 0) return;
-    const code = err instanceof PetriError ? err.code : 'Internal';
-    failures[code] = (failures[code] ?? 0) + 1;
+    failures[data.errorCode[k]] = (failures[data.errorCode[k]] ?? 0) + 1;
   };
+  // The pool's own count of idle memory-time, read where the measured window starts and ends.
+  let idleAtStart = 0;
+  let idleAtEnd: number | undefined;
+  clock.setTimer(windowStart, () => (idleAtStart = pool.idleMemoryMbMs()));
+  clock.setTimer(windowEnd, () => (idleAtEnd = pool.idleMemoryMbMs()));
+  const runMs = options.runMs;
   let queued = 0;
   let queuedMsSum = 0;
   let served = 0;
@@ -170,7 +203,8 @@ async function simulateOne(
     const receivedAt = clock.now();
     const counted = schedule.warmup[i] === 0;
     try {
-      const slot = await pool.acquire(entries[schedule.fn[i]], () => (cold[i] = 1));
+      const slot = await pool.acquire(entries[schedule.fn[i]], () => (data.start[i] = COLD));
+      data.start[i] = Math.max(0, START_PATHS.indexOf(slot.startPath as StartPath));
       if (counted) {
         const wait = Math.max(0, slot.dispatchedAt - receivedAt);
         served += 1;
@@ -178,7 +212,12 @@ async function simulateOne(
         if (wait > 0) queued += 1;
       }
       try {
-        await slot.instance.invoke(`i${i}`, { durationMs: schedule.durationMs[i] });
+        const requested = schedule.durationMs[i];
+        const durationMs = runMs ? runMs(schedule.fn[i], requested) : requested;
+        await slot.instance.invoke(`i${i}`, { durationMs });
+        data.doneMs[i] = clock.now();
+        data.status[i] = 200;
+        data.actualDurationMs[i] = durationMs;
       } catch (err) {
         fail(i, err);
       } finally {
@@ -215,21 +254,37 @@ async function simulateOne(
   meter.closeAll();
   const prewarm = pool.prewarmStats();
   pool.rejectAll(new PetriError('NodeRestarted', 'the simulation ended'));
-  await Promise.allSettled(pool.allInstances().map((instance) => instance.stop()));
+  let stopped = false;
+  const stops = Promise.allSettled(pool.allInstances().map((instance) => instance.stop())).then(
+    () => (stopped = true),
+  );
+  // Stops take simulated time (the driver's stopMs): run the clock until they are done.
+  while (!stopped) {
+    const due = clock.nextDue();
+    if (due !== undefined) clock.advanceTo(due);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await stops;
 
+  const wallSeconds = (performance.now() - wallStart) / 1000;
   const stats = coldStartStats(
     trace.functions.length,
     schedule.fn,
-    cold,
+    coldOf(data),
     (k) => schedule.warmup[k] === 0,
   );
+  const figures = policyFigures(policyName, 'sim', data, {
+    idleMemoryGbS: ((idleAtEnd ?? pool.idleMemoryMbMs()) - idleAtStart) / 1024 / 1000,
+    cpuSeconds: null,
+  });
   const span = windowEnd - windowStart;
   return {
     policy: policyName,
     invocations: stats.invocations,
     coldStarts: stats.coldStarts,
     coldStartRatio: stats.coldStartRatio,
-    wastedMemoryGbS: meter.idleMbMs / 1024 / 1000,
+    wastedMemoryGbS: figures.idleMemoryGbS ?? 0,
+    slowdown: figures.slowdown,
     meanInstances: span > 0 ? meter.liveMs / span : 0,
     queued,
     meanQueuedMs: served > 0 ? queuedMsSum / served : 0,
@@ -247,13 +302,68 @@ async function simulateOne(
         coldStartRatio: invocations ? coldStarts / invocations : 0,
       };
     }),
-    wallSeconds: (performance.now() - wallStart) / 1000,
+    wallSeconds,
+    figures,
+    data,
   };
 }
 
-/** Integrates live instances and idle memory over time, inside the measured window. */
+const COLD = START_PATHS.indexOf('cold');
+
+/** The schedule as a load run's records, before any invocation ran. */
+function scheduleRunData(
+  trace: Trace,
+  schedule: Schedule,
+  policy: KeepAlivePolicyName,
+  options: SimOptions,
+): RunData {
+  const n = schedule.atMs.length;
+  const measured = schedule.warmup.reduce((sum, w) => sum + (w ? 0 : 1), 0);
+  const data = emptyRunData(
+    {
+      label: `sim ${policy}`,
+      target: 'petri sim',
+      trace: '',
+      functions: trace.functions.length,
+      functionNames: trace.functions.map(syntheticFunctionName),
+      minutes: schedule.minutes,
+      warmupMinutes: schedule.warmupMinutes,
+      minuteMs: schedule.minuteMs,
+      iat: options.iat ?? 'exponential',
+      seed: options.seed,
+      startedAt: new Date(0).toISOString(),
+      wallSeconds: 0,
+      scheduled: n,
+      offeredRate: measured / ((schedule.minutes * schedule.minuteMs) / 1000),
+      nodeCpuUtilisation: null,
+      itersPerMs: null,
+      cores: 0,
+      connections: null,
+      delayedByConnections: 0,
+      maxQueuedForConnection: 0,
+      drainEndMs: null,
+      timerLatenessMs: null,
+      clientCpuCores: null,
+      dispatchLatenessP99Ms: null,
+      hostCpuUtilisation: null,
+      keepAlivePolicy: policy,
+      idleMemoryGbS: null,
+      nodeCpuSeconds: null,
+    },
+    n,
+  );
+  data.fn.set(schedule.fn);
+  data.warmup.set(schedule.warmup);
+  data.scheduledMs.set(schedule.atMs);
+  // Sent at once: the simulator has no client between schedule and node.
+  data.sentMs.set(schedule.atMs);
+  data.requestedDurationMs.set(schedule.durationMs);
+  data.requestedMemoryMb.set(schedule.memoryMb);
+  return data;
+}
+
+/** Integrates live instances over time, inside the measured window. */
 class InstanceMeter {
-  idleMbMs = 0;
   liveMs = 0;
   private readonly open = new Map<Instance, { state: InstanceState; since: number }>();
 
@@ -266,22 +376,21 @@ class InstanceMeter {
   change(instance: Instance, state: InstanceState): void {
     const now = this.clock.now();
     const previous = this.open.get(instance);
-    if (previous) this.account(instance, previous.state, previous.since, now);
+    if (previous) this.account(previous.state, previous.since, now);
     if (state === 'dead') this.open.delete(instance);
     else this.open.set(instance, { state, since: now });
   }
 
   closeAll(): void {
     const now = this.clock.now();
-    for (const [instance, { state, since }] of this.open) this.account(instance, state, since, now);
+    for (const { state, since } of this.open.values()) this.account(state, since, now);
     this.open.clear();
   }
 
-  private account(instance: Instance, state: InstanceState, since: number, until: number): void {
+  private account(state: InstanceState, since: number, until: number): void {
     const ms = Math.max(0, Math.min(until, this.to) - Math.max(since, this.from));
     if (ms === 0 || state === 'stopping') return;
     this.liveMs += ms;
-    if (state === 'idle' || state === 'paused') this.idleMbMs += ms * instance.memoryMb;
   }
 }
 

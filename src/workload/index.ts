@@ -43,6 +43,8 @@ export {
   type LoadTarget,
   HttpTarget,
   PetriTarget,
+  START_PATHS,
+  type StartPath,
   SYNTHETIC_FUNCTION_DIR,
   syntheticLimits,
 } from './targets.ts';

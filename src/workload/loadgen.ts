@@ -60,6 +60,9 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     clientCpuCores: null as number | null,
     dispatchLatenessP99Ms: null as number | null,
     hostCpuUtilisation: null as number | null,
+    keepAlivePolicy: options.target.keepAlivePolicy ?? null,
+    idleMemoryGbS: null as number | null,
+    nodeCpuSeconds: null as number | null,
   };
   const data = emptyRunData(meta, n);
   data.fn.set(schedule.fn);
@@ -102,6 +105,7 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   const wallStart = performance.now();
   const clientCpu = process.cpuUsage();
   startedAt = now();
+  const idleMemory = readAtWindowEdges(options.target, schedule);
   const { timerLatenessMs, sentMs: dispatchedMs } = await dispatch(schedule.atMs, send, {
     clock: options.clock,
     onProgress: (sent) => options.onProgress?.(sent, n),
@@ -131,6 +135,9 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
       ? (nodeCpuAfter.ms - nodeCpuBefore.ms) /
         ((performance.now() - wallStart) * nodeCpuAfter.cores)
       : null;
+  meta.nodeCpuSeconds =
+    nodeCpuBefore && nodeCpuAfter ? (nodeCpuAfter.ms - nodeCpuBefore.ms) / 1000 : null;
+  meta.idleMemoryGbS = await idleMemory;
   meta.wallSeconds = (performance.now() - wallStart) / 1000;
   await options.target.close();
   if (options.out) {
@@ -138,6 +145,27 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
     await writeRun(options.out, data);
   }
   return data;
+}
+
+/**
+ * The node's idle memory-time over the measured window (GB·s): its own
+ * count read when the warm-up ends and when the measured minutes end, as
+ * the simulator reads the same count on its clock. Null if it does not tell.
+ */
+async function readAtWindowEdges(
+  target: LoadTarget,
+  schedule: { warmupMinutes: number; minutes: number; minuteMs: number },
+): Promise<number | null> {
+  const read = target.nodeIdleMemoryMbMs?.bind(target);
+  if (!read) return null;
+  const at = (ms: number): Promise<number | undefined> =>
+    new Promise((resolve) => setTimeout(resolve, ms)).then(() => read().catch(() => undefined));
+  const start = schedule.warmupMinutes * schedule.minuteMs;
+  const [from, to] = await Promise.all([
+    at(start),
+    at(start + schedule.minutes * schedule.minuteMs),
+  ]);
+  return from !== undefined && to !== undefined ? (to - from) / 1024 / 1000 : null;
 }
 
 /** Waits long enough for the longest requested invocation, plus slack for queueing. */

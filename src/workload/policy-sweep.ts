@@ -7,8 +7,10 @@ import type { LoadTarget } from './targets.ts';
 
 export interface PolicySweepOptions extends Omit<SweepOptions, 'makeTarget' | 'out' | 'onRun'> {
   out: string;
-  /** Autoscaling policies to compare, in order (each a full sweep of the same summaries). */
+  /** Policies to compare, in order (each a full sweep of the same summaries). */
   policies: string[];
+  /** What the policies decide (titles only); default autoscaling. */
+  kind?: 'autoscaling' | 'keep-alive';
   /** A target whose deploys ask for `policy`. */
   makeTarget: (policy: string) => LoadTarget;
   onRun?: (policy: string, size: number, point: SweepPoint | undefined) => void;
@@ -37,7 +39,7 @@ export async function runPolicySweep(options: PolicySweepOptions): Promise<Polic
     });
     results.push({ policy, points });
   }
-  await writePolicyComparison(options.out, results, options.threshold);
+  await writePolicyComparison(options.out, results, options.threshold, options.kind);
   return results;
 }
 
@@ -66,6 +68,7 @@ export async function writePolicyComparison(
   out: string,
   results: PolicySweepResult[],
   threshold: number,
+  kind: 'autoscaling' | 'keep-alive' = 'autoscaling',
 ): Promise<void> {
   const rows = comparisonRows(results);
   await writeFile(
@@ -77,15 +80,15 @@ export async function writePolicyComparison(
   await writeFile(path.join(out, 'policies.csv'), csv.join('\n') + '\n');
   const points = results.flatMap(({ policy, points }) => points.map((p) => ({ ...p, policy })));
   const slowdown = await writeChart(
-    policySlowdownChart(points, threshold),
+    policySlowdownChart(points, threshold, kind),
     out,
     'policies-slowdown',
     { png: true },
   );
-  const cpu = await writeChart(policyCpuChart(points), out, 'policies-cpu', { png: true });
+  const cpu = await writeChart(policyCpuChart(points, kind), out, 'policies-cpu', { png: true });
   const sections: ReportSection[] = [
     {
-      title: 'Autoscaling policies',
+      title: kind === 'autoscaling' ? 'Autoscaling policies' : 'Keep-alive policies',
       table: {
         headers: [
           'policy',
@@ -110,5 +113,5 @@ export async function writePolicyComparison(
     { title: 'Slowdown (In-Vitro Fig. 2)', svg: slowdown.svg },
     { title: 'CPU-seconds (In-Vitro Fig. 3)', svg: cpu.svg },
   ];
-  await writeHtmlReport(path.join(out, 'report.html'), 'Petri autoscaling comparison', sections);
+  await writeHtmlReport(path.join(out, 'report.html'), `Petri ${kind} comparison`, sections);
 }

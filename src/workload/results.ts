@@ -44,6 +44,16 @@ export const RunMetaSchema = z.object({
   dispatchLatenessP99Ms: z.number().nullable().default(null),
   /** Host-wide CPU utilisation from /proc/stat (load client included), 0..1, for context. */
   hostCpuUtilisation: z.number().nullable().default(null),
+  /** The keep-alive policy the functions were deployed with (null: the node's default). */
+  keepAlivePolicy: z.string().nullable().default(null),
+  /**
+   * Memory of the node's idle instances × the time they idled over the
+   * measured window (after warm-up), GB·s, from the node's own count (null
+   * where the target does not tell).
+   */
+  idleMemoryGbS: z.number().nullable().default(null),
+  /** CPU-seconds the node used over the run (its cgroups; null without them). */
+  nodeCpuSeconds: z.number().nullable().default(null),
 });
 export type RunMeta = z.infer<typeof RunMetaSchema>;
 

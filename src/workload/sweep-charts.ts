@@ -213,10 +213,14 @@ function policyChart(
   } as ChartSpec;
 }
 
+/** Which kind of policy a comparison is between. */
+export type PolicyKind = 'autoscaling' | 'keep-alive';
+
 /** Slowdown per policy against offered load (In-Vitro Fig. 2); the threshold drawn when it is on the scale. */
 export function policySlowdownChart(
   points: readonly PolicyChartPoint[],
   threshold: number,
+  kind: PolicyKind = 'autoscaling',
 ): ChartSpec {
   const highest = Math.max(0, ...points.map((p) => p.slowdown));
   const drawn = threshold <= highest * 2 ? threshold : undefined;
@@ -224,17 +228,20 @@ export function policySlowdownChart(
     points,
     { field: 'slowdown', title: 'slowdown (geometric mean, failures included)' },
     drawn === undefined
-      ? `Slowdown vs offered load, by autoscaling policy (threshold ${threshold}, off the scale)`
-      : `Slowdown vs offered load, by autoscaling policy (threshold ${threshold})`,
+      ? `Slowdown vs offered load, by ${kind} policy (threshold ${threshold}, off the scale)`
+      : `Slowdown vs offered load, by ${kind} policy (threshold ${threshold})`,
     drawn,
   );
 }
 
 /** CPU-seconds the node used per policy against offered load (In-Vitro Fig. 3). */
-export function policyCpuChart(points: readonly PolicyChartPoint[]): ChartSpec {
+export function policyCpuChart(
+  points: readonly PolicyChartPoint[],
+  kind: PolicyKind = 'autoscaling',
+): ChartSpec {
   return policyChart(
     points,
     { field: 'cpu', title: "CPU-seconds used by the node (instances' cgroups + daemon)" },
-    'CPU-seconds vs offered load, by autoscaling policy',
+    `CPU-seconds vs offered load, by ${kind} policy`,
   );
 }

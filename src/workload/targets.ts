@@ -38,6 +38,10 @@ export interface LoadTarget {
   invoke(request: InvocationRequest): Promise<InvocationOutcome>;
   /** The node's own CPU so far (its daemon + instance cgroups) and its cores, where it tells. */
   nodeCpu?(): Promise<{ ms: number; cores: number } | undefined>;
+  /** The node's count of idle memory-time so far, MB·ms, where it tells. */
+  nodeIdleMemoryMbMs?(): Promise<number | undefined>;
+  /** The keep-alive policy its deploys ask for, if any. */
+  readonly keepAlivePolicy?: string;
   /** Removes what `prepare` made and closes connections. */
   close(): Promise<void>;
 }
@@ -182,6 +186,8 @@ const NodeCpu = z.object({
     instancesMs: z.number().nonnegative().nullable(),
   }),
 });
+
+const NodeIdleMemory = z.object({ idleMemoryMbMs: z.number().nonnegative().finite() });
 
 /** The calibration's answer; anything else from the function is refused. */
 const Calibration = z.object({ itersPerCpuMs: z.number().positive().finite().max(1e9) });
@@ -335,6 +341,21 @@ export class PetriTarget implements LoadTarget {
     const { cores, cpu } = parsed.data;
     if (cpu.instancesMs === null) return undefined;
     return { ms: cpu.daemonMs + cpu.instancesMs, cores };
+  }
+
+  get keepAlivePolicy(): string | undefined {
+    return this.options.keepAlivePolicy;
+  }
+
+  /** From `/v1/node`: the pool's idle memory-time so far. */
+  async nodeIdleMemoryMbMs(): Promise<number | undefined> {
+    const response = await this.pool.request({
+      method: 'GET',
+      path: '/v1/node',
+      headers: this.auth,
+    });
+    const parsed = NodeIdleMemory.safeParse(safeJson(await response.body.text()));
+    return response.statusCode === 200 && parsed.success ? parsed.data.idleMemoryMbMs : undefined;
   }
 
   async close(): Promise<void> {

@@ -133,6 +133,7 @@ export function nodeView(): NodeView {
     cores: 2,
     memoryBudgetMb: 4096,
     memoryInUseMb: 256,
+    idleMemoryMbMs: 0,
     sandboxDriver: 'process',
     isolation: {
       driver: 'process',

@@ -189,4 +189,35 @@ describe('petri sim', () => {
     });
     assert.equal(code, 1, 'an unknown policy is refused');
   });
+
+  it('refuses a bad keep-alive policy list for load and sweep before touching a node', async () => {
+    let stderr = '';
+    let code: number | undefined;
+    const io: CliIo = {
+      stdout: () => {},
+      stderr: (t) => (stderr += t),
+      stderrIsTTY: false,
+      setExitCode: (c) => (code = c),
+      now: () => Date.now(),
+    };
+    const program = rootCommand({}).exitOverride();
+    registerWorkloadCommands(program, io);
+    // Port 9 (discard) on loopback: nothing answers, and nothing is asked.
+    const url = ['--url', 'http://127.0.0.1:9'];
+    const cases: [string[], RegExp][] = [
+      [['load', '--trace', 't', '--out', 'o', '--policy', 'fixed,lru'], /--policy/],
+      [['load', '--trace', 't', '--out', 'o', '--policy', 'fixed,fixed'], /twice/],
+      [
+        ['sweep', '--samples', 's', '--out', 'o', '--policies', 'rps', '--policy', 'fixed'],
+        /give one/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      code = undefined;
+      stderr = '';
+      await program.parseAsync([...url, ...args], { from: 'user' });
+      assert.equal(code, 1, args.join(' '));
+      assert.match(stderr, message);
+    }
+  });
 });
