@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PetriError } from './errors.ts';
-import { KEEP_ALIVE_POLICY_NAMES } from './policy/index.ts';
+import { KEEP_ALIVE_POLICY_NAMES, SNAPSHOT_TIER_POLICY_NAMES } from './policy/index.ts';
 import { AUTOSCALE_POLICY_NAMES, fieldIssues } from './spec/index.ts';
 
 /** The example functions shipped with Petri (`petri serve --examples` deploys them by path). */
@@ -318,7 +318,18 @@ export const SnapshotTierSchema = z
 export const SnapshotsConfigSchema = z
   .object({
     /** Storage tiers, preferred first; empty: one `disk` tier at `<stateDir>/snapshots`. */
-    tiers: z.array(SnapshotTierSchema).default([]),
+    tiers: z
+      .array(SnapshotTierSchema)
+      .default([])
+      .refine((tiers) => new Set(tiers.map((t) => t.name)).size === tiers.length, {
+        error: 'tier names must be unique',
+      }),
+    /**
+     * Where a new snapshot goes and what makes room: `lru-demote` (less
+     * recently used snapshots move to a slower tier, and out of the last)
+     * or `no-eviction` (the first tier with room; none: the build fails).
+     */
+    tierPolicy: z.enum(SNAPSHOT_TIER_POLICY_NAMES).default('lru-demote'),
     /** A build still running after this is killed (init that never ends, an open handle). */
     buildTimeoutMs: z.number().int().positive().default(60_000),
     /** The largest snapshot kept; a bigger one fails its build. */

@@ -338,8 +338,11 @@ export class FunctionCatalog {
     store.saveFunctionVersion(record);
     pool.setFunction(record);
     this.deps.onFunctionSet?.(record);
+    // A snapshot holds the env and limits it was built with: the new version needs its own.
+    void this.deps.snapshots?.drop(name, version);
+    if (spec.snapshot) this.deps.snapshots?.build(record);
     this.deps.log.info({ function: name, version }, 'configuration changed');
-    return functionView(this.require(name));
+    return this.view(this.require(name));
   }
 
   /** The versions kept on disk (see retainedVersions), from the store's records. */

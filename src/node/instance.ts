@@ -76,6 +76,8 @@ export class Instance {
   inFlight = 0;
   lastUsedAt: number;
   readonly startedAt: number;
+  /** How it started: its own module import (cold) or from the version's snapshot. */
+  startPath: 'cold' | 'restore' = 'cold';
   invocations = 0;
   keepAliveTimer: Timer | undefined;
   /** Freezes the instance once its pause grace has passed idle (see Pool). */
@@ -139,13 +141,17 @@ export class Instance {
     startTimeoutMs: number,
     clock: Clock,
     startPath: 'cold' | 'restore' = 'cold',
+    /** Why this cold start is not the restore that was asked for. */
+    restoreFailed?: string,
   ): Promise<Instance> {
     const sandbox = await driver.create(spec);
     const instance = new Instance(fn, sandbox, hooks, clock);
+    instance.startPath = startPath;
     hooks.onState(instance, 'starting', {
       pid: sandbox.pid,
       address: sandbox.address,
       startPath,
+      ...(restoreFailed === undefined ? {} : { restoreFailed }),
     });
     await instance.waitReady(startTimeoutMs);
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });

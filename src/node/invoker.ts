@@ -165,8 +165,12 @@ export class Invoker {
     let slot: Slot | undefined;
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
-      // A cold start that fails still counts as one (metrics, the record, x-petri-start).
-      const acquired = this.deps.pool.acquire(entry, () => (record.startPath = 'cold'), target);
+      // A start that fails still counts as the path it took (metrics, the record, x-petri-start).
+      const acquired = this.deps.pool.acquire(
+        entry,
+        (path) => (record.startPath = path ?? 'cold'),
+        target,
+      );
       if (record.mode === 'async') acquired.catch(() => {}); // settled below
       slot = await acquired;
       Object.assign(record, {

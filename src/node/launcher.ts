@@ -65,6 +65,7 @@ export class InstanceLauncher {
     group?: GroupMembership,
     onCreated?: (instance: Instance) => void,
     path: 'cold' | 'restore' = 'cold',
+    restoreFailed?: string,
   ): Promise<Instance> {
     this.use(record.name, record.version);
     const hooks: InstanceHooks = onCreated
@@ -96,6 +97,7 @@ export class InstanceLauncher {
         this.deps.config.startTimeoutMs,
         this.deps.clock,
         path,
+        restoreFailed,
       );
       instance.scheduler = this.deps.scheduler;
       if (blob !== undefined) {
@@ -110,7 +112,10 @@ export class InstanceLauncher {
       const notTheSnapshot =
         err instanceof PetriError && (err.code === 'Timeout' || err.code === 'CapacityExceeded');
       if (blob !== undefined && !notTheSnapshot) {
-        this.snapshots?.markBroken(record.name, record.version, (err as Error).message);
+        const reason = (err as Error).message;
+        this.snapshots?.markBroken(record.name, record.version, reason, blob);
+        // The invocation still gets an instance: a cold one, whose record says why it is not a restore.
+        return await this.start(record, group, onCreated, 'cold', reason);
       }
       throw err;
     } finally {

@@ -7,6 +7,7 @@ import {
   KeepAliveByFunction,
   makeKeepAlivePolicy,
   PLACEMENT_POLICIES,
+  SNAPSHOT_TIER_POLICIES,
   START_PATH_POLICIES,
   type InstanceState,
   type KeepAlivePolicy,
@@ -105,6 +106,8 @@ export interface NodeInfo {
   placement: PlacementStatus;
   /** How invocations get instances: the start-path policy and whether idle instances are paused. */
   startPaths: StartPathsStatus;
+  /** The snapshot tiers, their use and the tier policy. */
+  snapshots: ReturnType<SnapshotManager['tierStatus']>;
   scheduler: SchedulerStatus;
   /** Invocable (pool) instances by state; group members are counted in `groups`. */
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
@@ -194,6 +197,7 @@ export class PetriNode {
       sandboxSpec: (record, nodeArgs, dir) => launcher.builderSpec(record, nodeArgs, dir),
       log,
       now: () => clock.now(),
+      tierPolicy: SNAPSHOT_TIER_POLICIES[config.snapshots.tierPolicy](),
     });
     launcher.snapshots = this.snapshots;
     this.pool = new Pool(
@@ -542,6 +546,7 @@ export class PetriNode {
       isolation: this.deps.driver.capabilities(),
       placement: this.scheduler.placement.status(),
       startPaths: this.startPathsStatus(),
+      snapshots: this.snapshots.tierStatus(),
       scheduler: this.scheduler.status(),
       instances,
       groups: this.groupCounts(),

@@ -34,10 +34,13 @@ export interface PoolLimits {
   pauseGraceMs?: number;
 }
 
+/** Hears that a new instance starts for an invocation, and on which path (cold or restore). */
+export type OnNewInstance = (path?: 'prewarm' | 'restore' | 'cold') => void;
+
 interface Waiter {
   resolve(slot: Slot): void;
   reject(error: PetriError): void;
-  onColdStart: (() => void) | undefined;
+  onColdStart: OnNewInstance | undefined;
   timer: Timer | undefined;
   /** The version it asked for. */
   record: FunctionRecord;
@@ -198,7 +201,7 @@ export class Pool {
    */
   async acquire(
     entry: FunctionEntry,
-    onColdStart?: () => void,
+    onColdStart?: OnNewInstance,
     record: FunctionRecord = entry.record,
   ): Promise<Slot> {
     entry.arrivals += 1;
@@ -568,7 +571,7 @@ export class Pool {
   private async thaw(
     entry: FunctionEntry,
     instance: Instance,
-    onColdStart: (() => void) | undefined,
+    onColdStart: OnNewInstance | undefined,
     record: FunctionRecord,
   ): Promise<Slot> {
     const dispatchedAt = this.clock.now();
@@ -588,13 +591,15 @@ export class Pool {
   private async startNew(
     entry: FunctionEntry,
     path: 'prewarm' | 'restore' | 'cold',
-    onColdStart: (() => void) | undefined,
+    onColdStart: OnNewInstance | undefined,
     record: FunctionRecord,
   ): Promise<Slot> {
     if (path === 'prewarm') throw new PetriError('Internal', `start path ${path} is not built`);
     const dispatchedAt = this.clock.now();
-    onColdStart?.();
-    return { instance: await this.coldStart(entry, record, path), startPath: path, dispatchedAt };
+    onColdStart?.(path);
+    const instance = await this.coldStart(entry, record, path);
+    // A restore that failed on its snapshot fell back to a cold start: the slot says so.
+    return { instance, startPath: instance.startPath, dispatchedAt };
   }
 
   /** Live and starting instances of one version: each version's `maxInstances` caps its own. */
@@ -688,7 +693,7 @@ export class Pool {
 
   private enqueue(
     entry: FunctionEntry,
-    onColdStart: (() => void) | undefined,
+    onColdStart: OnNewInstance | undefined,
     record: FunctionRecord,
   ): Promise<Slot> {
     const maxSize = record.spec.queue.maxSize ?? this.limits.queueMaxSize;

@@ -53,3 +53,17 @@ export {
   SlidingWindow,
   WindowedAutoscaler,
 } from './autoscale.ts';
+export {
+  type IncomingSnapshot,
+  type SnapshotTierPolicy,
+  type SnapshotTierPolicyName,
+  type StoredSnapshotView,
+  type TierMove,
+  type TierPlan,
+  type TierView,
+  FastestWithRoom,
+  invalidTierPlan,
+  LruDemote,
+  SNAPSHOT_TIER_POLICIES,
+  SNAPSHOT_TIER_POLICY_NAMES,
+} from './snapshot-tiers.ts';

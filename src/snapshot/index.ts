@@ -1,9 +1,2 @@
 export { FileSnapshotManager, type SnapshotDeps } from './manager.ts';
-export { fastestWithRoom } from './placement.ts';
-export type {
-  SnapshotManager,
-  SnapshotState,
-  SnapshotStatus,
-  TierPlacement,
-  TierView,
-} from './types.ts';
+export type { SnapshotManager, SnapshotState, SnapshotStatus, TierStatus } from './types.ts';

@@ -6,8 +6,15 @@ import type { SnapshotsConfig, SnapshotTier } from '../config.ts';
 import { bundleSnapshotEntry } from '../runtime/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '../sandbox/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
-import { fastestWithRoom } from './placement.ts';
-import type { SnapshotManager, SnapshotStatus, TierPlacement, TierView } from './types.ts';
+import {
+  invalidTierPlan,
+  LruDemote,
+  type SnapshotTierPolicy,
+  type StoredSnapshotView,
+  type TierPlan,
+  type TierView,
+} from '../policy/index.ts';
+import type { SnapshotManager, SnapshotStatus, TierStatus } from './types.ts';
 
 export interface SnapshotDeps {
   config: SnapshotsConfig;
@@ -17,12 +24,17 @@ export interface SnapshotDeps {
   sandboxSpec(record: FunctionRecord, nodeArgs: string[], writableDir: string): SandboxSpec;
   log: Logger;
   now(): number;
-  placement?: TierPlacement;
+  /** Where snapshots go and what makes room (default: lru-demote). */
+  tierPolicy?: SnapshotTierPolicy;
 }
 
 interface Entry {
   status: SnapshotStatus;
   file?: string;
+  /** The last restore, or when it was placed (the tier policy's recency). */
+  lastUsedAt: number;
+  /** Sum of restore times, for the mean. */
+  restoreMsTotal: number;
 }
 
 /** The default tier when the config names none. */
@@ -43,7 +55,7 @@ export class FileSnapshotManager implements SnapshotManager {
   private readonly workRoot: string;
   /** `<stateDir>/snapshots`: the node's own, removed at stop (configured tier folders stay). */
   private readonly ownRoot: string;
-  private readonly placement: TierPlacement;
+  private readonly tierPolicy: SnapshotTierPolicy;
   private queue: Promise<void> = Promise.resolve();
   private building: Sandbox | undefined;
   private closed = false;
@@ -56,13 +68,17 @@ export class FileSnapshotManager implements SnapshotManager {
         : [{ name: 'disk', dir: path.join(root, 'disk'), capacityMb: DISK_TIER_MB }];
     this.workRoot = path.join(root, 'build');
     this.ownRoot = root;
-    this.placement = deps.placement ?? fastestWithRoom;
+    this.tierPolicy = deps.tierPolicy ?? new LruDemote();
   }
 
   build(record: FunctionRecord): void {
     const key = keyOf(record.name, record.version);
     if (this.closed || this.entries.has(key)) return;
-    const entry: Entry = { status: { state: 'building', restores: 0 } };
+    const entry: Entry = {
+      status: { state: 'building', restores: 0 },
+      lastUsedAt: this.deps.now(),
+      restoreMsTotal: 0,
+    };
     this.entries.set(key, entry);
     this.queue = this.queue.then(() => this.runBuild(record, entry));
   }
@@ -81,17 +97,40 @@ export class FileSnapshotManager implements SnapshotManager {
     const entry = this.entries.get(keyOf(name, version));
     if (!entry) return;
     entry.status.restores += 1;
+    entry.restoreMsTotal += ms;
+    entry.lastUsedAt = this.deps.now();
     entry.status.lastRestoreMs = Math.round(ms);
+    entry.status.meanRestoreMs = Math.round(entry.restoreMsTotal / entry.status.restores);
   }
 
-  markBroken(name: string, version: number, reason: string): void {
+  markBroken(name: string, version: number, reason: string, failedFile?: string): void {
     const entry = this.entries.get(keyOf(name, version));
     if (entry?.status.state !== 'ready') return;
+    // Demoted while the restore started: the file that failed is not the snapshot's any more.
+    if (failedFile !== undefined && failedFile !== entry.file) return;
     const file = entry.file;
     entry.file = undefined;
     // Gone before the state says so: one unlink, and nothing may restore it meanwhile.
     if (file) rmSync(file, { force: true });
     entry.status = { state: 'failed', reason: `restore failed: ${reason}`, restores: 0 };
+  }
+
+  tierStatus(): { policy: string; tiers: TierStatus[] } {
+    const tiers = this.tiers.map((tier) => {
+      const snapshots = [...this.entries]
+        .filter(([, entry]) => entry.file !== undefined && entry.status.tier === tier.name)
+        .map(([key]) => key)
+        .sort();
+      const view = this.tierViews().find((v) => v.name === tier.name)!;
+      return {
+        name: tier.name,
+        dir: tier.dir,
+        capacityBytes: view.capacityBytes,
+        usedBytes: view.usedBytes,
+        snapshots,
+      };
+    });
+    return { policy: this.tierPolicy.name, tiers };
   }
 
   async drop(name: string, keep?: number): Promise<void> {
@@ -137,6 +176,7 @@ export class FileSnapshotManager implements SnapshotManager {
         return;
       }
       entry.file = placed.file;
+      entry.lastUsedAt = this.deps.now();
       entry.status = {
         state: 'ready',
         bytes: placed.bytes,
@@ -232,9 +272,7 @@ export class FileSnapshotManager implements SnapshotManager {
           `the snapshot is ${stat.size} bytes, over snapshots.maxBytes (${this.deps.config.maxBytes})`,
         );
       }
-      const tierName = this.placement(this.tierViews(), stat.size);
-      const tier = this.tiers.find((t) => t.name === tierName);
-      if (!tier) throw new Error(`no snapshot tier has room for ${stat.size} bytes`);
+      const tier = await this.makeRoom(keyOf(record.name, record.version), stat.size);
       await fs.mkdir(tier.dir, { recursive: true, mode: 0o755 });
       const file = path.join(tier.dir, `${record.name}-${record.version}.blob`);
       await copyFrom(handle, file, stat.size);
@@ -244,11 +282,79 @@ export class FileSnapshotManager implements SnapshotManager {
     }
   }
 
+  /** Asks the tier policy where `bytes` go, checks its plan and makes the moves it names. */
+  private async makeRoom(key: string, bytes: number): Promise<SnapshotTier> {
+    const tiers = this.tierViews();
+    const stored = this.storedViews();
+    const incoming = Object.freeze({ key, bytes, now: this.deps.now() });
+    const plan = this.tierPolicy.plan(Object.freeze(tiers), Object.freeze(stored), incoming);
+    if (!plan) throw new Error(`no snapshot tier keeps ${bytes} bytes (${this.tierPolicy.name})`);
+    const invalid = invalidTierPlan(plan, tiers, stored, incoming);
+    if (invalid !== undefined)
+      throw new Error(
+        `snapshot tier policy "${this.tierPolicy.name}" made a plan that fails: ${invalid}`,
+      );
+    await this.carryOut(plan);
+    return this.tiers.find((t) => t.name === plan.tier)!;
+  }
+
+  /** Moves (copy, then switch, then unlink) or evicts each snapshot the plan names, in order. */
+  private async carryOut(plan: TierPlan): Promise<void> {
+    for (const move of plan.moves) {
+      const entry = this.entries.get(move.key);
+      if (!entry?.file) continue;
+      const old = entry.file;
+      const { status } = entry;
+      if (move.to === undefined) {
+        entry.file = undefined;
+        entry.status = {
+          ...status,
+          state: 'evicted',
+          reason: `evicted from tier ${status.tier} to make room for a newer snapshot (${this.tierPolicy.name})`,
+          tier: undefined,
+        };
+        await fs.rm(old, { force: true });
+        this.deps.log.info({ snapshot: move.key, from: status.tier }, 'snapshot evicted');
+        continue;
+      }
+      const tier = this.tiers.find((t) => t.name === move.to)!;
+      await fs.mkdir(tier.dir, { recursive: true, mode: 0o755 });
+      const file = path.join(tier.dir, path.basename(old));
+      await fs.copyFile(old, file);
+      // A restore that took the old path a moment ago may fail: markBroken ignores it (the file moved).
+      entry.file = file;
+      entry.status = { ...status, tier: tier.name, demotions: (status.demotions ?? 0) + 1 };
+      await fs.rm(old, { force: true });
+      this.deps.log.info(
+        { snapshot: move.key, from: status.tier, to: tier.name },
+        'snapshot demoted',
+      );
+    }
+  }
+
+  private storedViews(): StoredSnapshotView[] {
+    const views: StoredSnapshotView[] = [];
+    for (const [key, entry] of this.entries) {
+      if (entry.file === undefined || entry.status.tier === undefined) continue;
+      views.push(
+        Object.freeze({
+          key,
+          tier: entry.status.tier,
+          bytes: entry.status.bytes ?? 0,
+          restores: entry.status.restores,
+          lastUsedAt: entry.lastUsedAt,
+        }),
+      );
+    }
+    return views;
+  }
+
   private tierViews(): TierView[] {
     return this.tiers.map((tier) => {
       let used = 0;
       for (const entry of this.entries.values()) {
-        if (entry.status.tier === tier.name) used += entry.status.bytes ?? 0;
+        if (entry.file !== undefined && entry.status.tier === tier.name)
+          used += entry.status.bytes ?? 0;
       }
       return Object.freeze({
         name: tier.name,

@@ -1,11 +1,12 @@
 import type { FunctionRecord } from '../store/index.ts';
 
-export type SnapshotState = 'building' | 'ready' | 'failed';
+/** `evicted`: the tier policy made room with it; the version's starts are cold again. */
+export type SnapshotState = 'building' | 'ready' | 'failed' | 'evicted';
 
 /** What GET /v1/functions/{name} shows of a version's snapshot. */
 export interface SnapshotStatus {
   state: SnapshotState;
-  /** Why the build failed: the function stays cold-only. */
+  /** Why the build failed or the snapshot was evicted: the function stays cold-only. */
   reason?: string;
   /** The blob's size on its tier. */
   bytes?: number;
@@ -13,20 +14,23 @@ export interface SnapshotStatus {
   buildMs?: number;
   /** The tier the blob lives on. */
   tier?: string;
-  /** Instances restored from it, and the last one's time from start to ready. */
+  /** Instances restored from it, and their time from start to ready: the last and the mean. */
   restores: number;
   lastRestoreMs?: number;
+  meanRestoreMs?: number;
+  /** Times the tier policy moved it to a slower tier. */
+  demotions?: number;
 }
 
-/** One storage tier as the placement policy sees it. */
-export interface TierView {
-  readonly name: string;
-  readonly capacityBytes: number;
-  readonly usedBytes: number;
+/** A tier and the snapshots on it, for GET /v1/node. */
+export interface TierStatus {
+  name: string;
+  dir: string;
+  capacityBytes: number;
+  usedBytes: number;
+  /** `name/version` of each snapshot on it. */
+  snapshots: string[];
 }
-
-/** Chooses the tier a new snapshot of `bytes` goes to; undefined: none has room. */
-export type TierPlacement = (tiers: readonly TierView[], bytes: number) => string | undefined;
 
 /**
  * Builds, stores, places and removes the restore snapshots of function
@@ -40,8 +44,13 @@ export interface SnapshotManager {
   blobFor(name: string, version: number): string | undefined;
   /** Notes one restore and its time from start to ready. */
   recordRestore(name: string, version: number, ms: number): void;
-  /** A restore from the blob failed: it is dropped and the version stays cold-only. */
-  markBroken(name: string, version: number, reason: string): void;
+  /**
+   * A restore from `file` failed: the snapshot is dropped and the version
+   * stays cold-only, unless the snapshot has moved away from `file` since.
+   */
+  markBroken(name: string, version: number, reason: string, file?: string): void;
+  /** The tiers, their use and the tier policy's name. */
+  tierStatus(): { policy: string; tiers: TierStatus[] };
   /** Removes the snapshots of the function's versions other than `keep` (all, when undefined). */
   drop(name: string, keep?: number): Promise<void>;
   /** Empties the tiers (leftovers of an earlier run). */

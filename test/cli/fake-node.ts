@@ -150,6 +150,7 @@ export function nodeView(): NodeView {
       current: 'pack',
     },
     startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
+    snapshots: { policy: 'lru-demote', tiers: [] },
     instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
     groups: {
       running: 1,

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
 import { requireRoot } from '../helpers/root.ts';
@@ -55,9 +56,10 @@ interface SnapshotView {
   tier?: string;
   restores: number;
   lastRestoreMs?: number;
+  meanRestoreMs?: number;
 }
 
-async function call(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown) {
+async function call(method: 'GET' | 'PUT' | 'POST' | 'PATCH', url: string, body?: unknown) {
   const response = await request(daemon!.url + url, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -100,6 +102,23 @@ async function invoke(name: string, event: unknown) {
   const reply = await call('POST', `/v1/functions/${name}/invoke`, event);
   assert.equal(reply.status, 200, JSON.stringify(reply.json));
   return { start: String(reply.headers['x-petri-start']), body: reply.json };
+}
+
+/** The instance's `starting` event details, from the node's store (written in batches). */
+async function startingEvent(instanceId: string): Promise<Record<string, unknown>> {
+  const db = new Database(path.join(stateDir, 'petri.db'), { readonly: true });
+  try {
+    for (let i = 0; i < 100; i++) {
+      const row = db
+        .prepare("SELECT details FROM instance_events WHERE instance_id = ? AND event = 'starting'")
+        .get(instanceId) as { details: string } | undefined;
+      if (row) return JSON.parse(row.details) as Record<string, unknown>;
+      await sleep(50);
+    }
+  } finally {
+    db.close();
+  }
+  throw new Error(`no starting event for ${instanceId}`);
 }
 
 function blobs(dir: string): string[] {
@@ -158,18 +177,46 @@ describe('restore from a startup snapshot on a real node', () => {
     assert.equal(body.greeting, 'hi');
     const after = await settledSnapshot('heavy');
     assert.ok(after.restores >= 1 && after.lastRestoreMs! > 0, JSON.stringify(after));
+    assert.ok(after.meanRestoreMs! > 0, JSON.stringify(after));
+    const node = (await call('GET', '/v1/node')).json as {
+      snapshots: {
+        policy: string;
+        tiers: { name: string; usedBytes: number; snapshots: string[] }[];
+      };
+    };
+    assert.equal(node.snapshots.policy, 'lru-demote');
+    assert.deepEqual(
+      node.snapshots.tiers.map((tier) => [tier.name, tier.usedBytes, tier.snapshots]),
+      [
+        ['tmpfs', snapshot.bytes, ['heavy/1']],
+        ['disk', 0, []],
+      ],
+    );
   });
 
-  it('a snapshot that does not restore is dropped, with the reason, and the next start is cold', async (t) => {
+  it('a snapshot that does not restore is dropped, with the reason; its invocation starts cold and is recorded so', async (t) => {
     if (!requireRoot(t)) return;
     // Damaged on its tier (as by a failing disk): Node refuses to deserialise it.
     fs.writeFileSync(path.join(tmpfsTier, 'heavy-1.blob'), Buffer.alloc(4096, 1));
-    const reply = await call('POST', '/v1/functions/heavy/invoke', { n: 0 });
-    assert.notEqual(reply.status, 200);
+    // The invocation is served by a cold start, and says so: not a restore that worked.
+    const failed = await call('POST', '/v1/functions/heavy/invoke', { n: 0 });
+    assert.equal(failed.status, 200, JSON.stringify(failed.json));
+    assert.equal(failed.headers['x-petri-start'], 'cold');
+    assert.equal(failed.json.size, 300000);
     const snapshot = await settledSnapshot('heavy');
     assert.equal(snapshot.state, 'failed');
     assert.match(snapshot.reason!, /^restore failed: /);
     assert.deepEqual(blobs(tmpfsTier), []);
+    const id = String(failed.headers['x-petri-invocation-id']);
+    const record = (await call('GET', `/v1/invocations/${id}`)).json as {
+      startPath: string;
+      instanceId: string;
+    };
+    assert.equal(record.startPath, 'cold');
+    // The cold instance's `starting` event names the restore that failed.
+    const starting = await startingEvent(record.instanceId);
+    assert.equal(starting.startPath, 'cold');
+    assert.match(String(starting.restoreFailed), /./);
     const { start, body } = await invoke('heavy', { n: 1 });
     assert.equal(start, 'cold');
     assert.equal(body.size, 300000);
@@ -218,16 +265,31 @@ describe('restore from a startup snapshot on a real node', () => {
     assert.deepEqual(body.besideBlob, ['heavy-2.blob'], "not the peer function's snapshot");
   });
 
+  it('a configuration change (a new version without new code) builds its own snapshot with the new env', async (t) => {
+    if (!requireRoot(t)) return;
+    const reply = await call('PATCH', '/v1/functions/heavy', { env: { GREETING: 'hello' } });
+    assert.equal(reply.status, 200, JSON.stringify(reply.json));
+    const snapshot = await settledSnapshot('heavy');
+    assert.equal(snapshot.state, 'ready', snapshot.reason);
+    assert.deepEqual([...blobs(tmpfsTier), ...blobs(diskTier)].sort(), [
+      'heavy-3.blob',
+      'peer-1.blob',
+    ]);
+    const { start, body } = await invoke('heavy', { n: 6 });
+    assert.equal(start, 'restore');
+    assert.equal(body.initGreeting, 'hello');
+  });
+
   it('after a crash the next start empties the tiers and builds the current version again', async (t) => {
     if (!requireRoot(t)) return;
     await daemon!.stop('SIGKILL');
-    assert.deepEqual(blobs(tmpfsTier), ['heavy-2.blob', 'peer-1.blob'], 'a crash leaves them');
+    assert.deepEqual(blobs(tmpfsTier), ['heavy-3.blob', 'peer-1.blob'], 'a crash leaves them');
     fs.writeFileSync(path.join(tmpfsTier, 'stale-9.blob'), 'left by an older run');
     daemon = await spawnDaemon({ stateDir, configFile, testbed: daemon!.testbed });
     const snapshot = await settledSnapshot('heavy');
     assert.equal(snapshot.state, 'ready', snapshot.reason);
     assert.equal((await settledSnapshot('peer')).state, 'ready');
-    assert.deepEqual(blobs(tmpfsTier).sort(), ['heavy-2.blob', 'peer-1.blob']);
+    assert.deepEqual(blobs(tmpfsTier).sort(), ['heavy-3.blob', 'peer-1.blob']);
     assert.equal((await invoke('heavy', { n: 5 })).start, 'restore');
   });
 

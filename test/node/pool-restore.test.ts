@@ -90,4 +90,30 @@ describe('restore start path in the pool', () => {
       ['restore', 'cold'],
     );
   });
+
+  it('a restore that fell back to a cold start is handed out as cold, and the caller heard it was a restore attempt', async () => {
+    const clock = new ManualClock(1000);
+    const driver = new FakeDriver(clock);
+    const hooks = { onState: () => {}, onLog: () => {} };
+    const pool: Pool = new Pool(
+      { memoryBudgetMb: 1024, maxInstancesPerFunction: 4, queueMaxSize: 1, queueMaxWaitMs: 1000 },
+      new FixedKeepAlive(10_000),
+      {
+        // As the launcher does when the snapshot does not restore: a cold instance instead.
+        startInstance: (record) =>
+          Instance.start(driver, record, spec('f-1-x'), hooks, 10_000, clock, 'cold', 'bad blob'),
+        snapshotReady: () => true,
+      },
+      clock,
+    );
+    pool.setFunction(fn);
+    const heard: unknown[] = [];
+    const acquiring = pool.acquire(pool.entry('f')!, (path) => heard.push(path));
+    await flush();
+    clock.advance(0);
+    const slot = await acquiring;
+    assert.deepEqual(heard, ['restore']);
+    assert.equal(slot.startPath, 'cold');
+    assert.equal(slot.instance.startPath, 'cold');
+  });
 });

@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { SnapshotsConfigSchema } from '../../src/config.ts';
+import { SNAPSHOT_TIER_POLICIES } from '../../src/policy/index.ts';
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '../../src/sandbox/index.ts';
 import { FileSnapshotManager, type SnapshotStatus } from '../../src/snapshot/index.ts';
 import { parseSpec } from '../../src/spec/index.ts';
@@ -53,7 +54,15 @@ function scriptedDriver(script: Builder): SandboxDriver & { specs: SandboxSpec[]
   };
 }
 
-async function setup(script: Builder, config: object = {}) {
+async function setup(
+  script: Builder,
+  config: {
+    tiers?: { name: string; dir: string; capacityMb: number }[];
+    maxBytes?: number;
+    tierPolicy?: string;
+  } = {},
+  now: () => number = () => performance.now(),
+) {
   const root = tempDir('petri-snapshots-');
   const code = path.join(root, 'fn', 'v1', 'code');
   fs.mkdirSync(code, { recursive: true });
@@ -66,20 +75,25 @@ async function setup(script: Builder, config: object = {}) {
   const small = path.join(root, 'small');
   const big = path.join(root, 'big');
   const driver = scriptedDriver(script);
-  const manager = new FileSnapshotManager({
-    config: SnapshotsConfigSchema.parse({
-      tiers: [
+  const dirs: Record<string, string> = { small, big };
+  const parsed = SnapshotsConfigSchema.parse({
+    ...config,
+    tiers: (
+      config.tiers ?? [
         { name: 'small', dir: small, capacityMb: 1 },
         { name: 'big', dir: big, capacityMb: 64 },
-      ],
-      ...config,
-    }),
+      ]
+    ).map((tier) => ({ ...tier, dir: dirs[tier.name]! })),
+  });
+  const manager = new FileSnapshotManager({
+    config: parsed,
+    tierPolicy: SNAPSHOT_TIER_POLICIES[parsed.tierPolicy](),
     stateDir: root,
     driver,
     sandboxSpec: (record, nodeArgs, writableDir) =>
       ({ instanceId: `${record.name}-build`, nodeArgs, writableDir }) as SandboxSpec,
     log: pino({ level: 'silent' }),
-    now: () => performance.now(),
+    now,
   });
   await manager.reconcile(); // as the node does at start
   for (const dir of [small, big]) fs.mkdirSync(dir);
@@ -163,6 +177,83 @@ describe('FileSnapshotManager', () => {
       (await settled(failed.manager)).reason,
       'the snapshot builder exited with code 70: open handles at the end of init: Timeout',
     );
+  });
+
+  it('makes room by demoting the least recently restored snapshot, and evicts what no tier keeps', async () => {
+    let clock = 0;
+    const { manager, record, small, big } = await setup(
+      (out) => fs.writeFileSync(blob(out), Buffer.alloc(2 * 1024 * 1024, 1)),
+      {
+        tiers: [
+          { name: 'small', dir: '', capacityMb: 3 },
+          { name: 'big', dir: '', capacityMb: 4 },
+        ],
+      },
+      () => (clock += 1),
+    );
+    const built = async (version: number) => {
+      manager.build({ ...record, version });
+      while (manager.status('fn', version)?.state === 'building') await sleep(5);
+      return manager.status('fn', version)!;
+    };
+    assert.equal((await built(1)).tier, 'small');
+    assert.equal((await built(2)).tier, 'small', 'the newest goes to the fast tier');
+    assert.equal(manager.status('fn', 1)!.tier, 'big');
+    assert.equal(manager.status('fn', 1)!.demotions, 1);
+    assert.equal(manager.blobFor('fn', 1), path.join(big, 'fn-1.blob'));
+    const beforeMove = manager.blobFor('fn', 2)!;
+    // fn/1 restored after fn/2 was placed: fn/2 is now the least recently used.
+    manager.recordRestore('fn', 1, 40);
+    manager.recordRestore('fn', 1, 60);
+    assert.equal(manager.status('fn', 1)!.meanRestoreMs, 50);
+    await built(3);
+    assert.equal(manager.status('fn', 2)!.tier, 'big');
+    // A restore that read fn/2's old path as it moved failed: not the snapshot's fault.
+    manager.markBroken('fn', 2, 'ENOENT', beforeMove);
+    assert.equal(manager.status('fn', 2)!.state, 'ready');
+    await built(4);
+    // fn/3 went to big, which had to drop one: fn/2 was used least recently.
+    assert.deepEqual(
+      [manager.status('fn', 1)!.tier, manager.status('fn', 3)!.tier, manager.status('fn', 4)!.tier],
+      ['big', 'big', 'small'],
+    );
+    const evicted = manager.status('fn', 2)!;
+    assert.equal(evicted.state, 'evicted');
+    assert.match(evicted.reason!, /evicted from tier big .*lru-demote/);
+    assert.equal(manager.blobFor('fn', 2), undefined);
+    assert.deepEqual(fs.readdirSync(small), ['fn-4.blob']);
+    assert.deepEqual(fs.readdirSync(big).sort(), ['fn-1.blob', 'fn-3.blob']);
+    const { policy, tiers } = manager.tierStatus();
+    assert.equal(policy, 'lru-demote');
+    assert.deepEqual(
+      tiers.map((t) => [t.name, t.usedBytes / 2 ** 20, t.snapshots]),
+      [
+        ['small', 2, ['fn/4']],
+        ['big', 4, ['fn/1', 'fn/3']],
+      ],
+    );
+    await manager.close();
+  });
+
+  it('with no-eviction a snapshot that fits no tier fails its build and moves nothing', async () => {
+    const { manager, record, small } = await setup(
+      (out) => fs.writeFileSync(blob(out), Buffer.alloc(2 * 1024 * 1024, 1)),
+      {
+        tiers: [{ name: 'small', dir: '', capacityMb: 3 }],
+        tierPolicy: 'no-eviction',
+      },
+    );
+    manager.build(record);
+    assert.equal((await settled(manager)).tier, 'small');
+    manager.build({ ...record, version: 2 });
+    while (manager.status('fn', 2)?.state === 'building') await sleep(5);
+    assert.match(
+      manager.status('fn', 2)!.reason!,
+      /no snapshot tier keeps 2097152 bytes \(no-eviction\)/,
+    );
+    assert.equal(manager.status('fn', 1)!.state, 'ready');
+    assert.deepEqual(fs.readdirSync(small), ['fn-1.blob']);
+    await manager.close();
   });
 
   it('close removes every snapshot; reconcile empties the tiers of an earlier run', async () => {
