@@ -46,3 +46,30 @@ describe('calibrateSpinCpu', () => {
     }
   });
 });
+
+describe('synthetic function', () => {
+  const HANDLER = path.resolve('src/workload/synthetic-function/index.ts');
+  /** Runs the handler for `durationMs` in a fresh process whose calibration is `scale` × the true one. */
+  async function invokeWith(scale: number, durationMs: number): Promise<number> {
+    const script = `import(${JSON.stringify(SPIN)}).then(async (spin) => {
+      process.env.PETRI_SYNTH_ITERS_PER_MS = String(spin.calibrateSpinCpu() * ${scale});
+      const fn = await import(${JSON.stringify(HANDLER)});
+      const runs = [];
+      for (let i = 0; i < 5; i++) runs.push((await fn.handler({ durationMs: ${durationMs} })).durationMs);
+      runs.sort((a, b) => a - b);
+      console.log(JSON.stringify(runs[2]));
+    })`;
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '-e', script]);
+    return JSON.parse(stdout) as number;
+  }
+
+  it('spends the requested CPU time even when its calibration is off by 30 %', async () => {
+    for (const scale of [0.7, 1.3]) {
+      const measured = await invokeWith(scale, 100);
+      assert.ok(
+        Math.abs(measured / 100 - 1) <= 0.05,
+        `calibration ×${scale}: measured ${measured.toFixed(1)} ms of CPU for 100 ms requested`,
+      );
+    }
+  });
+});

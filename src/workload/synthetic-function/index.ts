@@ -20,6 +20,8 @@ interface SyntheticEvent {
 const ITERS_PER_MS = Number(process.env.PETRI_SYNTH_ITERS_PER_MS ?? '100000');
 const MEMORY_CAP_MB = Number(process.env.PETRI_SYNTH_MEMORY_CAP_MB ?? '0');
 const PAGE = 4096;
+/** Longest spin between two reads of the CPU clock (ms of CPU). */
+const SLICE_MS = 5;
 
 // Get the loop optimised during the cold start, not in the first invocation:
 // the calibration was measured on optimised code.
@@ -37,9 +39,15 @@ export async function handler(
   const requestedMs = Math.max(0, Number(event?.durationMs ?? 0));
   const touchedMb = Math.max(0, Math.min(Number(event?.memoryMb ?? 0), MEMORY_CAP_MB));
   let checksum = touchMemory(touchedMb);
-  const remainingMs = requestedMs - (cpuMs() - startCpu);
-  if (remainingMs > 0) checksum ^= spin(Math.round(remainingMs * ITERS_PER_MS));
-  const used = cpuMs() - startCpu;
+  // Closed loop on CPU time: spin in slices of at most SLICE_MS by the
+  // calibration and re-read the CPU clock, so a calibration a few % off
+  // shifts only the last slice, not the whole invocation.
+  let used = cpuMs() - startCpu;
+  while (used < requestedMs) {
+    const sliceMs = Math.min(SLICE_MS, requestedMs - used);
+    checksum ^= spin(Math.max(1, Math.round(sliceMs * ITERS_PER_MS)));
+    used = cpuMs() - startCpu;
+  }
   const wallMs = performance.now() - start;
   // durationMs is the measured execution (CPU time), what the request asked for.
   return { durationMs: used, cpuMs: used, wallMs, touchedMb, checksum };
