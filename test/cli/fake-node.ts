@@ -150,6 +150,7 @@ export function nodeView(): NodeView {
     },
     startPaths: { policy: 'warm-first', pausing: true, pauseGraceMs: 50 },
     instances: { starting: 0, idle: 2, paused: 0, busy: 1, stopping: 0 },
+    prewarm: { sets: [], memoryMb: 0 },
     scheduler: {
       policy: 'task',
       allocation: 'static',
