@@ -239,6 +239,7 @@ export class PetriNode {
         return status.active ? status.current : undefined;
       },
       autoscaleDecisions: () => this.autoscaler.decisions(),
+      prewarms: () => this.prewarms.views(),
     });
     this.catalog = new FunctionCatalog({
       stateDir: config.stateDir,

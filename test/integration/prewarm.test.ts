@@ -99,7 +99,8 @@ async function deploy(name: string, extra: object = {}): Promise<void> {
 async function invoke(name: string, event: unknown = {}) {
   const reply = await call('POST', `/v1/functions/${name}/invoke`, event);
   assert.equal(reply.status, 200, JSON.stringify(reply.json));
-  return { start: String(reply.headers['x-petri-start']), body: reply.json };
+  const id = String(reply.headers['x-petri-invocation-id']);
+  return { start: String(reply.headers['x-petri-start']), body: reply.json, id };
 }
 
 async function nodeView(): Promise<NodeView> {
@@ -200,6 +201,11 @@ describe('prewarmed runtimes on a real node', () => {
     const view = await nodeView();
     assert.equal(view.prewarm.memoryMb, 128);
     assert.ok(view.memoryInUseMb >= 128, `memory in use ${view.memoryInUseMb} counts the runtime`);
+    const metrics = await request(daemon!.url + '/metrics', { headers: daemon!.headers });
+    assert.match(
+      await metrics.body.text(),
+      /petri_prewarm_runtimes\{memory_mb="128",egress="false",state="ready"\} 1/,
+    );
     const pids = prewarmPids();
     assert.equal(pids.length, 1, `one unbound host (${pids})`);
     // What the runtime itself sees where a function's code will appear: nothing.
@@ -212,8 +218,10 @@ describe('prewarmed runtimes on a real node', () => {
     await deploy('alpha', { env: { GREETING: 'hi' } });
     await deploy('beta', { memoryMb: 256 });
     const otherCode = path.join(stateDir, 'functions', 'beta');
-    const { start, body } = await invoke('alpha', { other: otherCode });
+    const { start, body, id } = await invoke('alpha', { other: otherCode });
     assert.equal(start, 'prewarm');
+    const record = await call('GET', `/v1/invocations/${id}`);
+    assert.equal(record.json.startPath, 'prewarm');
     assert.equal(body.fn, 'alpha');
     assert.match(body.instance, /^prewarm-128-/);
     assert.equal(body.greeting, 'hi');
