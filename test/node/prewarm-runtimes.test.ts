@@ -59,6 +59,7 @@ function setup(prewarm: unknown, budgetMb = 1024) {
   const driver = new PrewarmDriver(clock);
   const memory = { reserved: 0, budget: budgetMb };
   const bound: { name: string; sandbox: PrewarmSandbox }[] = [];
+  let made = 0;
   const config = parseConfig({ prewarm });
   const deps: PrewarmRuntimeDeps = {
     config: config.prewarm,
@@ -66,7 +67,7 @@ function setup(prewarm: unknown, budgetMb = 1024) {
     clock,
     startTimeoutMs: 1000,
     spec: (entry) => ({
-      instanceId: `prewarm-${driver.prewarms.length}`,
+      instanceId: `prewarm-${(made += 1)}`,
       runtime: 'node',
       resources: {
         cpu: 0.1,
