@@ -241,7 +241,9 @@ describe('prewarmed runtimes on a real node', () => {
 
   it('destroys a bound runtime when its instance stops and binds a new one next time; a reactive set grows', async (t) => {
     if (!requireRoot(t)) return;
-    const { body: firstBody } = await invoke('alpha');
+    await setUntil((s) => s.ready >= 1, 'a runtime ready again');
+    const { start: firstStart, body: firstBody } = await invoke('alpha');
+    assert.equal(firstStart, 'prewarm');
     const firstSlot = path.join(prewarmDir, firstBody.instance);
     // keepAliveMs 0: the instance stops after its invocation, and its slot goes with it.
     const deadline = Date.now() + 15_000;
@@ -262,6 +264,7 @@ describe('prewarmed runtimes on a real node', () => {
       memoryMb: 128,
       source: { path: path.join(codeRoot, 'beta') },
     });
+    await setUntil((s) => s.ready >= 1, 'a runtime ready');
     const { start, body } = await invoke('beta', {
       other: path.join(stateDir, 'functions', 'alpha'),
     });
