@@ -135,7 +135,7 @@ async function untilPaused(daemon: Daemon, name: string): Promise<void> {
 /** The instance's cgroup directory in a v1 hierarchy (the node's own cgroup may be nested). */
 function instanceDir(controller: string, tag: string, instanceId: string): string | undefined {
   const walk = (dir: string, depth: number): string | undefined => {
-    const candidate = path.join(dir, 'petri', tag, instanceId);
+    const candidate = path.join(dir, 'petri', tag, ...(instanceId ? [instanceId] : []));
     if (fs.existsSync(candidate)) return candidate;
     if (depth > 6) return undefined;
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -204,8 +204,8 @@ async function untilPrewarmReady(daemon: Daemon): Promise<void> {
 
 /** memory.usage_in_bytes of the smallest `prewarm-*` cgroup: a ready runtime, no function. */
 function prewarmBytes(tag: string): number | undefined {
-  const root = path.join(CGROUP_ROOT, 'memory', 'petri', tag);
-  if (!fs.existsSync(root)) return undefined;
+  const root = instanceDir('memory', tag, '');
+  if (!root) return undefined;
   const sizes = fs
     .readdirSync(root)
     .filter((id) => id.startsWith('prewarm-'))
@@ -288,7 +288,8 @@ function report(samples: Samples): HandlerReport {
       MeasuredPath,
       number
     >;
-  const mb = (values: number[]) => Math.round(summarize(values).p50 / 2 ** 20);
+  const mb = (values: number[]) =>
+    values.length === 0 ? Number.NaN : Math.round(summarize(values).p50 / 2 ** 20);
   const shares = samples.pausedCpuShare.map((share) => share * 100);
   return {
     ms,
