@@ -149,12 +149,28 @@ function mountsUnder(dir: string): string[] {
     .filter((point): point is string => point !== undefined && point.startsWith(dir));
 }
 
-/** cgroup folders of prewarmed runtimes this node made, under any controller. */
+/** The `petri` cgroup folders under `dir` (the node's own cgroup may be nested a few levels down). */
+function petriDirs(dir: string, depth = 0): string[] {
+  const found: string[] = [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    const child = path.join(dir, entry.name);
+    if (entry.name === 'petri') found.push(child);
+    else if (depth < 4) found.push(...petriDirs(child, depth + 1));
+  }
+  return found;
+}
+
+/** cgroup folders of prewarmed runtimes (any node's), under any controller. */
 function prewarmCgroups(): string[] {
   const found: string[] = [];
-  for (const controller of fs.readdirSync('/sys/fs/cgroup')) {
-    const petri = path.join('/sys/fs/cgroup', controller, 'petri');
-    if (!fs.existsSync(petri)) continue;
+  for (const petri of petriDirs('/sys/fs/cgroup')) {
     for (const tag of fs.readdirSync(petri)) {
       const dir = path.join(petri, tag);
       if (!fs.statSync(dir).isDirectory()) continue;
@@ -208,6 +224,11 @@ describe('prewarmed runtimes on a real node', () => {
     );
     const pids = prewarmPids();
     assert.equal(pids.length, 1, `one unbound host (${pids})`);
+    const slot = fs.readdirSync(prewarmDir);
+    assert.ok(
+      prewarmCgroups().some((dir) => dir.endsWith('/' + slot[0])),
+      'its cgroups are found',
+    );
     // What the runtime itself sees where a function's code will appear: nothing.
     const cwd = fs.readlinkSync(`/proc/${pids[0]}/cwd`);
     assert.deepEqual(fs.readdirSync(`/proc/${pids[0]}/root${cwd}`), []);
