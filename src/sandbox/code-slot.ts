@@ -7,17 +7,27 @@ import { findHostTool } from './host-tools.ts';
 
 const run = promisify(execFile);
 
-/** mount and umount (util-linux), from the trusted PATH. */
+/** mount and umount (util-linux) and sh, from the trusted PATH. */
 export interface MountTools {
   mount: string;
   umount: string;
+  sh: string;
 }
 
 export function findMountTools(): MountTools | undefined {
   const mount = findHostTool('mount');
   const umount = findHostTool('umount');
-  return mount && umount ? { mount, umount } : undefined;
+  const sh = findHostTool('sh');
+  return mount && umount && sh ? { mount, umount, sh } : undefined;
 }
+
+/**
+ * Both mounts of a fill in one spawn: a spawn from the daemon (a large
+ * process) costs far more than the mounts (about 45 ms each on a loaded
+ * 2-core node, against 50 ms for one sh running both). The script is a
+ * constant; mount and the paths come as its arguments, never in its text.
+ */
+const FILL_SCRIPT = '"$0" --bind -o ro "$1" "$2" && "$0" --bind "$2" "$3"';
 
 /**
  * The empty folder a prewarmed runtime's sandbox shows (read-only) where a
@@ -58,8 +68,8 @@ export class CodeSlot {
     fs.mkdirSync(slot.dir, { recursive: true, mode: 0o755 });
     for (const dir of [root, slot.base]) fs.chmodSync(dir, 0o711);
     try {
-      await slot.mount('--bind', slot.dir, slot.dir);
-      await slot.mount('--make-shared', slot.dir);
+      // One run: the bind, then (util-linux applies it after) the shared propagation.
+      await slot.mount('--bind', '--make-shared', slot.dir, slot.dir);
     } catch (err) {
       await slot.remove();
       throw err;
@@ -71,9 +81,9 @@ export class CodeSlot {
   async fill(codeDir: string): Promise<void> {
     if (this.filled) throw new PetriError('Internal', 'a prewarmed runtime is bound only once');
     this.filled = true;
-    // util-linux binds and then remounts read-only (one run of mount, two syscalls).
-    await this.mount('--bind', '-o', 'ro', path.resolve(codeDir), this.hold);
-    await this.mount('--bind', this.hold, this.dir);
+    // `mount --bind -o ro` binds and then remounts read-only (two syscalls).
+    const args = ['-c', FILL_SCRIPT, this.tools.mount, path.resolve(codeDir), this.hold, this.dir];
+    await this.exec(this.tools.sh, args, `mount ${path.resolve(codeDir)} into ${this.dir}`);
   }
 
   /** Unmounts everything in the slot and deletes it. Idempotent. */
@@ -82,12 +92,16 @@ export class CodeSlot {
     fs.rmSync(this.base, { recursive: true, force: true });
   }
 
-  private async mount(...args: string[]): Promise<void> {
+  private mount(...args: string[]): Promise<void> {
+    return this.exec(this.tools.mount, args, `mount ${args.join(' ')}`);
+  }
+
+  private async exec(file: string, args: string[], what: string): Promise<void> {
     try {
-      await run(this.tools.mount, args, { timeout: 10_000 });
+      await run(file, args, { timeout: 10_000, env: {} });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr?.trim();
-      throw new PetriError('Internal', `mount ${args.join(' ')} failed: ${stderr || String(err)}`);
+      throw new PetriError('Internal', `${what} failed: ${stderr || String(err)}`);
     }
   }
 }
