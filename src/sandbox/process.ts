@@ -125,7 +125,7 @@ export class ProcessDriver implements SandboxDriver {
   prewarmUnsupported(): string | undefined {
     if (this.options.prewarmDir === undefined) return 'the sandbox driver has no prewarm folder';
     if (process.geteuid?.() !== 0) return 'prewarmed runtimes need root (their code is mounted)';
-    if (!this.mountTools()) return 'mount and umount (util-linux) are not on the trusted PATH';
+    if (!this.mountTools()) return 'mount, umount (util-linux) or sh is not on the trusted PATH';
     return undefined;
   }
 
