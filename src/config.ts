@@ -450,6 +450,44 @@ export const SandboxConfigSchema = z
   })
   .strict();
 
+/**
+ * Reactive prewarming (OpenWhisk's reactive prewarm): the set starts at
+ * `count`, grows by one (up to `max`) each time one of its runtimes is bound,
+ * and a runtime left unbound for `ttlMs` is stopped while more than `min` are ready.
+ */
+export const ReactivePrewarmSchema = z
+  .object({
+    min: z.number().int().min(0).max(64),
+    max: z.number().int().min(1).max(64),
+    ttlMs: z.number().int().min(100),
+  })
+  .strict()
+  .refine((r) => r.min <= r.max, { path: ['min'], message: 'must not be more than max' });
+
+/**
+ * Prewarmed generic runtimes (src/node/prewarm-runtimes.ts): sandboxes that
+ * have started Node and the instance host but no function, one set per
+ * entry. A cold start of a node function with the same memoryMb, no inbound
+ * ports and the same egress binds one of them (start path `prewarm`).
+ */
+export const PrewarmConfigSchema = z
+  .object({
+    runtime: z.literal('node', {
+      error: 'must be "node": only the node runtime can bind a prewarmed runtime',
+    }),
+    memoryMb: z.number().int().min(64).max(10240),
+    /** Ready runtimes kept (reactive: the starting number). */
+    count: z.number().int().min(0).max(64),
+    /** Whether the runtimes' network namespaces let traffic out (functions must match). */
+    egress: z.boolean().default(false),
+    reactive: ReactivePrewarmSchema.optional(),
+  })
+  .strict()
+  .refine((p) => !p.reactive || (p.count >= p.reactive.min && p.count <= p.reactive.max), {
+    path: ['count'],
+    message: 'must lie between reactive.min and reactive.max',
+  });
+
 export const NodeConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -503,6 +541,14 @@ export const NodeConfigSchema = z
     autoscaling: AutoscalingConfigSchema.prefault({}),
     groups: GroupsConfigSchema.prefault({}),
     snapshots: SnapshotsConfigSchema.prefault({}),
+    prewarm: z
+      .array(PrewarmConfigSchema)
+      .max(16)
+      .default([])
+      .refine(
+        (list) => new Set(list.map((p) => `${p.memoryMb}/${p.egress}`)).size === list.length,
+        { message: 'must not hold two entries with the same memoryMb and egress' },
+      ),
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
@@ -516,6 +562,7 @@ export const NodeConfigSchema = z
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;
 export type SnapshotsConfig = z.infer<typeof SnapshotsConfigSchema>;
 export type SnapshotTier = z.infer<typeof SnapshotTierSchema>;
+export type PrewarmConfig = z.infer<typeof PrewarmConfigSchema>;
 export type ResourceRules = z.infer<typeof ResourceRulesSchema>;
 export type SchedulerConfig = z.infer<typeof SchedulerConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;

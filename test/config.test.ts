@@ -75,3 +75,78 @@ describe('node configuration', () => {
     assert.match(unreadable.stderr, /^Error InvalidConfig: cannot read config .*absent\.json/m);
   });
 });
+
+describe('prewarm config', () => {
+  const issues = (input: unknown): string[] => {
+    try {
+      parseConfig(input);
+      return [];
+    } catch (err) {
+      assert.ok(err instanceof PetriError);
+      assert.equal(err.code, 'InvalidConfig');
+      return (err.details as { issues: { field: string; message: string }[] }).issues.map(
+        (i) => `${i.field}: ${i.message}`,
+      );
+    }
+  };
+
+  it('takes static and reactive sets, egress off by default', () => {
+    const config = parseConfig({
+      prewarm: [
+        { runtime: 'node', memoryMb: 128, count: 2 },
+        { runtime: 'node', memoryMb: 256, count: 1, reactive: { min: 0, max: 4, ttlMs: 60_000 } },
+      ],
+    });
+    assert.deepEqual(config.prewarm[0], {
+      runtime: 'node',
+      memoryMb: 128,
+      count: 2,
+      egress: false,
+    });
+    assert.deepEqual(config.prewarm[1]!.reactive, { min: 0, max: 4, ttlMs: 60_000 });
+    assert.deepEqual(parseConfig({}).prewarm, []);
+  });
+
+  it('rejects other runtimes, bad sizes and counts, unknown fields and duplicate sizes', () => {
+    assert.match(
+      issues({ prewarm: [{ runtime: 'exec', memoryMb: 128, count: 1 }] })[0]!,
+      /prewarm\.0\.runtime: must be "node"/,
+    );
+    assert.match(
+      issues({ prewarm: [{ runtime: 'node', memoryMb: 32, count: 1 }] })[0]!,
+      /prewarm\.0\.memoryMb/,
+    );
+    assert.match(
+      issues({ prewarm: [{ runtime: 'node', memoryMb: 128, count: -1 }] })[0]!,
+      /prewarm\.0\.count/,
+    );
+    assert.match(
+      issues({ prewarm: [{ runtime: 'node', memoryMb: 128, count: 1, size: 2 }] })[0]!,
+      /prewarm\.0/,
+    );
+    assert.match(
+      issues({ prewarm: [{ runtime: 'node', memoryMb: 128 }] })[0]!,
+      /prewarm\.0\.count/,
+    );
+    const twice = { runtime: 'node', memoryMb: 128, count: 1 };
+    assert.match(issues({ prewarm: [twice, twice] })[0]!, /prewarm: must not hold two entries/);
+    // The same size with and without egress are two sets.
+    assert.deepEqual(issues({ prewarm: [twice, { ...twice, egress: true }] }), []);
+  });
+
+  it('rejects a reactive set whose count lies outside min..max, or min above max', () => {
+    const set = (count: number, reactive: object) => ({
+      prewarm: [{ runtime: 'node', memoryMb: 128, count, reactive }],
+    });
+    assert.match(
+      issues(set(5, { min: 1, max: 4, ttlMs: 1000 }))[0]!,
+      /prewarm\.0\.count: must lie between/,
+    );
+    assert.match(
+      issues(set(2, { min: 3, max: 2, ttlMs: 1000 })).join(';'),
+      /reactive\.min: must not be more than max/,
+    );
+    assert.match(issues(set(1, { min: 0, max: 2, ttlMs: 10 }))[0]!, /reactive\.ttlMs/);
+    assert.match(issues(set(1, { min: 0, max: 2 }))[0]!, /reactive\.ttlMs/);
+  });
+});

@@ -56,6 +56,7 @@ export async function createDriver(
     limits,
     launchTools: tools,
     nodeBinary: config.runtime.nodeBinary,
+    prewarmDir: path.join(path.resolve(config.stateDir), 'prewarms'),
   });
 }
 

@@ -18,3 +18,10 @@ export { Pool, type Slot, type PoolLimits } from './pool.ts';
 export { Instance } from './instance.ts';
 export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';
+export {
+  PrewarmRuntimes,
+  PREWARM_RETRY_MS,
+  type PrewarmClaim,
+  type PrewarmRuntimeDeps,
+  type PrewarmSetView,
+} from './prewarm-runtimes.ts';

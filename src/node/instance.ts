@@ -1,7 +1,20 @@
 import { PetriError, toPetriError, type ErrorCode } from '../errors.ts';
 import type { InstanceState, InstanceView } from '../policy/index.ts';
-import { INSTANCE_ERROR_CODES, type FromInstance } from '../runtime/index.ts';
-import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec, Usage } from '../sandbox/index.ts';
+import {
+  INSTANCE_ERROR_CODES,
+  parseBindMessage,
+  type BindMessage,
+  type FromInstance,
+} from '../runtime/index.ts';
+import type {
+  PrewarmSandbox,
+  ResourceLimits,
+  Sandbox,
+  SandboxDriver,
+  SandboxExit,
+  SandboxSpec,
+  Usage,
+} from '../sandbox/index.ts';
 import type { CpuScheduler, InvocationPhases, MicrotaskRecord } from '../sched/index.ts';
 import type { FunctionRecord } from '../store/index.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -157,6 +170,46 @@ export class Instance {
     await sandbox.setCpu({ cpu: spec.resources.cpu, cpus: spec.resources.cpus });
     instance.cpu = spec.resources.cpu;
     instance.cpus = spec.resources.cpus;
+    return instance;
+  }
+
+  /**
+   * Makes a ready prewarmed runtime an instance of this version, once: its
+   * version folder is mounted read-only in the sandbox's empty code folder,
+   * the `bind` frame (checked first) makes the host import the handler, and
+   * once it answers `ready` the CPU share is lowered from the start boost to
+   * the function's own. The sandbox keeps its id, uid and cgroups; it is
+   * never a prewarm again (it dies as this function's instance).
+   */
+  static async bind(
+    sandbox: PrewarmSandbox,
+    fn: FunctionRecord,
+    codeDir: string,
+    message: BindMessage,
+    resources: ResourceLimits,
+    hooks: InstanceHooks,
+    startTimeoutMs: number,
+    clock: Clock,
+  ): Promise<Instance> {
+    const instance = new Instance(fn, sandbox, hooks, clock);
+    hooks.onState(instance, 'starting', {
+      pid: sandbox.pid,
+      address: sandbox.address,
+      startPath: 'prewarm',
+    });
+    const ready = instance.waitReady(startTimeoutMs);
+    try {
+      const frame = parseBindMessage(message);
+      await sandbox.bindCode(codeDir);
+      sandbox.send(frame);
+    } catch (err) {
+      instance.settleReady(toPetriError(err));
+      void instance.stop();
+    }
+    await ready;
+    await sandbox.setCpu({ cpu: resources.cpu, cpus: resources.cpus });
+    instance.cpu = resources.cpu;
+    instance.cpus = resources.cpus;
     return instance;
   }
 

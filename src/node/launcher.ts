@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { NodeConfig } from '../config.ts';
+import path from 'node:path';
+import type { NodeConfig, PrewarmConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import { parseHandler } from '../runtime/index.ts';
 import {
   resourcesFor,
   type GroupMembership,
+  type PrewarmSandbox,
+  type PrewarmSpec,
   type SandboxDriver,
   type SandboxSpec,
 } from '../sandbox/index.ts';
@@ -121,6 +124,54 @@ export class InstanceLauncher {
     } finally {
       this.unuse(record.name, record.version);
     }
+  }
+
+  /**
+   * Binds a ready prewarmed runtime to the version (start path `prewarm`):
+   * the version folder appears at the sandbox's code mount, so the bundle
+   * and the function's folder are named as the sandbox sees them.
+   */
+  async bind(record: FunctionRecord, sandbox: PrewarmSandbox): Promise<Instance> {
+    this.use(record.name, record.version);
+    try {
+      const { spec } = record;
+      const layout = versionLayout(this.deps.config.stateDir, record.name, record.version);
+      const inside = (file: string): string =>
+        path.join(sandbox.codeMount, path.relative(layout.dir, file));
+      const instance = await Instance.bind(
+        sandbox,
+        record,
+        layout.dir,
+        {
+          type: 'bind',
+          functionName: record.name,
+          version: record.version,
+          bundle: inside(layout.bundle),
+          exportName: parseHandler(spec.handler).exportName,
+          cwd: inside(layout.code),
+          env: spec.env,
+        },
+        this.resourcesFor(spec.memoryMb),
+        this.hooks,
+        this.deps.config.startTimeoutMs,
+        this.deps.clock,
+      );
+      instance.scheduler = this.deps.scheduler;
+      instance.baseline = await instance.sandbox.usage().catch(() => instance.baseline);
+      return instance;
+    } finally {
+      this.unuse(record.name, record.version);
+    }
+  }
+
+  /** The runtime part of a prewarmed node runtime of one configured size. */
+  prewarmSpec(entry: PrewarmConfig): PrewarmSpec {
+    return {
+      instanceId: `prewarm-${entry.memoryMb}-${randomUUID().slice(0, 8)}`,
+      runtime: 'node',
+      resources: this.resourcesFor(entry.memoryMb),
+      network: { inbound: false, egress: entry.egress },
+    };
   }
 
   /** The version's sandbox running `nodeArgs` instead of the host (a snapshot build). */

@@ -11,6 +11,8 @@ export interface MetricsSource {
   autoscaleDecisions?(): ReadonlyMap<string, AutoscaleDecision>;
   /** Running function groups and their members by state (members are not pool instances). */
   groupMembers?(): { groups: number; members: Record<string, number> };
+  /** Prewarmed runtimes per configured size: ready and starting (node config `prewarm`). */
+  prewarms?(): readonly { memoryMb: number; egress: boolean; ready: number; starting: number }[];
 }
 
 const MIB = 1024 * 1024;
@@ -82,6 +84,20 @@ export class NodeMetrics {
         const current = source.placement();
         if (current === undefined) return;
         for (const state of ['pack', 'spread']) this.set({ state }, state === current ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'petri_prewarm_runtimes',
+      help: 'Prewarmed generic runtimes (no function yet) by memory size, egress and state (ready or starting); each holds its memoryMb of the budget.',
+      labelNames: ['memory_mb', 'egress', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const set of source.prewarms?.() ?? []) {
+          const labels = { memory_mb: String(set.memoryMb), egress: String(set.egress) };
+          this.set({ ...labels, state: 'ready' }, set.ready);
+          this.set({ ...labels, state: 'starting' }, set.starting);
+        }
       },
     });
     this.autoscaleGauges(source);

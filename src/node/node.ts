@@ -28,6 +28,7 @@ import { FunctionCatalog, type FunctionView } from './catalog.ts';
 import { AutoscaleDriver } from './autoscaler.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { InstanceLauncher } from './launcher.ts';
+import { PrewarmRuntimes, type PrewarmSetView } from './prewarm-runtimes.ts';
 import {
   Invoker,
   type ExchangeContext,
@@ -113,6 +114,8 @@ export interface NodeInfo {
   instances: Record<Exclude<InstanceState, 'dead'>, number>;
   /** Running function groups and their members (service instances) by state. */
   groups: { running: number; members: Record<MemberState, number> };
+  /** Prewarmed generic runtimes (node config `prewarm`): each set and the memory they hold. */
+  prewarm: { sets: PrewarmSetView[]; memoryMb: number };
   /**
    * CPU the node has used since it started, ms: its instances' (from each
    * one's cgroup, read at start, after every invocation and at stop, so
@@ -157,6 +160,7 @@ export class PetriNode {
   private readonly started: number;
   private closing = false;
   private readonly snapshots: SnapshotManager;
+  private readonly prewarms: PrewarmRuntimes;
 
   constructor(private readonly deps: NodeDeps) {
     const { config, store, log } = deps;
@@ -218,10 +222,23 @@ export class PetriNode {
         startInstance: (record, path) => launcher.start(record, undefined, undefined, path),
         snapshotReady: (record) =>
           record.spec.snapshot && this.snapshots.blobFor(record.name, record.version) !== undefined,
+        prewarmsFor: (record) => this.prewarms.readyFor(record),
+        claimPrewarm: (record) => this.prewarms.claim(record),
       },
       clock,
       START_PATH_POLICIES[config.startPaths.policy](),
     );
+    this.prewarms = new PrewarmRuntimes({
+      config: config.prewarm,
+      driver: deps.driver,
+      clock,
+      startTimeoutMs: config.startTimeoutMs,
+      spec: (entry) => launcher.prewarmSpec(entry),
+      bind: (record, sandbox) => launcher.bind(record, sandbox),
+      reserveMemory: (mb) => this.pool.reserveFreeMemory(mb),
+      releaseMemory: (mb) => this.pool.releaseMemory(mb),
+      warn: (message, details) => log.warn(details ?? {}, message),
+    });
     this.autoscaler = new AutoscaleDriver({
       pool: this.pool,
       clock,
@@ -239,6 +256,7 @@ export class PetriNode {
       },
       autoscaleDecisions: () => this.autoscaler.decisions(),
       groupMembers: () => this.groups.memberCounts(),
+      prewarms: () => this.prewarms.views(),
     });
     this.catalog = new FunctionCatalog({
       stateDir: config.stateDir,
@@ -293,6 +311,7 @@ export class PetriNode {
     await this.catalog.sweepAll();
     await this.scheduler.placement.start();
     this.autoscaler.start();
+    this.prewarms.start();
   }
 
   // ---- functions -------------------------------------------------------
@@ -550,6 +569,7 @@ export class PetriNode {
       scheduler: this.scheduler.status(),
       instances,
       groups: this.groupCounts(),
+      prewarm: { sets: this.prewarms.views(), memoryMb: this.prewarms.memoryMb() },
       functions: this.pool.functions.size,
       uptimeMs: Math.round(this.clock.now() - this.started),
     };
@@ -606,6 +626,7 @@ export class PetriNode {
     try {
       const shutdown = new PetriError('NodeRestarted', 'the node is shutting down');
       this.pool.rejectAll(shutdown);
+      await this.prewarms.close();
       await Promise.allSettled(this.pool.allInstances().map((instance) => instance.stop(shutdown)));
       await this.invoker.drain();
       await this.sink.drain();

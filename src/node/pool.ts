@@ -16,6 +16,7 @@ import { systemClock, type Clock, type Timer } from './clock.ts';
 import type { Instance } from './instance.ts';
 import { PoolView, type PoolViewSource } from './pool-view.ts';
 import { PrewarmScheduler } from './prewarm.ts';
+import type { PrewarmClaim } from './prewarm-runtimes.ts';
 
 /** What a dispatched invocation gets: an instance with a slot reserved for it. */
 export interface Slot {
@@ -77,6 +78,10 @@ export interface PoolHooks {
   startInstance(record: FunctionRecord, path?: 'cold' | 'restore'): Promise<Instance>;
   /** True when the version has a snapshot ready to restore; absent: never. */
   snapshotReady?(record: FunctionRecord): boolean;
+  /** Ready prewarmed runtimes the version could bind; absent: none. */
+  prewarmsFor?(record: FunctionRecord): number;
+  /** Takes a ready prewarmed runtime for the version (its memory reservation comes with it). */
+  claimPrewarm?(record: FunctionRecord): PrewarmClaim | undefined;
 }
 
 /** Idle instances, running or frozen: what keep-alive may stop. */
@@ -215,6 +220,13 @@ export class Pool {
         return this.thaw(entry, chosen!, onColdStart, record);
       case 'queue':
         return this.enqueue(entry, onColdStart, record);
+      case 'prewarm': {
+        const started = this.startPrewarmed(entry, onColdStart, record);
+        if (started) return started;
+        // Gone since the policy looked (or no room): the next best is a cold start.
+        if (!this.makeRoom(entry, record)) return this.enqueue(entry, onColdStart, record);
+        return this.startNew(entry, 'cold', onColdStart, record);
+      }
       default:
         if (!this.makeRoom(entry, record)) return this.enqueue(entry, onColdStart, record);
         return this.startNew(entry, decision.path, onColdStart, record);
@@ -311,6 +323,13 @@ export class Pool {
       this.retireVictims(this.policy.victims(mb - free(), this.view()), 'idle');
     }
     if (free() < mb) return false;
+    this.reservedMb += mb;
+    return true;
+  }
+
+  /** `reserveMemory` without evicting anything (prewarmed runtimes never push instances out). */
+  reserveFreeMemory(mb: number): boolean {
+    if (this.limits.memoryBudgetMb - this.memoryInUseMb() < mb) return false;
     this.reservedMb += mb;
     return true;
   }
@@ -559,8 +578,7 @@ export class Pool {
       memoryMb: record.spec.memoryMb,
       warm: Object.freeze(warm),
       paused: Object.freeze(paused),
-      // Prewarmed runtimes are not built yet: never offered.
-      prewarms: 0,
+      prewarms: this.hooks.prewarmsFor?.(record) ?? 0,
       snapshotReady: this.hooks.snapshotReady?.(record) ?? false,
       belowCap: this.liveCount(entry, record.version) < cap,
     });
@@ -587,17 +605,41 @@ export class Pool {
     return { instance, startPath: 'paused', dispatchedAt };
   }
 
-  /** A new instance for one invocation: cold, or restored from the version's snapshot. */
+  /**
+   * Binds a prewarmed runtime for one invocation, if one is still ready and
+   * the function's cap allows: its memory moves from the runtime's
+   * reservation to the starting instance, so binding never needs more room.
+   * Undefined: none was started.
+   */
+  private startPrewarmed(
+    entry: FunctionEntry,
+    onColdStart: (() => void) | undefined,
+    record: FunctionRecord,
+  ): Promise<Slot> | undefined {
+    const claim = this.hooks.claimPrewarm?.(record);
+    if (!claim) return undefined;
+    this.reservedMb = Math.max(0, this.reservedMb - claim.memoryMb);
+    if (!this.roomFor(entry, record)) {
+      this.reservedMb += claim.memoryMb;
+      claim.cancel();
+      return undefined;
+    }
+    return this.startNew(entry, 'prewarm', onColdStart, record, claim);
+  }
+
+  /** A new instance for one invocation: cold, restored from the version's snapshot, or a bound prewarm. */
   private async startNew(
     entry: FunctionEntry,
     path: 'prewarm' | 'restore' | 'cold',
     onColdStart: OnNewInstance | undefined,
     record: FunctionRecord,
+    claim?: PrewarmClaim,
   ): Promise<Slot> {
-    if (path === 'prewarm') throw new PetriError('Internal', `start path ${path} is not built`);
+    if (path === 'prewarm' && !claim)
+      throw new PetriError('Internal', 'a prewarm start needs a claim');
     const dispatchedAt = this.clock.now();
     onColdStart?.(path);
-    const instance = await this.coldStart(entry, record, path);
+    const instance = await this.coldStart(entry, record, path, claim);
     // A restore that failed on its snapshot fell back to a cold start: the slot says so.
     return { instance, startPath: instance.startPath, dispatchedAt };
   }
@@ -664,7 +706,8 @@ export class Pool {
   private async coldStart(
     entry: FunctionEntry,
     record: FunctionRecord,
-    path: 'cold' | 'restore' = 'cold',
+    path: 'prewarm' | 'cold' | 'restore' = 'cold',
+    claim?: PrewarmClaim,
   ): Promise<Instance> {
     entry.starting += 1;
     const byVersion = (entry.startingByVersion ??= new Map());
@@ -673,7 +716,9 @@ export class Pool {
     this.startingMb += record.spec.memoryMb;
     const begun = this.clock.now();
     try {
-      const instance = await this.hooks.startInstance(record, path);
+      const instance = claim
+        ? await claim.start()
+        : await this.hooks.startInstance(record, path === 'prewarm' ? 'cold' : path);
       this.observeStarted(instance, begun);
       this.reserve(instance);
       const current = this.functions.get(record.name);
@@ -752,7 +797,10 @@ export class Pool {
       const slot =
         decision.path === 'paused'
           ? this.thaw(entry, chosen!, waiter.onColdStart, record)
-          : this.startNew(entry, decision.path, waiter.onColdStart, record);
+          : decision.path === 'prewarm'
+            ? (this.startPrewarmed(entry, waiter.onColdStart, record) ??
+              this.startNew(entry, 'cold', waiter.onColdStart, record))
+            : this.startNew(entry, decision.path, waiter.onColdStart, record);
       slot.then(waiter.resolve, (err: PetriError) => waiter.reject(err));
     }
   }

@@ -24,12 +24,14 @@ import {
   FrameDecoder,
   FrameWriter,
   MICROTASK_NAME,
+  PREWARM_RUNTIME,
   PROTOCOL_FD,
+  type BindMessage,
   type FromInstance,
   type InstanceErrorCode,
   type ToInstance,
 } from './protocol.ts';
-import { applyFunctionEnv } from './env.ts';
+import { applyFunctionEnv, FUNCTION_ENV_VAR } from './env.ts';
 
 type Invoke = Extract<ToInstance, { type: 'invoke' }>;
 type Handler = (event: unknown, context: unknown) => unknown;
@@ -644,23 +646,83 @@ async function run(adapter: Adapter, message: Invoke): Promise<void> {
   }
 }
 
+/** The function's adapter, once loaded (a prewarmed runtime has none until its `bind`). */
+let adapter: Adapter | undefined;
+/** Whether this host started without a function and has not been bound yet. */
+let awaitingBind = false;
+
+function onFrame(message: ToInstance): void {
+  if (message.type === 'invoke' && adapter) void run(adapter, message);
+  else if (message.type === 'admit') onAdmit(message.id);
+  else if (message.type === 'bind' && awaitingBind) {
+    awaitingBind = false;
+    void bind(message);
+  } else exitWithDaemon();
+}
+
+/** Tells the daemon the function could not be loaded, and leaves. */
+function initFailed(err: unknown): void {
+  send({ type: 'init-error', ...errorFields(err) });
+  writer.flush();
+  channel.end(() => process.exit(1));
+}
+
+/**
+ * The daemon checked the frame (runtime/schema.ts); its shape is checked
+ * again here, where zod is not bundled, before anything acts on it.
+ */
+function checkBind(message: BindMessage): void {
+  const strings = [message.functionName, message.bundle, message.exportName, message.cwd];
+  if (strings.some((value) => typeof value !== 'string') || !Number.isInteger(message.version)) {
+    throw new Error('a bind frame with missing fields');
+  }
+  const env: unknown = message.env;
+  if (typeof env !== 'object' || env === null || Array.isArray(env)) {
+    throw new Error('a bind frame whose env is not an object');
+  }
+  if (Object.values(env).some((value) => typeof value !== 'string')) {
+    throw new Error('a bind frame whose env holds a value that is not a string');
+  }
+}
+
+/**
+ * A prewarmed runtime becomes one function's instance: Petri's variables
+ * first, then the function's own env (which cannot change them, env.ts),
+ * then its folder and handler, as a cold start would have had them.
+ */
+async function bind(message: BindMessage): Promise<void> {
+  try {
+    checkBind(message);
+    env.PETRI_RUNTIME = 'node';
+    env.PETRI_FUNCTION = message.functionName;
+    env.PETRI_VERSION = String(message.version);
+    env.PETRI_BUNDLE = message.bundle;
+    env.PETRI_EXPORT = message.exportName;
+    env[FUNCTION_ENV_VAR] = JSON.stringify(message.env);
+    applyFunctionEnv(env);
+    functionName = message.functionName;
+    process.chdir(message.cwd);
+    adapter = await nodeAdapter();
+  } catch (err) {
+    initFailed(err);
+    return;
+  }
+  send({ type: 'ready' });
+}
+
 async function main(): Promise<void> {
   channel.on('end', exitWithDaemon);
   channel.on('error', exitWithDaemon);
-  let adapter: Adapter;
-  try {
-    adapter = await loadAdapter();
-  } catch (err) {
-    send({ type: 'init-error', ...errorFields(err) });
-    writer.flush();
-    channel.end(() => process.exit(1));
-    return;
+  awaitingBind = env.PETRI_RUNTIME === PREWARM_RUNTIME;
+  if (!awaitingBind) {
+    try {
+      adapter = await loadAdapter();
+    } catch (err) {
+      initFailed(err);
+      return;
+    }
   }
-  const decoder = new FrameDecoder<ToInstance>((message) => {
-    if (message.type === 'invoke') void run(adapter, message);
-    else if (message.type === 'admit') onAdmit(message.id);
-    else exitWithDaemon();
-  });
+  const decoder = new FrameDecoder<ToInstance>(onFrame);
   channel.on('data', (chunk: Buffer) => decoder.push(chunk));
   send(serverPort === undefined ? { type: 'ready' } : { type: 'ready', port: serverPort });
 }

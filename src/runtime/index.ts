@@ -1,5 +1,10 @@
 export * from './protocol.ts';
-export { FromInstanceSchema, parseFromInstance } from './schema.ts';
+export {
+  BindMessageSchema,
+  FromInstanceSchema,
+  parseBindMessage,
+  parseFromInstance,
+} from './schema.ts';
 export { bundleHandler, buildHost, parseHandler } from './bundle.ts';
 export { bundleSnapshotEntry } from './snapshot-bundle.ts';
 export {

@@ -11,7 +11,28 @@ export type ToInstance =
   | { type: 'invoke'; id: string; event: unknown; deadline: number }
   /** The invocation's last announced phase may run now (one per `microtask` frame, in order). */
   | { type: 'admit'; id: string }
+  | BindMessage
   | { type: 'shutdown' };
+
+/**
+ * Turns a prewarmed runtime (a host started with no function) into one
+ * function's instance, once: the host takes `env` as the function's, moves
+ * to `cwd`, imports `bundle` and answers `ready` (or `init-error`). Paths are
+ * as the sandbox sees them. A second `bind`, or one to a host that has a
+ * function, ends the host.
+ */
+export interface BindMessage {
+  type: 'bind';
+  functionName: string;
+  version: number;
+  bundle: string;
+  exportName: string;
+  cwd: string;
+  env: Record<string, string>;
+}
+
+/** PETRI_RUNTIME of a host that waits for a `bind` before it has a function. */
+export const PREWARM_RUNTIME = 'prewarm';
 
 export type LogStream = 'stdout' | 'stderr';
 

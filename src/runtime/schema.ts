@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MICROTASK_NAME, type FromInstance } from './protocol.ts';
+import { MICROTASK_NAME, type BindMessage, type FromInstance } from './protocol.ts';
 
 /**
  * What the daemon accepts from an instance: every frame is checked against
@@ -58,4 +58,34 @@ export function parseFromInstance(value: unknown): FromInstance {
   const issue = parsed.error.issues[0];
   const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
   throw new Error(`${where}${issue.message}`);
+}
+
+const sandboxPath = z
+  .string()
+  .max(4096)
+  .refine((p) => p.startsWith('/') && !p.split('/').includes('..'), {
+    message: 'must be an absolute path without ".."',
+  });
+
+/**
+ * The `bind` frame the daemon sends a prewarmed runtime, checked before it
+ * is sent (the host, which bundles only Node built-ins, checks its shape again).
+ */
+export const BindMessageSchema = z.strictObject({
+  type: z.literal('bind'),
+  functionName: z.string().min(1).max(128),
+  version: z.number().int().min(1),
+  bundle: sandboxPath,
+  exportName: z.string().min(1).max(256),
+  cwd: sandboxPath,
+  env: z.record(z.string().max(256), z.string().max(64 * 1024)),
+});
+
+/** `value` as a bind frame, or an Error naming the first thing wrong with it. */
+export function parseBindMessage(value: unknown): BindMessage {
+  const parsed = BindMessageSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  throw new Error(`bind frame ${where}${issue.message}`);
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { PetriError } from '../errors.ts';
 import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
@@ -10,10 +11,12 @@ import {
   FrameWriter,
   FUNCTION_ENV_VAR,
   parseFromInstance,
+  PREWARM_RUNTIME,
   type FrameError,
   type FromInstance,
   type ToInstance,
 } from '../runtime/index.ts';
+import { CodeSlot, findMountTools, unmountUnder, type MountTools } from './code-slot.ts';
 import { TRUSTED_PATH, type HostTools } from './host-tools.ts';
 import type { InheritedDescriptor, IsolationLayer, LayerInstance } from './layer.ts';
 import { LineSplitter } from './lines.ts';
@@ -21,6 +24,8 @@ import { READ_BUFFER_BYTES, readIntoSharedBuffer, socketClosed } from './shared-
 import type {
   CpuLimit,
   IsolationReport,
+  PrewarmSandbox,
+  PrewarmSpec,
   LaunchReport,
   Sandbox,
   SandboxDriver,
@@ -56,6 +61,11 @@ export interface ProcessDriverOptions {
   launchTools?: HostTools;
   /** The Node binary that runs the host (config runtime.nodeBinary, checked at start). */
   nodeBinary?: string;
+  /**
+   * Where prewarmed runtimes' code folders are made (`<stateDir>/prewarms`);
+   * absent: this driver makes no prewarmed runtimes.
+   */
+  prewarmDir?: string;
 }
 
 /**
@@ -112,8 +122,62 @@ export class ProcessDriver implements SandboxDriver {
     }
   }
 
+  prewarmUnsupported(): string | undefined {
+    if (this.options.prewarmDir === undefined) return 'the sandbox driver has no prewarm folder';
+    if (process.geteuid?.() !== 0) return 'prewarmed runtimes need root (their code is mounted)';
+    if (!this.mountTools()) return 'mount, umount (util-linux) or sh is not on the trusted PATH';
+    return undefined;
+  }
+
+  /**
+   * A runtime with no function: its code folder is an empty CodeSlot that
+   * `bindCode` fills later, the host waits for a `bind` frame, and the slot
+   * is unmounted and removed with the sandbox.
+   */
+  async createPrewarm(spec: PrewarmSpec): Promise<PrewarmSandbox> {
+    const unsupported = this.prewarmUnsupported();
+    if (unsupported !== undefined) throw new PetriError('Internal', unsupported);
+    const slot = await CodeSlot.make(this.options.prewarmDir!, spec.instanceId, this.mountTools()!);
+    const full: SandboxSpec = {
+      ...spec,
+      functionName: '',
+      version: 0,
+      codeDir: slot.dir,
+      cwd: slot.dir,
+      entry: { runtime: 'node', bundle: '', exportName: '' },
+      env: {},
+    };
+    const slotLayer: LayerInstance = { wrap: (command) => command, destroy: () => slot.remove() };
+    const prepared: LayerInstance[] = [slotLayer];
+    try {
+      for (const layer of this.options.layers) prepared.push(await layer.prepare(full));
+      const sandbox = new ProcessSandbox(full, this.options, prepared, this.readBuffer, true);
+      return Object.assign(sandbox, {
+        codeMount: slot.dir,
+        bindCode: (codeDir: string) => slot.fill(codeDir),
+      });
+    } catch (err) {
+      await destroyLayers(prepared);
+      throw err;
+    }
+  }
+
+  private tools: MountTools | undefined | null = null;
+
+  private mountTools(): MountTools | undefined {
+    if (this.tools === null) this.tools = findMountTools();
+    return this.tools;
+  }
+
   async reconcile(): Promise<void> {
     for (const layer of this.options.layers) await layer.reconcile();
+    // Code folders of prewarmed runtimes a crashed run left (their sandboxes died with it).
+    const dir = this.options.prewarmDir;
+    const tools = this.mountTools();
+    if (dir !== undefined && tools) {
+      await unmountUnder(dir, tools);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   async close(): Promise<void> {
@@ -151,6 +215,7 @@ function instanceEnv(
   layers: LayerInstance[],
   limits: InstanceLimits,
   nodeBinary: string,
+  prewarm = false,
 ): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: instancePath(nodeBinary) };
   for (const key of INHERITED_ENV) if (process.env[key]) env[key] = process.env[key];
@@ -165,7 +230,9 @@ function instanceEnv(
   // The host refuses over-long results and lines itself; the daemon checks again.
   env.PETRI_RESPONSE_LIMIT_BYTES = String(limits.responseBytes);
   env.PETRI_LOG_LINE_BYTES = String(limits.logLineBytes);
-  if (spec.entry.runtime === 'node') {
+  // A prewarmed host learns its function (and the bundle) from the `bind` frame.
+  if (prewarm) env.PETRI_RUNTIME = PREWARM_RUNTIME;
+  else if (spec.entry.runtime === 'node') {
     env.PETRI_BUNDLE = spec.entry.bundle;
     env.PETRI_EXPORT = spec.entry.exportName;
   } else {
@@ -245,6 +312,7 @@ class ProcessSandbox implements Sandbox {
     options: ProcessDriverOptions,
     private readonly layers: LayerInstance[],
     readBuffer: Buffer,
+    prewarm = false,
   ) {
     this.id = spec.instanceId;
     this.address = layers.find((layer) => layer.address)?.address;
@@ -259,7 +327,7 @@ class ProcessSandbox implements Sandbox {
     try {
       this.child = spawn(file, args, {
         cwd: spec.cwd,
-        env: instanceEnv(spec, layers, limits, options.nodeBinary ?? process.execPath),
+        env: instanceEnv(spec, layers, limits, options.nodeBinary ?? process.execPath, prewarm),
         stdio: stdioWith(descriptors),
         // Its own process group, so a kill reaches the commands it runs too.
         detached: true,

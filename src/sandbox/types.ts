@@ -37,21 +37,15 @@ export interface GroupMembership {
   coordinator: string;
 }
 
-export interface SandboxSpec {
+/**
+ * The runtime part of a sandbox: what a generic runtime has before it knows
+ * its function (a prewarmed runtime is made from this part alone).
+ */
+export interface RuntimePart {
   instanceId: string;
-  functionName: string;
-  version: number;
-  /** The function version's folder (read-only inside the sandbox): code and bundle. */
-  codeDir: string;
-  /** Where the instance runs (inside codeDir): the function's own files. */
-  cwd: string;
-  entry: InstanceEntry;
-  env: Record<string, string>;
   resources: ResourceLimits;
   /** `inbound`: false, true (any port) or the TCP ports the node and group peers may connect to. */
   network: { inbound: boolean | readonly number[]; egress: boolean };
-  /** Set for members of a function group. */
-  group?: GroupMembership;
   /**
    * What Node runs instead of the instance host script, e.g. a snapshot
    * restore (`--snapshot-blob F`) or build. Made by the daemon, never by the
@@ -60,6 +54,41 @@ export interface SandboxSpec {
   nodeArgs?: string[];
   /** One folder the sandbox may write (a snapshot build's output), owned by its user. */
   writableDir?: string;
+}
+
+/**
+ * The function part: its code, entry and env. A cold start has it from the
+ * first step; a prewarmed runtime gets it with `bind` (PrewarmSandbox).
+ */
+export interface FunctionPart {
+  functionName: string;
+  version: number;
+  /** The function version's folder (read-only inside the sandbox): code and bundle. */
+  codeDir: string;
+  /** Where the instance runs (inside codeDir): the function's own files. */
+  cwd: string;
+  entry: InstanceEntry;
+  env: Record<string, string>;
+  /** Set for members of a function group. */
+  group?: GroupMembership;
+}
+
+export interface SandboxSpec extends RuntimePart, FunctionPart {}
+
+/** A prewarmed runtime: the runtime part of a node instance, no function. */
+export interface PrewarmSpec extends RuntimePart {
+  runtime: 'node';
+}
+
+/**
+ * A sandbox running the instance host with no function (it waits for a
+ * `bind` frame). Its code folder is empty until `bindCode`.
+ */
+export interface PrewarmSandbox extends Sandbox {
+  /** Where a bound version folder appears inside the sandbox. */
+  readonly codeMount: string;
+  /** Shows one version folder read-only at `codeMount`; once per sandbox. */
+  bindCode(codeDir: string): Promise<void>;
 }
 
 /** One isolation mechanism and whether this node uses it. */
@@ -175,6 +204,13 @@ export interface SandboxDriver {
   capabilities(): IsolationReport;
   /** Resolves once the process is started (not yet `ready`). */
   create(spec: SandboxSpec): Promise<Sandbox>;
+  /**
+   * Starts a prewarmed runtime (resolves before its `ready`); absent or
+   * `prewarmUnsupported()` set: this driver cannot.
+   */
+  createPrewarm?(spec: PrewarmSpec): Promise<PrewarmSandbox>;
+  /** Why `createPrewarm` cannot work on this node, if it cannot. */
+  prewarmUnsupported?(): string | undefined;
   /** Removes leftovers of a crashed earlier run (cgroups, namespaces, interfaces). */
   reconcile(): Promise<void>;
   /** Stops everything the driver made. */

@@ -156,6 +156,7 @@ export function nodeView(): NodeView {
       running: 1,
       members: { starting: 0, waiting: 0, running: 3, exited: 0, stopping: 0 },
     },
+    prewarm: { sets: [], memoryMb: 0 },
     scheduler: {
       policy: 'task',
       allocation: 'static',
