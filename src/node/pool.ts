@@ -641,7 +641,7 @@ export class Pool {
     onColdStart?.(path);
     const instance = await this.coldStart(entry, record, path, claim);
     // A restore that failed on its snapshot fell back to a cold start: the slot says so.
-    return { instance, startPath: instance.startPath, dispatchedAt };
+    return { instance, startPath: claim ? 'prewarm' : instance.startPath, dispatchedAt };
   }
 
   /** Live and starting instances of one version: each version's `maxInstances` caps its own. */
