@@ -20,6 +20,7 @@ export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';
 export {
   PrewarmRuntimes,
+  PREWARM_REFILL_DELAY_MS,
   PREWARM_RETRY_MS,
   type PrewarmClaim,
   type PrewarmRuntimeDeps,

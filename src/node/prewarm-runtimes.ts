@@ -8,6 +8,13 @@ import type { Instance } from './instance.ts';
 /** How long a set waits before it tries again after a start failed or memory was short. */
 export const PREWARM_RETRY_MS = 1000;
 
+/**
+ * How long after a bind its replacement starts: spawning a sandbox blocks the
+ * daemon's event loop for milliseconds and takes a core for tens, which would
+ * land on the bound instance's first response.
+ */
+export const PREWARM_REFILL_DELAY_MS = 100;
+
 export interface PrewarmRuntimeDeps {
   config: readonly PrewarmConfig[];
   driver: SandboxDriver;
@@ -120,8 +127,8 @@ class PrewarmSet {
         try {
           return await this.deps.bind(record, runtime.sandbox);
         } finally {
-          // After the bind, so a replacement's start does not slow the bound instance's first response.
-          this.refill();
+          // Later than the bind, so a replacement's start does not slow the bound instance's first response.
+          this.deps.clock.setTimer(PREWARM_REFILL_DELAY_MS, () => this.refill());
         }
       },
       cancel: () => {

@@ -16,7 +16,13 @@ import {
   type FromInstance,
   type ToInstance,
 } from '../runtime/index.ts';
-import { CodeSlot, findMountTools, unmountUnder, type MountTools } from './code-slot.ts';
+import {
+  CodeSlot,
+  findMountTools,
+  MountShell,
+  unmountUnder,
+  type MountTools,
+} from './code-slot.ts';
 import { TRUSTED_PATH, type HostTools } from './host-tools.ts';
 import type { InheritedDescriptor, IsolationLayer, LayerInstance } from './layer.ts';
 import { LineSplitter } from './lines.ts';
@@ -137,7 +143,14 @@ export class ProcessDriver implements SandboxDriver {
   async createPrewarm(spec: PrewarmSpec): Promise<PrewarmSandbox> {
     const unsupported = this.prewarmUnsupported();
     if (unsupported !== undefined) throw new PetriError('Internal', unsupported);
-    const slot = await CodeSlot.make(this.options.prewarmDir!, spec.instanceId, this.mountTools()!);
+    const tools = this.mountTools()!;
+    this.mountShell ??= new MountShell(tools);
+    const slot = await CodeSlot.make(
+      this.options.prewarmDir!,
+      spec.instanceId,
+      tools,
+      this.mountShell,
+    );
     const full: SandboxSpec = {
       ...spec,
       functionName: '',
@@ -163,6 +176,8 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   private tools: MountTools | undefined | null = null;
+  /** Makes binds' mounts without a spawn from the daemon (created with the first prewarm). */
+  private mountShell: MountShell | undefined;
 
   private mountTools(): MountTools | undefined {
     if (this.tools === null) this.tools = findMountTools();
@@ -181,6 +196,7 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   async close(): Promise<void> {
+    await this.mountShell?.close();
     for (const layer of [...this.options.layers].reverse()) await layer.close();
   }
 

@@ -4,6 +4,7 @@ import { parseConfig } from '../../src/config.ts';
 import { PetriError } from '../../src/errors.ts';
 import {
   ManualClock,
+  PREWARM_REFILL_DELAY_MS,
   PREWARM_RETRY_MS,
   PrewarmRuntimes,
   type Instance,
@@ -145,7 +146,10 @@ describe('prewarmed runtimes', () => {
     memory.reserved -= claim.memoryMb;
     await claim.start();
     assert.equal(bound[0]!.name, 'f');
+    // The replacement waits a little, off the bound instance's first response.
     await settle();
+    assert.equal(runtimes.readyFor(record('f')), 1);
+    await settle(PREWARM_REFILL_DELAY_MS);
     assert.equal(runtimes.readyFor(record('f')), 2);
     assert.equal(memory.reserved, 256);
     assert.equal(driver.prewarms.length, 3);
@@ -199,7 +203,7 @@ describe('prewarmed runtimes', () => {
       const claim = runtimes.claim(record('f'))!;
       memory.reserved -= claim.memoryMb;
       await claim.start();
-      await settle();
+      await settle(PREWARM_REFILL_DELAY_MS);
     }
     assert.equal(runtimes.views()[0]!.target, 3);
     assert.equal(runtimes.readyFor(record('f')), 3);
