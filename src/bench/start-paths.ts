@@ -396,6 +396,8 @@ export async function run(argv: string[]): Promise<void> {
     }
   } finally {
     await daemon.close();
+    // The daemon only borrowed the namespace: it is the bench's to remove.
+    await testbed.close();
     fs.rmSync(stateDir, { recursive: true, force: true });
     for (const tier of tiers) fs.rmSync(tier.dir, { recursive: true, force: true });
   }

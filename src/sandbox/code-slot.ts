@@ -68,6 +68,12 @@ export class MountShell {
     this.child = undefined;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    // Held again while it exits: an unref'd child would let a stopping daemon's
+    // event loop run dry here and exit before the rest of its clean-up.
+    child.ref();
+    for (const stream of [child.stdin, child.stdout, child.stderr]) {
+      (stream as unknown as { ref?: () => void }).ref?.();
+    }
     child.stdin.end();
     await exited;
   }
