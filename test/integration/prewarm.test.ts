@@ -23,6 +23,8 @@ const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-prewarm-'));
 const prewarmDir = path.join(stateDir, 'prewarms');
 const configFile = path.join(stateDir, 'config.json');
 let daemon: Daemon | undefined;
+/** Network namespaces (`ip netns`) as this file found them, its daemons' not yet among them. */
+const namespacesAtStart = new Set(netnsNames());
 /** The first daemon, whose test namespace the restarted one shares. */
 let first: Daemon | undefined;
 
@@ -139,6 +141,10 @@ function prewarmPids(): number[] {
     }
   }
   return pids;
+}
+
+function netnsNames(): string[] {
+  return fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
 }
 
 function mountsUnder(dir: string): string[] {
@@ -328,9 +334,17 @@ describe('prewarmed runtimes on a real node', () => {
 
   it('a graceful stop stops every runtime and removes its mounts, cgroups and folders', async (t) => {
     if (!requireRoot(t)) return;
+    // A bind in this daemon, so its stop also ends the mount shell binds use.
+    await setUntil((s) => s.ready >= 1, 'ready before the bind');
+    assert.equal((await invoke('alpha')).start, 'prewarm');
     const ids = fs.readdirSync(prewarmDir);
     assert.ok(ids.length >= 1);
     await daemon!.stop('SIGTERM');
+    // The whole clean-up ran: no instance's or runtime's namespace is left.
+    const left = netnsNames().filter(
+      (n) => !namespacesAtStart.has(n) && !n.startsWith('petri-tb-'),
+    );
+    assert.deepEqual(left, []);
     assert.deepEqual(mountsUnder(prewarmDir), []);
     assert.deepEqual(fs.existsSync(prewarmDir) ? fs.readdirSync(prewarmDir) : [], []);
     assert.deepEqual(prewarmPids(), []);
