@@ -15,45 +15,11 @@ import type { SandboxSpec } from '../../src/sandbox/index.ts';
 import { parseSpec } from '../../src/spec/index.ts';
 import { Store, type AutoscaleDecisionRecord, type FunctionRecord } from '../../src/store/index.ts';
 import { FakeDriver } from '../helpers/fake-driver.ts';
-
-function record(name: string, spec: Record<string, unknown> = {}): FunctionRecord {
-  return {
-    name,
-    version: 1,
-    spec: parseSpec({ name, runtime: 'node', ...spec }),
-    codeDir: '/nonexistent',
-    createdAt: 0,
-    updatedAt: 0,
-  };
-}
+import { fakeRecord, fakeSandboxSpec, flush } from '../helpers/pool-fixtures.ts';
 
 let ids = 0;
-function sandboxSpec(fn: FunctionRecord): SandboxSpec {
-  return {
-    instanceId: `${fn.name}-${ids++}`,
-    functionName: fn.name,
-    version: fn.version,
-    codeDir: fn.codeDir,
-    cwd: fn.codeDir,
-    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
-    env: {},
-    resources: {
-      cpu: 0.1,
-      initCpu: 1,
-      memoryMb: fn.spec.memoryMb,
-      bandwidthMbit: 10,
-      burstBytes: 1,
-      pidsMax: 1,
-      tmpSizeMb: 1,
-    },
-    network: fn.spec.network,
-  };
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
+const record = fakeRecord;
+const sandboxSpec = (fn: FunctionRecord): SandboxSpec => fakeSandboxSpec(fn, `${fn.name}-${ids++}`);
 /** A pool, its driver and an autoscale driver recording into `decisions`, all on `clock`. */
 function scaledPool(clock: ManualClock, nodeAutoscaling: Record<string, unknown> = {}) {
   const driver = new FakeDriver(clock);

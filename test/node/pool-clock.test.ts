@@ -12,12 +12,16 @@ import {
   type PolicyEvent,
 } from '../../src/policy/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/index.ts';
-import { parseSpec } from '../../src/spec/index.ts';
 import type { FunctionRecord } from '../../src/store/index.ts';
 import { FakeDriver } from '../helpers/fake-driver.ts';
+import { fakeRecord, fakeSandboxSpec, flush } from '../helpers/pool-fixtures.ts';
 
 // Every timer here (start, handler, timeout, queue wait, keep-alive) runs on a
 // ManualClock: time moves only when the test advances it, never by sleeping.
+
+const record = (spec: Record<string, unknown> = {}): FunctionRecord => fakeRecord('f', spec);
+const sandboxSpec = (fn: FunctionRecord): SandboxSpec =>
+  fakeSandboxSpec(fn, `f-1-${Math.random().toString(16).slice(2, 8)}`);
 
 const LIMITS: PoolLimits = {
   memoryBudgetMb: 1024,
@@ -25,44 +29,6 @@ const LIMITS: PoolLimits = {
   queueMaxSize: 10,
   queueMaxWaitMs: 30_000,
 };
-
-function record(spec: Record<string, unknown> = {}): FunctionRecord {
-  return {
-    name: 'f',
-    version: 1,
-    spec: parseSpec({ name: 'f', runtime: 'node', handler: 'index.handler', ...spec }),
-    codeDir: '/nonexistent',
-    createdAt: 0,
-    updatedAt: 0,
-  };
-}
-
-function sandboxSpec(fn: FunctionRecord): SandboxSpec {
-  return {
-    instanceId: `f-1-${Math.random().toString(16).slice(2, 8)}`,
-    functionName: fn.name,
-    version: fn.version,
-    codeDir: fn.codeDir,
-    cwd: fn.codeDir,
-    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
-    env: {},
-    resources: {
-      cpu: 0.1,
-      initCpu: 1,
-      memoryMb: fn.spec.memoryMb,
-      bandwidthMbit: 10,
-      burstBytes: 1,
-      pidsMax: 1,
-      tmpSizeMb: 1,
-    },
-    network: fn.spec.network,
-  };
-}
-
-/** Lets promise chains and callbacks of the current turn run; no time passes. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
 
 function timedPool(
   clock: ManualClock,

@@ -9,9 +9,9 @@ import {
   type StartPathPolicy,
 } from '../../src/policy/index.ts';
 import type { SandboxSpec } from '../../src/sandbox/index.ts';
-import { parseSpec } from '../../src/spec/index.ts';
 import type { FunctionRecord } from '../../src/store/index.ts';
 import { FakeDriver, type FakeSandbox } from '../helpers/fake-driver.ts';
+import { fakeRecord, fakeSandboxSpec, flush } from '../helpers/pool-fixtures.ts';
 
 // Paused instances and the start-path policy, on a ManualClock: the pause
 // grace, keep-alive and evictions move only when the test advances time.
@@ -24,45 +24,10 @@ const LIMITS: PoolLimits = {
   pauseGraceMs: 50,
 };
 
-function record(name = 'f', spec: Record<string, unknown> = {}): FunctionRecord {
-  return {
-    name,
-    version: 1,
-    spec: parseSpec({ name, runtime: 'node', handler: 'index.handler', ...spec }),
-    codeDir: '/nonexistent',
-    createdAt: 0,
-    updatedAt: 0,
-  };
-}
-
 let ids = 0;
-function sandboxSpec(fn: FunctionRecord): SandboxSpec {
-  ids += 1;
-  return {
-    instanceId: `${fn.name}-1-${ids}`,
-    functionName: fn.name,
-    version: fn.version,
-    codeDir: fn.codeDir,
-    cwd: fn.codeDir,
-    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
-    env: {},
-    resources: {
-      cpu: 0.1,
-      initCpu: 1,
-      memoryMb: fn.spec.memoryMb,
-      bandwidthMbit: 10,
-      burstBytes: 1,
-      pidsMax: 1,
-      tmpSizeMb: 1,
-    },
-    network: fn.spec.network,
-  };
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
+const record = fakeRecord;
+const sandboxSpec = (fn: FunctionRecord): SandboxSpec =>
+  fakeSandboxSpec(fn, `${fn.name}-1-${++ids}`);
 interface Setup {
   limits?: PoolLimits;
   keepAliveMs?: number;

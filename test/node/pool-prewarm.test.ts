@@ -7,6 +7,7 @@ import type { SandboxSpec } from '../../src/sandbox/index.ts';
 import { parseSpec } from '../../src/spec/index.ts';
 import type { FunctionRecord } from '../../src/store/index.ts';
 import { FakeDriver } from '../helpers/fake-driver.ts';
+import { fakeSandboxSpec, flush } from '../helpers/pool-fixtures.ts';
 
 // The pool offers `prewarm` while its hook says a runtime is ready, binds
 // the claimed one, and moves the runtime's memory to the starting instance
@@ -20,32 +21,6 @@ const fn: FunctionRecord = {
   createdAt: 0,
   updatedAt: 0,
 };
-
-function spec(id: string): SandboxSpec {
-  return {
-    instanceId: id,
-    functionName: 'f',
-    version: 1,
-    codeDir: '/nonexistent',
-    cwd: '/nonexistent',
-    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
-    env: {},
-    resources: {
-      cpu: 0.1,
-      initCpu: 1,
-      memoryMb: 128,
-      bandwidthMbit: 10,
-      burstBytes: 1,
-      pidsMax: 1,
-      tmpSizeMb: 1,
-    },
-    network: fn.spec.network,
-  };
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
 
 const hooks = { onState: () => {}, onLog: () => {} };
 
@@ -101,6 +76,8 @@ function setup(budgetMb: number, maxInstances = 4) {
   };
   return { pool, log, addReady, acquire, ready: () => ready };
 }
+
+const spec = (id: string): SandboxSpec => fakeSandboxSpec(fn, id);
 
 describe('prewarm start path in the pool', () => {
   it('binds a ready runtime, its memory moving to the instance, and starts cold once none is ready', async () => {

@@ -6,6 +6,7 @@ import type { SandboxSpec } from '../../src/sandbox/index.ts';
 import { parseSpec } from '../../src/spec/index.ts';
 import type { FunctionRecord } from '../../src/store/index.ts';
 import { FakeDriver } from '../helpers/fake-driver.ts';
+import { fakeSandboxSpec, flush } from '../helpers/pool-fixtures.ts';
 
 // The pool offers `restore` exactly when its hook says the version's
 // snapshot is ready, and starts the instance through the restore path.
@@ -19,31 +20,7 @@ const fn: FunctionRecord = {
   updatedAt: 0,
 };
 
-function spec(id: string): SandboxSpec {
-  return {
-    instanceId: id,
-    functionName: 'f',
-    version: 1,
-    codeDir: '/nonexistent',
-    cwd: '/nonexistent',
-    entry: { runtime: 'node', bundle: '/nonexistent/bundle.mjs', exportName: 'handler' },
-    env: {},
-    resources: {
-      cpu: 0.1,
-      initCpu: 1,
-      memoryMb: 128,
-      bandwidthMbit: 10,
-      burstBytes: 1,
-      pidsMax: 1,
-      tmpSizeMb: 1,
-    },
-    network: fn.spec.network,
-  };
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
+const spec = (id: string): SandboxSpec => fakeSandboxSpec(fn, id);
 
 describe('restore start path in the pool', () => {
   it('restores while the snapshot is ready and starts cold once it is not', async () => {
