@@ -42,6 +42,16 @@ function groupsText(groups: NodeView['groups'] | undefined): string {
   return `${groups.running} running, ${live} members (running ${m.running}, waiting ${m.waiting}, starting ${m.starting}, stopping ${m.stopping}, exited ${m.exited})`;
 }
 
+/** Ready generic runtimes (node config `prewarm`) and the memory they hold. */
+function prewarmText(prewarm: NodeView['prewarm'] | undefined): string {
+  if (!prewarm || prewarm.sets.length === 0) return 'none configured';
+  const sets = prewarm.sets.map(
+    (s) =>
+      `${s.runtime} ${s.memoryMb} MB ${s.mode}: ${s.ready}/${s.target} ready, ${s.starting} starting, ${s.bound} bound`,
+  );
+  return `${sets.join('; ')} (${prewarm.memoryMb} MB held)`;
+}
+
 /** A node older than these fields leaves them out. */
 function instanceNodeText(node: Partial<NodeView>): string {
   if (!node.instanceNodeVersion) return 'not reported';
@@ -63,6 +73,7 @@ function nodeText(node: NodeView, url: string): string {
     ['groups', groupsText(node.groups)],
     ['cpu placement', placementText(node.placement)],
     ['start paths', startPathsText(node.startPaths)],
+    ['prewarm', prewarmText(node.prewarm)],
   ]);
   const mechanisms = node.isolation?.mechanisms ?? [];
   if (mechanisms.length === 0) return `${facts}\n\nisolation: no mechanisms reported`;

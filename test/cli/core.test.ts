@@ -448,6 +448,29 @@ describe('status', () => {
     assert.match(run.stdout, /^MECHANISM\s+ACTIVE\s+REASON$/m);
     assert.match(run.stdout, /^cgroup-cpu\s+yes\s+-$/m);
     assert.match(run.stdout, /^netns\s+no\s+not root$/m);
+    assert.match(run.stdout, /^prewarm:\s+none configured$/m);
+  });
+
+  it('prints each prewarm set with its ready runtimes and held memory', async () => {
+    const set = {
+      runtime: 'node' as const,
+      memoryMb: 256,
+      egress: false,
+      mode: 'reactive' as const,
+      ready: 2,
+      starting: 1,
+      target: 3,
+      bound: 4,
+    };
+    node.routes.set('GET /v1/node', () => ({
+      body: { ...nodeView(), prewarm: { sets: [set], memoryMb: 512 } },
+    }));
+    const run = await cli(['status']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /^prewarm:\s+node 256 MB reactive: 2\/3 ready, 1 starting, 4 bound \(512 MB held\)$/m,
+    );
   });
 
   it('says when an older node does not report its Node versions', async () => {
