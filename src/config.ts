@@ -176,6 +176,22 @@ export const LogsConfigSchema = z
   })
   .strict();
 
+/** What the node keeps of finished invocations and instance events (Store.expireHistory). */
+export const HistoryConfigSchema = z
+  .object({
+    /** Finished invocations and instance events older than this are deleted (OpenWhisk-like retention). */
+    maxAgeMs: z
+      .number()
+      .int()
+      .positive()
+      .default(7 * 24 * 3600 * 1000),
+    /** The most invocation records kept; past it the oldest finished ones go. */
+    maxInvocations: z.number().int().min(100).default(1_000_000),
+    /** How often expiry runs. */
+    expiryIntervalMs: z.number().int().min(10).default(60_000),
+  })
+  .strict();
+
 /** Function groups and their coordination service (src/node/groups.ts, coordinator.ts). */
 export const GroupsConfigSchema = z
   .object({
@@ -552,6 +568,7 @@ export const NodeConfigSchema = z
     deploy: DeployConfigSchema.prefault({}),
     auth: AuthConfigSchema.prefault({}),
     logs: LogsConfigSchema.prefault({}),
+    history: HistoryConfigSchema.prefault({}),
     runtime: RuntimeConfigSchema.prefault({}),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])

@@ -47,6 +47,7 @@ export async function startNode(input: unknown = {}): Promise<RunningNode> {
   await buildHost(hostScript);
   const store = Store.open(path.join(config.stateDir, 'petri.db'));
   store.startLogExpiry(config.logs, (err) => log.warn({ err }, 'log expiry failed'));
+  store.startHistoryExpiry(config.history, (err) => log.warn({ err }, 'history expiry failed'));
   const driver = await createDriver(config, hostScript, log);
   const node = new PetriNode({
     config,

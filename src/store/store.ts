@@ -7,6 +7,7 @@ import { MIGRATIONS, type Migration } from './migrations/index.ts';
 import type {
   AutoscaleDecisionQuery,
   AutoscaleDecisionRecord,
+  ExpiredHistory,
   ExpiredLogs,
   AliasRecord,
   FunctionRecord,
@@ -16,6 +17,7 @@ import type {
   LogQuery,
   LogRecord,
   LogRetention,
+  HistoryRetention,
 } from './types.ts';
 
 type Row = Record<string, unknown>;
@@ -101,6 +103,8 @@ export class Store {
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiring: Promise<ExpiredLogs> | undefined;
   private onExpiryError: (err: unknown) => void = () => {};
+  private historyTimer: NodeJS.Timeout | undefined;
+  private expiringHistory: Promise<ExpiredHistory> | undefined;
 
   private constructor(db: Database.Database) {
     this.db = db;
@@ -123,6 +127,18 @@ export class Store {
       addLogBytes: db.prepare('UPDATE log_usage SET bytes = bytes + ? WHERE id = 1'),
       oldestLogs: db.prepare(`SELECT seq, at, ${LOG_ROW_SIZES_SQL} FROM logs ORDER BY seq LIMIT ?`),
       deleteLogsUpTo: db.prepare('DELETE FROM logs WHERE seq <= ?'),
+      // Unfinished records (async accepts, running) are never expired: their callers still poll them.
+      deleteStaleInvocations: db.prepare(`
+        DELETE FROM invocations WHERE rowid IN (SELECT rowid FROM invocations
+          WHERE received_at < ? AND status NOT IN ('queued', 'running')
+          ORDER BY received_at LIMIT ?)`),
+      deleteOldestInvocations: db.prepare(`
+        DELETE FROM invocations WHERE rowid IN (SELECT rowid FROM invocations
+          WHERE status NOT IN ('queued', 'running') ORDER BY received_at LIMIT ?)`),
+      countInvocations: db.prepare('SELECT COUNT(*) AS n FROM invocations'),
+      deleteStaleEvents: db.prepare(`
+        DELETE FROM instance_events WHERE seq IN (SELECT seq FROM instance_events
+          WHERE at < ? ORDER BY seq LIMIT ?)`),
     };
     this.pageSize = Number(db.pragma('page_size', { simple: true }));
     this.logUsage = this.loadLogUsage();
@@ -400,6 +416,73 @@ export class Store {
     return this.expiring;
   }
 
+  /**
+   * Expires invocation records and instance events every `expiryIntervalMs`
+   * (and once now), so the history does not grow without bound. Stops at close.
+   */
+  startHistoryExpiry(retention: HistoryRetention, onError: (err: unknown) => void): void {
+    clearInterval(this.historyTimer);
+    const run = () => {
+      if (this.db.open) this.expireHistory(retention).catch(onError);
+    };
+    this.historyTimer = setInterval(run, retention.expiryIntervalMs);
+    this.historyTimer.unref();
+    setImmediate(run);
+  }
+
+  /**
+   * Deletes finished invocations older than `maxAgeMs`, then the oldest
+   * finished ones past `maxInvocations`, then instance events older than
+   * `maxAgeMs`; in steps of EXPIRY_BATCH_ROWS rows, each its own statement,
+   * yielding to the event loop between steps. One run at a time.
+   */
+  expireHistory(retention: HistoryRetention, now: number = Date.now()): Promise<ExpiredHistory> {
+    this.expiringHistory ??= this.runHistoryExpiry(retention, now).finally(
+      () => (this.expiringHistory = undefined),
+    );
+    return this.expiringHistory;
+  }
+
+  private async runHistoryExpiry(
+    retention: HistoryRetention,
+    now: number,
+  ): Promise<ExpiredHistory> {
+    this.flush();
+    const cutoff = now - retention.maxAgeMs;
+    const expired: ExpiredHistory = { invocations: 0, instanceEvents: 0 };
+    const steps = async (step: () => number): Promise<number> => {
+      let total = 0;
+      while (this.db.open) {
+        const deleted = step();
+        total += deleted;
+        if (deleted < EXPIRY_BATCH_ROWS) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return total;
+    };
+    const st = this.statements;
+    expired.invocations += await steps(() =>
+      Number(st.deleteStaleInvocations.run(cutoff, EXPIRY_BATCH_ROWS).changes),
+    );
+    if (!this.db.open) return expired;
+    let excess = Number((st.countInvocations.get() as { n: number }).n) - retention.maxInvocations;
+    while (excess > 0 && this.db.open) {
+      const deleted = Number(
+        st.deleteOldestInvocations.run(Math.min(excess, EXPIRY_BATCH_ROWS)).changes,
+      );
+      expired.invocations += deleted;
+      // Only unfinished records are left past the bound: they stay.
+      if (deleted === 0) break;
+      excess -= deleted;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (!this.db.open) return expired;
+    expired.instanceEvents += await steps(() =>
+      Number(st.deleteStaleEvents.run(cutoff, EXPIRY_BATCH_ROWS).changes),
+    );
+    return expired;
+  }
+
   /** A function's log lines, oldest first (the newest `limit` of them). */
   listLogs(query: LogQuery): LogRecord[] {
     this.flush();
@@ -535,6 +618,8 @@ export class Store {
     if (!this.db.open) return;
     clearInterval(this.expiryTimer);
     this.expiryTimer = undefined;
+    clearInterval(this.historyTimer);
+    this.historyTimer = undefined;
     this.flush();
     this.db.close();
   }

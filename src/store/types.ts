@@ -111,6 +111,20 @@ export interface LogRetention {
   expiryIntervalMs: number;
 }
 
+/** How long and how many finished invocations the store keeps (node config `history`). */
+export interface HistoryRetention {
+  /** Finished invocations received before now − maxAgeMs, and instance events as old, are deleted. */
+  maxAgeMs: number;
+  /** Past this many invocation records the oldest finished ones go. */
+  maxInvocations: number;
+  expiryIntervalMs: number;
+}
+
+export interface ExpiredHistory {
+  invocations: number;
+  instanceEvents: number;
+}
+
 export interface ExpiredLogs {
   rows: number;
   bytes: number;

@@ -292,6 +292,50 @@ describe('log retention', () => {
     store.close();
   });
 
+  it('expires finished invocations by age, then the oldest past maxInvocations, never unfinished ones', async () => {
+    const store = Store.open(tempFile());
+    const now = 100 * DAY;
+    for (let i = 0; i < 1500; i += 1) {
+      store.recordInvocation(invocation(`old-${i}`, { receivedAt: now - 8 * DAY + i }));
+    }
+    store.recordInvocation(invocation('old-queued', { status: 'queued', receivedAt: 1 }));
+    store.recordInvocation(invocation('old-running', { status: 'running', receivedAt: 2 }));
+    for (let i = 0; i < 300; i += 1) {
+      store.recordInvocation(invocation(`new-${i}`, { receivedAt: now - DAY + i }));
+    }
+    store.recordInstanceEvent({
+      instanceId: 'i-old',
+      functionName: 'f',
+      version: 1,
+      event: 'dead',
+      at: 5,
+    });
+    store.recordInstanceEvent({
+      instanceId: 'i-new',
+      functionName: 'f',
+      version: 1,
+      event: 'ready',
+      at: now,
+    });
+    const retention = { maxAgeMs: 7 * DAY, maxInvocations: 200, expiryIntervalMs: 60_000 };
+    const expired = await store.expireHistory(retention, now);
+    // 1500 by age, then the oldest 102 recent ones (the bound counts the two unfinished, which stay).
+    assert.deepEqual(expired, { invocations: 1602, instanceEvents: 1 });
+    assert.equal(store.getInvocation('old-0'), undefined);
+    assert.equal(store.getInvocation('new-101'), undefined, 'the oldest recent ones went');
+    assert.equal(store.getInvocation('new-102')?.status, 'succeeded');
+    assert.equal(store.getInvocation('old-queued')?.status, 'queued');
+    assert.equal(store.getInvocation('old-running')?.status, 'running');
+    assert.equal(store.listInvocations({ limit: 10_000 }).length, 200);
+    assert.equal(store.listInstanceEvents('i-old').length, 0);
+    assert.equal(store.listInstanceEvents('i-new').length, 1);
+    assert.deepEqual(await store.expireHistory(retention, now), {
+      invocations: 0,
+      instanceEvents: 0,
+    });
+    store.close();
+  });
+
   it('deletes lines older than maxAgeMs and keeps the rest', async () => {
     const file = tempFile();
     const store = Store.open(file);
