@@ -47,12 +47,13 @@ const MIN_SLEEP_MS = 0.05;
 const DUE_SLACK_MS = 1e-6;
 
 /**
- * Calls `send(i)` for each i at `atMs[i]` ms after the start. Returns the
+ * Calls `send(i, now)` for each i at `atMs[i]` ms after the start (`now`: the
+ * clock read it went out on, ms after the start). Returns the
  * offsets (ms after the start) at which each `send` was called, same indices.
  */
 export async function dispatch(
   atMs: Float64Array,
-  send: (index: number) => void,
+  send: (index: number, nowMs: number) => void,
   options: DispatchOptions = {},
 ): Promise<{ startedAt: number; sentMs: Float64Array; timerLatenessMs: number }> {
   const clock = options.clock ?? realClock;
@@ -63,26 +64,33 @@ export async function dispatch(
   const startedAt = clock.now();
   let timerLateness = options.timerLatenessMs ?? 1;
   let i = 0;
+  // The clock is read once when a timer fires and once after a batch: every
+  // invocation due at a read goes out in that batch, stamped with that read.
+  let now = clock.now() - startedAt;
   while (i < n) {
     if (options.signal?.aborted) break;
-    let now = clock.now() - startedAt;
-    while (i < n && atMs[i] <= now + DUE_SLACK_MS) {
-      sentMs[i] = now;
-      send(i);
-      i++;
-      if (i % every === 0) options.onProgress?.(i);
+    if (atMs[i] <= now + DUE_SLACK_MS) {
+      do {
+        sentMs[i] = now;
+        send(i, now);
+        i++;
+        if (i % every === 0) options.onProgress?.(i);
+      } while (i < n && atMs[i] <= now + DUE_SLACK_MS);
       now = clock.now() - startedAt;
+      continue;
     }
-    if (i >= n) break;
     const wait = atMs[i] - now;
     if (wait <= spinBelow) {
       await clock.yieldToIo();
+      now = clock.now() - startedAt;
       continue;
     }
     // Never less than a sliver of the wait, so waits shrink to zero in finitely many steps.
     const armed = Math.max(Math.min(wait, MIN_SLEEP_MS), wait - spinBelow - timerLateness);
     await clock.sleep(armed);
-    const late = clock.now() - startedAt - now - armed;
+    const woke = clock.now() - startedAt;
+    const late = woke - now - armed;
+    now = woke;
     timerLateness += LATENESS_WEIGHT * (Math.min(MAX_TIMER_LATENESS_MS, late) - timerLateness);
     timerLateness = Math.max(0, timerLateness);
   }

@@ -76,25 +76,50 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   let drained: (() => void) | undefined;
   let startedAt = 0;
   const now = options.clock ? () => options.clock!.now() : () => performance.now();
-  // A request leaves when a connection is free; its sent time is when it left.
-  const gate = new ConnectionGate(options.target.connections, (i) => {
-    data.sentMs[i] = now() - startedAt;
-    const request = {
-      fn: schedule.fn[i],
-      durationMs: schedule.durationMs[i],
-      memoryMb: schedule.memoryMb[i],
-    };
-    void options.target.invoke(request).then((outcome) => {
-      data.doneMs[i] = now() - startedAt;
-      data.status[i] = outcome.status;
-      data.errorCode[i] = outcome.errorCode;
-      data.start[i] = Math.max(0, START_PATHS.indexOf(outcome.start));
-      data.actualDurationMs[i] = outcome.actualDurationMs;
-      gate.release();
-      if (--outstanding === 0) drained?.();
-    });
+  /** The clock as of the last read (one per dispatcher tick or response), ms after the start. */
+  let lastMs = 0;
+  // One outcome sink for every invocation: the results go straight into the typed arrays.
+  const record = (
+    i: number,
+    status: number,
+    errorCode: string,
+    start: number,
+    actualDurationMs: number,
+  ): void => {
+    lastMs = now() - startedAt;
+    data.doneMs[i] = lastMs;
+    data.status[i] = status;
+    data.errorCode[i] = errorCode;
+    data.start[i] = start;
+    data.actualDurationMs[i] = actualDurationMs;
+    gate.release();
+    if (--outstanding === 0) drained?.();
+  };
+  const target = options.target;
+  const sender = target.sender?.(record);
+  const fn = schedule.fn;
+  const durationMs = schedule.durationMs;
+  const memoryMb = schedule.memoryMb;
+  // A request leaves when a connection is free; its sent time is when it left: the
+  // dispatcher's tick when one was free, the response that freed one otherwise.
+  const gate = new ConnectionGate(target.connections, (i) => {
+    data.sentMs[i] = lastMs;
+    if (sender) sender(fn[i], durationMs[i], memoryMb[i], i);
+    else
+      void target
+        .invoke({ fn: fn[i], durationMs: durationMs[i], memoryMb: memoryMb[i] })
+        .then((o) =>
+          record(
+            i,
+            o.status,
+            o.errorCode,
+            Math.max(0, START_PATHS.indexOf(o.start)),
+            o.actualDurationMs,
+          ),
+        );
   });
-  const send = (i: number): void => {
+  const send = (i: number, atMs: number): void => {
+    lastMs = atMs;
     outstanding++;
     gate.submit(i);
   };
