@@ -8,8 +8,10 @@ import type { Clock } from './dispatcher.ts';
  * deadline as its timeout (a futex, so the kernel's high-resolution timers;
  * no polling), then posts one message, which wakes the event loop at once.
  * One sleep is pending at a time (the dispatcher's); a newer sleep
- * replaces an older one. Both threads read the same monotonic clock
- * (`process.hrtime`). `close()` ends the worker.
+ * replaces an older one. The worker reads `process.hrtime`, the event
+ * loop `performance.now()` (no allocation), both the monotonic clock: the
+ * deadline is passed with their offset, measured once. `close()` ends the
+ * worker.
  */
 export interface PreciseClock extends Clock {
   close(): Promise<void>;
@@ -32,7 +34,7 @@ for (;;) {
 }
 `;
 
-function nowMs(): number {
+function hrtimeMs(): number {
   const [s, ns] = process.hrtime();
   return s * 1e3 + ns / 1e6;
 }
@@ -42,6 +44,7 @@ export function preciseClock(): PreciseClock {
   const generation = new Int32Array(shared, 0, 1);
   const deadline = new Float64Array(shared, 8, 1);
   const worker = new Worker(WORKER, { eval: true, workerData: shared });
+  const offset = hrtimeMs() - performance.now();
   worker.unref();
   let pending: { gen: number; resolve: () => void } | undefined;
   worker.on('message', (gen: number) => {
@@ -57,10 +60,10 @@ export function preciseClock(): PreciseClock {
     pending?.resolve();
   });
   return {
-    now: nowMs,
+    now: () => performance.now(),
     sleep(ms: number): Promise<void> {
       if (failed) return new Promise((resolve) => setTimeout(resolve, ms));
-      deadline[0] = nowMs() + ms;
+      deadline[0] = performance.now() + offset + ms;
       const gen = Atomics.add(generation, 0, 1) + 1;
       Atomics.notify(generation, 0);
       return new Promise((resolve) => {
