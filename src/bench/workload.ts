@@ -17,6 +17,7 @@ import {
   buildSchedule,
   dispatch,
   percentiles,
+  preciseClock,
   runLoad,
   sampleTrace,
   synthesize,
@@ -695,14 +696,20 @@ async function bareSocketClient(port: number, atMs: Float64Array, connections: n
         }),
     ),
   );
+  // The same clock and wake-up quantum as runLoad's defaults.
+  const clock = preciseClock();
   const cpu = process.cpuUsage();
   const wall = performance.now();
-  const { sentMs } = await dispatch(atMs, () => {
-    sent++;
-    const socket = free.pop();
-    if (socket) socket.write(request);
-    else waiting++;
-  });
+  const { sentMs } = await dispatch(
+    atMs,
+    () => {
+      sent++;
+      const socket = free.pop();
+      if (socket) socket.write(request);
+      else waiting++;
+    },
+    { clock, quantumMs: 1 },
+  ).finally(() => clock.close());
   const used = process.cpuUsage(cpu);
   const cpuCores = (used.user + used.system) / 1000 / (performance.now() - wall);
   // Let the last answers come back before closing.
