@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,10 @@ import {
   Rng,
   TraceScorer,
   analyseRun,
+  buildSchedule,
+  dispatch,
   percentiles,
+  preciseClock,
   runLoad,
   sampleTrace,
   synthesize,
@@ -32,8 +36,10 @@ interface Row {
   target?: { text: string; met: boolean | 'not idle' };
 }
 
-/** Idle for the lateness target: a 1-minute load average below this per core, before and after. */
+/** Idle for the lateness target: a 1-minute load average below this per core before the load part… */
 const IDLE_LOAD_PER_CORE = 0.25;
+/** …and, during it, at most this much CPU (cores) used by anything but the client and the no-op server. */
+const IDLE_OTHER_CORES = 0.25;
 
 /**
  * `npm run bench -- workload`: the In-Vitro toolkit's targets.
@@ -59,6 +65,8 @@ export async function run(argv: string[]): Promise<void> {
       minutes: { type: 'string', default: '60' },
       rate: { type: 'string', default: '5000' },
       seconds: { type: 'string', default: '20' },
+      // Longest wait (s) for the 1-min load average to fall below the idle threshold before the load part.
+      'idle-wait': { type: 'string', default: '300' },
       // "sampler" or "load" runs only that half.
       only: { type: 'string' },
     },
@@ -82,13 +90,20 @@ export async function run(argv: string[]): Promise<void> {
           new Rng(1),
         ),
       );
+  // The load part's lateness is judged on an idle machine: wait (bounded) for the load average to fall.
+  const waited = part('load')
+    ? await waitForIdle(IDLE_LOAD_PER_CORE * cores, Number(values['idle-wait']))
+    : 0;
   const loadBefore = os.loadavg()[0];
   const load = part('load')
     ? await benchLoad(Number(values.rate), Number(values.seconds))
     : undefined;
-  const calibration = part('load') ? await benchCalibration() : undefined;
+  // Read before the calibration, whose CPU hogs raise the load average.
   const loadAfter = os.loadavg()[0];
-  const idle = Math.max(loadBefore, loadAfter) < IDLE_LOAD_PER_CORE * cores;
+  const calibration = part('load') ? await benchCalibration() : undefined;
+  const idle =
+    loadBefore < IDLE_LOAD_PER_CORE * cores &&
+    (load === undefined || load.otherCores <= IDLE_OTHER_CORES);
   const rows: Row[] = [
     ...samplers.flatMap(({ label, result: s }): Row[] => [
       {
@@ -146,9 +161,17 @@ export async function run(argv: string[]): Promise<void> {
         ]
       : []),
     {
-      figure: `machine: 1-min load average before / after (idle below ${IDLE_LOAD_PER_CORE * cores})`,
+      figure: `machine: 1-min load average before / after the load part (idle: below ${IDLE_LOAD_PER_CORE * cores} before, after waiting ${waited.toFixed(0)} s)`,
       value: `${loadBefore.toFixed(2)} / ${loadAfter.toFixed(2)}${idle ? '' : ' (not idle)'}`,
     },
+    ...(load
+      ? [
+          {
+            figure: `machine: CPU used by other processes during the load runs (cores; idle: ≤ ${IDLE_OTHER_CORES})`,
+            value: load.otherCores,
+          },
+        ]
+      : []),
     ...(load ? loadRows(load, idle) : []),
     ...(calibration ? calibrationRows(calibration) : []),
   ];
@@ -174,7 +197,7 @@ export async function run(argv: string[]): Promise<void> {
           speedup,
           load,
           calibration,
-          loadAverage: { before: loadBefore, after: loadAfter, idle },
+          loadAverage: { before: loadBefore, after: loadAfter, idle, waitedSeconds: waited },
           rows: rows.map(({ figure, value, target }) => ({
             figure,
             value,
@@ -347,7 +370,20 @@ function loadRows(load: Awaited<ReturnType<typeof benchLoad>>, idle: boolean): R
       target: { text: '≤ 0.15', met: load.clientCpuCores <= 0.15 },
     },
     {
-      figure: 'load: client CPU ÷ the no-op server process CPU (baseline, same interval)',
+      figure: 'load: client CPU ÷ bare-socket client CPU (baseline, same schedule, same run)',
+      value: load.clientCpuCores / load.bare.cpuCores,
+    },
+    {
+      figure: 'load: bare-socket client CPU (cores; mean of a run before and one after)',
+      value: load.bare.cpuCores,
+    },
+    {
+      figure:
+        'load: p99 lateness of the bare-socket client, same dispatcher (the timers’ floor) (ms)',
+      value: load.bare.p99LatenessMs,
+    },
+    {
+      figure: 'load: client CPU ÷ the no-op server process CPU (same interval)',
       value: load.clientCpuCores / load.serverCpuCores,
     },
     {
@@ -362,6 +398,8 @@ function loadRows(load: Awaited<ReturnType<typeof benchLoad>>, idle: boolean): R
     },
   ];
 }
+
+const spread = (values: number[]): number => Math.max(...values) / Math.min(...values);
 
 function calibrationRows(c: Awaited<ReturnType<typeof benchCalibration>>): Row[] {
   const within5 = (ratio: number): boolean => Math.abs(1 - ratio) <= 0.05;
@@ -383,6 +421,15 @@ function calibrationRows(c: Awaited<ReturnType<typeof benchCalibration>>): Row[]
       target: { text: 'within 5 %', met: within5(busyVsIdle) },
     },
     {
+      figure: `calibration: spread of the ${c.idle.rates.length} idle / ${c.busy.rates.length} busy calibrations (max ÷ min)`,
+      value: `${spread(c.idle.rates).toFixed(3)} / ${spread(c.busy.rates).toFixed(3)}`,
+    },
+    {
+      figure:
+        'calibration: steal time (the host running others on our vCPUs), idle / busy, worst phase',
+      value: `${(100 * c.idle.stealShare).toFixed(1)} % / ${(100 * c.busy.stealShare).toFixed(1)} %`,
+    },
+    {
       figure:
         'calibration: wall ÷ CPU time of an invocation, idle / busy (what wall-clock calibration got wrong)',
       value: `${c.idle.wallRatio.toFixed(2)} / ${c.busy.wallRatio.toFixed(2)}`,
@@ -397,30 +444,83 @@ function calibrationRows(c: Awaited<ReturnType<typeof benchCalibration>>): Row[]
 
 /**
  * The synthetic function on a Petri node of its own: deploy (which
- * calibrates in CPU time inside the sandbox), then `invocations` sequential
- * invocations of `durationMs`; once on the idle node, once with a CPU hog per
- * core outside it. The first invocation (the cold start) is not counted.
+ * calibrates in CPU time inside the sandbox, the median of 3), then
+ * `invocations` sequential invocations of `durationMs`; on the idle node
+ * and with a CPU hog per core outside it, alternately, twice each (idle,
+ * busy, idle, busy), so a slow drift of the host (the VM's neighbours)
+ * falls on both sides. The first invocation (the cold start) is not counted.
  */
 async function benchCalibration(invocations = 13, durationMs = 100) {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'petri-bench-calibration-'));
   const daemon = await spawnDaemon({ stateDir, allowSourcePaths: [SYNTHETIC_FUNCTION_DIR] });
-  const hogs: ChildProcess[] = [];
-  try {
-    const idle = await calibrateAndInvoke(daemon, invocations, durationMs);
-    for (let c = 0; c < os.availableParallelism(); c++)
-      hogs.push(
-        spawn(process.execPath, ['-e', 'process.stdout.write("go\\n"); for (;;) {}'], {
-          stdio: ['ignore', 'pipe', 'ignore'],
-        }),
-      );
-    await Promise.all(hogs.map((h) => new Promise((resolve) => h.stdout?.once('data', resolve))));
-    const busy = await calibrateAndInvoke(daemon, invocations, durationMs);
-    return { durationMs, hogs: hogs.length, idle, busy };
-  } finally {
+  let hogs: ChildProcess[] = [];
+  const stopHogs = (): void => {
     for (const hog of hogs) hog.kill('SIGKILL');
+    hogs = [];
+  };
+  try {
+    type Phase = Awaited<ReturnType<typeof calibrateAndInvoke>> & { stealShare: number };
+    const phases: { busy: boolean; result: Phase }[] = [];
+    for (const busy of [false, true, false, true]) {
+      if (busy) {
+        for (let c = 0; c < os.availableParallelism(); c++)
+          hogs.push(
+            spawn(process.execPath, ['-e', 'process.stdout.write("go\\n"); for (;;) {}'], {
+              stdio: ['ignore', 'pipe', 'ignore'],
+            }),
+          );
+        await Promise.all(
+          hogs.map((h) => new Promise((resolve) => h.stdout?.once('data', resolve))),
+        );
+      }
+      const steal = readSteal();
+      const result = await calibrateAndInvoke(daemon, invocations, durationMs);
+      phases.push({ busy, result: { ...result, stealShare: readSteal(steal) } });
+      stopHogs();
+    }
+    const side = (busy: boolean) => {
+      const mine = phases.filter((p) => p.busy === busy).map((p) => p.result);
+      const rates = mine.flatMap((r) => r.rates);
+      return {
+        itersPerCpuMs: median(rates),
+        rates,
+        executionRatio: median(mine.map((r) => r.executionRatio)),
+        wallRatio: median(mine.map((r) => r.wallRatio)),
+        measured: mine.reduce((a, r) => a + r.measured, 0),
+        failures: mine.reduce((a, r) => a + r.failures, 0),
+        stealShare: Math.max(...mine.map((r) => r.stealShare)),
+      };
+    };
+    return {
+      durationMs,
+      hogs: os.availableParallelism(),
+      idle: side(false),
+      busy: side(true),
+      phases,
+    };
+  } finally {
+    stopHogs();
     await daemon.close();
     await rm(stateDir, { recursive: true, force: true });
   }
+}
+
+/** Steal time (the hypervisor running something else on this VM's CPUs) from /proc/stat: jiffies, or the share since `from`. */
+function readSteal(): { steal: number; total: number };
+function readSteal(from: { steal: number; total: number }): number;
+function readSteal(from?: {
+  steal: number;
+  total: number;
+}): { steal: number; total: number } | number {
+  const values = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const now = { steal: values[7] ?? 0, total: values.reduce((a, b) => a + b, 0) };
+  if (!from) return now;
+  return (now.steal - from.steal) / Math.max(1, now.total - from.total);
 }
 
 async function calibrateAndInvoke(
@@ -451,6 +551,7 @@ async function calibrateAndInvoke(
   const executionMs = median(measured);
   return {
     itersPerCpuMs: target.itersPerMs,
+    rates: target.calibrationRates,
     measured: measured.length,
     executionRatio: executionMs / durationMs,
     wallRatio: median(wall) / executionMs,
@@ -469,28 +570,46 @@ async function benchLoad(rate: number, seconds: number) {
       minutes: 5,
       functions: Array.from({ length: functions }, (_, i) => tinyFunction(i, perFunction)),
     };
+    const scheduleOptions = {
+      minutes: 4,
+      warmupMinutes: 1,
+      iat: 'exponential' as const,
+      seed: 1,
+      minuteMs,
+    };
     const idleP99Ms = await idleLateness();
-    // The no-op server's CPU over the same dispatch interval: the baseline of the client's.
-    let serverCpuAtRun = 0;
-    let serverCpuMs = NaN;
-    let runAt = 0;
-    let dispatchMs = NaN;
+    const connections = 512;
+    const { atMs } = buildSchedule(trace, scheduleOptions);
+    // The baseline, before and after the client: the least a Node client on sockets can cost.
+    const bareBefore = await bareSocketClient(server.port, atMs, connections);
+    // The no-op server's CPU, the host's and this process's over the same dispatch interval.
+    let [serverCpuAtRun, runAt, hostAtRun] = [0, 0, readHostCpu()];
+    let ownAtRun = process.cpuUsage();
+    let [serverCpuMs, dispatchMs, otherCores] = [NaN, NaN, NaN];
     const data = await runLoad(trace, {
       onPhase: (phase) => {
-        if (phase === 'run')
-          [serverCpuAtRun, runAt] = [processCpuMs(server.child.pid), performance.now()];
+        if (phase === 'run') {
+          [serverCpuAtRun, runAt, hostAtRun] = [
+            processCpuMs(server.child.pid),
+            performance.now(),
+            readHostCpu(),
+          ];
+          ownAtRun = process.cpuUsage();
+        }
         if (phase === 'drain') {
           serverCpuMs = processCpuMs(server.child.pid) - serverCpuAtRun;
           dispatchMs = performance.now() - runAt;
+          const own = process.cpuUsage(ownAtRun);
+          const host = readHostCpu();
+          const hostCores =
+            ((host.busy - hostAtRun.busy) / Math.max(1, host.total - hostAtRun.total)) * cores();
+          otherCores = hostCores - ((own.user + own.system) / 1000 + serverCpuMs) / dispatchMs;
         }
       },
-      target: new HttpTarget(`http://127.0.0.1:${server.port}/{function}`, { connections: 512 }),
-      minutes: 4,
-      warmupMinutes: 1,
-      iat: 'exponential',
-      seed: 1,
-      minuteMs,
+      target: new HttpTarget(`http://127.0.0.1:${server.port}/{function}`, { connections }),
+      ...scheduleOptions,
     });
+    const bareAfter = await bareSocketClient(server.port, atMs, connections);
     const analysis = analyseRun(data);
     return {
       scheduledRate: analysis.offeredRate,
@@ -507,12 +626,107 @@ async function benchLoad(rate: number, seconds: number) {
       openLoop: analysis.openLoop,
       clientCpuCores: data.meta.clientCpuCores ?? NaN,
       serverCpuCores: serverCpuMs / dispatchMs,
+      otherCores: Math.max(0, otherCores),
       dispatchP99LatenessMs: data.meta.dispatchLatenessP99Ms ?? NaN,
       delayedByConnections: data.meta.delayedByConnections,
+      bare: {
+        cpuCores: (bareBefore.cpuCores + bareAfter.cpuCores) / 2,
+        runs: [bareBefore, bareAfter],
+        p99LatenessMs: Math.max(bareBefore.p99LatenessMs, bareAfter.p99LatenessMs),
+      },
     };
   } finally {
     server.child.kill();
   }
+}
+
+const cores = (): number => os.availableParallelism();
+
+/** Busy and total jiffies of all CPUs, from /proc/stat's first line. */
+function readHostCpu(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1);
+  const values = fields.map(Number);
+  const total = values.reduce((a, b) => a + b, 0);
+  return { busy: total - (values[3] ?? 0) - (values[4] ?? 0), total };
+}
+
+/**
+ * The baseline client: the same schedule through the same dispatcher, a
+ * pre-built request written to a free keep-alive socket, a response counted
+ * per read (the no-op server's answers are small: one write, one read) —
+ * no parsing, checks or records. What any Node load client on sockets pays
+ * at least. Its CPU is this process's over the dispatch, as the client's.
+ */
+async function bareSocketClient(port: number, atMs: Float64Array, connections: number) {
+  const body = '{"durationMs":1,"memoryMb":128}';
+  const request = Buffer.from(
+    `POST /f0 HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    'latin1',
+  );
+  const buffer = Buffer.allocUnsafe(64 * 1024);
+  const free: net.Socket[] = [];
+  const sockets: net.Socket[] = [];
+  let waiting = 0;
+  let answered = 0;
+  let sent = 0;
+  const onFree = (socket: net.Socket): void => {
+    answered++;
+    if (waiting > 0) {
+      waiting--;
+      socket.write(request);
+    } else free.push(socket);
+  };
+  await Promise.all(
+    Array.from(
+      { length: connections },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const socket: net.Socket = net.connect({
+            host: '127.0.0.1',
+            port,
+            onread: { buffer, callback: () => (onFree(socket), true) },
+          });
+          socket.setNoDelay(true);
+          socket.once('connect', () => {
+            sockets.push(socket);
+            free.push(socket);
+            resolve();
+          });
+          socket.once('error', reject);
+        }),
+    ),
+  );
+  // The same clock and wake-up quantum as runLoad's defaults.
+  const clock = preciseClock();
+  const cpu = process.cpuUsage();
+  const wall = performance.now();
+  const { sentMs } = await dispatch(
+    atMs,
+    () => {
+      sent++;
+      const socket = free.pop();
+      if (socket) socket.write(request);
+      else waiting++;
+    },
+    { clock, quantumMs: 1 },
+  ).finally(() => clock.close());
+  const used = process.cpuUsage(cpu);
+  const cpuCores = (used.user + used.system) / 1000 / (performance.now() - wall);
+  // Let the last answers come back before closing.
+  const until = performance.now() + 2000;
+  while (answered < sent && performance.now() < until)
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  for (const socket of sockets) socket.destroy();
+  const lateness = Array.from(sentMs, (t, i) => t - atMs[i]);
+  return { cpuCores, sent, answered, p99LatenessMs: percentiles(lateness).p99 };
+}
+
+/** Waits until the 1-min load average is below `threshold`, at most `maxSeconds`; returns the seconds waited. */
+async function waitForIdle(threshold: number, maxSeconds: number): Promise<number> {
+  const start = performance.now();
+  while (os.loadavg()[0] >= threshold && performance.now() - start < maxSeconds * 1000)
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+  return (performance.now() - start) / 1000;
 }
 
 const CLOCK_TICKS =

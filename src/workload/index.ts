@@ -37,6 +37,7 @@ export {
   buildSchedule,
 } from './schedule.ts';
 export { type Clock, type DispatchOptions, dispatch, realClock } from './dispatcher.ts';
+export { type PreciseClock, preciseClock } from './precise-clock.ts';
 export {
   type InvocationOutcome,
   type InvocationRequest,

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { CpuMonitor } from './cpu.ts';
-import { type Clock, ConnectionGate, dispatch } from './dispatcher.ts';
+import { type Clock, ConnectionGate, dispatch, realClock } from './dispatcher.ts';
+import { preciseClock } from './precise-clock.ts';
 import { type RunData, emptyRunData, writeRun } from './results.ts';
 import { type ScheduleOptions, buildSchedule } from './schedule.ts';
 import { type LoadTarget, START_PATHS } from './targets.ts';
@@ -15,10 +16,16 @@ export interface LoadOptions extends ScheduleOptions {
   label?: string;
   /** How long to wait for responses after the last send before counting them as lost. */
   drainTimeoutMs?: number;
+  /** The dispatcher's clock; absent: `preciseClock` (sub-ms wake-ups, a worker thread). */
   clock?: Clock;
+  /** Least ms between the dispatcher's wake-ups (default 1): lateness traded for CPU. */
+  quantumMs?: number;
   onPhase?: (phase: 'prepare' | 'run' | 'drain' | 'write') => void;
   onProgress?: (sent: number, total: number) => void;
 }
+
+/** Least ms between the dispatcher's wake-ups: at most 1,000 a second, as libuv's timers. */
+const DEFAULT_QUANTUM_MS = 1;
 
 /**
  * Runs a trace against a target: computes the schedule first, prepares the
@@ -72,29 +79,56 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   data.requestedMemoryMb.set(schedule.memoryMb);
 
   const cpu = new CpuMonitor();
+  const precise = options.clock === undefined ? preciseClock() : undefined;
   let outstanding = 0;
   let drained: (() => void) | undefined;
   let startedAt = 0;
-  const now = options.clock ? () => options.clock!.now() : () => performance.now();
-  // A request leaves when a connection is free; its sent time is when it left.
-  const gate = new ConnectionGate(options.target.connections, (i) => {
-    data.sentMs[i] = now() - startedAt;
-    const request = {
-      fn: schedule.fn[i],
-      durationMs: schedule.durationMs[i],
-      memoryMb: schedule.memoryMb[i],
-    };
-    void options.target.invoke(request).then((outcome) => {
-      data.doneMs[i] = now() - startedAt;
-      data.status[i] = outcome.status;
-      data.errorCode[i] = outcome.errorCode;
-      data.start[i] = Math.max(0, START_PATHS.indexOf(outcome.start));
-      data.actualDurationMs[i] = outcome.actualDurationMs;
-      gate.release();
-      if (--outstanding === 0) drained?.();
-    });
+  const clock: Clock = precise ?? options.clock ?? realClock;
+  const now = (): number => clock.now();
+  /** The clock as of the last read (one per dispatcher tick or response), ms after the start. */
+  let lastMs = 0;
+  // One outcome sink for every invocation: the results go straight into the typed arrays.
+  const record = (
+    i: number,
+    status: number,
+    errorCode: string,
+    start: number,
+    actualDurationMs: number,
+  ): void => {
+    lastMs = now() - startedAt;
+    data.doneMs[i] = lastMs;
+    data.status[i] = status;
+    data.errorCode[i] = errorCode;
+    data.start[i] = start;
+    data.actualDurationMs[i] = actualDurationMs;
+    gate.release();
+    if (--outstanding === 0) drained?.();
+  };
+  const target = options.target;
+  const sender = target.sender?.(record);
+  const fn = schedule.fn;
+  const durationMs = schedule.durationMs;
+  const memoryMb = schedule.memoryMb;
+  // A request leaves when a connection is free; its sent time is when it left: the
+  // dispatcher's tick when one was free, the response that freed one otherwise.
+  const gate = new ConnectionGate(target.connections, (i) => {
+    data.sentMs[i] = lastMs;
+    if (sender) sender(fn[i], durationMs[i], memoryMb[i], i);
+    else
+      void target
+        .invoke({ fn: fn[i], durationMs: durationMs[i], memoryMb: memoryMb[i] })
+        .then((o) =>
+          record(
+            i,
+            o.status,
+            o.errorCode,
+            Math.max(0, START_PATHS.indexOf(o.start)),
+            o.actualDurationMs,
+          ),
+        );
   });
-  const send = (i: number): void => {
+  const send = (i: number, atMs: number): void => {
+    lastMs = atMs;
     outstanding++;
     gate.submit(i);
   };
@@ -107,9 +141,10 @@ export async function runLoad(trace: Trace, options: LoadOptions): Promise<RunDa
   startedAt = now();
   const idleMemory = readAtWindowEdges(options.target, schedule);
   const { timerLatenessMs, sentMs: dispatchedMs } = await dispatch(schedule.atMs, send, {
-    clock: options.clock,
+    clock,
+    quantumMs: options.quantumMs ?? DEFAULT_QUANTUM_MS,
     onProgress: (sent) => options.onProgress?.(sent, n),
-  });
+  }).finally(() => precise?.close());
   meta.timerLatenessMs = timerLatenessMs;
   // The dispatcher's own lateness (when it handed each measured request over), before any connection wait.
   meta.dispatchLatenessP99Ms = p99(

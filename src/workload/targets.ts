@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { type Http1Response, Http1Pool } from './http1.ts';
+import { type Http1Callback, type Http1Response, Http1Pool } from './http1.ts';
 import { PetriError } from '../errors.ts';
 import { z } from 'zod';
 import { type Trace, type TraceFunction, syntheticFunctionName } from './trace.ts';
@@ -27,6 +27,22 @@ export interface InvocationOutcome {
   actualDurationMs: number;
 }
 
+/**
+ * An invocation's outcome without an object per invocation: `tag` is the
+ * sender's (an index), `start` an index into START_PATHS, the rest as in
+ * InvocationOutcome.
+ */
+export type OutcomeSink = (
+  tag: number,
+  status: number,
+  errorCode: string,
+  start: number,
+  actualDurationMs: number,
+) => void;
+
+/** Sends one invocation; its outcome goes to the sink the sender was made with, with `tag`. */
+export type Sender = (fn: number, durationMs: number, memoryMb: number, tag: number) => void;
+
 /** Where `petri load` sends invocations. */
 export interface LoadTarget {
   readonly kind: 'petri' | 'http';
@@ -36,6 +52,11 @@ export interface LoadTarget {
   /** Deploys or checks what the run needs; called before the schedule starts. */
   prepare(trace: Trace): Promise<void>;
   invoke(request: InvocationRequest): Promise<InvocationOutcome>;
+  /**
+   * The load generator's hot path, where the target has one: a sender with
+   * no promise or closure per invocation (after `prepare`).
+   */
+  sender?(sink: OutcomeSink): Sender;
   /** The node's own CPU so far (its daemon + instance cgroups) and its cores, where it tells. */
   nodeCpu?(): Promise<{ ms: number; cores: number } | undefined>;
   /** The node's count of idle memory-time so far, MB·ms, where it tells. */
@@ -91,8 +112,8 @@ export class HttpTarget implements LoadTarget {
   readonly connections: number;
   private readonly pools = new Map<string, Http1Pool>();
   private names: string[] = [];
-  /** Per function, its pool and path when the template does not name the request's own fields. */
-  private fixed: { pool: Http1Pool; path: string }[] | undefined;
+  /** Per function, its pool and request head when the template does not name the request's own fields. */
+  private fixed: { pool: Http1Pool; head: string }[] | undefined;
 
   constructor(
     private readonly urlTemplate: string,
@@ -120,26 +141,38 @@ export class HttpTarget implements LoadTarget {
       : this.names.map((name, i) => this.route({ function: name, index: String(i) }));
   }
 
-  private route(values: Record<string, string>): { pool: Http1Pool; path: string } {
+  private route(values: Record<string, string>): { pool: Http1Pool; head: string } {
     const url = new URL(fill(this.urlTemplate, values));
     let pool = this.pools.get(url.origin);
     if (!pool) {
       pool = makeInvokePool(url.origin, this.options);
       this.pools.set(url.origin, pool);
     }
-    return { pool, path: url.pathname + url.search };
+    return { pool, head: pool.postHead(url.pathname + url.search) };
+  }
+
+  private routeOf(fn: number, durationMs: number, memoryMb: number) {
+    return (
+      this.fixed?.[fn] ??
+      this.route({
+        function: this.names[fn],
+        index: String(fn),
+        durationMs: String(Math.round(durationMs)),
+        memoryMb: String(Math.round(memoryMb)),
+      })
+    );
+  }
+
+  sender(sink: OutcomeSink): Sender {
+    const onResponse = responseHandler(sink);
+    return (fn, durationMs, memoryMb, tag) => {
+      const { pool, head } = this.routeOf(fn, durationMs, memoryMb);
+      pool.request(requestBytes(head, durationMs, memoryMb), onResponse, tag);
+    };
   }
 
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
-    const { pool, path } =
-      this.fixed?.[request.fn] ??
-      this.route({
-        function: this.names[request.fn],
-        index: String(request.fn),
-        durationMs: String(Math.round(request.durationMs)),
-        memoryMb: String(Math.round(request.memoryMb)),
-      });
-    return send(pool, path, request);
+    return invokeOnce(this, request);
   }
 
   async close(): Promise<void> {
@@ -173,6 +206,8 @@ export interface PetriTargetOptions extends PoolOptions {
   token?: string;
   /** The `autoscaling` field of every deployed function's spec; absent: the node's default. */
   autoscaling?: Record<string, unknown>;
+  /** Calibrations in the sandbox; the median is used (default 3). */
+  calibrations?: number;
 }
 
 /** The function `petri load` calibrates in, once per deploy (removed straight after). */
@@ -216,9 +251,11 @@ export class PetriTarget implements LoadTarget {
   readonly connections: number;
   private readonly pool: Pool;
   private readonly invokePool: Http1Pool;
-  private paths: string[] = [];
+  private heads: string[] = [];
   private names: string[] = [];
   itersPerMs = 0;
+  /** Each calibration's iterations per CPU ms, in the order made (the median is `itersPerMs`). */
+  calibrationRates: number[] = [];
   private readonly auth: Record<string, string>;
 
   constructor(
@@ -241,7 +278,7 @@ export class PetriTarget implements LoadTarget {
   async prepare(trace: Trace): Promise<void> {
     this.itersPerMs = await this.calibrate();
     this.names = trace.functions.map(syntheticFunctionName);
-    this.paths = this.names.map((name) => `/v1/functions/${name}/invoke`);
+    this.heads = this.names.map((name) => this.invokePool.postHead(`/v1/functions/${name}/invoke`));
     const specs = trace.functions.map((fn, i) => this.specFor(fn, this.names[i]));
     await forEachLimited(specs, this.options.deployConcurrency ?? 8, ({ name, body }) =>
       this.deploy(name, body),
@@ -250,9 +287,12 @@ export class PetriTarget implements LoadTarget {
 
   /**
    * Once per deploy, in CPU time, inside a sandbox on the node: deploys the
-   * synthetic function as CALIBRATION_FUNCTION, asks it for its iterations
-   * per CPU ms, removes it. CPU time does not count time descheduled, so a
-   * busy node or a CPU quota does not change the figure.
+   * synthetic function as CALIBRATION_FUNCTION, asks it `calibrations` times
+   * for its iterations per CPU ms (each the median of short timed runs),
+   * keeps the median, removes it. CPU time does not count time descheduled,
+   * so a busy node or a CPU quota does not change the figure; the median
+   * drops a calibration that a burst of the runtime's other threads (counted
+   * in the process's CPU clock) or the host pulled off.
    */
   private async calibrate(): Promise<number> {
     await this.deploy(CALIBRATION_FUNCTION, {
@@ -263,20 +303,11 @@ export class PetriTarget implements LoadTarget {
       source: { path: SYNTHETIC_FUNCTION_DIR },
     });
     try {
-      const response = await this.pool.request({
-        method: 'POST',
-        path: `/v1/functions/${CALIBRATION_FUNCTION}/invoke`,
-        headers: { ...this.auth, 'content-type': 'application/json' },
-        body: '{"calibrate":true}',
-      });
-      const text = await response.body.text();
-      const parsed = Calibration.safeParse(safeJson(text));
-      if (response.statusCode >= 300 || !parsed.success)
-        throw new PetriError(
-          'InvalidRequest',
-          `calibrating the synthetic function failed (${response.statusCode}): ${text.slice(0, 200)}`,
-        );
-      return parsed.data.itersPerCpuMs;
+      this.calibrationRates = [];
+      const times = Math.max(1, Math.min(15, Math.round(this.options.calibrations ?? 3)));
+      for (let k = 0; k < times; k++) this.calibrationRates.push(await this.calibrateOnce());
+      const sorted = [...this.calibrationRates].sort((a, b) => a - b);
+      return sorted[Math.floor(sorted.length / 2)];
     } finally {
       const removed = await this.pool.request({
         method: 'DELETE',
@@ -285,6 +316,23 @@ export class PetriTarget implements LoadTarget {
       });
       await removed.body.dump();
     }
+  }
+
+  private async calibrateOnce(): Promise<number> {
+    const response = await this.pool.request({
+      method: 'POST',
+      path: `/v1/functions/${CALIBRATION_FUNCTION}/invoke`,
+      headers: { ...this.auth, 'content-type': 'application/json' },
+      body: '{"calibrate":true}',
+    });
+    const text = await response.body.text();
+    const parsed = Calibration.safeParse(safeJson(text));
+    if (response.statusCode >= 300 || !parsed.success)
+      throw new PetriError(
+        'InvalidRequest',
+        `calibrating the synthetic function failed (${response.statusCode}): ${text.slice(0, 200)}`,
+      );
+    return parsed.data.itersPerCpuMs;
   }
 
   private async deploy(name: string, body: Record<string, unknown>): Promise<void> {
@@ -325,8 +373,14 @@ export class PetriTarget implements LoadTarget {
     };
   }
 
+  sender(sink: OutcomeSink): Sender {
+    const onResponse = responseHandler(sink);
+    return (fn, durationMs, memoryMb, tag) =>
+      this.invokePool.request(requestBytes(this.heads[fn], durationMs, memoryMb), onResponse, tag);
+  }
+
   invoke(request: InvocationRequest): Promise<InvocationOutcome> {
-    return send(this.invokePool, this.paths[request.fn], request);
+    return invokeOnce(this, request);
   }
 
   /** From `/v1/node`: the daemon's CPU plus its instances' cgroups; undefined without cgroups. */
@@ -373,39 +427,50 @@ export class PetriTarget implements LoadTarget {
   }
 }
 
-/** One invocation: a POST of its request on the hot-path client, its outcome read from the response. */
-function send(
-  pool: Http1Pool,
-  urlPath: string,
+/** An invocation's request: its preformatted head, the body's length and the body. */
+function requestBytes(head: string, durationMs: number, memoryMb: number): string {
+  return Http1Pool.postWith(head, `{"durationMs":${durationMs},"memoryMb":${memoryMb}}`);
+}
+
+/** One invocation as a promise of its outcome (the hot path uses `sender` instead). */
+function invokeOnce(
+  target: { sender(sink: OutcomeSink): Sender },
   request: InvocationRequest,
 ): Promise<InvocationOutcome> {
-  const bytes = pool.post(
-    urlPath,
-    `{"durationMs":${request.durationMs},"memoryMb":${request.memoryMb}}`,
-  );
   return new Promise((resolve) =>
-    pool.request(bytes, (error, response) => resolve(outcomeOf(error, response))),
+    target.sender((_tag, status, errorCode, start, actualDurationMs) =>
+      resolve({ status, errorCode, start: START_PATHS[start], actualDurationMs }),
+    )(request.fn, request.durationMs, request.memoryMb, 0),
   );
 }
 
-function outcomeOf(error: string, response: Http1Response | undefined): InvocationOutcome {
-  if (!response)
-    return { status: 0, errorCode: error || 'ClientError', start: '', actualDurationMs: NaN };
-  const { status, body } = response;
-  const start = startPath(response.start);
-  if (status >= 400) return { status, errorCode: errorCodeOf(body), start, actualDurationMs: NaN };
-  // The function's own measurement first (the synthetic function reports it); else the platform's.
-  const reported = reportedDuration(body);
-  const actualDurationMs = Number.isFinite(reported)
-    ? reported
-    : response.durationHeader === ''
-      ? NaN
-      : Number(response.durationHeader);
-  return { status, errorCode: '', start, actualDurationMs };
+/** The pool callback that reads a response's outcome into `sink`: one per sender, not per request. */
+function responseHandler(sink: OutcomeSink): Http1Callback {
+  return (error: string, response: Http1Response | undefined, tag: number) => {
+    if (!response) {
+      sink(tag, 0, error || 'ClientError', 0, NaN);
+      return;
+    }
+    const { status, body } = response;
+    const start = startIndex(response.start);
+    if (status >= 400) {
+      sink(tag, status, errorCodeOf(body), start, NaN);
+      return;
+    }
+    // The function's own measurement first (the synthetic function reports it); else the platform's.
+    const reported = reportedDuration(body);
+    const actualDurationMs = Number.isFinite(reported)
+      ? reported
+      : response.durationHeader === ''
+        ? NaN
+        : Number(response.durationHeader);
+    sink(tag, status, '', start, actualDurationMs);
+  };
 }
 
-function startPath(text: string): StartPath {
-  return (START_PATHS as readonly string[]).includes(text) ? (text as StartPath) : '';
+function startIndex(text: string): number {
+  if (text === '') return 0;
+  return Math.max(0, (START_PATHS as readonly string[]).indexOf(text));
 }
 
 function errorCodeOf(body: string): string {

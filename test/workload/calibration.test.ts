@@ -7,9 +7,12 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const SPIN = path.resolve('src/workload/synthetic-function/spin.ts');
 
-/** Both calibrations in a fresh process pinned to CPU 0 (the hog's CPU, when there is one). */
+/**
+ * Both calibrations in a fresh process pinned to CPU 0 (the hog's CPU, when
+ * there is one); the CPU-time one the median of three, as PetriTarget takes.
+ */
 async function calibrateOnCpu0(): Promise<{ cpu: number; wall: number }> {
-  const script = `import(${JSON.stringify(SPIN)}).then((m) => console.log(JSON.stringify({ cpu: m.calibrateSpinCpu(), wall: m.calibrateSpin() })))`;
+  const script = `import(${JSON.stringify(SPIN)}).then((m) => { const c = [m.calibrateSpinCpu(), m.calibrateSpinCpu(), m.calibrateSpinCpu()].sort((a, b) => a - b); console.log(JSON.stringify({ cpu: c[1], wall: m.calibrateSpin() })); })`;
   const { stdout } = await run('taskset', [
     '-c',
     '0',
@@ -35,9 +38,10 @@ describe('calibrateSpinCpu', () => {
       await new Promise((resolve) => hog.stdout?.once('data', resolve));
       const busy = await calibrateOnCpu0();
       const ratio = busy.cpu / alone.cpu;
+      // Single calibrations differ by a few % on this VM busy or not (the host's other tenants).
       assert.ok(
-        ratio > 0.75 && ratio < 1.33,
-        `CPU-time calibration moved ×${ratio.toFixed(2)} under the hog`,
+        ratio > 0.9 && ratio < 1.11,
+        `CPU-time calibration moved ×${ratio.toFixed(3)} under the hog`,
       );
       // Sharing the core, wall time sees about half the speed: that was the old calibration's error.
       assert.ok(busy.wall / busy.cpu < 0.8, `wall ${busy.wall} vs cpu ${busy.cpu}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Clock, ConnectionGate, dispatch } from '../../src/workload/index.ts';
+import { type Clock, ConnectionGate, dispatch, preciseClock } from '../../src/workload/index.ts';
 
 /**
  * A fake clock: time moves only when the dispatcher sleeps or yields. Sleeps
@@ -146,5 +146,42 @@ describe('ConnectionGate', () => {
     gate.submit(5);
     assert.deepEqual(left.at(-1), 5);
     assert.equal(gate.delayed, 3);
+  });
+});
+
+describe('dispatch with a wake-up quantum', () => {
+  it('wakes at most once per quantum and sends what fell due in one batch', async () => {
+    const clock = fakeClock(0);
+    const atMs = Float64Array.from({ length: 100 }, (_, i) => i * 0.2);
+    const { sentMs } = await dispatch(atMs, () => undefined, {
+      clock,
+      quantumMs: 1,
+      timerLatenessMs: 0,
+    });
+    // 20 ms of schedule: about one sleep per ms, not one per 0.2 ms gap.
+    assert.ok(clock.sleeps.length <= 21, `${clock.sleeps.length} sleeps`);
+    sentMs.forEach((t, i) => assert.ok(t - atMs[i] >= 0 && t - atMs[i] <= 1 + 1e-9));
+  });
+});
+
+describe('preciseClock', () => {
+  it('ends a sleep at or after its deadline, lets a newer sleep replace an older one, and closes', async () => {
+    const clock = preciseClock();
+    try {
+      for (const ms of [0.2, 0.5, 3]) {
+        const start = clock.now();
+        await clock.sleep(ms);
+        const slept = clock.now() - start;
+        assert.ok(slept >= ms - 0.02, `slept ${slept} ms of ${ms}`);
+      }
+      // A second sleep before the first ended: the first resolves at once, the second on time.
+      const start = clock.now();
+      const first = clock.sleep(50);
+      await clock.sleep(1);
+      await first;
+      assert.ok(clock.now() - start < 40, 'the replaced sleep did not wait its 50 ms');
+    } finally {
+      await clock.close();
+    }
   });
 });

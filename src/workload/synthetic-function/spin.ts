@@ -44,8 +44,13 @@ export function cpuMs(): number {
  * Iterations of `spin` per ms of CPU time: the median of `rounds` runs of ≥
  * `targetMs` CPU each. Time spent descheduled (a busy machine, a CPU quota)
  * is not CPU time, so the figure does not depend on the machine's load.
+ * The clock is the process's (getrusage: exact to the µs, but it counts
+ * the runtime's other threads too); the thread's own clock
+ * (`process.threadCpuUsage`) moves in scheduler ticks here (4 ms steps,
+ * measured on Node 24), ±40 % on a 10 ms run. Many short runs and their
+ * median drop the runs another thread's burst fell into.
  */
-export function calibrateSpinCpu(targetMs = 25, rounds = 7): number {
+export function calibrateSpinCpu(targetMs = 10, rounds = 15): number {
   let iterations = 100_000;
   for (;;) {
     const start = cpuMs();
