@@ -127,7 +127,10 @@ async function* streamed(
 ): AsyncGenerator<Buffer> {
   let sent = 0;
   try {
-    for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    // Not destroyed when the limit stops the loop: the refusal still goes out on its connection.
+    for await (const chunk of incoming.iterator({
+      destroyOnReturn: false,
+    }) as AsyncIterable<Buffer>) {
       sent += chunk.length;
       if (sent > limitBytes) {
         const error = tooLarge(limitBytes);
