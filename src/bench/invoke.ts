@@ -189,14 +189,36 @@ interface Target {
 
 /** Latency and throughput targets, by the key they are reported under. */
 type TargetKey =
-  'base' | 'petri' | 'compare' | 'spread' | 'url' | 'microtask' | 'floor' | 'floorTcp' | 'floorRaw';
+  | 'base'
+  | 'petri'
+  | 'compare'
+  | 'spread'
+  | 'url'
+  | 'microtask'
+  | 'floor'
+  | 'floorTcp'
+  | 'floorRaw'
+  | 'floorInstance';
 /** The floors for the function URL path, each a process in front of the echo server. */
 const FLOORS = [
   { key: 'floorTcp', script: FLOOR_TCP, label: 'L4 TCP relay (net pipe, no HTTP)' },
   { key: 'floorRaw', script: FLOOR_RAW, label: 'node:http → raw-socket upstream' },
   { key: 'floor', script: FLOOR_PROXY, label: 'node:http → undici proxy' },
 ] as const;
-type FloorKey = (typeof FLOORS)[number]['key'];
+/**
+ * The node:http → undici floor again, relaying to the function's own
+ * instance (its address on the bridge, through its veth, firewall and
+ * shaping) instead of the echo server next to it: the function URL over
+ * this one is Petri's own work; this one over the floor is the instance's
+ * network path.
+ */
+const INSTANCE_FLOOR = {
+  key: 'floorInstance',
+  label: 'node:http → undici proxy → the instance',
+} as const;
+type FloorKey = (typeof FLOORS)[number]['key'] | typeof INSTANCE_FLOOR.key;
+/** The port the `http` echo function's server is given, so the instance floor can reach it. */
+const HTTP_ECHO_PORT = 8080;
 
 interface Round {
   /** p50 latency (ms) of each target this round. */
@@ -396,6 +418,9 @@ async function deployHttpEcho(daemon: Daemon, concurrency: number): Promise<() =
       command: ['node', 'server.js'],
       memoryMb: ECHO_MEMORY_MB,
       concurrency,
+      env: { PORT: String(HTTP_ECHO_PORT) },
+      // The instance floor connects to it from the bench's namespace, as the node does.
+      network: { inbound: [HTTP_ECHO_PORT] },
       source: { path: dir },
     });
   } catch (err) {
@@ -422,6 +447,26 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
   const text = await response.body.text();
   await pool.close();
   if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
+}
+
+/** Whether a POST to `origin` is answered with 200 within 5 s. */
+async function answers(origin: string): Promise<boolean> {
+  const pool = new Pool(origin, { connections: 1, headersTimeout: 5_000, bodyTimeout: 5_000 });
+  try {
+    await post(pool, { origin, path: '/' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** The http echo function's instance address on the bridge; undefined without network isolation. */
+async function httpEchoAddress(daemon: Daemon): Promise<string | undefined> {
+  const response = await fetch(`${daemon.url}/v1/functions/echo-http`, { headers: daemon.headers });
+  const view = (await response.json()) as { instanceList?: { address?: string }[] };
+  return view.instanceList?.[0]?.address;
 }
 
 const COLD_PATH = '/v1/functions/echo-cold/invoke';
@@ -614,6 +659,21 @@ export async function run(argv: string[]): Promise<void> {
       });
     // The function URL is open (auth none): no token, as a web client calls it.
     targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
+    // The first request starts the instance; the instance floor relays to it.
+    await latencies(targets.get('url')!, 1);
+    const instanceAddress = await httpEchoAddress(runtimes[0].warm);
+    if (instanceAddress) {
+      const floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
+        UPSTREAM: `http://${instanceAddress}:${HTTP_ECHO_PORT}`,
+        UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
+      });
+      // A diagnostic row: if the instance cannot be reached directly, the run goes on without it.
+      if (await answers(floor.origin)) floors.set(INSTANCE_FLOOR.key, floor);
+      else {
+        progress('the instance floor got no answer from the instance: left out');
+        floor.stop();
+      }
+    }
     for (const [key, floor] of floors) targets.set(key, { origin: floor.origin, path: '/' });
     // Throughput compares the echo server with each runtime; placement is a latency question.
     const throughputKeys = [...targets.keys()].filter((key) => key !== 'spread');
@@ -901,11 +961,13 @@ function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) 
       target: 0.4,
       met: throughputRatio >= 0.4,
     },
-    floors: FLOORS.map(({ key, label }) => ({
-      key,
-      label,
-      ...floorReport(key, rounds, summaries),
-    })),
+    floors: [...FLOORS, INSTANCE_FLOOR]
+      .filter(({ key }) => rounds.every((r) => r.p50[key] !== undefined))
+      .map(({ key, label }) => ({
+        key,
+        label,
+        ...floorReport(key, rounds, summaries),
+      })),
   };
 }
 
