@@ -667,9 +667,11 @@ describe('a stopping node and its function URL connections', () => {
       idle.write(`GET /fn/conf/echo HTTP/1.1\r\nhost: x\r\n\r\n`);
       assert.match(await answered, /^HTTP\/1\.1 200 /);
       // A refused upload whose client keeps sending, slowly: the node lingers on it (up to 5 s).
+      // Half-open, so the node's FIN after the 413 does not end it: it keeps sending.
       const slow = net.connect({
         host: new URL(node.url).hostname,
         port: Number(new URL(node.url).port),
+        allowHalfOpen: true,
       });
       slow.on('error', () => undefined);
       const slowClosed = new Promise<number>((resolve) =>
@@ -682,6 +684,9 @@ describe('a stopping node and its function URL connections', () => {
       const drip = setInterval(() => slow.destroyed || slow.write(Buffer.alloc(1024)), 50);
       try {
         assert.match(await refused, /^HTTP\/1\.1 413 /);
+        // Still open a moment later: the node is lingering on it, not closed.
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(slow.destroyed, false, 'the refused upload was not lingered on');
         const stopping = performance.now();
         const stopped = node.close().then(() => performance.now());
         const [idleAt, slowAt, stoppedAt] = await Promise.all([idleClosed, slowClosed, stopped]);
