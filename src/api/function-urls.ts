@@ -6,6 +6,7 @@
  * errors; the function's own 4xx/5xx are its response.
  */
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { PetriError, toPetriError } from '../errors.ts';
@@ -95,8 +96,65 @@ function writeResponse(outgoing: Outgoing, response: UrlResponse, invocationId: 
   outgoing.end(noBody ? undefined : response.body);
 }
 
+/**
+ * After refusing a request whose body is still coming (over the limit, or a
+ * failed relay), the node keeps reading and dropping that body for at most
+ * this many bytes and this long before it closes the connection. Closing at
+ * once, with the client's bytes unread, makes the kernel reset the
+ * connection, and a client still writing may then lose the answer.
+ */
+const LINGER_BYTES = 8 * 1024 * 1024;
+const LINGER_MS = 5_000;
+
+/**
+ * Connections the door closes itself: those lingering after a refused body
+ * (node's server counts them as busy, so a stopping server would wait for
+ * them). `closeAll` ends them, and any later one closes without lingering.
+ */
+class Lingering {
+  private readonly sockets = new Set<Socket>();
+  private closing = false;
+
+  /**
+   * Half-closes once the answer is written and drops the rest of the body,
+   * destroying the connection when the client closes its side, after
+   * LINGER_BYTES more or after LINGER_MS. Node's server would destroy it as
+   * soon as the `Connection: close` answer is written.
+   */
+  start(incoming: Incoming): void {
+    // Gone already (the client left, or a failed relay destroyed it): nothing to linger on.
+    const socket = incoming.socket as Socket | null;
+    if (!socket || socket.destroyed || this.closing) return;
+    this.sockets.add(socket);
+    const readBefore = socket.bytesRead;
+    const stop = (): void => void socket.destroy();
+    const timer = setTimeout(stop, LINGER_MS);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.sockets.delete(socket);
+    });
+    // node:http ends a last response with destroySoon (end, then destroy once written): end only.
+    socket.destroySoon = () => void socket.end();
+    incoming.removeAllListeners('data');
+    incoming.on('data', () => {
+      if (socket.bytesRead - readBefore > LINGER_BYTES) stop();
+    });
+    incoming.resume();
+  }
+
+  closeAll(): void {
+    this.closing = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+}
+
 /** A platform error as the registered JSON body, or a cut connection once a response started. */
-function answerError(incoming: Incoming, outgoing: Outgoing, error: PetriError): void {
+function answerError(
+  incoming: Incoming,
+  outgoing: Outgoing,
+  error: PetriError,
+  lingering: Lingering,
+): void {
   if (outgoing.headersSent) return void outgoing.destroy();
   const body = JSON.stringify(error.toBody());
   const headers: http.OutgoingHttpHeaders = {
@@ -107,9 +165,11 @@ function answerError(incoming: Incoming, outgoing: Outgoing, error: PetriError):
   const declaresBody =
     incoming.headers['content-length'] !== undefined ||
     incoming.headers['transfer-encoding'] !== undefined;
-  if (declaresBody && !incoming.complete) headers.connection = 'close';
+  const unread = declaresBody && !incoming.complete;
+  if (unread) headers.connection = 'close';
   const retry = retryAfter(error);
   if (retry !== undefined) headers['retry-after'] = retry;
+  if (unread) lingering.start(incoming);
   outgoing.writeHead(error.status, headers);
   outgoing.end(body);
 }
@@ -127,6 +187,7 @@ async function viaLambda(
   outgoing: Outgoing,
   resolved: ReturnType<typeof resolve>,
   options: FunctionUrlOptions,
+  lingering: Lingering,
 ): Promise<void> {
   const { parts, target } = resolved;
   outgoing.setHeader('x-petri-version', String(target.version));
@@ -152,7 +213,7 @@ async function viaLambda(
   if (record.error || !response) {
     const { code, message, details } = record.error ?? { code: 'Internal' as const, message: '' };
     outgoing.setHeader('x-petri-invocation-id', record.id);
-    return answerError(incoming, outgoing, new PetriError(code, message, details));
+    return answerError(incoming, outgoing, new PetriError(code, message, details), lingering);
   }
   writeResponse(outgoing, response, record.id);
 }
@@ -164,6 +225,7 @@ async function viaProxy(
   resolved: ReturnType<typeof resolve>,
   dispatcher: Dispatcher,
   options: FunctionUrlOptions,
+  lingering: Lingering,
 ): Promise<void> {
   const { parts, target, drop } = resolved;
   outgoing.setHeader('x-petri-version', String(target.version));
@@ -181,7 +243,7 @@ async function viaProxy(
   if (record.error) {
     const { code, message, details } = record.error;
     if (!outgoing.headersSent) outgoing.setHeader('x-petri-invocation-id', record.id);
-    answerError(incoming, outgoing, new PetriError(code, message, details));
+    answerError(incoming, outgoing, new PetriError(code, message, details), lingering);
   }
 }
 
@@ -189,6 +251,8 @@ async function viaProxy(
 export interface FunctionUrlDoor {
   /** Answers one function URL request; never throws (errors are answered). */
   serve(incoming: Incoming, outgoing: Outgoing): Promise<void>;
+  /** Ends the connections the door holds open itself (see Lingering), as the server stops. */
+  closeConnections(): void;
   close(): Promise<void>;
 }
 
@@ -202,19 +266,29 @@ export interface FunctionUrlDoor {
 export function functionUrlDoor(node: PetriNode, options: FunctionUrlOptions): FunctionUrlDoor {
   // Keep-alive connections to instances' servers, shared by all requests.
   const dispatcher = upstreamDispatcher();
+  const lingering = new Lingering();
   return {
     async serve(incoming, outgoing) {
       try {
         const resolved = resolve(node, incoming, options);
         if (resolved.target.spec.runtime === 'http') {
-          return await viaProxy(node, incoming, outgoing, resolved, dispatcher, options);
+          return await viaProxy(node, incoming, outgoing, resolved, dispatcher, options, lingering);
         }
-        return await viaLambda(node, incoming, outgoing, resolved, options);
+        return await viaLambda(node, incoming, outgoing, resolved, options, lingering);
       } catch (err) {
-        answerError(incoming, outgoing, toPetriError(err));
+        try {
+          answerError(incoming, outgoing, toPetriError(err), lingering);
+        } catch {
+          // Never a rejection out of here: the node's server does not wait for this promise.
+          outgoing.destroy();
+        }
       }
     },
-    close: () => dispatcher.destroy(),
+    closeConnections: () => lingering.closeAll(),
+    close: () => {
+      lingering.closeAll();
+      return dispatcher.destroy();
+    },
   };
 }
 
@@ -223,6 +297,11 @@ export function functionUrlDoor(node: PetriNode, options: FunctionUrlOptions): F
  * parsed there (the door streams them or reads them as bytes).
  */
 export function addFunctionUrls(app: FastifyInstance, door: FunctionUrlDoor): void {
+  // Before the server's close, which waits for every busy connection.
+  app.addHook('preClose', (done) => {
+    door.closeConnections();
+    done();
+  });
   app.addHook('onClose', () => door.close());
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();

@@ -57,8 +57,11 @@ export function upstreamDispatcher(): Agent {
   return new Agent({ pipelining: 1, keepAliveTimeout: 4_000, connections: null });
 }
 
+/** What never goes to the function's server, for requests that drop nothing else (most). */
+const ALWAYS_DROPPED: ReadonlySet<string> = new Set([...NODE_ANSWERS, OWN]);
+
 function forwardedHeaders(incoming: http.IncomingMessage, drop: ReadonlySet<string>): string[] {
-  const dropped = new Set([...drop, ...NODE_ANSWERS, OWN]);
+  const dropped = drop.size === 0 ? ALWAYS_DROPPED : new Set([...drop, ...ALWAYS_DROPPED]);
   const headers = endToEndHeaders(incoming.rawHeaders, dropped);
   const from = incoming.socket.remoteAddress ?? '';
   const prior = incoming.headers['x-forwarded-for'];
@@ -127,7 +130,10 @@ async function* streamed(
 ): AsyncGenerator<Buffer> {
   let sent = 0;
   try {
-    for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    // Not destroyed when the limit stops the loop: the refusal still goes out on its connection.
+    for await (const chunk of incoming.iterator({
+      destroyOnReturn: false,
+    }) as AsyncIterable<Buffer>) {
       sent += chunk.length;
       if (sent > limitBytes) {
         const error = tooLarge(limitBytes);

@@ -77,6 +77,93 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 60000;
 server.listen(0, process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
 `;
+/**
+ * Floor (i): an L4 relay, bytes piped between the client's TCP connection
+ * and one to the echo server per connection, no HTTP parsing at all. What
+ * any userspace relay in Node costs here (two more socket hops and a
+ * third process), whatever it does with the bytes.
+ */
+const FLOOR_TCP = `
+const net = require('node:net');
+const [host, port] = process.env.UPSTREAM.replace('http://', '').split(':');
+const server = net.createServer((client) => {
+  const upstream = net.connect({ host, port: Number(port), noDelay: true });
+  client.setNoDelay(true);
+  client.pipe(upstream).pipe(client);
+  const end = () => { client.destroy(); upstream.destroy(); };
+  client.on('error', end); upstream.on('error', end); client.on('close', end); upstream.on('close', end);
+});
+server.listen(0, process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
+`;
+/**
+ * Floor (ii): a node:http front and the least possible upstream client: one
+ * kept-alive net.Socket per front connection, the request written as one
+ * buffer, the response read as head + content-length body (all the echo
+ * server sends). No checks of any kind: a floor, not a proxy.
+ */
+const FLOOR_RAW = `
+const http = require('node:http');
+const net = require('node:net');
+const [host, port] = process.env.UPSTREAM.replace('http://', '').split(':');
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+const idle = [];
+function upstream() {
+  const socket = idle.pop();
+  if (socket && !socket.destroyed) return socket;
+  const fresh = net.connect({ host, port: Number(port), noDelay: true });
+  fresh.on('error', () => {});
+  return fresh;
+}
+function exchange(socket, head, body, done) {
+  let buffered = Buffer.alloc(0);
+  let parsed;
+  const onData = (chunk) => {
+    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+    if (!parsed) {
+      const end = buffered.indexOf('\\r\\n\\r\\n');
+      if (end < 0) return;
+      const lines = buffered.subarray(0, end).toString('latin1').split('\\r\\n');
+      const status = Number(lines[0].split(' ')[1]);
+      const headers = [];
+      let length = 0;
+      for (const line of lines.slice(1)) {
+        const colon = line.indexOf(':');
+        const name = line.slice(0, colon);
+        const value = line.slice(colon + 1).trim();
+        if (name.toLowerCase() === 'content-length') length = Number(value);
+        if (!HOP.has(name.toLowerCase())) headers.push(name, value);
+      }
+      parsed = { status, headers, length, start: end + 4 };
+    }
+    if (buffered.length - parsed.start < parsed.length) return;
+    socket.off('data', onData);
+    done(parsed, buffered.subarray(parsed.start, parsed.start + parsed.length));
+  };
+  socket.on('data', onData);
+  socket.write(body.length ? Buffer.concat([head, body]) : head);
+}
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    let head = req.method + ' ' + req.url + ' HTTP/1.1\\r\\n';
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i];
+      if (!HOP.has(name.toLowerCase()) && name.toLowerCase() !== 'content-length') head += name + ': ' + req.rawHeaders[i + 1] + '\\r\\n';
+    }
+    head += 'content-length: ' + body.length + '\\r\\n\\r\\n';
+    const socket = upstream();
+    exchange(socket, Buffer.from(head, 'latin1'), body, (parsed, payload) => {
+      idle.push(socket);
+      res.writeHead(parsed.status, parsed.headers);
+      res.end(payload);
+    });
+  });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, process.env.ECHO_HOST, () => console.log('port ' + server.address().port));
+`;
 /** The function URL the http echo function answers on. */
 const URL_PATH = '/fn/echo-http/';
 
@@ -101,7 +188,37 @@ interface Target {
 }
 
 /** Latency and throughput targets, by the key they are reported under. */
-type TargetKey = 'base' | 'petri' | 'compare' | 'spread' | 'url' | 'microtask' | 'floor';
+type TargetKey =
+  | 'base'
+  | 'petri'
+  | 'compare'
+  | 'spread'
+  | 'url'
+  | 'microtask'
+  | 'floor'
+  | 'floorTcp'
+  | 'floorRaw'
+  | 'floorInstance';
+/** The floors for the function URL path, each a process in front of the echo server. */
+const FLOORS = [
+  { key: 'floorTcp', script: FLOOR_TCP, label: 'L4 TCP relay (net pipe, no HTTP)' },
+  { key: 'floorRaw', script: FLOOR_RAW, label: 'node:http → raw-socket upstream' },
+  { key: 'floor', script: FLOOR_PROXY, label: 'node:http → undici proxy' },
+] as const;
+/**
+ * The node:http → undici floor again, relaying to the function's own
+ * instance (its address on the bridge, through its veth, firewall and
+ * shaping) instead of the echo server next to it: the function URL over
+ * this one is Petri's own work; this one over the floor is the instance's
+ * network path.
+ */
+const INSTANCE_FLOOR = {
+  key: 'floorInstance',
+  label: 'node:http → undici proxy → the instance',
+} as const;
+type FloorKey = (typeof FLOORS)[number]['key'] | typeof INSTANCE_FLOOR.key;
+/** The port the `http` echo function's server is given, so the instance floor can reach it. */
+const HTTP_ECHO_PORT = 8080;
 
 interface Round {
   /** p50 latency (ms) of each target this round. */
@@ -301,6 +418,9 @@ async function deployHttpEcho(daemon: Daemon, concurrency: number): Promise<() =
       command: ['node', 'server.js'],
       memoryMb: ECHO_MEMORY_MB,
       concurrency,
+      env: { PORT: String(HTTP_ECHO_PORT) },
+      // The instance floor connects to it from the bench's namespace, as the node does.
+      network: { inbound: [HTTP_ECHO_PORT] },
       source: { path: dir },
     });
   } catch (err) {
@@ -327,6 +447,26 @@ async function deploy(daemon: Daemon, name: string, spec: Record<string, unknown
   const text = await response.body.text();
   await pool.close();
   if (response.statusCode >= 300) throw new Error(`deploy ${name} failed: ${text}`);
+}
+
+/** Whether a POST to `origin` is answered with 200 within 5 s. */
+async function answers(origin: string): Promise<boolean> {
+  const pool = new Pool(origin, { connections: 1, headersTimeout: 5_000, bodyTimeout: 5_000 });
+  try {
+    await post(pool, { origin, path: '/' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** The http echo function's instance address on the bridge; undefined without network isolation. */
+async function httpEchoAddress(daemon: Daemon): Promise<string | undefined> {
+  const response = await fetch(`${daemon.url}/v1/functions/echo-http`, { headers: daemon.headers });
+  const view = (await response.json()) as { instanceList?: { address?: string }[] };
+  return view.instanceList?.[0]?.address;
 }
 
 const COLD_PATH = '/v1/functions/echo-cold/invoke';
@@ -447,7 +587,7 @@ export async function run(argv: string[]): Promise<void> {
     `instances on ${primary.version}${compared ? ` and ${compared.version} (${compared.binary})` : ''}`,
   );
   let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
-  let floor: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+  const floors = new Map<FloorKey, Awaited<ReturnType<typeof startEchoServer>>>();
   let removeHttpEcho: (() => void) | undefined;
   const daemons: Daemon[] = [];
   const started = async (settings: NodeSettings): Promise<Daemon> => {
@@ -457,10 +597,14 @@ export async function run(argv: string[]): Promise<void> {
   };
   try {
     echo = await startEchoServer(host, testbed);
-    floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
-      UPSTREAM: echo.origin,
-      UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
-    });
+    for (const { key, script } of FLOORS)
+      floors.set(
+        key,
+        await startEchoServer(host, testbed, script, {
+          UPSTREAM: echo.origin,
+          UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
+        }),
+      );
     const wanted: [RuntimeNodes['key'], InstanceNode][] = [['petri', primary]];
     if (compared) wanted.push(['compare', compared]);
     const runtimes: RuntimeNodes[] = [];
@@ -515,7 +659,22 @@ export async function run(argv: string[]): Promise<void> {
       });
     // The function URL is open (auth none): no token, as a web client calls it.
     targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
-    targets.set('floor', { origin: floor.origin, path: '/' });
+    // The first request starts the instance; the instance floor relays to it.
+    await latencies(targets.get('url')!, 1);
+    const instanceAddress = await httpEchoAddress(runtimes[0].warm);
+    if (instanceAddress) {
+      const floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
+        UPSTREAM: `http://${instanceAddress}:${HTTP_ECHO_PORT}`,
+        UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
+      });
+      // A diagnostic row: if the instance cannot be reached directly, the run goes on without it.
+      if (await answers(floor.origin)) floors.set(INSTANCE_FLOOR.key, floor);
+      else {
+        progress('the instance floor got no answer from the instance: left out');
+        floor.stop();
+      }
+    }
+    for (const [key, floor] of floors) targets.set(key, { origin: floor.origin, path: '/' });
     // Throughput compares the echo server with each runtime; placement is a latency question.
     const throughputKeys = [...targets.keys()].filter((key) => key !== 'spread');
 
@@ -645,7 +804,7 @@ export async function run(argv: string[]): Promise<void> {
     });
   } finally {
     echo?.stop();
-    floor?.stop();
+    for (const floor of floors.values()) floor.stop();
     for (const daemon of daemons) await daemon.close();
     removeHttpEcho?.();
     await testbed?.close();
@@ -802,7 +961,13 @@ function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) 
       target: 0.4,
       met: throughputRatio >= 0.4,
     },
-    floor: floorReport(rounds, summaries),
+    floors: [...FLOORS, INSTANCE_FLOOR]
+      .filter(({ key }) => rounds.every((r) => r.p50[key] !== undefined))
+      .map(({ key, label }) => ({
+        key,
+        label,
+        ...floorReport(key, rounds, summaries),
+      })),
   };
 }
 
@@ -810,16 +975,15 @@ function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) 
  * The minimal Node proxy against the echo server (what any Node reverse
  * proxy costs here), and the function URL against that floor.
  */
-function floorReport(rounds: Round[], summaries: Map<TargetKey, Summary>) {
+function floorReport(key: FloorKey, rounds: Round[], summaries: Map<TargetKey, Summary>) {
   return {
-    proxy: summaries.get('floor')!,
-    warmRatioP50: ratio(median(rounds.map((r) => r.p50.floor! / r.p50.base!)), 1),
-    addedP50Us:
-      Math.round(median(rounds.map((r) => (r.p50.floor! - r.p50.base!) * 1000)) * 10) / 10,
-    rps: median(rounds.map((r) => r.rps.floor!)),
-    throughputRatio: ratio(median(rounds.map((r) => r.rps.floor! / r.rps.base!)), 1),
-    urlOverFloorP50: ratio(median(rounds.map((r) => r.p50.url! / r.p50.floor!)), 1),
-    urlOverFloorRps: ratio(median(rounds.map((r) => r.rps.url! / r.rps.floor!)), 1),
+    proxy: summaries.get(key)!,
+    warmRatioP50: ratio(median(rounds.map((r) => r.p50[key]! / r.p50.base!)), 1),
+    addedP50Us: Math.round(median(rounds.map((r) => (r.p50[key]! - r.p50.base!) * 1000)) * 10) / 10,
+    rps: median(rounds.map((r) => r.rps[key]!)),
+    throughputRatio: ratio(median(rounds.map((r) => r.rps[key]! / r.rps.base!)), 1),
+    urlOverFloorP50: ratio(median(rounds.map((r) => r.p50.url! / r.p50[key]!)), 1),
+    urlOverFloorRps: ratio(median(rounds.map((r) => r.rps.url! / r.rps[key]!)), 1),
   };
 }
 
@@ -900,7 +1064,7 @@ function mainRows(result: Report, connections: number): string[][] {
       `≥ ${result.functionUrl.throughput.target}`,
       met(result.functionUrl.throughput.met),
     ],
-    ...floorRows(result.functionUrl.floor, connections),
+    ...result.functionUrl.floors.flatMap((floor) => floorRows(floor, connections)),
     coldRow('cold start p50, namespace pool warm', cold.poolWarm),
     ...(cold.poolDrained
       ? [coldRow('cold start p50, namespace pool drained', cold.poolDrained)]
@@ -930,10 +1094,13 @@ function mainRows(result: Report, connections: number): string[][] {
   ];
 }
 
-function floorRows(floor: ReturnType<typeof floorReport>, connections: number): string[][] {
+function floorRows(
+  floor: ReturnType<typeof floorReport> & { label: string },
+  connections: number,
+): string[][] {
   return [
     [
-      '  floor: bare node:http → undici proxy, warm p50',
+      `  floor: ${floor.label}, warm p50`,
       ms(floor.proxy.p50),
       'echo server',
       String(floor.warmRatioP50),
@@ -942,7 +1109,7 @@ function floorRows(floor: ReturnType<typeof floorReport>, connections: number): 
       '–',
     ],
     [
-      `  floor: bare node:http → undici proxy, throughput (${connections} conn)`,
+      `  floor: ${floor.label}, throughput (${connections} conn)`,
       `${floor.rps.toFixed(0)} req/s`,
       'echo server',
       String(floor.throughputRatio),
@@ -951,7 +1118,7 @@ function floorRows(floor: ReturnType<typeof floorReport>, connections: number): 
       '–',
     ],
     [
-      '  function URL ÷ floor (p50; throughput)',
+      `  function URL ÷ ${floor.label} (p50; throughput)`,
       '',
       '',
       `${floor.urlOverFloorP50}; ${floor.urlOverFloorRps}`,

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -120,6 +121,57 @@ async function json(url: string, init: { method?: Method; body?: string } = {}) 
   return { status: response.statusCode, headers: response.headers, text };
 }
 
+interface RawExchange {
+  /** What the node sent back, whole, up to its close. */
+  received: string;
+  /** Whether all of the body went out before the node closed (false: the write failed). */
+  bodySent: boolean;
+  /** Whether the connection ended in an error (a reset) rather than a close. */
+  reset: boolean;
+}
+
+/**
+ * A client that writes a declared body as fast as the connection takes it
+ * and reads whatever comes back meanwhile, as a browser or curl does: a
+ * failing write does not stop it reading the answer.
+ */
+function rawPost(base: string, urlPath: string, bodyBytes: number): Promise<RawExchange> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve) => {
+    // Half-open: it goes on sending after the node's FIN, and ends its side once the body is out.
+    const socket = net.connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    let reset = false;
+    let left = bodyBytes;
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const pump = (): void => {
+      while (left > 0 && !socket.destroyed) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, left));
+        left -= piece.length;
+        if (!socket.write(piece)) return void socket.once('drain', pump);
+      }
+      if (left === 0) socket.end();
+    };
+    socket.on('data', (data: Buffer) => chunks.push(data));
+    socket.on('error', () => (reset = true));
+    socket.on('close', () =>
+      resolve({ received: Buffer.concat(chunks).toString('latin1'), bodySent: left === 0, reset }),
+    );
+    socket.write(
+      `POST ${urlPath} HTTP/1.1\r\nhost: ${hostname}\r\ncontent-length: ${bodyBytes}\r\n\r\n`,
+    );
+    pump();
+  });
+}
+
+/** Asserts a raw exchange got the registered 413 and a `Connection: close`. */
+function assertRefused(exchange: RawExchange): void {
+  const [head = '', body = ''] = exchange.received.split('\r\n\r\n');
+  assert.match(head, /^HTTP\/1\.1 413 /, exchange.received.slice(0, 200));
+  assert.match(head, /\r\nconnection: close/i);
+  assert.equal(JSON.parse(body).error.code, 'PayloadTooLarge');
+}
+
 before(async () => {
   const serverDir = fn('conformance', { 'server.mjs': fs.readFileSync(SERVER, 'utf8') });
   daemon = await spawnDaemon({ stateDir });
@@ -227,11 +279,14 @@ describe('function URLs of an http function', () => {
   });
 
   it('refuse a body over the payload limit with the registered 413', async () => {
-    const big = Buffer.alloc(7 * 1024 * 1024, 1);
-    const response = await request(`${daemon.url}/fn/conf/echo`, { method: 'POST', body: big });
-    const text = await response.body.text();
-    assert.equal(response.statusCode, 413);
-    assert.equal(JSON.parse(text).error.code, 'PayloadTooLarge');
+    // The node answers as soon as the head declares too much, then reads and drops the rest
+    // (bounded) before closing, so a client still writing gets the answer, not a reset.
+    const exchange = await rawPost(daemon.url, '/fn/conf/echo', 7 * 1024 * 1024);
+    assertRefused(exchange);
+    assert.ok(exchange.bodySent && !exchange.reset, 'the node cut the upload instead of closing');
+    const response = await request(`${daemon.url}/fn/conf/echo`, { method: 'POST', body: 'ok' });
+    assert.equal(response.statusCode, 200);
+    await response.body.text();
   });
 
   it('stream a chunked upload of 1 MiB to the server', async () => {
@@ -454,10 +509,12 @@ describe('function URLs of node and exec functions (Lambda format)', () => {
   });
 
   it('refuse a body over the payload limit with the registered 413', async () => {
-    const big = Buffer.alloc(7 * 1024 * 1024, 1);
-    const response = await request(`${daemon.url}/fn/lam/event`, { method: 'POST', body: big });
-    assert.equal(response.statusCode, 413);
-    assert.equal(JSON.parse(await response.body.text()).error.code, 'PayloadTooLarge');
+    const exchange = await rawPost(daemon.url, '/fn/lam/event', 7 * 1024 * 1024);
+    assertRefused(exchange);
+    assert.ok(exchange.bodySent && !exchange.reset, 'the node cut the upload instead of closing');
+    const response = await request(`${daemon.url}/fn/lam/plain`);
+    assert.equal(response.statusCode, 200);
+    await response.body.text();
   });
 
   it('give an exec command the same event on stdin and take its response from stdout', async () => {
@@ -576,6 +633,83 @@ describe('the JSON invoke API', () => {
       assert.equal(shed.headers['retry-after'], '1', door);
       assert.equal(JSON.parse(await shed.body.text()).error.code, 'QueueFull');
       await (await slow).body.text();
+    }
+  });
+});
+
+describe('a stopping node and its function URL connections', () => {
+  it('stops at once with an idle keep-alive connection and a lingering refused upload open', async () => {
+    const ownState = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-fnurl-stop-'));
+    const node = await spawnDaemon({ stateDir: ownState });
+    try {
+      const response = await request(`${node.url}/v1/functions/conf`, {
+        method: 'PUT',
+        headers: { ...node.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          runtime: 'http',
+          command: ['node', 'server.mjs'],
+          source: { path: path.join(codeRoot, 'conformance') },
+        }),
+      });
+      assert.ok(response.statusCode < 300, await response.body.text());
+      // An idle keep-alive connection: one exchange, then left open (fastify's keep-alive is 72 s).
+      const idle = net.connect({
+        host: new URL(node.url).hostname,
+        port: Number(new URL(node.url).port),
+      });
+      const idleClosed = new Promise<number>((resolve) =>
+        idle.once('close', () => resolve(performance.now())),
+      );
+      idle.on('error', () => undefined);
+      const answered = new Promise<string>((resolve) =>
+        idle.once('data', (d: Buffer) => resolve(d.toString('latin1'))),
+      );
+      idle.write(`GET /fn/conf/echo HTTP/1.1\r\nhost: x\r\n\r\n`);
+      assert.match(await answered, /^HTTP\/1\.1 200 /);
+      // A refused upload whose client keeps sending, slowly: the node lingers on it (up to 5 s).
+      // Half-open, so the node's FIN after the 413 does not end it: it keeps sending.
+      const slow = net.connect({
+        host: new URL(node.url).hostname,
+        port: Number(new URL(node.url).port),
+        allowHalfOpen: true,
+      });
+      slow.on('error', () => undefined);
+      const slowClosed = new Promise<number>((resolve) =>
+        slow.once('close', () => resolve(performance.now())),
+      );
+      const refused = new Promise<string>((resolve) =>
+        slow.once('data', (d: Buffer) => resolve(d.toString('latin1'))),
+      );
+      slow.write(`POST /fn/conf/echo HTTP/1.1\r\nhost: x\r\ncontent-length: ${7 << 20}\r\n\r\n`);
+      const drip = setInterval(() => slow.destroyed || slow.write(Buffer.alloc(1024)), 50);
+      try {
+        assert.match(await refused, /^HTTP\/1\.1 413 /);
+        // Still open a moment later: the node is lingering on it, not closed.
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(slow.destroyed, false, 'the refused upload was not lingered on');
+        const stopping = performance.now();
+        const stopped = node.close().then(() => performance.now());
+        const [idleAt, slowAt, stoppedAt] = await Promise.all([idleClosed, slowClosed, stopped]);
+        assert.ok(
+          idleAt - stopping < 2_000,
+          `the idle connection closed after ${idleAt - stopping} ms`,
+        );
+        assert.ok(
+          slowAt - stopping < 2_000,
+          `the lingering one closed after ${slowAt - stopping} ms`,
+        );
+        assert.ok(
+          stoppedAt - stopping < 15_000,
+          `the node stopped after ${stoppedAt - stopping} ms`,
+        );
+      } finally {
+        clearInterval(drip);
+        idle.destroy();
+        slow.destroy();
+      }
+    } finally {
+      await node.close();
+      fs.rmSync(ownState, { recursive: true, force: true });
     }
   });
 });
