@@ -50,6 +50,8 @@ interface Variant {
   maxInstances: (tasks: number) => number;
   baseline?: boolean;
   reference?: boolean;
+  /** More node config (merged over the bench's). */
+  node?: Record<string, unknown>;
 }
 
 /** The io class at half a core per microtask: a second static split to compare with. */
@@ -75,6 +77,14 @@ const VARIANTS: Variant[] = [
     scheduler: { policy: 'task' },
     maxInstances: () => os.availableParallelism(),
     baseline: true,
+  },
+  {
+    // A reference for transitions: CPU placement off, so daemon and instance are never packed on one core.
+    name: 'task-spread',
+    scheduler: { policy: 'task' },
+    node: { placement: { policy: 'spread' } },
+    maxInstances: () => os.availableParallelism(),
+    reference: true,
   },
   {
     name: 'task-oversubscribed',
@@ -427,6 +437,7 @@ export async function run(argv: string[]): Promise<void> {
           resources: { mbitPerVcpu, burstBytes: BURST_BYTES },
           // Many cold starts at once on a shared 2-core machine.
           startTimeoutMs: 120_000,
+          ...variant.node,
         },
       });
       made.push(env);
