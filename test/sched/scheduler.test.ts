@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/node/clock.ts';
+import type { CpuLimit } from '../../src/sandbox/index.ts';
 import { PackWhenSequential } from '../../src/policy/index.ts';
 import {
   chooseMove,
@@ -41,6 +42,38 @@ describe('task scheduler', () => {
 });
 
 describe('microtask scheduler', () => {
+  test('a phase is admitted once its limits are written, admissions in announcement order', async () => {
+    const clock = new ManualClock(0);
+    const writes: { limit: CpuLimit; done: () => void }[] = [];
+    const subject = {
+      instanceId: 'slow',
+      own: () => ({ cpu: 0.07 }),
+      setCpu: (limit: CpuLimit) => new Promise<void>((done) => writes.push({ limit, done })),
+    };
+    const phases = microtask(clock).begin('a', subject, MAP, 0);
+    const order: string[] = [];
+    void phases.enter('read', () => order.push('read'));
+    void phases.enter('other', () => order.push('other')); // its own share: a second write
+    await settle();
+    assert.equal(order.length, 0); // the first write is still under way
+    assert.equal(writes.length, 1);
+    writes[0].done();
+    await settle();
+    assert.deepEqual([...order], ['read']);
+    assert.deepEqual(writes[1].limit, { cpu: 0.07 });
+    writes[1].done();
+    await settle();
+    assert.deepEqual([...order], ['read', 'other']);
+    // Nothing under way and nothing to write (read and write share io's limits): admitted in the call.
+    void phases.enter('read', () => order.push('read 2'));
+    writes[2].done();
+    await settle();
+    void phases.enter('write', () => order.push('write'));
+    assert.deepEqual(order, ['read', 'other', 'read 2', 'write']);
+    assert.equal(writes.length, 3);
+    phases.finish();
+  });
+
   test("a phase runs with its class's quota and cores, and the invocation ends at its own", async () => {
     const clock = new ManualClock(0);
     const subject = new FakeSubject('i1', { cpu: 0.07 });
