@@ -22,9 +22,13 @@
  *   dynamic moves cores by demand), which keep the cores' reservation honest.
  *
  * Rounds alternate the variants; every figure is a median over repetitions
- * with its ratio against the task-based baseline of the same run. Also
- * measured: one `context.microtask` transition (p50), mapped classes (a
- * cgroup write each) and the task scheduler's.
+ * with its ratio against the task-based baseline of the same run. The sort
+ * phase is reported as recorded, less its class wait (the target's), and
+ * with all its task's queueing (class and pool). Also measured in the run:
+ * the write phase's floor (computed from the shaping, and one map task's
+ * write alone on the baseline's node); one `context.microtask` transition
+ * (p50) on every variant, and under static classes whether each admitted
+ * phase already had its class's cores (`--reps 0`: transitions only).
  */
 import os from 'node:os';
 import path from 'node:path';
