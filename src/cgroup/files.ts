@@ -4,6 +4,7 @@ import {
   ftruncateSync,
   openSync,
   readFileSync,
+  statfsSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -68,19 +69,27 @@ export async function writeControl(file: string, value: string | number): Promis
 /**
  * A control file written often (a phase change's quota or cpuset), kept
  * open: a write on an open descriptor costs about half an open-write-close
- * (4–6 µs against 12 µs here). The truncate is a no-op on cgroupfs and keeps
- * plain files (the fake trees of tests) exact.
+ * (4–6 µs against 12 µs here). cgroupfs takes each write whole, so only a
+ * plain file (the fake trees of tests) is truncated first (~1.5 µs saved a
+ * write on cgroupfs).
  */
+/** statfs types of cgroup v1 and v2 mounts (linux/magic.h). */
+const CGROUP_MAGIC = new Set([0x27e0eb, 0x63677270]);
+
 export class KeptControl {
   private fd: number | undefined;
+  private truncate = true;
 
   constructor(readonly file: string) {}
 
   write(value: string | number): void {
     const text = String(value);
     try {
-      this.fd ??= openSync(this.file, 'r+');
-      ftruncateSync(this.fd, 0);
+      if (this.fd === undefined) {
+        this.fd = openSync(this.file, 'r+');
+        this.truncate = !CGROUP_MAGIC.has(statfsSync(this.file).type);
+      }
+      if (this.truncate) ftruncateSync(this.fd, 0);
       writeSync(this.fd, text, 0);
     } catch (error) {
       this.close();

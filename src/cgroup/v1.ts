@@ -163,7 +163,8 @@ export class V1Cgroup implements Cgroup {
   private async setCpuset(cpus: string | undefined): Promise<void> {
     const joined = this.dirs.has('cpuset');
     if (cpus === undefined && !joined) return;
-    const dir = await this.join('cpuset');
+    // Once joined, no await before the write: it lands in the caller's turn.
+    const dir = this.dirs.get('cpuset') ?? (await this.join('cpuset'));
     if (!dir) return;
     // The parent's cores are the node's: read once, not at every phase change.
     this.parentCpus ??= (await readOptional(path.join(path.dirname(dir), 'cpuset.cpus')))?.trim();

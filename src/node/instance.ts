@@ -32,8 +32,6 @@ interface Pending {
   startedAt: number;
   /** Its phases, made at its first `microtask` frame (so unannotated invocations cost nothing). */
   phases?: InvocationPhases;
-  /** Admits go back in announcement order, each once its phase may run. */
-  admits?: Promise<unknown>;
 }
 
 /** An invocation's phases once it ended (`Instance.takeMicrotasks`). */
@@ -480,10 +478,12 @@ export class Instance {
         pending.startedAt,
       );
     }
-    const entered = pending.phases ? pending.phases.enter(name) : undefined;
-    pending.admits = Promise.all([pending.admits, entered]).then(() => {
+    const admit = () => {
       if (this.pending.has(id)) this.sandbox.send({ type: 'admit', id });
-    });
+    };
+    // The scheduler admits an invocation's phases in order, synchronously (CpuScheduler.enter).
+    if (pending.phases) void pending.phases.enter(name, admit);
+    else admit();
   }
 
   private settle(id: string, action: (pending: Pending) => void): void {

@@ -410,11 +410,12 @@ class ProcessSandbox implements Sandbox {
   /**
    * An idle instance gets its frame at once (a request alone never waits);
    * one still working on others reads when it is done, so its frames gather
-   * until the end of this event-loop turn and go in one write.
+   * until the end of this event-loop turn and go in one write. An `admit`
+   * always goes at once: the invocation it names is waiting for it.
    */
   send(message: ToInstance): void {
     if (this.exited) return;
-    if (this.outstanding === 0) this.writer.writeNow(message);
+    if (this.outstanding === 0 || message.type === 'admit') this.writer.writeNow(message);
     else this.writer.write(message);
     if (message.type === 'invoke') this.outstanding += 1;
   }
@@ -424,7 +425,8 @@ class ProcessSandbox implements Sandbox {
   }
 
   async setCpu(limit: CpuLimit): Promise<void> {
-    for (const layer of this.layers) await layer.setCpu?.(limit);
+    // Layers without limits are skipped, not awaited: the cgroup write starts in this call.
+    for (const layer of this.layers) if (layer.setCpu) await layer.setCpu(limit);
   }
 
   get freezable(): boolean {

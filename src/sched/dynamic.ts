@@ -19,7 +19,9 @@ export interface CoreMove {
  * node's cores in proportion to demand. One core moves from the class most
  * above its fair number to the one most below, when that one has work
  * waiting, both are at least half a core off, and the donor keeps a core if
- * it has any work (a running microtask never loses its last core). A class
+ * it has any work and the cores its running microtasks' shares add up to
+ * (a move never puts more running microtasks on a class than its cores
+ * hold: the reservation stays honest; they wait to end instead). A class
  * with work waiting and no core gets one from any class that can spare it.
  * Undefined: nothing worth moving.
  *
@@ -44,7 +46,8 @@ export function chooseMove(classes: readonly ClassDemand[]): CoreMove | undefine
   }
   for (let i = 0; i < classes.length; i++) {
     const c = classes[i];
-    const keeps = c.running + c.queued > 0 ? 1 : 0;
+    // A class keeps a core while it has work, and the cores its running microtasks hold.
+    const keeps = Math.max(c.running + c.queued > 0 ? 1 : 0, Math.ceil(c.running * c.vcpu - 1e-9));
     if (i === receiver || c.cores.length <= keeps) continue;
     if (donor < 0 || off[i] > off[donor]) donor = i;
   }

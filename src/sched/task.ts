@@ -32,8 +32,9 @@ export class TaskScheduler implements CpuScheduler {
   ) {
     const log = new PhaseLog(this.clock, startedAt);
     const phases: InvocationPhases = {
-      enter: (name) => {
+      enter: (name, admitted) => {
         log.announce(name, classes[name] ?? DEFAULT_CLASS); // never queued: waitedMs stays 0
+        admitted?.();
         return Promise.resolve();
       },
       finish: () => log.finish(),

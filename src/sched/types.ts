@@ -35,11 +35,14 @@ export interface SchedClock {
 /** One invocation's phases, from its start to its end. */
 export interface InvocationPhases {
   /**
-   * A phase begins (and the previous one ends). Resolves once it may run:
-   * at once for the task scheduler and unmapped names, when its class has
-   * room for the microtask scheduler. Never rejects.
+   * A phase begins (and the previous one ends). `admitted` is called, in
+   * announcement order and synchronously, once the phase may run: at once
+   * for the task scheduler and unmapped names, when its class has room for
+   * the microtask scheduler, once the kernel has the class's limits (in the
+   * same turn of the event loop as the cgroup write, when no earlier write
+   * is under way). The promise resolves then too. Never rejects.
    */
-  enter(name: string): Promise<void>;
+  enter(name: string, admitted?: () => void): Promise<void>;
   /** The invocation ended: the last phase ends, what it held is released. Idempotent. */
   finish(): { microtasks: MicrotaskRecord[]; dropped: number };
 }

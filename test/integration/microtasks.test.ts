@@ -99,6 +99,20 @@ export async function handler(event, context) {
 }
 `;
 
+/** Alternates classes; after each admission, the cores the kernel lets this thread run on. */
+const ALTERNATE_HANDLER = `
+import fs from 'node:fs';
+export async function handler(event, context) {
+  const seen = [];
+  for (let i = 0; i < event.n; i++) {
+    const name = i % 2 === 0 ? 'sort' : 'read';
+    await context.microtask(name);
+    seen.push(name + ' ' + fs.readFileSync('/proc/thread-self/status', 'utf8').match(/Cpus_allowed_list:\\s*(\\S+)/)[1]);
+  }
+  return seen;
+}
+`;
+
 const HOLD_HANDLER = `
 export async function handler(event, context) {
   await context.microtask('sort', () => new Promise((r) => setTimeout(r, event.ms)));
@@ -143,6 +157,7 @@ before(async () => {
   micro = await spawnWith('micro', { policy: 'microtask', allocation: 'static' });
   write('phases', { 'index.mjs': PHASES_HANDLER, 'probe.mjs': PROBE });
   write('hold', { 'index.mjs': HOLD_HANDLER });
+  write('alternate', { 'index.mjs': ALTERNATE_HANDLER });
   write('http-phases', { 'server.mjs': HTTP_SERVER });
 });
 
@@ -186,6 +201,20 @@ describe('the microtask scheduler on a real daemon', () => {
     }
     const outsideRecord = await record(micro, outside.id!);
     assert.equal(outsideRecord.microtasks, undefined, 'no annotations, no phases');
+  });
+
+  it("never admits a phase before its class's cores are in place (200 class changes)", async (t) => {
+    if (!requireRoot(t) || !micro) return;
+    await deploy(micro, 'alternate', path.join(dir, 'alternate'), {
+      runtime: 'node',
+      microtasks: MAP,
+    });
+    const reply = await call(micro, 'POST', '/v1/functions/alternate/invoke', { n: 200 });
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    const seen = reply.body as string[];
+    assert.equal(seen.length, 200);
+    const early = seen.filter((line) => line !== 'sort 1' && line !== 'read 0');
+    assert.deepEqual(early, [], 'every phase began on its class cores');
   });
 
   it('admits no more to a class than its cores hold: the second waits', async (t) => {

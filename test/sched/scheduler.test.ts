@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config.ts';
 import { ManualClock } from '../../src/node/clock.ts';
+import type { CpuLimit } from '../../src/sandbox/index.ts';
 import { PackWhenSequential } from '../../src/policy/index.ts';
 import {
   chooseMove,
@@ -41,6 +42,38 @@ describe('task scheduler', () => {
 });
 
 describe('microtask scheduler', () => {
+  test('a phase is admitted once its limits are written, admissions in announcement order', async () => {
+    const clock = new ManualClock(0);
+    const writes: { limit: CpuLimit; done: () => void }[] = [];
+    const subject = {
+      instanceId: 'slow',
+      own: () => ({ cpu: 0.07 }),
+      setCpu: (limit: CpuLimit) => new Promise<void>((done) => writes.push({ limit, done })),
+    };
+    const phases = microtask(clock).begin('a', subject, MAP, 0);
+    const order: string[] = [];
+    void phases.enter('read', () => order.push('read'));
+    void phases.enter('other', () => order.push('other')); // its own share: a second write
+    await settle();
+    assert.equal(order.length, 0); // the first write is still under way
+    assert.equal(writes.length, 1);
+    writes[0].done();
+    await settle();
+    assert.deepEqual([...order], ['read']);
+    assert.deepEqual(writes[1].limit, { cpu: 0.07 });
+    writes[1].done();
+    await settle();
+    assert.deepEqual([...order], ['read', 'other']);
+    // Nothing under way and nothing to write (read and write share io's limits): admitted in the call.
+    void phases.enter('read', () => order.push('read 2'));
+    writes[2].done();
+    await settle();
+    void phases.enter('write', () => order.push('write'));
+    assert.deepEqual(order, ['read', 'other', 'read 2', 'write']);
+    assert.equal(writes.length, 3);
+    phases.finish();
+  });
+
   test("a phase runs with its class's quota and cores, and the invocation ends at its own", async () => {
     const clock = new ManualClock(0);
     const subject = new FakeSubject('i1', { cpu: 0.07 });
@@ -128,6 +161,18 @@ describe('dynamic allocation', () => {
     assert.equal(chooseMove(none), undefined);
   });
 
+  test('chooseMove never takes a core that running microtasks hold, even for a class with none', () => {
+    // Two sorts running on the cpu class's two cores: io waits for one to end.
+    const full = [
+      { name: 'io', vcpu: 0.25, cores: [], running: 0, queued: 2 },
+      { name: 'cpu', vcpu: 1, cores: [0, 1], running: 2, queued: 2 },
+    ];
+    assert.equal(chooseMove(full), undefined);
+    // One sort left running: the other core goes to io.
+    const spare = [full[0], { ...full[1], running: 1, queued: 0 }];
+    assert.deepEqual(chooseMove(spare), { core: 1, from: 'cpu', to: 'io' });
+  });
+
   test('on a fake clock: cores follow demand, at most one move per moveIntervalMs', async () => {
     const clock = new ManualClock(0);
     const scheduler = microtask(clock, 'dynamic');
@@ -144,7 +189,7 @@ describe('dynamic allocation', () => {
     assert.deepEqual(admitted, [0, 1]);
     // The running microtask's cpuset grew with its class.
     assert.deepEqual(subjects[0].limits.at(-1), { cpu: 1, cpus: '0,1' });
-    // io demand appears: the core comes back, but not before moveIntervalMs since the last move.
+    // io demand appears, but running sorts hold both cores: no core moves under them.
     const reader = scheduler.begin('r', new FakeSubject('r'), MAP, 0);
     let read = false;
     void reader.enter('read').then(() => (read = true));
@@ -152,9 +197,13 @@ describe('dynamic allocation', () => {
     await settle();
     assert.equal(read, false);
     assert.equal(scheduler.status().moves, 1);
-    // Two cpu microtasks still run on cpu's cores, so it keeps one; io gets the other.
+    // Two cpu microtasks hold both cores: io waits for one to end, and then gets the core at once,
+    // before the third sort can take it (a class with no core is served first).
     phases[0].finish();
     await settle();
+    assert.equal(read, true);
+    assert.deepEqual(admitted, [0, 1]);
+    assert.deepEqual(scheduler.status().classes.cpu.cores, [0]);
     clock.advance(10);
     await settle();
     assert.equal(scheduler.status().moves, 2);

@@ -1,4 +1,5 @@
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { readFileSync } from 'node:fs';
 
 /**
  * `npm run bench -- microtasks` function: one task of a distributed sort in
@@ -9,7 +10,10 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
  * - map (stage 1): read `in/P` → partition by the key's first byte into C
  *   categories → write `mid/C/P` for every category;
  * - reduce (stage 2): read `mid/C/*` → sort by key → write `out/C`;
- * - transitions: `n` phase announcements back to back, each timed here.
+ * - transitions: `n` phase announcements back to back, each timed here;
+ *   then `verify` more, untimed, each followed by reading the cores this
+ *   thread may run on (was the class's cpuset written by then?).
+ * - upload: a map task's write alone (the write phase's floor).
  *
  * Phases are announced with context.microtask; the node records them.
  */
@@ -29,10 +33,17 @@ type SortEvent = Common &
     | { op: 'gen'; part: number; records: number; seed: number }
     | { op: 'map'; part: number; categories: number }
     | { op: 'reduce'; category: number; parts: number }
-    | { op: 'transitions'; n: number; names: string[] }
+    | { op: 'transitions'; n: number; names: string[]; verify?: number }
+    | { op: 'upload'; bytes: number; pieces: number }
   );
 
 let client: S3Client | undefined;
+
+/** This thread's allowed cores as the kernel lists them (`Cpus_allowed_list`). */
+function cpusAllowed(): string {
+  const status = readFileSync('/proc/thread-self/status', 'utf8');
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? '?';
+}
 
 function s3(endpoint: string): S3Client {
   client ??= new S3Client({
@@ -139,7 +150,21 @@ export async function handler(event: SortEvent, context: Context) {
         await context.microtask(event.names[i % event.names.length]);
         micros.push((performance.now() - started) * 1000);
       }
-      return { micros };
+      // Untimed: right after each admission, the cores the kernel lets this thread run on.
+      const seen: [string, string][] = [];
+      for (let i = 0; i < (event.verify ?? 0); i++) {
+        const name = event.names[i % event.names.length];
+        await context.microtask(name);
+        seen.push([name, cpusAllowed()]);
+      }
+      return { micros, seen };
+    }
+    case 'upload': {
+      // A map task's write alone: the same bytes in the same parts, 4 at once, nothing else running.
+      const piece = Buffer.alloc(Math.ceil(event.bytes / event.pieces), 7);
+      const started = performance.now();
+      await inParallel(event.pieces, 4, (i) => put(event, `floor/${i}`, piece));
+      return { ms: performance.now() - started };
     }
   }
 }
