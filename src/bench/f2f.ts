@@ -7,6 +7,9 @@ import {
   TtfbAnswer,
   ask,
   describeLimits,
+  rateOver,
+  sharedWindow,
+  traceRx,
   fanIn,
   nativeStar,
   petriNode,
@@ -31,6 +34,11 @@ import {
  *  (c) time to first byte: connect, the server sends 1 byte on accept;
  *  (d) aggregate receive throughput at one member from N senders.
  *
+ * Throughput is also counted at the receiving end's interfaces by the bench
+ * (f2f/counter.ts): those are wire bytes, the unit of the allocation (DESIGN
+ * §9, the TBF rate), so the shaped targets are judged on them, while iperf3's
+ * goodput is ≈ 1448/1514 of them (frame and header overhead).
+ *
  * The native namespaces get the CPU limits (quota, cpuset) of the members
  * they stand for (`--native-cpu mirror`, f2f/cpu.ts), so both sides differ
  * only in the network path. Rounds alternate native, off, on. §7's load
@@ -45,11 +53,17 @@ interface Side {
   netns: string;
   sender: string;
   receiver: string;
+  /** The two ends' own namespaces, where their received bytes are counted. */
+  senderNetns: string;
+  receiverNetns: string;
 }
 
 interface Samples {
   forwardMbit: number[];
   reverseMbit: number[];
+  /** The same runs counted at the receiving end's interfaces (wire rate). */
+  forwardWireMbit: number[];
+  reverseWireMbit: number[];
   rttUs: number[];
   ttfbMs: number[];
 }
@@ -64,12 +78,20 @@ async function measure(
   options: { seconds: number; measurements: number; connects: number },
 ): Promise<void> {
   const { netns, sender, receiver } = side;
-  for (const [reverse, into] of [
-    ['0', samples.forwardMbit],
-    ['1', samples.reverseMbit],
+  for (const [reverse, into, wire, counted] of [
+    ['0', samples.forwardMbit, samples.forwardWireMbit, side.receiverNetns],
+    ['1', samples.reverseMbit, samples.reverseWireMbit, side.senderNetns],
   ] as const) {
     const line = `iperf ${receiver} ${options.seconds} ${reverse}`;
-    into.push((await ask(netns, sender, line, IperfAnswer)).mbit);
+    const trace = await traceRx(counted);
+    const answer = await ask(netns, sender, line, IperfAnswer).finally(() => trace.stop());
+    into.push(answer.mbit);
+    const window =
+      answer.startedAt !== undefined && answer.endedAt !== undefined
+        ? sharedWindow([{ startedAt: answer.startedAt, endedAt: answer.endedAt }])
+        : undefined;
+    const rate = window && rateOver(trace.stop(), window);
+    if (rate !== undefined) wire.push(rate);
   }
   const rtt = await ask(netns, sender, `rtt ${receiver} ${options.measurements}`, RttAnswer);
   samples.rttUs.push(...rtt.us);
@@ -81,6 +103,8 @@ interface SideResult {
   side: SideName;
   forwardMbit: Summary;
   reverseMbit: Summary;
+  forwardWireMbit: Summary;
+  reverseWireMbit: Summary;
   rttUs: Summary;
   ttfbMs: Summary;
 }
@@ -90,7 +114,7 @@ type Mode = 'off' | 'on';
 interface FanRow {
   side: SideName;
   n: number;
-  /** Median over rounds of the N senders' summed goodput. */
+  /** Median over rounds of what the receiver took in over the senders' shared window (wire). */
   aggregateMbit: number;
   samples: FanSample[];
   /** aggregate ÷ native's at the same N */
@@ -116,11 +140,13 @@ async function fanPart(
 ): Promise<{ rows: FanRow[]; cpu: Record<string, CpuLimits[]> }> {
   const most = Math.max(...counts);
   const sideSenders = new Map<SideName, FanSender[]>();
+  const receivers = new Map<SideName, string>();
   const cpu: Record<string, CpuLimits[]> = {};
   for (const node of nodes) {
     await node.removeGroup('f2f');
     progress(`(d) shaping ${node.mode}: a group of ${most + 1} members of ${opts.memoryMb} MB`);
     const [receiver, ...senders] = await node.startGroup('f2f-fan', most + 1, opts.memoryMb);
+    receivers.set(node.mode, await node.memberNetns(receiver));
     sideSenders.set(
       node.mode,
       senders.map((address) => ({ netns: node.netns, address, receiverAddress: receiver })),
@@ -132,13 +158,14 @@ async function fanPart(
   cleanups.push(() => star.close());
   if (opts.mirror) await star.limitCpu(cpu[nodes[0].mode]);
   sideSenders.set('native', star.senders);
+  receivers.set('native', star.receiver.netns);
   const order: SideName[] = ['native', ...nodes.map((n) => n.mode)];
   const samples = new Map<string, FanSample[]>();
   for (let round = 1; round <= opts.rounds; round++) {
     for (const n of counts) {
       for (const side of order) {
         progress(`(d) round ${round}/${opts.rounds}: N=${n} ${side}`);
-        const sample = await fanIn(sideSenders.get(side)!, n, opts.seconds);
+        const sample = await fanIn(sideSenders.get(side)!, n, opts.seconds, receivers.get(side)!);
         const key = `${side} ${n}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
       }
@@ -151,7 +178,7 @@ async function fanPart(
       rows.push({
         side,
         n,
-        aggregateMbit: summarize(list.map((x) => x.aggregateMbit)).p50,
+        aggregateMbit: medianOfFinite(list.map((x) => x.aggregateMbit)),
         samples: list,
       });
     }
@@ -209,7 +236,14 @@ export async function run(argv: string[]): Promise<void> {
       cleanups.push(() => node.close());
       nodes.push(node);
       const [sender, receiver] = await node.startGroup('f2f', 2, memoryMb);
-      sides.push({ name: mode, netns: node.netns, sender, receiver });
+      sides.push({
+        name: mode,
+        netns: node.netns,
+        sender,
+        receiver,
+        senderNetns: await node.memberNetns(sender),
+        receiverNetns: await node.memberNetns(receiver),
+      });
       cpu[mode] = await node.cpuLimits([sender, receiver]);
       placement[mode] = await node.placement();
       progress(`  members: ${cpu[mode].map(describeLimits).join('; ')}`);
@@ -225,9 +259,21 @@ export async function run(argv: string[]): Promise<void> {
       netns: link.netns,
       sender: link.address,
       receiver: link.receiverAddress,
+      senderNetns: link.netns,
+      receiverNetns: pair.receiver.netns,
     });
     const samples = new Map<SideName, Samples>(
-      sides.map((s) => [s.name, { forwardMbit: [], reverseMbit: [], rttUs: [], ttfbMs: [] }]),
+      sides.map((s) => [
+        s.name,
+        {
+          forwardMbit: [],
+          reverseMbit: [],
+          forwardWireMbit: [],
+          reverseWireMbit: [],
+          rttUs: [],
+          ttfbMs: [],
+        },
+      ]),
     );
     for (let round = 1; round <= rounds; round++) {
       for (const side of sides) {
@@ -241,6 +287,8 @@ export async function run(argv: string[]): Promise<void> {
         side: side.name,
         forwardMbit: summarize(s.forwardMbit),
         reverseMbit: summarize(s.reverseMbit),
+        forwardWireMbit: summarize(s.forwardWireMbit),
+        reverseWireMbit: summarize(s.reverseWireMbit),
         rttUs: summarize(s.rttUs),
         ttfbMs: summarize(s.ttfbMs),
       };
@@ -314,11 +362,12 @@ function evaluateTargets(results: SideResult[], memoryMb: number, fan: FanRow[])
   const on = results.find((r) => r.side === 'on');
   if (on) {
     const allocation = allocationMbit(memoryMb);
-    const fwd = ratio(on.forwardMbit.p50, allocation);
-    const rev = ratio(on.reverseMbit.p50, allocation);
+    const fwd = ratio(on.forwardWireMbit.p50, allocation);
+    const rev = ratio(on.reverseWireMbit.p50, allocation);
     met.shapedWithin5pct = Math.abs(fwd - 1) <= 0.05 && Math.abs(rev - 1) <= 0.05;
     lines.push(
-      `shaping on: forward ${fwd}×, reverse ${rev}× the ${allocation.toFixed(0)} Mbit/s allocation (within 5 %: ${mark(met.shapedWithin5pct)})`,
+      `shaping on: forward ${fwd}×, reverse ${rev}× the ${allocation.toFixed(0)} Mbit/s allocation on the wire (within 5 %: ${mark(met.shapedWithin5pct)}); ` +
+        `iperf3 goodput ${ratio(on.forwardMbit.p50, allocation)}× / ${ratio(on.reverseMbit.p50, allocation)}× (frame overhead: at most 1448/1514 = 0.956×)`,
     );
   }
   const fanOff = fan.filter((r) => r.side === 'off');
@@ -361,6 +410,12 @@ function reportFan(rows: FanRow[], memoryMb: number): void {
   );
 }
 
+/** Median of the finite values (a fan-in round without a shared window gives NaN); NaN if none. */
+function medianOfFinite(values: number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return finite.length > 0 ? summarize(finite).p50 : NaN;
+}
+
 /** Petri's bandwidth rule (config resources): memoryMb / 1769 × 600 Mbit/s. */
 function allocationMbit(memoryMb: number): number {
   return (memoryMb / 1769) * 600;
@@ -374,6 +429,8 @@ function ratios(results: SideResult[]): Record<string, Record<string, number>> {
     out[r.side] = {
       forwardMbit: ratio(r.forwardMbit.p50, native.forwardMbit.p50),
       reverseMbit: ratio(r.reverseMbit.p50, native.reverseMbit.p50),
+      forwardWireMbit: ratio(r.forwardWireMbit.p50, native.forwardWireMbit.p50),
+      reverseWireMbit: ratio(r.reverseWireMbit.p50, native.reverseWireMbit.p50),
       rttMean: ratio(r.rttUs.mean, native.rttUs.mean),
       rttP50: ratio(r.rttUs.p50, native.rttUs.p50),
       rttP99: ratio(r.rttUs.p99, native.rttUs.p99),
@@ -392,6 +449,8 @@ function report(results: SideResult[]): void {
         'side',
         'fwd Mbit/s',
         'rev Mbit/s',
+        'fwd wire',
+        'rev wire',
         'RTT mean µs',
         'RTT p50',
         'RTT p99',
@@ -403,6 +462,8 @@ function report(results: SideResult[]): void {
         r.side,
         f(r.forwardMbit.p50, 0),
         f(r.reverseMbit.p50, 0),
+        f(r.forwardWireMbit.p50, 0),
+        f(r.reverseWireMbit.p50, 0),
         f(r.rttUs.mean),
         f(r.rttUs.p50),
         f(r.rttUs.p99),
