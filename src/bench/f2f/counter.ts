@@ -11,8 +11,10 @@ import { pidsIn } from './cpu.ts';
  * a measurement runs, and later takes the bytes over the window every sender
  * shares: the rate of what arrived, not a sum of each sender's own average.
  *
- * The counters count frames as TBF does (Ethernet header included), so a
- * shaped figure from here is the wire rate the allocation is (DESIGN §9).
+ * What the counters count is what the kernel delivers: GRO/GSO packets of up
+ * to 64 KB with one set of headers each, so the figure is the TCP payload
+ * rate within ≈ 0.1 % (not the per-segment wire rate TBF accounts in; see
+ * FRAME_PAYLOAD in ../f2f.ts).
  */
 
 export interface RxSample {
@@ -91,7 +93,7 @@ export interface Window {
   to: number;
 }
 
-/** The received rate over `window`, Mbit/s (wire bytes: frames with their Ethernet header). */
+/** The received rate over `window`, Mbit/s. */
 export function rateOver(samples: readonly RxSample[], window: Window): number | undefined {
   const first = bytesAt(samples, window.from);
   const last = bytesAt(samples, window.to);

@@ -24,7 +24,7 @@ export interface FanSender {
 
 export interface FanSample {
   n: number;
-  /** Received at the receiver over the shared window, Mbit/s on the wire; NaN without a window. */
+  /** Received at the receiver's interfaces over the shared window, Mbit/s; NaN without a window. */
   aggregateMbit: number;
   /** The shared window, ms (0: the senders did not overlap enough). */
   windowMs: number;
