@@ -15,6 +15,10 @@
 # Usage: [PIN=CPU] tools/f2f-path-cost.sh [SECONDS] [ROUNDS] [VARIANTS...]
 # PIN=1 runs both ends on CPU 1, so each figure is the path's CPU cost, not where the
 # scheduler happened to place the two ends (which moves round trips by 3x on 2 cores).
+# Besides wall-clock figures it prints CPU ones, which hold up on a loaded machine:
+# mbit_per_cpu_s (iperf3's getrusage of both ends), rtt_cpu_us and ttfb_cpu_us (time on
+# CPU of both ends per round trip / per connect, from /proc/<pid>/task/*/schedstat). With
+# IRQ time accounting off (this kernel) softirq work done in a task's context is its time.
 set -u
 T=${1:-3}
 R=${2:-2}
@@ -48,30 +52,38 @@ if mode == 'serve':
         while True:
             c, _ = s.accept(); c.send(b'x'); c.close()
     threading.Thread(target=echo, daemon=True).start(); first()
+def cpu_ns(pid):  # time on CPU of every thread of pid (softirq work done in its context included)
+    import os
+    return sum(int(open(f'/proc/{pid}/task/{t}/schedstat').read().split()[0]) for t in os.listdir(f'/proc/{pid}/task'))
+server = int(sys.argv[3])
+both = lambda: cpu_ns('self') + cpu_ns(server)
 msg = b'x' * 1024
 c = socket.create_connection((host, 7002)); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 def rt():
     c.sendall(msg); n = 0
     while n < 1024: n += len(c.recv(65536))
 for _ in range(200): rt()
-t = time.perf_counter()
+t = time.perf_counter(); c0 = both()
 for _ in range(3000): rt()
-rtt = (time.perf_counter() - t) / 3000 * 1e6
-c.close(); ttfb = []
+rtt = (time.perf_counter() - t) / 3000 * 1e6; rtt_cpu = (both() - c0) / 3000 / 1e3
+c.close(); ttfb = []; c0 = both()
 for _ in range(300):
     t = time.perf_counter(); s = socket.create_connection((host, 7003)); s.recv(1)
     ttfb.append((time.perf_counter() - t) * 1e3); s.close()
-ttfb.sort()
-print(f"rtt_us={rtt:.1f} ttfb_ms_mean={sum(ttfb)/len(ttfb):.3f} ttfb_ms_p50={ttfb[len(ttfb)//2]:.3f}")
+ttfb_cpu = (both() - c0) / 300 / 1e3; ttfb.sort()
+print(f"rtt_us={rtt:.1f} rtt_cpu_us={rtt_cpu:.1f} ttfb_ms_mean={sum(ttfb)/len(ttfb):.3f} ttfb_cpu_us={ttfb_cpu:.1f}")
 EOF
 # probe server client addr label
 probe() {
   ip netns exec $1 $TS iperf3 -s -1 -p 5999 >/dev/null 2>&1 &
   sleep 0.3
-  local fwd=$(ip netns exec $2 $TS iperf3 -c $3 -p 5999 -t $T -O 1 -J | python3 -c 'import json,sys;print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))')
+  # Mbit/s, and Mbit per CPU-second of both iperf3 ends (getrusage: softirq work in their context counts)
+  local fwd=$(ip netns exec $2 $TS iperf3 -c $3 -p 5999 -t $T -O 1 -J | python3 -c 'import json,sys
+e=json.load(sys.stdin)["end"]; b=e["sum_received"]["bits_per_second"]/1e6; c=e["cpu_utilization_percent"]
+print("%.0f mbit_per_cpu_s=%.0f" % (b, b/((c["host_total"]+c["remote_total"])/100)))')
   ip netns exec $1 $TS python3 $PY serve $3 & local srv=$!
   sleep 0.3
-  echo "$4 fwd_mbit=$fwd $(ip netns exec $2 $TS python3 $PY run $3)"
+  echo "$4 fwd_mbit=$fwd $(ip netns exec $2 $TS python3 $PY run $3 $srv)"
   kill $srv; wait $srv 2>/dev/null
 }
 # A: native veth
