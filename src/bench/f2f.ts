@@ -7,6 +7,9 @@ import {
   TtfbAnswer,
   ask,
   describeLimits,
+  rateOver,
+  sharedWindow,
+  traceRx,
   fanIn,
   nativeStar,
   petriNode,
@@ -31,6 +34,12 @@ import {
  *  (c) time to first byte: connect, the server sends 1 byte on accept;
  *  (d) aggregate receive throughput at one member from N senders.
  *
+ * Throughput is also counted by the bench at the receiving end's interfaces
+ * (f2f/counter.ts), independently of the probe; (d) takes its aggregate from
+ * there. The allocation is a wire rate (DESIGN §9: the TBF rate, which counts
+ * each segment's frame), so the shaped targets hold the received TCP payload
+ * against what that wire rate carries: allocation × 1448/1514 (FRAME_PAYLOAD).
+ *
  * The native namespaces get the CPU limits (quota, cpuset) of the members
  * they stand for (`--native-cpu mirror`, f2f/cpu.ts), so both sides differ
  * only in the network path. Rounds alternate native, off, on. §7's load
@@ -45,11 +54,17 @@ interface Side {
   netns: string;
   sender: string;
   receiver: string;
+  /** The two ends' own namespaces, where their received bytes are counted. */
+  senderNetns: string;
+  receiverNetns: string;
 }
 
 interface Samples {
   forwardMbit: number[];
   reverseMbit: number[];
+  /** The same runs counted at the receiving end's interfaces (≈ payload, see counter.ts). */
+  forwardRxMbit: number[];
+  reverseRxMbit: number[];
   rttUs: number[];
   ttfbMs: number[];
 }
@@ -64,12 +79,20 @@ async function measure(
   options: { seconds: number; measurements: number; connects: number },
 ): Promise<void> {
   const { netns, sender, receiver } = side;
-  for (const [reverse, into] of [
-    ['0', samples.forwardMbit],
-    ['1', samples.reverseMbit],
+  for (const [reverse, into, received, counted] of [
+    ['0', samples.forwardMbit, samples.forwardRxMbit, side.receiverNetns],
+    ['1', samples.reverseMbit, samples.reverseRxMbit, side.senderNetns],
   ] as const) {
     const line = `iperf ${receiver} ${options.seconds} ${reverse}`;
-    into.push((await ask(netns, sender, line, IperfAnswer)).mbit);
+    const trace = await traceRx(counted);
+    const answer = await ask(netns, sender, line, IperfAnswer).finally(() => trace.stop());
+    into.push(answer.mbit);
+    const window =
+      answer.startedAt !== undefined && answer.endedAt !== undefined
+        ? sharedWindow([{ startedAt: answer.startedAt, endedAt: answer.endedAt }])
+        : undefined;
+    const rate = window && rateOver(trace.stop(), window);
+    if (rate !== undefined) received.push(rate);
   }
   const rtt = await ask(netns, sender, `rtt ${receiver} ${options.measurements}`, RttAnswer);
   samples.rttUs.push(...rtt.us);
@@ -81,6 +104,8 @@ interface SideResult {
   side: SideName;
   forwardMbit: Summary;
   reverseMbit: Summary;
+  forwardRxMbit: Summary;
+  reverseRxMbit: Summary;
   rttUs: Summary;
   ttfbMs: Summary;
 }
@@ -90,13 +115,15 @@ type Mode = 'off' | 'on';
 interface FanRow {
   side: SideName;
   n: number;
-  /** Median over rounds of the N senders' summed goodput. */
+  /** Median over rounds of what the receiver took in over the senders' shared window. */
   aggregateMbit: number;
   samples: FanSample[];
   /** aggregate ÷ native's at the same N */
   ratioToNative?: number;
   /** Shaped: aggregate ÷ the receiver's download allocation. */
   ratioToAllocation?: number;
+  /** Shaped: aggregate ÷ the TCP payload the allocation's wire rate carries (the target). */
+  ratioToPayloadRate?: number;
 }
 
 function parseList(text: string, what: string): number[] {
@@ -116,11 +143,13 @@ async function fanPart(
 ): Promise<{ rows: FanRow[]; cpu: Record<string, CpuLimits[]> }> {
   const most = Math.max(...counts);
   const sideSenders = new Map<SideName, FanSender[]>();
+  const receivers = new Map<SideName, string>();
   const cpu: Record<string, CpuLimits[]> = {};
   for (const node of nodes) {
     await node.removeGroup('f2f');
     progress(`(d) shaping ${node.mode}: a group of ${most + 1} members of ${opts.memoryMb} MB`);
     const [receiver, ...senders] = await node.startGroup('f2f-fan', most + 1, opts.memoryMb);
+    receivers.set(node.mode, await node.memberNetns(receiver));
     sideSenders.set(
       node.mode,
       senders.map((address) => ({ netns: node.netns, address, receiverAddress: receiver })),
@@ -132,13 +161,14 @@ async function fanPart(
   cleanups.push(() => star.close());
   if (opts.mirror) await star.limitCpu(cpu[nodes[0].mode]);
   sideSenders.set('native', star.senders);
+  receivers.set('native', star.receiver.netns);
   const order: SideName[] = ['native', ...nodes.map((n) => n.mode)];
   const samples = new Map<string, FanSample[]>();
   for (let round = 1; round <= opts.rounds; round++) {
     for (const n of counts) {
       for (const side of order) {
         progress(`(d) round ${round}/${opts.rounds}: N=${n} ${side}`);
-        const sample = await fanIn(sideSenders.get(side)!, n, opts.seconds);
+        const sample = await fanIn(sideSenders.get(side)!, n, opts.seconds, receivers.get(side)!);
         const key = `${side} ${n}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
       }
@@ -151,7 +181,7 @@ async function fanPart(
       rows.push({
         side,
         n,
-        aggregateMbit: summarize(list.map((x) => x.aggregateMbit)).p50,
+        aggregateMbit: medianOfFinite(list.map((x) => x.aggregateMbit)),
         samples: list,
       });
     }
@@ -159,8 +189,10 @@ async function fanPart(
   for (const row of rows) {
     const native = rows.find((r) => r.side === 'native' && r.n === row.n)!;
     if (row.side !== 'native') row.ratioToNative = ratio(row.aggregateMbit, native.aggregateMbit);
-    if (row.side === 'on')
+    if (row.side === 'on') {
       row.ratioToAllocation = ratio(row.aggregateMbit, allocationMbit(opts.memoryMb));
+      row.ratioToPayloadRate = ratio(row.aggregateMbit, payloadRateMbit(opts.memoryMb));
+    }
   }
   return { rows, cpu };
 }
@@ -209,7 +241,14 @@ export async function run(argv: string[]): Promise<void> {
       cleanups.push(() => node.close());
       nodes.push(node);
       const [sender, receiver] = await node.startGroup('f2f', 2, memoryMb);
-      sides.push({ name: mode, netns: node.netns, sender, receiver });
+      sides.push({
+        name: mode,
+        netns: node.netns,
+        sender,
+        receiver,
+        senderNetns: await node.memberNetns(sender),
+        receiverNetns: await node.memberNetns(receiver),
+      });
       cpu[mode] = await node.cpuLimits([sender, receiver]);
       placement[mode] = await node.placement();
       progress(`  members: ${cpu[mode].map(describeLimits).join('; ')}`);
@@ -225,9 +264,21 @@ export async function run(argv: string[]): Promise<void> {
       netns: link.netns,
       sender: link.address,
       receiver: link.receiverAddress,
+      senderNetns: link.netns,
+      receiverNetns: pair.receiver.netns,
     });
     const samples = new Map<SideName, Samples>(
-      sides.map((s) => [s.name, { forwardMbit: [], reverseMbit: [], rttUs: [], ttfbMs: [] }]),
+      sides.map((s) => [
+        s.name,
+        {
+          forwardMbit: [],
+          reverseMbit: [],
+          forwardRxMbit: [],
+          reverseRxMbit: [],
+          rttUs: [],
+          ttfbMs: [],
+        },
+      ]),
     );
     for (let round = 1; round <= rounds; round++) {
       for (const side of sides) {
@@ -241,6 +292,8 @@ export async function run(argv: string[]): Promise<void> {
         side: side.name,
         forwardMbit: summarize(s.forwardMbit),
         reverseMbit: summarize(s.reverseMbit),
+        forwardRxMbit: summarize(s.forwardRxMbit),
+        reverseRxMbit: summarize(s.reverseRxMbit),
         rttUs: summarize(s.rttUs),
         ttfbMs: summarize(s.ttfbMs),
       };
@@ -314,11 +367,13 @@ function evaluateTargets(results: SideResult[], memoryMb: number, fan: FanRow[])
   const on = results.find((r) => r.side === 'on');
   if (on) {
     const allocation = allocationMbit(memoryMb);
-    const fwd = ratio(on.forwardMbit.p50, allocation);
-    const rev = ratio(on.reverseMbit.p50, allocation);
+    const payload = payloadRateMbit(memoryMb);
+    const fwd = ratio(on.forwardRxMbit.p50, payload);
+    const rev = ratio(on.reverseRxMbit.p50, payload);
     met.shapedWithin5pct = Math.abs(fwd - 1) <= 0.05 && Math.abs(rev - 1) <= 0.05;
     lines.push(
-      `shaping on: forward ${fwd}×, reverse ${rev}× the ${allocation.toFixed(0)} Mbit/s allocation (within 5 %: ${mark(met.shapedWithin5pct)})`,
+      `shaping on: received forward ${fwd}×, reverse ${rev}× the ${payload.toFixed(1)} Mbit/s of TCP payload a ${allocation.toFixed(0)} Mbit/s wire allocation carries (within 5 %: ${mark(met.shapedWithin5pct)}); ` +
+        `iperf3 goodput ${ratio(on.forwardMbit.p50, allocation)}× / ${ratio(on.reverseMbit.p50, allocation)}× the allocation itself`,
     );
   }
   const fanOff = fan.filter((r) => r.side === 'off');
@@ -330,9 +385,9 @@ function evaluateTargets(results: SideResult[], memoryMb: number, fan: FanRow[])
   }
   const fanOn = fan.filter((r) => r.side === 'on');
   if (fanOn.length > 0) {
-    met.fanShapedWithin5pct = fanOn.every((r) => Math.abs((r.ratioToAllocation ?? 0) - 1) <= 0.05);
+    met.fanShapedWithin5pct = fanOn.every((r) => Math.abs((r.ratioToPayloadRate ?? 0) - 1) <= 0.05);
     lines.push(
-      `(d) shaping on: aggregate ${fanOn.map((r) => `N=${r.n} ${r.ratioToAllocation}×`).join(', ')} the receiver's allocation (within 5 %: ${mark(met.fanShapedWithin5pct)})`,
+      `(d) shaping on: aggregate ${fanOn.map((r) => `N=${r.n} ${r.ratioToPayloadRate}×`).join(', ')} the payload rate of the receiver's allocation (within 5 %: ${mark(met.fanShapedWithin5pct)})`,
     );
   }
   return { met, lines };
@@ -344,21 +399,46 @@ function reportFan(rows: FanRow[], memoryMb: number): void {
   const counts = [...new Set(rows.map((r) => r.n))];
   const sides = [...new Set(rows.map((r) => r.side))];
   console.log(
-    `(d) aggregate receive at one member from N senders (${memoryMb} MB members), Mbit/s:`,
+    `(d) aggregate received at one member over the senders' shared window, N senders (${memoryMb} MB members), Mbit/s:`,
   );
+  const header = (s: SideName): string[] => {
+    if (s === 'native') return [s];
+    return [s, s === 'on' ? 'on ÷ payload rate' : `${s} ÷ native`, `${s} Σ senders`];
+  };
   console.log(
     table(
-      ['N', ...sides.flatMap((s) => (s === 'native' ? [s] : [s, `${s} ÷ native`]))],
+      ['N', ...sides.flatMap(header)],
       counts.map((n) => [
         String(n),
         ...sides.flatMap((side) => {
           const row = rows.find((r) => r.side === side && r.n === n)!;
           const value = row.aggregateMbit.toFixed(0);
-          return side === 'native' ? [value] : [value, String(row.ratioToNative)];
+          if (side === 'native') return [value];
+          const share = side === 'on' ? row.ratioToPayloadRate : row.ratioToNative;
+          const sum = medianOfFinite(row.samples.map((x) => x.senderSumMbit)).toFixed(0);
+          return [value, String(share), sum];
         }),
       ]),
     ),
   );
+}
+
+/** Median of the finite values (a fan-in round without a shared window gives NaN); NaN if none. */
+function medianOfFinite(values: number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return finite.length > 0 ? summarize(finite).p50 : NaN;
+}
+
+/**
+ * TCP payload per wire byte for full-sized segments: a 1500-byte MTU frame is
+ * 1514 bytes as TBF counts it (Ethernet header included) and carries 1448
+ * bytes of payload (20 IP + 32 TCP with timestamps). Members' eth0 MTU is 1500.
+ */
+export const FRAME_PAYLOAD = 1448 / 1514;
+
+/** The TCP payload rate a wire allocation carries. */
+function payloadRateMbit(memoryMb: number): number {
+  return allocationMbit(memoryMb) * FRAME_PAYLOAD;
 }
 
 /** Petri's bandwidth rule (config resources): memoryMb / 1769 × 600 Mbit/s. */
@@ -374,6 +454,8 @@ function ratios(results: SideResult[]): Record<string, Record<string, number>> {
     out[r.side] = {
       forwardMbit: ratio(r.forwardMbit.p50, native.forwardMbit.p50),
       reverseMbit: ratio(r.reverseMbit.p50, native.reverseMbit.p50),
+      forwardRxMbit: ratio(r.forwardRxMbit.p50, native.forwardRxMbit.p50),
+      reverseRxMbit: ratio(r.reverseRxMbit.p50, native.reverseRxMbit.p50),
       rttMean: ratio(r.rttUs.mean, native.rttUs.mean),
       rttP50: ratio(r.rttUs.p50, native.rttUs.p50),
       rttP99: ratio(r.rttUs.p99, native.rttUs.p99),
@@ -392,6 +474,8 @@ function report(results: SideResult[]): void {
         'side',
         'fwd Mbit/s',
         'rev Mbit/s',
+        'fwd rx',
+        'rev rx',
         'RTT mean µs',
         'RTT p50',
         'RTT p99',
@@ -403,6 +487,8 @@ function report(results: SideResult[]): void {
         r.side,
         f(r.forwardMbit.p50, 0),
         f(r.reverseMbit.p50, 0),
+        f(r.forwardRxMbit.p50, 0),
+        f(r.reverseRxMbit.p50, 0),
         f(r.rttUs.mean),
         f(r.rttUs.p50),
         f(r.rttUs.p99),

@@ -130,8 +130,8 @@ export function filterRules(spec: FirewallSpec): Record<FilterChain, string[][]>
   return {
     forward: [
       ['-o', br, ...REPLIES],
-      // TCP is reset, so a member trying a non-peer learns at once (group-firewall.ts); not
-      // with ICMP: the node's redirect for the same packet has used up the ICMP rate limit.
+      // TCP is reset, so a member trying a non-peer learns at once (group-firewall.ts); chosen
+      // over ICMP when the node's redirects (now off, layer.ts) used up the ICMP rate limit.
       ['-i', br, '-o', br, '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset'],
       ['-i', br, '-o', br, '-j', 'DROP'],
       ['-o', br, '-j', 'DROP'],

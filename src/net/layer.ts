@@ -522,11 +522,16 @@ async function disableBridgeIpv6(bridge: string): Promise<void> {
  * go to the node and are routed, where the firewall's forward chain lets only
  * group peers through (group-firewall.ts); without it isolated ports would
  * never let two members talk. No ICMP redirects: they would tell instances to
- * go direct, which the isolated ports forbid anyway.
+ * go direct, which the isolated ports forbid anyway. The kernel sends them when
+ * `all` OR the device says so, so the bridge's 0 alone leaves them on (the
+ * default `all` is 1): every routed member-to-member packet then took an
+ * inet_peer look-up and a rate-limited ICMP send. `all` = 0 changes no other
+ * interface, whose own setting (default 1) still holds for it.
  */
 async function routeAcrossBridge(bridge: string): Promise<void> {
   const conf = `/proc/sys/net/ipv4/conf/${bridge}`;
   await writeFile(`${conf}/send_redirects`, '0');
+  await writeFile('/proc/sys/net/ipv4/conf/all/send_redirects', '0');
   await writeFile(`${conf}/proxy_arp`, '1');
   await writeFile(`${conf}/proxy_arp_pvlan`, '1');
 }

@@ -3,7 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { cpuLimitsIn, fanIn, nativeStar, writeF2fCharts } from '../../src/bench/f2f/index.ts';
+import {
+  cpuLimitsIn,
+  fanIn,
+  nativeStar,
+  rateOver,
+  sharedWindow,
+  writeF2fCharts,
+} from '../../src/bench/f2f/index.ts';
 import { listNetns } from '../../src/net/index.ts';
 import { requireRoot } from '../helpers/root.ts';
 
@@ -17,11 +24,19 @@ test('native star: CPU limits mirrored, N senders measured, nothing left behind'
     const limits = { quotaUs: 50_000, periodUs: 100_000, cpus: '0', mems: '0' };
     await star.limitCpu([limits, limits, limits]);
     for (const netns of names) assert.deepEqual(await cpuLimitsIn(netns), limits);
-    const sample = await fanIn(star.senders, 2, 1);
+    const sample = await fanIn(star.senders, 2, 1, star.receiver.netns);
     assert.equal(sample.perSenderMbit.length, 2);
     for (const mbit of sample.perSenderMbit) assert.ok(mbit > 10, `${mbit} Mbit/s`);
     assert.ok(
-      Math.abs(sample.aggregateMbit - sample.perSenderMbit[0] - sample.perSenderMbit[1]) < 1e-6,
+      Math.abs(sample.senderSumMbit - sample.perSenderMbit[0] - sample.perSenderMbit[1]) < 1e-6,
+    );
+    // Counted at the receiver's two veths over the shared window: the same order as the
+    // senders' own figures (not one link only, not bytes for bits).
+    assert.ok(sample.windowMs >= 300, `window ${sample.windowMs} ms`);
+    const ratio = sample.aggregateMbit / sample.senderSumMbit;
+    assert.ok(
+      ratio > 0.5 && ratio < 2,
+      `received ${sample.aggregateMbit} vs sum ${sample.senderSumMbit}`,
     );
     assert.ok(sample.startSkewMs < 1000, `start skew ${sample.startSkewMs} ms`);
   } finally {
@@ -34,6 +49,28 @@ test('native star: CPU limits mirrored, N senders measured, nothing left behind'
     fs.readdirSync(`/sys/fs/cgroup/${c}`).filter((d) => d.startsWith(ours)),
   );
   assert.deepEqual(cgroups, []);
+});
+
+test('receiver counter: the rate over the window every sender shares, interpolated', () => {
+  // Two senders: one starts 400 ms late; the window is from its start + 1.2 s to the first end - 0.1 s.
+  const runs = [
+    { startedAt: 10_000, endedAt: 14_000 },
+    { startedAt: 10_400, endedAt: 14_500 },
+  ];
+  assert.deepEqual(sharedWindow(runs), { from: 11_600, to: 13_900 });
+  assert.equal(sharedWindow([{ startedAt: 10_000, endedAt: 11_500 }]), undefined, 'too short');
+  // 10 000 bytes a ms = 80 Mbit/s, sampled at uneven instants.
+  const samples = [10_000, 10_130, 11_550, 11_700, 13_850, 13_990, 15_000].map((at) => ({
+    at,
+    bytes: (at - 10_000) * 10_000,
+  }));
+  const rate = rateOver(samples, { from: 11_600, to: 13_900 });
+  assert.ok(rate !== undefined && Math.abs(rate - 80) < 1e-9, String(rate));
+  assert.equal(
+    rateOver(samples, { from: 9_000, to: 12_000 }),
+    undefined,
+    'before the first sample',
+  );
 });
 
 test('--plots writes the four charts', async () => {

@@ -164,6 +164,12 @@ async function topology(): Promise<Figures> {
   );
   // No IPv6 anywhere on the path: not on the bridge, not on the instance's eth0.
   assert.equal((await readFile('/proc/sys/net/ipv6/conf/petri0/disable_ipv6', 'utf8')).trim(), '1');
+  // The kernel ORs `all` with the device: both must be 0 or routed member traffic draws redirects.
+  for (const dev of ['all', 'petri0'])
+    assert.equal(
+      (await readFile(`/proc/sys/net/ipv4/conf/${dev}/send_redirects`, 'utf8')).trim(),
+      '0',
+    );
   assert.equal((await run('ip', ['-n', nsA, '-6', 'addr', 'show', 'dev', 'eth0'])).trim(), '');
   const hostVeth = `pv${tag}${nsA.split('-').at(-1)}`;
   assert.match(await run('ip', ['-d', 'link', 'show', 'dev', hostVeth]), /isolated on/);

@@ -18,6 +18,8 @@ export interface PetriNode {
   removeGroup(name: string): Promise<void>;
   /** The node's CPU placement status (GET /v1/node), as reported. */
   placement(): Promise<unknown>;
+  /** The network namespace of the member at `address` (where its bytes are counted). */
+  memberNetns(address: string): Promise<string>;
   /** The CPU limits of each member, in rank order (what the native side mirrors). */
   cpuLimits(addresses: string[]): Promise<CpuLimits[]>;
   close(): Promise<void>;
@@ -84,6 +86,9 @@ export async function petriNode(mode: 'off' | 'on'): Promise<PetriNode> {
     async placement() {
       const info = z.object({ placement: z.unknown() }).parse(await call('GET', '/v1/node'));
       return info.placement;
+    },
+    memberNetns(address) {
+      return netnsWithAddress(tag, address);
     },
     async cpuLimits(addresses) {
       const out: CpuLimits[] = [];

@@ -26,7 +26,11 @@ s.on('error',e=>{console.log(JSON.stringify({error:e.code}));process.exit(0)})`;
 
 const MAX_ANSWER = 1 << 20;
 const Finite = z.number().finite();
-export const IperfAnswer = z.object({ mbit: Finite.nonnegative(), startedAt: Finite.optional() });
+export const IperfAnswer = z.object({
+  mbit: Finite.nonnegative(),
+  startedAt: Finite.optional(),
+  endedAt: Finite.optional(),
+});
 export const RttAnswer = z.object({ us: z.array(Finite.nonnegative()).max(100_000) });
 export const TtfbAnswer = z.object({ ms: z.array(Finite.nonnegative()).max(100_000) });
 const Ping = z.object({ ok: z.literal(true) });

@@ -100,7 +100,7 @@ async function iperf(host, seconds, reverse, port = '5201', at = '0') {
     child.on('close', () => {
       try {
         const end = JSON.parse(out).end;
-        resolve({ mbit: end.sum_received.bits_per_second / 1e6, startedAt });
+        resolve({ mbit: end.sum_received.bits_per_second / 1e6, startedAt, endedAt: Date.now() });
       } catch {
         resolve({ error: out.slice(0, 300) });
       }
