@@ -13,9 +13,11 @@ import {
   relativeDifference,
   simulate,
 } from '../sim/index.ts';
+import { ManualClock } from '../node/index.ts';
 import {
   PetriTarget,
   Rng,
+  buildSchedule,
   runLoad,
   synthesize,
   type RunData,
@@ -329,6 +331,7 @@ async function bigTrace(args: Args): Promise<unknown> {
       .slice(0, functions),
   };
   const invocations = trace.functions.reduce((s, f) => s + f.counts.reduce((a, b) => a + b, 0), 0);
+  const floorSeconds = await replayFloor(trace, minutes, num(args['resolution-ms']));
   const results: PolicyResult[] = await simulate(trace, {
     policies: KEEP_ALIVE_POLICY_NAMES,
     memoryBudgetMb: num(args['big-budget-mb']),
@@ -349,6 +352,7 @@ async function bigTrace(args: Args): Promise<unknown> {
         'failed',
         'pre-warm hits',
         'sim wall s',
+        'sim CPU s',
       ],
       results.map((r) => [
         r.policy,
@@ -358,6 +362,7 @@ async function bigTrace(args: Args): Promise<unknown> {
         r.failed,
         r.prewarmHits,
         r.wallSeconds,
+        r.cpuSeconds,
       ]),
       {
         title: `${functions} functions × ${minutes} min (${invocations} invocations), budget ${String(args['big-budget-mb'])} MB`,
@@ -375,6 +380,10 @@ async function bigTrace(args: Args): Promise<unknown> {
       wastedVsFixed: r.wastedMemoryGbS / fixed.wastedMemoryGbS,
     }));
   console.log(
+    `floor (same schedule through the same clock and step loop, one timer per invocation, no pool): ${floorSeconds.toFixed(2)} s; ` +
+      results.map((r) => `${r.policy} ×${(r.wallSeconds / floorSeconds).toFixed(1)}`).join(', '),
+  );
+  console.log(
     `refused: ${results.map((r) => `${r.policy} ${((100 * r.failed) / r.invocations).toFixed(3)} %`).join(', ')}`,
   );
   for (const v of verdicts)
@@ -386,6 +395,7 @@ async function bigTrace(args: Args): Promise<unknown> {
     maxConcurrency,
     minutes,
     invocations,
+    floorSeconds,
     budgetMb: num(args['big-budget-mb']),
     results: results.map(({ perFunction: _p, data: _d, ...r }) => r),
     fixedAtLeastTenPercent: fixed.coldStartRatio >= 0.1,
@@ -393,4 +403,36 @@ async function bigTrace(args: Args): Promise<unknown> {
     refusedShare: Object.fromEntries(results.map((r) => [r.policy, r.failed / r.invocations])),
     verdicts,
   };
+}
+
+/**
+ * The baseline the simulator's speed is given against, timed in the same
+ * run: the same schedule (built the same way) through the same ManualClock
+ * and step loop, each invocation one timer for its requested time, no pool
+ * or policy. Seconds from the schedule's first arrival to its last finish.
+ */
+async function replayFloor(trace: Trace, minutes: number, resolutionMs: number): Promise<number> {
+  const schedule = buildSchedule(trace, { minutes, warmupMinutes: 0, iat: 'exponential', seed: 1 });
+  const start = performance.now();
+  const clock = new ManualClock(0);
+  const n = schedule.atMs.length;
+  let done = 0;
+  const finish = (): void => {
+    done += 1;
+  };
+  let i = 0;
+  for (;;) {
+    const next = Math.min(i < n ? schedule.atMs[i] : Infinity, clock.nextDue() ?? Infinity);
+    if (next === Infinity) break;
+    const stepEnd = next + resolutionMs;
+    while (i < n && schedule.atMs[i] <= stepEnd) {
+      clock.advanceTo(schedule.atMs[i]);
+      clock.setTimer(schedule.durationMs[i], finish);
+      i += 1;
+    }
+    clock.advanceTo(stepEnd);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  if (done !== n) throw new Error(`floor replay finished ${done} of ${n}`);
+  return (performance.now() - start) / 1000;
 }

@@ -451,14 +451,18 @@ export class Instance {
    */
   private outputOwner(): string | undefined {
     if (this.pending.size === 1) return this.pending.keys().next().value;
-    const trailing = this.trailing;
-    if (this.pending.size === 0 && trailing && this.clock.now() < trailing.until)
-      return trailing.id;
+    if (
+      this.pending.size === 0 &&
+      this.trailingId !== undefined &&
+      this.clock.now() < this.trailingUntil
+    )
+      return this.trailingId;
     return undefined;
   }
 
   /** The last invocation that finished alone, and until when its output may trail. */
-  private trailing: { id: string; until: number } | undefined;
+  private trailingId: string | undefined;
+  private trailingUntil = 0;
 
   private onMessage(message: FromInstance): void {
     switch (message.type) {
@@ -531,8 +535,10 @@ export class Instance {
     this.pending.delete(id);
     pending.timer.cancel();
     if (pending.phases) this.finishedPhases.set(id, pending.phases.finish());
-    this.trailing =
-      this.pending.size === 0 ? { id, until: this.clock.now() + OUTPUT_TRAIL_MS } : undefined;
+    if (this.pending.size === 0) {
+      this.trailingId = id;
+      this.trailingUntil = this.clock.now() + OUTPUT_TRAIL_MS;
+    } else this.trailingId = undefined;
     action(pending);
   }
 

@@ -812,6 +812,7 @@ export class Pool {
    * ask for another version.
    */
   private serveQueue(entry: FunctionEntry): void {
+    if (entry.queue.length === 0) return;
     const blocked = new Set<number>();
     for (let i = 0; i < entry.queue.length;) {
       const waiter = entry.queue[i]!;

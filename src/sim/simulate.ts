@@ -21,6 +21,7 @@ import {
   syntheticFunctionName,
   syntheticLimits,
 } from '../workload/index.ts';
+import { CpuShare } from './cpu-share.ts';
 import { SimDriver } from './driver.ts';
 import { type PolicyFigures, coldOf, policyFigures } from './figures.ts';
 import { coldStartStats } from './metrics.ts';
@@ -43,6 +44,13 @@ export interface SimOptions {
    * index. Default: the requested time (a node with no overhead).
    */
   runMs?: (fnIndex: number, requestedMs: number) => number;
+  /**
+   * Processor sharing (see CpuShare): the node's `cores` shared by every
+   * running invocation, each needing `demandMs(fnIndex, requestedMs)` of
+   * one core; `runMs` is then the time an invocation takes beyond its CPU
+   * (default 0). Absent: each invocation takes `runMs` whatever else runs.
+   */
+  cpu?: { cores: number; demandMs: (fnIndex: number, requestedMs: number) => number };
   /** Time from an instance's kill to its exit (ms), as measured on the node; by trace index. Default 0. */
   stopMs?: (fnIndex: number) => number;
   maxInstancesPerFunction?: number;
@@ -88,6 +96,8 @@ export interface PolicyResult {
   slowdown: number;
   /** Seconds the simulation itself took (not its summary). */
   wallSeconds: number;
+  /** CPU seconds of this process over the same span (user + system, all its threads). */
+  cpuSeconds: number;
   /** The figures `petri report` puts beside a live run's (same code). */
   figures: PolicyFigures;
   /** Every invocation, as `petri load` records them. */
@@ -122,6 +132,7 @@ async function simulateOne(
   options: SimOptions,
 ): Promise<PolicyResult> {
   const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
   const clock = new ManualClock(0);
   const names = trace.functions.map(syntheticFunctionName);
   const indexOf = new Map(names.map((name, i) => [name, i]));
@@ -130,6 +141,7 @@ async function simulateOne(
     clock,
     (name) => options.startMs(indexOf.get(name) ?? 0),
     stopMs ? (name) => stopMs(indexOf.get(name) ?? 0) : undefined,
+    options.cpu ? new CpuShare(clock, options.cpu.cores) : undefined,
   );
   const windowStart = schedule.warmupMinutes * schedule.minuteMs;
   const windowEnd = (schedule.warmupMinutes + schedule.minutes) * schedule.minuteMs;
@@ -194,16 +206,17 @@ async function simulateOne(
   clock.setTimer(windowStart, () => (idleAtStart = pool.idleMemoryMbMs()));
   clock.setTimer(windowEnd, () => (idleAtEnd = pool.idleMemoryMbMs()));
   const runMs = options.runMs;
+  const cpu = options.cpu;
   let queued = 0;
   let queuedMsSum = 0;
   let served = 0;
   let outstanding = 0;
   // One invocation, on callbacks: a warm slot comes back at once and the
   // result by the instance's callback, so most invocations make no promise.
-  const finished = (i: number, instance: Instance, durationMs: number): void => {
+  const finished = (i: number, instance: Instance, sentAt: number): void => {
     data.doneMs[i] = clock.now();
     data.status[i] = 200;
-    data.actualDurationMs[i] = durationMs;
+    data.actualDurationMs[i] = clock.now() - sentAt;
     pool.release(instance);
     outstanding -= 1;
   };
@@ -222,12 +235,16 @@ async function simulateOne(
       if (wait > 0) queued += 1;
     }
     const requested = schedule.durationMs[i];
-    const durationMs = runMs ? runMs(schedule.fn[i], requested) : requested;
+    const f = schedule.fn[i];
     const instance = slot.instance;
+    const sentAt = clock.now();
+    const event = cpu
+      ? { cpuMs: cpu.demandMs(f, requested), durationMs: runMs ? runMs(f, requested) : 0 }
+      : { durationMs: runMs ? runMs(f, requested) : requested };
     instance.invokeThen(
       `i${i}`,
-      { durationMs },
-      () => finished(i, instance, durationMs),
+      event,
+      () => finished(i, instance, sentAt),
       (err) => failed(i, instance, err),
     );
   };
@@ -287,6 +304,8 @@ async function simulateOne(
   await stops;
 
   const wallSeconds = (performance.now() - wallStart) / 1000;
+  const used = process.cpuUsage(cpuStart);
+  const cpuSeconds = (used.user + used.system) / 1e6;
   const stats = coldStartStats(
     trace.functions.length,
     schedule.fn,
@@ -323,6 +342,7 @@ async function simulateOne(
       };
     }),
     wallSeconds,
+    cpuSeconds,
     figures,
     data,
   };
