@@ -163,8 +163,7 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
         keepAliveMs: Math.round(2 * f * o.forecastMargin),
       };
     }
-    if (spread(times.inRange, times.squares, times.counts.length) <= o.cvThreshold)
-      return fallback;
+    if (spread(times.inRange, times.squares, times.counts.length) <= o.cvThreshold) return fallback;
     const head = percentileBin(times.counts, times.inRange, o.headPercentile);
     const tail = percentileBin(times.counts, times.inRange, o.tailPercentile);
     const prewarmMs = Math.round(head * o.binMs * (1 - o.margin));

@@ -226,7 +226,8 @@ async function simulateOne(
     outstanding -= 1;
   };
   const dispatch = (i: number, receivedAt: number, slot: Slot): void => {
-    const path = slot.startPath === 'warm' ? WARM : START_PATHS.indexOf(slot.startPath as StartPath);
+    const path =
+      slot.startPath === 'warm' ? WARM : START_PATHS.indexOf(slot.startPath as StartPath);
     data.start[i] = Math.max(0, path);
     if (schedule.warmup[i] === 0) {
       const wait = Math.max(0, slot.dispatchedAt - receivedAt);
@@ -248,7 +249,10 @@ async function simulateOne(
       (err) => failed(i, instance, err),
     );
   };
-  const coldMarker = (i: number): (() => void) => () => (data.start[i] = COLD);
+  const coldMarker =
+    (i: number): (() => void) =>
+    () =>
+      (data.start[i] = COLD);
   const run = (i: number): void => {
     outstanding += 1;
     const receivedAt = clock.now();
