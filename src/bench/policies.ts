@@ -13,9 +13,12 @@ import {
   relativeDifference,
   simulate,
 } from '../sim/index.ts';
+import { ManualClock } from '../node/index.ts';
 import {
   PetriTarget,
   Rng,
+  START_PATHS,
+  buildSchedule,
   runLoad,
   synthesize,
   type RunData,
@@ -91,6 +94,11 @@ async function liveVersusSim(args: Args): Promise<unknown> {
   const rows: {
     policy: KeepAlivePolicyName;
     live: number;
+    /** Standard error of the live ratio (batch means over time). */
+    liveSe: number;
+    /** Simulated with each function's constant run time (the previous model). */
+    simConstant: number;
+    /** Simulated with processor sharing fitted to the same run (the model judged). */
     sim: number;
     liveFigures: PolicyFigures;
     simFigures: PolicyFigures;
@@ -100,50 +108,67 @@ async function liveVersusSim(args: Args): Promise<unknown> {
     const { data, measured } = await liveRun(trace, policy, { budget, keepAliveMs, schedule });
     const live = liveFigures(data);
     // The node's own per-function figures from this run: start, run time, stop.
-    const [sim] = await simulate(trace, {
+    const common = {
       policies: [policy],
       memoryBudgetMb: budget,
       keepAliveMs,
       ...schedule,
-      startMs: (f) => measured.startMs[f],
-      runMs: (f, requested) => requested + measured.runOverheadMs[f],
-      stopMs: (f) => measured.stopMs[f],
+      startMs: (f: number) => measured.startMs[f],
+      stopMs: (f: number) => measured.stopMs[f],
       resolutionMs: 1,
+    };
+    const [constant] = await simulate(trace, {
+      ...common,
+      runMs: (f, requested) => requested + measured.runOverheadMs[f],
+    });
+    const share = measured.share;
+    const [sim] = await simulate(trace, {
+      ...common,
+      cpu: { cores: share.cores, demandMs: (_f, requested) => share.scale * requested },
+      runMs: () => share.fixedMs,
     });
     rows.push({
       policy,
       live: live.coldStartRatio,
+      liveSe: batchStandardError(data),
+      simConstant: constant.coldStartRatio,
       sim: sim.coldStartRatio,
       liveFigures: live,
       simFigures: sim.figures,
       measured: summarise(measured),
     });
   }
-  const rank = (key: 'live' | 'sim') =>
+  const rank = (key: 'live' | 'sim' | 'simConstant') =>
     [...rows].sort((a, b) => a[key] - b[key]).map((r) => r.policy);
   const within = rows.map((r) => relativeDifference(r.sim, r.live));
+  // The live ratio's 95 % interval, as a relative band around it.
+  const band = rows.map((r) => (r.live > 0 ? (1.96 * r.liveSe) / r.live : 0));
   console.log(
     table(
       [
         'policy',
         'live cold-start ratio',
-        'sim cold-start ratio',
+        'live ± 1.96 SE',
+        'sim, CPU shared',
+        'relative difference',
+        'sim, constant run time',
         'relative difference',
         'live idle GB·s',
         'sim idle GB·s',
         'start ms (median)',
-        'run overhead ms',
         'stop ms',
       ],
       rows.map((r, k) => [
         r.policy,
         r.live,
+        1.96 * r.liveSe,
         r.sim,
         within[k],
+        r.simConstant,
+        relativeDifference(r.simConstant, r.live),
         r.liveFigures.idleMemoryGbS ?? 'n/a',
         r.simFigures.idleMemoryGbS ?? 'n/a',
         r.measured.startMs,
-        r.measured.runOverheadMs,
         r.measured.stopMs,
       ]),
       {
@@ -151,9 +176,48 @@ async function liveVersusSim(args: Args): Promise<unknown> {
       },
     ),
   );
+  for (const r of rows) {
+    const f = r.measured.share;
+    console.log(
+      `${r.policy}: CPU sharing fitted on ${f.samples} runs: ${f.cores} cores, demand ${f.scale.toFixed(2)} × requested, +${f.fixedMs.toFixed(1)} ms (rms ${f.rmsMs.toFixed(1)} ms); median run overhead ${r.measured.runOverheadMs} ms`,
+    );
+  }
   const sameRanking = rank('live').join() === rank('sim').join();
+  // Pairs whose live ratios differ by more than their noise (1.96 SE of the difference):
+  // the ones a ranking can be checked on. The simulator must order each the same way.
+  const pairs: {
+    a: string;
+    b: string;
+    liveDiff: number;
+    se: number;
+    simDiff: number;
+    agrees: boolean;
+  }[] = [];
+  for (let x = 0; x < rows.length; x++)
+    for (let y = x + 1; y < rows.length; y++) {
+      const [a, b] = [rows[x], rows[y]];
+      const liveDiff = a.live - b.live;
+      const se = Math.hypot(a.liveSe, b.liveSe);
+      const simDiff = a.sim - b.sim;
+      pairs.push({
+        a: a.policy,
+        b: b.policy,
+        liveDiff,
+        se,
+        simDiff,
+        agrees: Math.sign(liveDiff) === Math.sign(simDiff),
+      });
+    }
+  const significant = pairs.filter((p) => Math.abs(p.liveDiff) > 1.96 * p.se);
+  for (const p of pairs)
+    console.log(
+      `${p.a} − ${p.b}: live ${p.liveDiff.toFixed(3)} ± ${(1.96 * p.se).toFixed(3)}${Math.abs(p.liveDiff) > 1.96 * p.se ? ' (significant)' : ' (within noise)'}, sim ${p.simDiff.toFixed(3)} (${p.agrees ? 'same order' : 'other order'})`,
+    );
   console.log(
-    `ranking live: ${rank('live').join(' < ')}; sim: ${rank('sim').join(' < ')} (${sameRanking ? 'same' : 'differs'})`,
+    `ranking live: ${rank('live').join(' < ')}; sim (CPU shared): ${rank('sim').join(' < ')} (${sameRanking ? 'same' : 'differs'}); sim (constant): ${rank('simConstant').join(' < ')}`,
+  );
+  console.log(
+    `within 10 %: ${rows.map((r, k) => `${r.policy} ${(100 * within[k]).toFixed(1)} % (live 95 % band ±${(100 * band[k]).toFixed(1)} %)`).join(', ')}`,
   );
   return {
     trace: { functions: trace.functions.length, ...schedule },
@@ -161,19 +225,57 @@ async function liveVersusSim(args: Args): Promise<unknown> {
     keepAliveMs,
     rows,
     within,
+    liveBand95: band,
     sameRanking,
+    pairs,
+    significantPairsAgree: significant.every((p) => p.agrees),
     rankingLive: rank('live'),
     rankingSim: rank('sim'),
+    rankingSimConstant: rank('simConstant'),
   };
 }
+
+/**
+ * Standard error of a live run's cold-start ratio by batch means: the
+ * measured invocations in 10 consecutive batches by arrival, the spread of
+ * the batches' ratios over √10 (cold starts cluster in time, so the
+ * binomial √(p(1−p)/n) would understate it).
+ */
+function batchStandardError(data: RunData, batches = 10): number {
+  const measured: number[] = [];
+  for (let i = 0; i < data.fn.length; i++) if (!data.warmup[i]) measured.push(i);
+  measured.sort((a, b) => data.scheduledMs[a] - data.scheduledMs[b]);
+  if (measured.length < batches * 5) return NaN;
+  const ratios: number[] = [];
+  for (let b = 0; b < batches; b++) {
+    const part = measured.slice(
+      Math.floor((b * measured.length) / batches),
+      Math.floor(((b + 1) * measured.length) / batches),
+    );
+    const cold = part.filter((i) => data.start[i] === COLD_PATH).length;
+    ratios.push(cold / part.length);
+  }
+  const mean = ratios.reduce((a, b) => a + b, 0) / batches;
+  const variance = ratios.reduce((a, r) => a + (r - mean) ** 2, 0) / (batches - 1);
+  return Math.sqrt(variance / batches);
+}
+
+const COLD_PATH = START_PATHS.indexOf('cold');
 
 /** Per trace function: what the node measured of its instances in a live run (ms). */
 interface Measured {
   startMs: number[];
   runOverheadMs: number[];
   stopMs: number[];
+  /** Processor sharing fitted to the run's execution times (see fitCpuShare). */
+  share: CpuFit;
 }
-type MeasuredSummary = { startMs: number; runOverheadMs: number; stopMs: number };
+type MeasuredSummary = {
+  startMs: number;
+  runOverheadMs: number;
+  stopMs: number;
+  share: CpuFit;
+};
 
 const median = (values: number[]): number | undefined => {
   if (values.length === 0) return undefined;
@@ -186,6 +288,7 @@ function summarise(m: Measured): MeasuredSummary {
     startMs: median(m.startMs) ?? 0,
     runOverheadMs: median(m.runOverheadMs) ?? 0,
     stopMs: median(m.stopMs) ?? 0,
+    share: m.share,
   };
 }
 
@@ -236,7 +339,8 @@ async function liveRun(
 interface InvocationTimes {
   functionName: string;
   startPath?: string;
-  timings: { initMs?: number; executionMs?: number };
+  status?: string;
+  timings: { initMs?: number; executionMs?: number; startedAt?: number; finishedAt?: number };
 }
 
 /** The node's own records of the run's invocations (timings as it measured them). */
@@ -303,11 +407,105 @@ function measure(
     const all = median(lists.flat()) ?? fallback;
     return trace.functions.map((_, f) => median(lists[f]) ?? all);
   };
+  const meanAsked = requested.map((r) => (r.length ? r.reduce((a, b) => a + b, 0) / r.length : 0));
   return {
     startMs: perFunction(starts, 60),
     runOverheadMs: perFunction(overheads, 0),
     stopMs: perFunction(stopsOf, 0),
+    share: fitCpuShare(records, new Map(names.map((name, f) => [name, meanAsked[f]]))),
   };
+}
+
+/**
+ * Processor sharing fitted to one live run's execution times (the node's
+ * startedAt and finishedAt of each succeeded invocation, nothing about
+ * cold starts): with `k` the mean number of invocations executing on the
+ * node during an invocation (itself included) and `R` its function's mean
+ * requested time,
+ *
+ *   executionMs ≈ scale × R × max(1, k / cores) + fixedMs,
+ *
+ * least squares for scale and fixedMs at each `cores` on a grid, the best
+ * fit kept. The simulator then shares `cores` among running invocations,
+ * each needing scale × its requested time of one core, plus fixedMs.
+ */
+export interface CpuFit {
+  cores: number;
+  scale: number;
+  fixedMs: number;
+  /** Root mean square error of the fit (ms), and over how many invocations. */
+  rmsMs: number;
+  samples: number;
+}
+
+function fitCpuShare(records: InvocationTimes[], asked: Map<string, number>): CpuFit {
+  const runs = records
+    .filter((r) => r.status === 'succeeded')
+    .map((r) => ({
+      start: r.timings.startedAt,
+      end: r.timings.finishedAt,
+      ms: r.timings.executionMs,
+      asked: asked.get(r.functionName),
+    }))
+    .filter(
+      (r): r is { start: number; end: number; ms: number; asked: number } =>
+        typeof r.start === 'number' &&
+        typeof r.end === 'number' &&
+        typeof r.ms === 'number' &&
+        typeof r.asked === 'number' &&
+        r.end > r.start,
+    );
+  // Time-averaged concurrency over each run (itself included), by a sweep over all runs.
+  const k = runs.map((run) => {
+    let overlap = 0;
+    for (const other of runs)
+      overlap += Math.max(0, Math.min(run.end, other.end) - Math.max(run.start, other.start));
+    return overlap / (run.end - run.start);
+  });
+  let best: CpuFit = { cores: 1, scale: 1, fixedMs: 0, rmsMs: Infinity, samples: runs.length };
+  for (let cores = 0.25; cores <= 4.0001; cores += 0.05) {
+    const x = runs.map((run, i) => run.asked * Math.max(1, k[i] / cores));
+    const y = runs.map((run) => run.ms);
+    const fit = leastSquares(x, y);
+    if (!fit) continue;
+    if (fit.rms < best.rmsMs)
+      best = {
+        cores: Math.round(cores * 100) / 100,
+        scale: fit.slope,
+        fixedMs: fit.intercept,
+        rmsMs: fit.rms,
+        samples: runs.length,
+      };
+  }
+  return best;
+}
+
+/** y ≈ slope × x + intercept with both ≥ 0 (intercept 0 and the slope refitted when it would be < 0). */
+function leastSquares(
+  x: number[],
+  y: number[],
+): { slope: number; intercept: number; rms: number } | undefined {
+  const n = x.length;
+  if (n < 10) return undefined;
+  const mx = x.reduce((a, b) => a + b, 0) / n;
+  const my = y.reduce((a, b) => a + b, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  for (let i = 0; i < n; i++) {
+    sxx += (x[i] - mx) ** 2;
+    sxy += (x[i] - mx) * (y[i] - my);
+  }
+  if (sxx === 0) return undefined;
+  let slope = sxy / sxx;
+  let intercept = my - slope * mx;
+  if (intercept < 0) {
+    intercept = 0;
+    slope = x.reduce((a, xi, i) => a + xi * y[i], 0) / x.reduce((a, xi) => a + xi * xi, 0);
+  }
+  if (!(slope > 0)) return undefined;
+  let sse = 0;
+  for (let i = 0; i < n; i++) sse += (slope * x[i] + intercept - y[i]) ** 2;
+  return { slope, intercept, rms: Math.sqrt(sse / n) };
 }
 
 async function bigTrace(args: Args): Promise<unknown> {
@@ -329,6 +527,7 @@ async function bigTrace(args: Args): Promise<unknown> {
       .slice(0, functions),
   };
   const invocations = trace.functions.reduce((s, f) => s + f.counts.reduce((a, b) => a + b, 0), 0);
+  const floorSeconds = await replayFloor(trace, minutes, num(args['resolution-ms']));
   const results: PolicyResult[] = await simulate(trace, {
     policies: KEEP_ALIVE_POLICY_NAMES,
     memoryBudgetMb: num(args['big-budget-mb']),
@@ -349,6 +548,7 @@ async function bigTrace(args: Args): Promise<unknown> {
         'failed',
         'pre-warm hits',
         'sim wall s',
+        'sim CPU s',
       ],
       results.map((r) => [
         r.policy,
@@ -358,6 +558,7 @@ async function bigTrace(args: Args): Promise<unknown> {
         r.failed,
         r.prewarmHits,
         r.wallSeconds,
+        r.cpuSeconds,
       ]),
       {
         title: `${functions} functions × ${minutes} min (${invocations} invocations), budget ${String(args['big-budget-mb'])} MB`,
@@ -375,6 +576,10 @@ async function bigTrace(args: Args): Promise<unknown> {
       wastedVsFixed: r.wastedMemoryGbS / fixed.wastedMemoryGbS,
     }));
   console.log(
+    `floor (same schedule through the same clock and step loop, one timer per invocation, no pool): ${floorSeconds.toFixed(2)} s; ` +
+      results.map((r) => `${r.policy} ×${(r.wallSeconds / floorSeconds).toFixed(1)}`).join(', '),
+  );
+  console.log(
     `refused: ${results.map((r) => `${r.policy} ${((100 * r.failed) / r.invocations).toFixed(3)} %`).join(', ')}`,
   );
   for (const v of verdicts)
@@ -386,6 +591,7 @@ async function bigTrace(args: Args): Promise<unknown> {
     maxConcurrency,
     minutes,
     invocations,
+    floorSeconds,
     budgetMb: num(args['big-budget-mb']),
     results: results.map(({ perFunction: _p, data: _d, ...r }) => r),
     fixedAtLeastTenPercent: fixed.coldStartRatio >= 0.1,
@@ -393,4 +599,36 @@ async function bigTrace(args: Args): Promise<unknown> {
     refusedShare: Object.fromEntries(results.map((r) => [r.policy, r.failed / r.invocations])),
     verdicts,
   };
+}
+
+/**
+ * The baseline the simulator's speed is given against, timed in the same
+ * run: the same schedule (built the same way) through the same ManualClock
+ * and step loop, each invocation one timer for its requested time, no pool
+ * or policy. Seconds from the schedule's first arrival to its last finish.
+ */
+async function replayFloor(trace: Trace, minutes: number, resolutionMs: number): Promise<number> {
+  const schedule = buildSchedule(trace, { minutes, warmupMinutes: 0, iat: 'exponential', seed: 1 });
+  const start = performance.now();
+  const clock = new ManualClock(0);
+  const n = schedule.atMs.length;
+  let done = 0;
+  const finish = (): void => {
+    done += 1;
+  };
+  let i = 0;
+  for (;;) {
+    const next = Math.min(i < n ? schedule.atMs[i] : Infinity, clock.nextDue() ?? Infinity);
+    if (next === Infinity) break;
+    const stepEnd = next + resolutionMs;
+    while (i < n && schedule.atMs[i] <= stepEnd) {
+      clock.advanceTo(schedule.atMs[i]);
+      clock.setTimer(schedule.durationMs[i], finish);
+      i += 1;
+    }
+    clock.advanceTo(stepEnd);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  if (done !== n) throw new Error(`floor replay finished ${done} of ${n}`);
+  return (performance.now() - start) / 1000;
 }

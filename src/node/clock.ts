@@ -34,19 +34,18 @@ export const systemClock: Clock = {
 
 /** A ManualClock timer and its handle in one object (a simulation sets millions). */
 class ManualTimer implements Timer {
-  cancelled = false;
+  /** Its place in the clock's heap; -1 once it fired or was cancelled. */
+  index = -1;
 
   constructor(
     readonly at: number,
     readonly seq: number,
     readonly fire: () => void,
-    private readonly onCancel: () => void,
+    private readonly clock: ManualClock,
   ) {}
 
   cancel(): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
-    this.onCancel();
+    if (this.index >= 0) this.clock.remove(this);
   }
 }
 
@@ -57,15 +56,16 @@ function earlier(a: ManualTimer, b: ManualTimer): boolean {
 /**
  * A clock that moves only when told to: `advance(ms)` fires every timer that
  * falls due, in due-time order (ties in the order they were set), each seeing
- * `now()` equal to its due time. Timers sit in a binary heap, so a simulation
- * with many instances stays O(log n) a timer.
+ * `now()` equal to its due time. Timers sit in a binary heap that knows each
+ * timer's place, so a cancel takes it out at once (a simulation cancels an
+ * invocation's timeout for every invocation): O(log n) a timer, and the heap
+ * holds only live ones.
  *
  * @example const clock = new ManualClock(0); clock.setTimer(10, f); clock.advance(10); // f ran
  */
 export class ManualClock implements Clock {
   private current: number;
   private seq = 0;
-  private live = 0;
   private readonly heap: ManualTimer[] = [];
 
   constructor(start = 0) {
@@ -77,25 +77,21 @@ export class ManualClock implements Clock {
   }
 
   setTimer(ms: number, fire: () => void): Timer {
-    const timer = new ManualTimer(this.current + Math.max(0, ms), this.seq++, fire, this.onCancel);
-    this.push(timer);
-    this.live += 1;
+    const timer = new ManualTimer(this.current + Math.max(0, ms), this.seq++, fire, this);
+    const heap = this.heap;
+    timer.index = heap.length;
+    heap.push(timer);
+    this.up(timer.index);
     return timer;
   }
 
-  private readonly onCancel = (): void => {
-    this.live -= 1;
-    this.compactIfMostlyCancelled();
-  };
-
   /** Timers set and not yet fired or cancelled. */
   pending(): number {
-    return this.live;
+    return this.heap.length;
   }
 
   /** The due time of the next live timer, if any. */
   nextDue(): number | undefined {
-    this.dropCancelled();
     return this.heap[0]?.at;
   }
 
@@ -105,63 +101,60 @@ export class ManualClock implements Clock {
   }
 
   advanceTo(target: number): void {
+    const heap = this.heap;
     for (;;) {
-      this.dropCancelled();
-      const timer = this.heap[0];
-      if (!timer || timer.at > target) break;
-      this.pop();
-      timer.cancelled = true;
-      this.live -= 1;
-      this.current = Math.max(this.current, timer.at);
+      const timer = heap[0];
+      if (timer === undefined || timer.at > target) break;
+      this.remove(timer);
+      if (timer.at > this.current) this.current = timer.at;
       timer.fire();
     }
-    this.current = Math.max(this.current, target);
+    if (target > this.current) this.current = target;
   }
 
-  /**
-   * Cancelled timers stay in the heap until they reach its top; a simulation
-   * that re-arms a keep-alive per invocation would pile up millions of them
-   * (and keep what their callbacks hold alive), so rebuild when they dominate.
-   */
-  private compactIfMostlyCancelled(): void {
+  /** Takes a timer out of the heap (it fired or was cancelled). */
+  remove(timer: ManualTimer): void {
     const heap = this.heap;
-    if (heap.length < 1024 || heap.length < 4 * this.live) return;
-    const kept = heap.filter((timer) => !timer.cancelled);
-    heap.length = 0;
-    for (const timer of kept) this.push(timer);
+    const i = timer.index;
+    timer.index = -1;
+    const last = heap.pop()!;
+    if (last === timer) return;
+    heap[i] = last;
+    last.index = i;
+    if (i > 0 && earlier(last, heap[(i - 1) >> 1])) this.up(i);
+    else this.down(i);
   }
 
-  private dropCancelled(): void {
-    while (this.heap.length > 0 && this.heap[0].cancelled) this.pop();
-  }
-
-  private push(timer: ManualTimer): void {
+  private up(i: number): void {
     const heap = this.heap;
-    heap.push(timer);
-    let i = heap.length - 1;
+    const timer = heap[i];
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!earlier(heap[i], heap[parent])) break;
-      [heap[i], heap[parent]] = [heap[parent], heap[i]];
+      const above = heap[parent];
+      if (!earlier(timer, above)) break;
+      heap[i] = above;
+      above.index = i;
       i = parent;
     }
+    heap[i] = timer;
+    timer.index = i;
   }
 
-  private pop(): void {
+  private down(i: number): void {
     const heap = this.heap;
-    const last = heap.pop()!;
-    if (heap.length === 0) return;
-    heap[0] = last;
-    let i = 0;
+    const n = heap.length;
+    const timer = heap[i];
     for (;;) {
       const left = 2 * i + 1;
+      if (left >= n) break;
       const right = left + 1;
-      let smallest = i;
-      if (left < heap.length && earlier(heap[left], heap[smallest])) smallest = left;
-      if (right < heap.length && earlier(heap[right], heap[smallest])) smallest = right;
-      if (smallest === i) return;
-      [heap[i], heap[smallest]] = [heap[smallest], heap[i]];
-      i = smallest;
+      const child = right < n && earlier(heap[right], heap[left]) ? right : left;
+      if (!earlier(heap[child], timer)) break;
+      heap[i] = heap[child];
+      heap[i].index = i;
+      i = child;
     }
+    heap[i] = timer;
+    timer.index = i;
   }
 }

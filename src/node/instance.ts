@@ -90,7 +90,22 @@ export class Instance {
   /** How it started: its own module import (cold) or from the version's snapshot. */
   startPath: 'cold' | 'restore' = 'cold';
   invocations = 0;
+  /**
+   * Keep-alive expiry is lazy (see Pool): the timer may be due before the
+   * deadline (the instance was used and went idle again since it was set),
+   * and then it re-arms for the rest when it fires. `keepAliveAt` is the
+   * timer's due time, `keepAliveDeadline` when the instance really expires
+   * (Infinity while it is busy, or when the policy keeps it until evicted).
+   */
   keepAliveTimer: Timer | undefined;
+  keepAliveAt = Number.POSITIVE_INFINITY;
+  keepAliveDeadline = Number.POSITIVE_INFINITY;
+  /**
+   * The pool's set of idle instances of the function this instance serves
+   * while it is one of that function's instances (the pool keeps it, so a
+   * state change finds it without a look-up by name).
+   */
+  idleSet: Set<Instance> | undefined;
   /** Freezes the instance once its pause grace has passed idle (see Pool). */
   pauseTimer: Timer | undefined;
   /** A freeze under way: a thaw waits for it first. */
@@ -279,19 +294,36 @@ export class Instance {
   /** Takes one of the instance's concurrency slots for an invocation about to be sent. */
   reserve(details?: unknown): void {
     this.inFlight += 1;
-    this.clearKeepAlive();
+    // The keep-alive timer stays: it finds the instance busy (or idle with a
+    // later deadline) when it fires, so an invocation does not cancel and
+    // set a timer each time.
+    this.keepAliveDeadline = Number.POSITIVE_INFINITY;
+    this.clearPause();
     this.setState('busy', details);
   }
 
   /** Sends one invocation (after `reserve`) and settles with the handler's value or an error. */
   invoke(id: string, event: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => this.invokeThen(id, event, resolve, reject));
+  }
+
+  /**
+   * `invoke` with callbacks instead of a promise: exactly one of them is
+   * called, never inside this call (the trace simulator runs millions of
+   * invocations and spares the promise).
+   */
+  invokeThen(
+    id: string,
+    event: unknown,
+    resolve: (value: unknown) => void,
+    reject: (error: PetriError) => void,
+  ): void {
     this.invocations += 1;
-    const deadline = this.clock.now() + this.fn.spec.timeoutMs;
-    return new Promise((resolve, reject) => {
-      const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
-      this.pending.set(id, { resolve, reject, timer, startedAt: this.clock.now() });
-      this.sandbox.send({ type: 'invoke', id, event, deadline });
-    });
+    const now = this.clock.now();
+    const timeoutMs = this.fn.spec.timeoutMs;
+    const timer = this.clock.setTimer(timeoutMs, () => this.onTimeout(id));
+    this.pending.set(id, { resolve, reject, timer, startedAt: now });
+    this.sandbox.send({ type: 'invoke', id, event, deadline: now + timeoutMs });
   }
 
   /**
@@ -349,6 +381,13 @@ export class Instance {
   clearKeepAlive(): void {
     this.keepAliveTimer?.cancel();
     this.keepAliveTimer = undefined;
+    this.keepAliveAt = Number.POSITIVE_INFINITY;
+    this.keepAliveDeadline = Number.POSITIVE_INFINITY;
+    this.clearPause();
+  }
+
+  /** Cancels the pause timer. */
+  clearPause(): void {
     this.pauseTimer?.cancel();
     this.pauseTimer = undefined;
   }
@@ -410,14 +449,18 @@ export class Instance {
    */
   private outputOwner(): string | undefined {
     if (this.pending.size === 1) return this.pending.keys().next().value;
-    const trailing = this.trailing;
-    if (this.pending.size === 0 && trailing && this.clock.now() < trailing.until)
-      return trailing.id;
+    if (
+      this.pending.size === 0 &&
+      this.trailingId !== undefined &&
+      this.clock.now() < this.trailingUntil
+    )
+      return this.trailingId;
     return undefined;
   }
 
   /** The last invocation that finished alone, and until when its output may trail. */
-  private trailing: { id: string; until: number } | undefined;
+  private trailingId: string | undefined;
+  private trailingUntil = 0;
 
   private onMessage(message: FromInstance): void {
     switch (message.type) {
@@ -492,8 +535,10 @@ export class Instance {
     this.pending.delete(id);
     pending.timer.cancel();
     if (pending.phases) this.finishedPhases.set(id, pending.phases.finish());
-    this.trailing =
-      this.pending.size === 0 ? { id, until: this.clock.now() + OUTPUT_TRAIL_MS } : undefined;
+    if (this.pending.size === 0) {
+      this.trailingId = id;
+      this.trailingUntil = this.clock.now() + OUTPUT_TRAIL_MS;
+    } else this.trailingId = undefined;
     action(pending);
   }
 
@@ -511,7 +556,7 @@ export class Instance {
     this.clearKeepAlive();
     const wasStopping = this.state === 'stopping';
     this.setState('dead', { exitCode: exit.code, signal: exit.signal, oomKilled: exit.oomKilled });
-    this.settleReady(exitError(exit, 'while starting'));
+    if (this.readyWaiter) this.settleReady(exitError(exit, 'while starting'));
     for (const id of [...this.pending.keys()]) {
       this.settle(id, (p) =>
         p.reject(

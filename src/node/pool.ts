@@ -71,6 +71,12 @@ export interface FunctionEntry {
   demandStartLimit?: number;
   /** Invocations waiting on a cold start made for them (in no queue and on no instance yet). */
   awaitingStart?: number;
+  /**
+   * Its idle or paused instances (any version), in the order they became
+   * idle: what a start needs to look at when the function runs one
+   * invocation per instance, instead of every instance it has.
+   */
+  idle: Set<Instance>;
 }
 
 export interface PoolHooks {
@@ -155,6 +161,7 @@ export class Pool {
         starting: 0,
         queue: [],
         arrivals: 0,
+        idle: new Set(),
       });
       return;
     }
@@ -209,6 +216,20 @@ export class Pool {
     onColdStart?: OnNewInstance,
     record: FunctionRecord = entry.record,
   ): Promise<Slot> {
+    return this.acquireNow(entry, onColdStart, record);
+  }
+
+  /**
+   * `acquire`, with the slot itself when the start-path policy chose a warm
+   * instance (nothing to wait for) and a promise otherwise, so a warm
+   * invocation costs no promise. Throws (does not reject) only what
+   * `acquire` would reject with before any wait.
+   */
+  acquireNow(
+    entry: FunctionEntry,
+    onColdStart?: OnNewInstance,
+    record: FunctionRecord = entry.record,
+  ): Slot | Promise<Slot> {
     entry.arrivals += 1;
     this.observeArrival(entry.record.name);
     const { decision, chosen } = this.decide(entry, record);
@@ -258,7 +279,9 @@ export class Pool {
   /** Called when an instance died: forget it and let queued work use the room. */
   forget(instance: Instance): void {
     instance.clearKeepAlive();
-    this.functions.get(instance.functionName)?.instances.delete(instance);
+    const entry = this.functions.get(instance.functionName);
+    if (entry?.instances.delete(instance)) entry.idle.delete(instance);
+    instance.idleSet = undefined;
     this.untrack(instance);
     this.serveAllQueues();
   }
@@ -272,6 +295,7 @@ export class Pool {
       this.accrueIdle();
       this.idleById.set(instance.id, instance);
       this.idleMbTotal += instance.memoryMb;
+      instance.idleSet?.add(instance);
     }
     instance.stateListener = (changed, from) => this.stateChanged(changed, from);
   }
@@ -295,13 +319,22 @@ export class Pool {
       this.accrueIdle();
       this.idleById.delete(instance.id);
       this.idleMbTotal -= instance.memoryMb;
+      instance.idleSet?.delete(instance);
     }
     if (!was && now) {
       this.accrueIdle();
       this.idleById.set(instance.id, instance);
       this.idleMbTotal += instance.memoryMb;
+      instance.idleSet?.add(instance);
     }
     if (instance.state === 'dead') this.liveMb -= instance.memoryMb;
+  }
+
+  /** Makes the instance one of the entry's (its idle set follows its state from now on). */
+  private join(entry: FunctionEntry, instance: Instance): void {
+    entry.instances.add(instance);
+    instance.idleSet = entry.idle;
+    if (isIdle(instance)) entry.idle.add(instance);
   }
 
   /** The most invocations in flight at once since the last call (a placement window). */
@@ -509,7 +542,7 @@ export class Pool {
       void this.retire(instance);
       return;
     }
-    current.instances.add(instance);
+    this.join(current, instance);
     this.track(instance);
     this.serveQueue(current);
     if (instance.state === 'idle') {
@@ -537,7 +570,7 @@ export class Pool {
     entry: FunctionEntry,
     record: FunctionRecord,
   ): { decision: StartDecision; chosen?: Instance } {
-    const { options, byId } = this.startOptions(entry, record);
+    const { options, candidates } = this.startOptions(entry, record);
     const decision = this.startPolicy.choose(options, this.view());
     const invalid = invalidDecision(decision, options);
     if (invalid !== undefined) {
@@ -546,7 +579,10 @@ export class Pool {
         `start-path policy "${this.startPolicy.name}" chose ${decision.path}: ${invalid}`,
       );
     }
-    const chosen = 'instanceId' in decision ? byId.get(decision.instanceId) : undefined;
+    let chosen: Instance | undefined;
+    if ('instanceId' in decision)
+      for (const candidate of candidates)
+        if (candidate.id === decision.instanceId) chosen = candidate;
     if (chosen && this.aheadUnused.has(chosen)) {
       this.aheadUnused.delete(chosen);
       this.aheadStats.hits += 1;
@@ -554,35 +590,44 @@ export class Pool {
     return { decision, chosen };
   }
 
+  /**
+   * The start-path policy's options: warm and paused instances of the
+   * version (for a function with one invocation per instance, only its idle
+   * set is walked: a busy one has no room), and whether its cap allows one
+   * more, counted only if the policy asks.
+   */
   private startOptions(
     entry: FunctionEntry,
     record: FunctionRecord,
   ): {
     options: StartOptions;
-    byId: Map<string, Instance>;
+    candidates: Instance[];
   } {
     const warm: InstanceView[] = [];
     const paused: InstanceView[] = [];
-    const byId = new Map<string, Instance>();
-    for (const instance of entry.instances) {
+    const candidates: Instance[] = [];
+    const walk = record.spec.concurrency === 1 ? entry.idle : entry.instances;
+    for (const instance of walk) {
       if (instance.version !== record.version) continue;
       const list = instance.hasRoom() ? warm : instance.state === 'paused' ? paused : undefined;
       if (!list) continue;
       list.push(instance.view());
-      byId.set(instance.id, instance);
+      candidates.push(instance);
     }
     const cap = record.spec.maxInstances ?? this.limits.maxInstancesPerFunction;
-    const options: StartOptions = Object.freeze({
-      functionName: record.name,
-      version: record.version,
-      memoryMb: record.spec.memoryMb,
-      warm: Object.freeze(warm),
-      paused: Object.freeze(paused),
-      prewarms: this.hooks.prewarmsFor?.(record) ?? 0,
-      snapshotReady: this.hooks.snapshotReady?.(record) ?? false,
-      belowCap: this.liveCount(entry, record.version) < cap,
-    });
-    return { options, byId };
+    const options: StartOptions = Object.freeze(
+      new Options(
+        record.name,
+        record.version,
+        record.spec.memoryMb,
+        Object.freeze(warm),
+        Object.freeze(paused),
+        this.hooks.prewarmsFor?.(record) ?? 0,
+        this.hooks.snapshotReady?.(record) ?? false,
+        () => this.liveCount(entry, record.version) < cap,
+      ),
+    );
+    return { options, candidates };
   }
 
   /** Thaws a paused instance for one invocation; if it cannot run again, tries anew. */
@@ -722,7 +767,7 @@ export class Pool {
       this.observeStarted(instance, begun);
       this.reserve(instance);
       const current = this.functions.get(record.name);
-      current?.instances.add(instance);
+      if (current) this.join(current, instance);
       this.track(instance);
       if (current) this.serveQueue(current);
       return instance;
@@ -767,6 +812,7 @@ export class Pool {
    * ask for another version.
    */
   private serveQueue(entry: FunctionEntry): void {
+    if (entry.queue.length === 0) return;
     const blocked = new Set<number>();
     for (let i = 0; i < entry.queue.length;) {
       const waiter = entry.queue[i]!;
@@ -846,18 +892,40 @@ export class Pool {
     return false;
   }
 
+  /**
+   * Sets when an idle instance expires. Lazy: the instance keeps one timer,
+   * which is set again only when its due time is later than the new
+   * deadline; when it fires early (the instance was used since) it re-arms
+   * for what is left, and a busy instance's release arms it anew.
+   */
   private armKeepAlive(instance: Instance): void {
-    instance.clearKeepAlive();
+    instance.clearPause();
     const ms = this.policy.keepAliveMs(instance.view(), this.view());
-    // Infinity: kept until the policy picks it to make room.
-    if (!Number.isFinite(ms)) return;
+    // Infinity: kept until the policy picks it to make room (a pending timer finds no deadline).
+    const deadline = this.clock.now() + Math.max(0, ms);
+    instance.keepAliveDeadline = deadline;
+    if (!Number.isFinite(deadline) || instance.keepAliveAt <= deadline) return;
+    instance.keepAliveTimer?.cancel();
+    this.setKeepAliveTimer(instance, deadline);
+  }
+
+  private setKeepAliveTimer(instance: Instance, at: number): void {
+    instance.keepAliveAt = at;
     instance.keepAliveTimer = this.clock.setTimer(
-      ms,
-      () => {
-        if (isIdle(instance)) void this.retire(instance);
-      },
+      at - this.clock.now(),
+      () => this.keepAliveDue(instance),
       { background: true },
     );
+  }
+
+  private keepAliveDue(instance: Instance): void {
+    instance.keepAliveTimer = undefined;
+    instance.keepAliveAt = Number.POSITIVE_INFINITY;
+    if (!isIdle(instance)) return; // busy: its release sets the deadline again
+    const deadline = instance.keepAliveDeadline;
+    if (!Number.isFinite(deadline)) return;
+    if (deadline > this.clock.now()) this.setKeepAliveTimer(instance, deadline);
+    else void this.retire(instance);
   }
 
   /** Freezes the instance once it has been idle for the pause grace (after `armKeepAlive`). */
@@ -884,5 +952,31 @@ export class Pool {
 
   private async retire(instance: Instance): Promise<void> {
     await instance.stop();
+  }
+}
+
+/**
+ * StartOptions whose `belowCap` is counted when first read (a warm start
+ * never asks); frozen like the rest, the memo lives in a private field.
+ */
+class Options implements StartOptions {
+  #below: boolean | undefined;
+  readonly #countBelowCap: () => boolean;
+
+  constructor(
+    readonly functionName: string,
+    readonly version: number,
+    readonly memoryMb: number,
+    readonly warm: readonly InstanceView[],
+    readonly paused: readonly InstanceView[],
+    readonly prewarms: number,
+    readonly snapshotReady: boolean,
+    countBelowCap: () => boolean,
+  ) {
+    this.#countBelowCap = countBelowCap;
+  }
+
+  get belowCap(): boolean {
+    return (this.#below ??= this.#countBelowCap());
   }
 }

@@ -40,6 +40,8 @@ export interface HybridWindows {
 class IdleTimes {
   readonly counts: Uint32Array;
   inRange = 0;
+  /** Σ count² over the bins, kept as counts grow, so the spread costs no pass over them. */
+  squares = 0;
   outOfRange = 0;
   /** Exponentially smoothed idle time beyond the range (ms), for the forecast. */
   forecastMs: number | undefined;
@@ -138,6 +140,7 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
     times.cached = undefined;
     const bin = Math.floor(idleMs / this.o.binMs);
     if (bin < this.o.bins) {
+      times.squares += 2 * times.counts[bin] + 1;
       times.counts[bin] += 1;
       times.inRange += 1;
       return;
@@ -160,7 +163,7 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
         keepAliveMs: Math.round(2 * f * o.forecastMargin),
       };
     }
-    if (coefficientOfVariation(times.counts) <= o.cvThreshold) return fallback;
+    if (spread(times.inRange, times.squares, times.counts.length) <= o.cvThreshold) return fallback;
     const head = percentileBin(times.counts, times.inRange, o.headPercentile);
     const tail = percentileBin(times.counts, times.inRange, o.tailPercentile);
     const prewarmMs = Math.round(head * o.binMs * (1 - o.margin));
@@ -189,4 +192,11 @@ export function coefficientOfVariation(counts: Uint32Array): number {
   let squares = 0;
   for (const c of counts) squares += (c - mean) ** 2;
   return Math.sqrt(squares / counts.length) / mean;
+}
+
+/** `coefficientOfVariation` from the sum and the sum of squares of `n` counts. */
+function spread(sum: number, squares: number, n: number): number {
+  if (sum === 0) return 0;
+  const mean = sum / n;
+  return Math.sqrt(Math.max(0, squares / n - mean * mean)) / mean;
 }

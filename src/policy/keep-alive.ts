@@ -52,8 +52,13 @@ export class KeepAliveByFunction implements KeepAlivePolicy {
 
   /** The policy that decides for `functionName`. */
   of(functionName: string): KeepAlivePolicy {
-    return this.named(this.policyOf(functionName) ?? this.defaultName);
+    const name = this.policyOf(functionName);
+    if (name === undefined || name === this.defaultName)
+      return (this.defaultPolicy ??= this.named(this.defaultName));
+    return this.named(name);
   }
+
+  private defaultPolicy: KeepAlivePolicy | undefined;
 
   private named(name: KeepAlivePolicyName): KeepAlivePolicy {
     let policy = this.policies.get(name);

@@ -10,6 +10,7 @@ import type {
   SandboxSpec,
   Usage,
 } from '../sandbox/index.ts';
+import type { CpuShare } from './cpu-share.ts';
 
 const NO_USAGE: Usage = { cpuMs: 0, peakMemoryBytes: 0, netRxBytes: 0, netTxBytes: 0 };
 const KILLED: SandboxExit = { code: null, signal: 'SIGKILL', oomKilled: false, stderrTail: '' };
@@ -18,6 +19,9 @@ const KILLED: SandboxExit = { code: null, signal: 'SIGKILL', oomKilled: false, s
  * The simulator's sandbox driver: no processes, only time. A sandbox is
  * ready `startMs(function)` after it was made, and answers an invocation
  * `{durationMs}` that long after it was sent, all on the simulated clock.
+ * With a CpuShare, an invocation `{cpuMs, durationMs}` first gets `cpuMs`
+ * of a core shared with every other running invocation, then waits
+ * `durationMs` more (time that takes no CPU of the node's).
  */
 export class SimDriver implements SandboxDriver {
   readonly name = 'sim';
@@ -27,6 +31,7 @@ export class SimDriver implements SandboxDriver {
     private readonly startMs: (functionName: string) => number,
     /** Time from kill to exit (a stopping instance holds its memory until then). */
     private readonly stopMs: (functionName: string) => number = () => 0,
+    private readonly cpu?: CpuShare,
   ) {}
 
   capabilities(): IsolationReport {
@@ -39,6 +44,7 @@ export class SimDriver implements SandboxDriver {
       this.clock,
       this.clock.now() + this.startMs(spec.functionName),
       this.stopMs(spec.functionName),
+      this.cpu,
     );
   }
 
@@ -58,15 +64,22 @@ class SimSandbox implements Sandbox {
     private readonly clock: Clock,
     private readonly readyAt: number,
     private readonly stopMs: number,
+    private readonly cpu: CpuShare | undefined,
   ) {}
 
   send(message: ToInstance): void {
     if (message.type !== 'invoke' || this.dead) return;
-    const event = message.event as { durationMs?: unknown } | null;
+    const event = message.event as { durationMs?: unknown; cpuMs?: unknown } | null;
     const ms = typeof event?.durationMs === 'number' ? event.durationMs : 0;
-    this.clock.setTimer(ms, () => {
+    const answer = (): void => {
       if (!this.dead) this.emitMessage({ type: 'result', id: message.id, value: null });
-    });
+    };
+    const cpuMs = typeof event?.cpuMs === 'number' ? event.cpuMs : 0;
+    if (this.cpu && cpuMs > 0)
+      this.cpu.run(cpuMs, () => {
+        if (!this.dead) this.clock.setTimer(ms, answer);
+      });
+    else this.clock.setTimer(ms, answer);
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {

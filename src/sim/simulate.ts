@@ -1,5 +1,5 @@
 import { PetriError } from '../errors.ts';
-import { Instance, ManualClock, Pool, type PoolLimits } from '../node/index.ts';
+import { Instance, ManualClock, Pool, type PoolLimits, type Slot } from '../node/index.ts';
 import {
   KeepAliveByFunction,
   makeKeepAlivePolicy,
@@ -21,6 +21,7 @@ import {
   syntheticFunctionName,
   syntheticLimits,
 } from '../workload/index.ts';
+import { CpuShare } from './cpu-share.ts';
 import { SimDriver } from './driver.ts';
 import { type PolicyFigures, coldOf, policyFigures } from './figures.ts';
 import { coldStartStats } from './metrics.ts';
@@ -43,6 +44,13 @@ export interface SimOptions {
    * index. Default: the requested time (a node with no overhead).
    */
   runMs?: (fnIndex: number, requestedMs: number) => number;
+  /**
+   * Processor sharing (see CpuShare): the node's `cores` shared by every
+   * running invocation, each needing `demandMs(fnIndex, requestedMs)` of
+   * one core; `runMs` is then the time an invocation takes beyond its CPU
+   * (default 0). Absent: each invocation takes `runMs` whatever else runs.
+   */
+  cpu?: { cores: number; demandMs: (fnIndex: number, requestedMs: number) => number };
   /** Time from an instance's kill to its exit (ms), as measured on the node; by trace index. Default 0. */
   stopMs?: (fnIndex: number) => number;
   maxInstancesPerFunction?: number;
@@ -88,6 +96,8 @@ export interface PolicyResult {
   slowdown: number;
   /** Seconds the simulation itself took (not its summary). */
   wallSeconds: number;
+  /** CPU seconds of this process over the same span (user + system, all its threads). */
+  cpuSeconds: number;
   /** The figures `petri report` puts beside a live run's (same code). */
   figures: PolicyFigures;
   /** Every invocation, as `petri load` records them. */
@@ -122,6 +132,7 @@ async function simulateOne(
   options: SimOptions,
 ): Promise<PolicyResult> {
   const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
   const clock = new ManualClock(0);
   const names = trace.functions.map(syntheticFunctionName);
   const indexOf = new Map(names.map((name, i) => [name, i]));
@@ -130,6 +141,7 @@ async function simulateOne(
     clock,
     (name) => options.startMs(indexOf.get(name) ?? 0),
     stopMs ? (name) => stopMs(indexOf.get(name) ?? 0) : undefined,
+    options.cpu ? new CpuShare(clock, options.cpu.cores) : undefined,
   );
   const windowStart = schedule.warmupMinutes * schedule.minuteMs;
   const windowEnd = (schedule.warmupMinutes + schedule.minutes) * schedule.minuteMs;
@@ -158,8 +170,8 @@ async function simulateOne(
           record,
           sandboxSpec(record, started++),
           {
-            onState: (instance, state) => {
-              meter.change(instance, state);
+            onState: (instance, state, _details, from) => {
+              meter.change(state, from);
               if (state === 'dead') pool.forget(instance);
             },
             onLog: () => {},
@@ -194,40 +206,69 @@ async function simulateOne(
   clock.setTimer(windowStart, () => (idleAtStart = pool.idleMemoryMbMs()));
   clock.setTimer(windowEnd, () => (idleAtEnd = pool.idleMemoryMbMs()));
   const runMs = options.runMs;
+  const cpu = options.cpu;
   let queued = 0;
   let queuedMsSum = 0;
   let served = 0;
   let outstanding = 0;
-  const run = async (i: number): Promise<void> => {
+  // One invocation, on callbacks: a warm slot comes back at once and the
+  // result by the instance's callback, so most invocations make no promise.
+  const finished = (i: number, instance: Instance, sentAt: number): void => {
+    data.doneMs[i] = clock.now();
+    data.status[i] = 200;
+    data.actualDurationMs[i] = clock.now() - sentAt;
+    pool.release(instance);
+    outstanding -= 1;
+  };
+  const failed = (i: number, instance: Instance | undefined, err: unknown): void => {
+    fail(i, err);
+    if (instance) pool.release(instance);
+    outstanding -= 1;
+  };
+  const dispatch = (i: number, receivedAt: number, slot: Slot): void => {
+    const path =
+      slot.startPath === 'warm' ? WARM : START_PATHS.indexOf(slot.startPath as StartPath);
+    data.start[i] = Math.max(0, path);
+    if (schedule.warmup[i] === 0) {
+      const wait = Math.max(0, slot.dispatchedAt - receivedAt);
+      served += 1;
+      queuedMsSum += wait;
+      if (wait > 0) queued += 1;
+    }
+    const requested = schedule.durationMs[i];
+    const f = schedule.fn[i];
+    const instance = slot.instance;
+    const sentAt = clock.now();
+    const event = cpu
+      ? { cpuMs: cpu.demandMs(f, requested), durationMs: runMs ? runMs(f, requested) : 0 }
+      : { durationMs: runMs ? runMs(f, requested) : requested };
+    instance.invokeThen(
+      `i${i}`,
+      event,
+      () => finished(i, instance, sentAt),
+      (err) => failed(i, instance, err),
+    );
+  };
+  const coldMarker =
+    (i: number): (() => void) =>
+    () =>
+      (data.start[i] = COLD);
+  const run = (i: number): void => {
     outstanding += 1;
     const receivedAt = clock.now();
-    const counted = schedule.warmup[i] === 0;
+    let got: Slot | Promise<Slot>;
     try {
-      const slot = await pool.acquire(entries[schedule.fn[i]], () => (data.start[i] = COLD));
-      data.start[i] = Math.max(0, START_PATHS.indexOf(slot.startPath as StartPath));
-      if (counted) {
-        const wait = Math.max(0, slot.dispatchedAt - receivedAt);
-        served += 1;
-        queuedMsSum += wait;
-        if (wait > 0) queued += 1;
-      }
-      try {
-        const requested = schedule.durationMs[i];
-        const durationMs = runMs ? runMs(schedule.fn[i], requested) : requested;
-        await slot.instance.invoke(`i${i}`, { durationMs });
-        data.doneMs[i] = clock.now();
-        data.status[i] = 200;
-        data.actualDurationMs[i] = durationMs;
-      } catch (err) {
-        fail(i, err);
-      } finally {
-        pool.release(slot.instance);
-      }
+      got = pool.acquireNow(entries[schedule.fn[i]], coldMarker(i));
     } catch (err) {
-      fail(i, err);
-    } finally {
-      outstanding -= 1;
+      failed(i, undefined, err);
+      return;
     }
+    if (got instanceof Promise)
+      got.then(
+        (slot) => dispatch(i, receivedAt, slot),
+        (err: unknown) => failed(i, undefined, err),
+      );
+    else dispatch(i, receivedAt, got);
   };
 
   const resolution = options.resolutionMs ?? 1;
@@ -242,7 +283,7 @@ async function simulateOne(
     const stepEnd = next + resolution;
     while (i < n && schedule.atMs[i] <= stepEnd) {
       clock.advanceTo(schedule.atMs[i]);
-      void run(i);
+      run(i);
       i += 1;
       if (i % every === 0) options.onProgress?.(policyName, i, n);
     }
@@ -267,6 +308,8 @@ async function simulateOne(
   await stops;
 
   const wallSeconds = (performance.now() - wallStart) / 1000;
+  const used = process.cpuUsage(cpuStart);
+  const cpuSeconds = (used.user + used.system) / 1e6;
   const stats = coldStartStats(
     trace.functions.length,
     schedule.fn,
@@ -303,12 +346,14 @@ async function simulateOne(
       };
     }),
     wallSeconds,
+    cpuSeconds,
     figures,
     data,
   };
 }
 
 const COLD = START_PATHS.indexOf('cold');
+const WARM = START_PATHS.indexOf('warm');
 
 /** The schedule as a load run's records, before any invocation ran. */
 function scheduleRunData(
@@ -362,36 +407,48 @@ function scheduleRunData(
   return data;
 }
 
-/** Integrates live instances over time, inside the measured window. */
+/**
+ * Integrates live instances (starting, idle, paused or busy; not stopping)
+ * over time, inside the measured window: a count and the time it last
+ * changed, so a state change costs no allocation.
+ */
 class InstanceMeter {
   liveMs = 0;
-  private readonly open = new Map<Instance, { state: InstanceState; since: number }>();
+  private live = 0;
+  private since: number;
 
   constructor(
     private readonly clock: ManualClock,
     private readonly from: number,
     private readonly to: number,
-  ) {}
+  ) {
+    this.since = clock.now();
+  }
 
-  change(instance: Instance, state: InstanceState): void {
-    const now = this.clock.now();
-    const previous = this.open.get(instance);
-    if (previous) this.account(previous.state, previous.since, now);
-    if (state === 'dead') this.open.delete(instance);
-    else this.open.set(instance, { state, since: now });
+  /** `from` is absent for an instance's first state (starting). */
+  change(state: InstanceState, from: InstanceState | undefined): void {
+    const was = from !== undefined && isLive(from);
+    const is = isLive(state);
+    if (was === is) return;
+    this.accrue();
+    this.live += is ? 1 : -1;
   }
 
   closeAll(): void {
-    const now = this.clock.now();
-    for (const { state, since } of this.open.values()) this.account(state, since, now);
-    this.open.clear();
+    this.accrue();
+    this.live = 0;
   }
 
-  private account(state: InstanceState, since: number, until: number): void {
-    const ms = Math.max(0, Math.min(until, this.to) - Math.max(since, this.from));
-    if (ms === 0 || state === 'stopping') return;
-    this.liveMs += ms;
+  private accrue(): void {
+    const now = this.clock.now();
+    const ms = Math.min(now, this.to) - Math.max(this.since, this.from);
+    if (ms > 0) this.liveMs += this.live * ms;
+    this.since = now;
   }
+}
+
+function isLive(state: InstanceState): boolean {
+  return state !== 'stopping' && state !== 'dead';
 }
 
 function functionRecord(name: string, fn: Trace['functions'][number]): FunctionRecord {

@@ -79,6 +79,49 @@ async function invokeOnce(
 }
 
 describe('pool on a manual clock', () => {
+  it('keeps one keep-alive timer per instance however often it is used, and follows a shorter keep-alive at once', async () => {
+    const clock = new ManualClock(0);
+    let keepMs = 1000;
+    const policy: KeepAlivePolicy = {
+      name: 'changing',
+      keepAliveMs: () => keepMs,
+      victims: () => [],
+    };
+    const { pool } = timedPool(clock, policy);
+    const fn = record();
+    pool.setFunction(fn);
+    const first = await invokeOnce(pool, fn, clock, { n: 0 });
+    const timers = clock.pending();
+    for (let n = 1; n <= 20; n++) {
+      clock.advance(100);
+      const slot = await invokeOnce(pool, fn, clock, { n });
+      assert.equal(slot.instance, first.instance);
+      // The idle instance's timer is the one set first (lazy expiry), not one per use.
+      assert.equal(clock.pending(), timers, `after use ${n}`);
+    }
+    // Still alive 999 ms after its last use, although its first timer was due long ago.
+    clock.advance(999);
+    assert.equal(first.instance.state, 'idle');
+    clock.advance(1);
+    await flush();
+    assert.equal(first.instance.state, 'dead');
+
+    // A keep-alive shorter than the pending timer's due time takes effect at its own time.
+    const again = await invokeOnce(pool, fn, clock, { n: 21 });
+    keepMs = 5000;
+    clock.advance(10);
+    await invokeOnce(pool, fn, clock, { n: 22 });
+    keepMs = 50;
+    clock.advance(10);
+    await invokeOnce(pool, fn, clock, { n: 23 });
+    clock.advance(49);
+    assert.equal(again.instance.state, 'idle');
+    clock.advance(1);
+    await flush();
+    assert.equal(again.instance.state, 'dead');
+    assert.equal(clock.pending(), 0);
+  });
+
   it('keeps an idle instance exactly as long as the keep-alive policy says', async () => {
     const clock = new ManualClock(1_000_000);
     const { pool, driver } = timedPool(clock);

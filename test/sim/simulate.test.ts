@@ -30,7 +30,7 @@ function options(over: Partial<SimOptions> = {}): SimOptions {
 }
 
 function withoutWall(results: PolicyResult[]): unknown[] {
-  return results.map(({ wallSeconds: _w, ...rest }) => rest);
+  return results.map(({ wallSeconds: _w, cpuSeconds: _c, ...rest }) => rest);
 }
 
 describe('simulate', () => {
