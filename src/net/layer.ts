@@ -526,7 +526,11 @@ async function disableBridgeIpv6(bridge: string): Promise<void> {
  * `all` OR the device says so, so the bridge's 0 alone leaves them on (the
  * default `all` is 1): every routed member-to-member packet then took an
  * inet_peer look-up and a rate-limited ICMP send. `all` = 0 changes no other
- * interface, whose own setting (default 1) still holds for it.
+ * interface, whose own setting (default 1) still holds for it. Proxy ARP
+ * replies go at once: the kernel's default holds each one back up to 0.8 s
+ * (`proxy_delay`, for a real owner to answer first, which on isolated ports
+ * nobody is), queued 64 deep, so a burst of first contacts (a cluster
+ * meshing) waited, or lost its ARP and failed with EHOSTUNREACH.
  */
 async function routeAcrossBridge(bridge: string): Promise<void> {
   const conf = `/proc/sys/net/ipv4/conf/${bridge}`;
@@ -534,6 +538,7 @@ async function routeAcrossBridge(bridge: string): Promise<void> {
   await writeFile('/proc/sys/net/ipv4/conf/all/send_redirects', '0');
   await writeFile(`${conf}/proxy_arp`, '1');
   await writeFile(`${conf}/proxy_arp_pvlan`, '1');
+  await writeFile(`/proc/sys/net/ipv4/neigh/${bridge}/proxy_delay`, '0');
 }
 
 function identityInstance(): LayerInstance {
