@@ -70,6 +70,9 @@ function tokenHint(running: RunningNode): { shell: string; cliEnv: string } {
   };
 }
 
+/** The size each service example is written for (its README): iperf3 pairs, Redis Cluster's 3 masters + 3 replicas. */
+const GROUP_SIZES: Record<string, number> = { 'iperf3-pair': 2, redis: 6 };
+
 function howToInvoke(running: RunningNode, names: string[]): string {
   const url = running.url;
   const hint = tokenHint(running);
@@ -79,7 +82,7 @@ function howToInvoke(running: RunningNode, names: string[]): string {
     for (const name of names) {
       // A service runs as a group, never per invocation.
       if (running.node.getFunction(name).spec.runtime === 'service') {
-        const size = name === 'iperf3-pair' ? 2 : 3;
+        const size = GROUP_SIZES[name] ?? 3;
         lines.push(
           `  ${hint.cliEnv}npx petri --url ${url} group run ${name} --size ${size} --barrier ${size}   # a group`,
         );
