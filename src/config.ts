@@ -265,9 +265,27 @@ export const SchedulerConfigSchema = z
     intervalMs: z.number().int().min(1).max(10_000).default(5),
     /** The dynamic allocator moves at most one core this often. */
     moveIntervalMs: z.number().int().min(1).max(60_000).default(20),
+    /**
+     * Microtask policy only: the core the daemon (every thread) is pinned to,
+     * in a cpuset of its own. A phase transition is two frames between the
+     * daemon and the instance; on a VM each one that crosses cores pays a
+     * wake-up of the other vCPU, so a class whose core is the daemon's
+     * changes phase in about a third of the time (docs/research.md,
+     * "Transition cost"). The daemon's own CPU use then falls on that core.
+     * Unset: the daemon runs on every core (the kernel chooses).
+     */
+    daemonCore: z.number().int().min(0).max(1023).optional(),
   })
   .strict()
   .superRefine((scheduler, ctx) => {
+    if (scheduler.daemonCore !== undefined && scheduler.policy !== 'microtask') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['daemonCore'],
+        message:
+          'only the microtask scheduler takes daemonCore: under the task scheduler CPU placement pins the daemon',
+      });
+    }
     const owner = new Map<number, string>();
     for (const [name, cls] of Object.entries(scheduler.classes)) {
       for (const core of cls.cores) {

@@ -107,6 +107,17 @@ const VARIANTS: Variant[] = [
     maxInstances: (n) => n,
   },
   {
+    // The daemon pinned to the cpu class's core (scheduler.daemonCore): its phase frames stay on one core.
+    name: 'microtask-static-pinned',
+    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 1 },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-dynamic-pinned',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 1 },
+    maxInstances: (n) => n,
+  },
+  {
     name: 'microtask-static-io0.5',
     scheduler: { policy: 'microtask', allocation: 'static', classes: WIDE_IO },
     maxInstances: (n) => n,
@@ -472,8 +483,15 @@ export async function run(argv: string[]): Promise<void> {
       await writeJson(args.json, { ...payload(rep + 1), partial: true });
     }
     for (const [name, { env, variant }] of envs) {
-      const status = (await env.get('/v1/node')) as { scheduler: NodeScheduler };
+      const status = (await env.get('/v1/node')) as {
+        scheduler: NodeScheduler;
+        placement: { active: boolean; reason?: string };
+      };
       if (name.includes('dynamic')) results.get(name)!.moves = status.scheduler.moves;
+      if (variant.scheduler.daemonCore !== undefined) {
+        const { active, reason } = status.placement;
+        log(`${name}: ${active ? '' : 'NOT PINNED: '}${reason ?? ''}`);
+      }
       // Static classes keep their cores: each admitted phase's cores are known.
       const expect =
         variant.scheduler.policy === 'microtask' && variant.scheduler.allocation === 'static'

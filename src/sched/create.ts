@@ -1,7 +1,7 @@
 import type { SchedulerConfig } from '../config.ts';
 import { PetriError } from '../errors.ts';
 import { MicrotaskScheduler } from './microtask.ts';
-import { CpuPlacer, type CpuPlacerOptions } from './placement.ts';
+import { CpuPlacer, DaemonPin, type CpuPlacerOptions } from './placement.ts';
 import { TaskScheduler } from './task.ts';
 import type { CpuScheduler, SchedClock } from './types.ts';
 
@@ -9,7 +9,8 @@ import type { CpuScheduler, SchedClock } from './types.ts';
  * The node's CPU scheduler from its config. Every class's cores must exist
  * on the node (cores 0 … `cores` − 1), or the node refuses to start. The
  * task scheduler places instances with `placement` (when given); the
- * microtask scheduler ignores it.
+ * microtask scheduler uses only its daemon cpuset, to pin the daemon to
+ * `daemonCore` when that is set.
  */
 export function createScheduler(
   config: SchedulerConfig,
@@ -32,13 +33,29 @@ export function createScheduler(
       );
     }
   }
+  if (config.daemonCore !== undefined && config.daemonCore >= cores) {
+    throw new PetriError(
+      'InvalidConfig',
+      `invalid node configuration: scheduler.daemonCore is core ${config.daemonCore}, but the node has ${cores} (0–${cores - 1})`,
+      {
+        issues: [
+          { field: 'scheduler.daemonCore', message: `core ${config.daemonCore} does not exist` },
+        ],
+      },
+    );
+  }
   if (config.policy === 'task') {
     return placement
       ? new TaskScheduler(clock, config.classes, new CpuPlacer(placement))
       : new TaskScheduler(clock, config.classes);
   }
+  const pin =
+    config.daemonCore !== undefined && placement
+      ? { placement: new DaemonPin(config.daemonCore, placement) }
+      : {};
   return new MicrotaskScheduler({
     ...(placement ? { placementPolicy: placement.policy.name } : {}),
+    ...pin,
     clock,
     classes: config.classes,
     allocation: config.allocation,

@@ -5,6 +5,7 @@ export { MicrotaskScheduler, type MicrotaskSchedulerOptions } from './microtask.
 export { TaskScheduler } from './task.ts';
 export {
   CpuPlacer,
+  DaemonPin,
   noPlacement,
   type CpuPlacement,
   type CpuPlacerOptions,

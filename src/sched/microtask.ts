@@ -22,6 +22,8 @@ export interface MicrotaskSchedulerOptions {
   onError?: (err: unknown) => void;
   /** The node's placement policy, named in the status of the placement this scheduler replaces. */
   placementPolicy?: string;
+  /** The daemon's pinning (scheduler.daemonCore); none by default. */
+  placement?: CpuPlacement;
 }
 
 /** A phase in a class: queued until the class has room, then running until the phase ends. */
@@ -78,10 +80,12 @@ export class MicrotaskScheduler implements CpuScheduler {
 
   constructor(private readonly options: MicrotaskSchedulerOptions) {
     // One writer per cpuset: this scheduler places instances on its classes' cores.
-    this.placement = noPlacement(
-      options.placementPolicy ?? 'spread',
-      "the microtask scheduler places instances on its classes' cores",
-    );
+    this.placement =
+      options.placement ??
+      noPlacement(
+        options.placementPolicy ?? 'spread',
+        "the microtask scheduler places instances on its classes' cores",
+      );
     for (const [name, cls] of Object.entries(options.classes)) {
       this.classes.set(name, new CpuClass(name, cls.vcpu, [...cls.cores]));
     }

@@ -17,7 +17,7 @@ export interface PlacedInstance {
 export interface PlacementStatus {
   policy: string;
   active: boolean;
-  /** Why placement is off, when it is. */
+  /** Why placement is off, when it is (or what it does instead). */
   reason?: string;
   /** The core the daemon is pinned to while packed, which packed instances share. */
   daemonCpu?: number;
@@ -192,5 +192,66 @@ export class CpuPlacer implements CpuPlacement {
         this.options.log.debug({ err, instance: instance.id }, 'cpuset move failed');
       });
     }
+  }
+}
+
+/**
+ * The microtask scheduler's placement when `scheduler.daemonCore` is set:
+ * the daemon alone, pinned to that core for the node's life. Instances are
+ * left to the classes (the one writer of their cpusets), so a class on the
+ * daemon's core exchanges its phase frames without crossing cores.
+ */
+export class DaemonPin implements CpuPlacement {
+  private cpuset: DaemonCpuset | undefined;
+  private reason: string | undefined;
+
+  constructor(
+    private readonly core: number,
+    private readonly options: Pick<CpuPlacerOptions, 'daemonCpuset' | 'log' | 'policy'>,
+  ) {}
+
+  async start(): Promise<void> {
+    try {
+      this.cpuset = await this.options.daemonCpuset();
+    } catch (err) {
+      this.reason = `cannot give the daemon a cpuset: ${(err as Error).message}`;
+    }
+    if (!this.cpuset) {
+      this.reason ??= 'no cgroup cpuset the daemon can join (needs a usable v1 cpuset controller)';
+      this.options.log.info(`daemon not pinned to core ${this.core}: ${this.reason}`);
+      return;
+    }
+    await this.cpuset.setCpus(String(this.core));
+  }
+
+  /**
+   * Every core, while the daemon is pinned: an instance forked by it would
+   * otherwise stay in the daemon's cpuset, on its one core, until a class
+   * first moves it (and for good if its function announces no phase).
+   */
+  startCpus(): string | undefined {
+    return this.cpuset?.allCpus.join(',');
+  }
+
+  status(): PlacementStatus {
+    return {
+      policy: this.options.policy.name,
+      active: this.cpuset !== undefined,
+      reason:
+        this.reason ??
+        `the microtask scheduler places instances on its classes' cores; the daemon is pinned to core ${this.core}`,
+      ...(this.cpuset ? { daemonCpu: this.core, allCpus: this.cpuset.allCpus.join(',') } : {}),
+      current: 'spread',
+    };
+  }
+
+  async stop(): Promise<void> {}
+
+  async close(): Promise<void> {
+    const cpuset = this.cpuset;
+    this.cpuset = undefined;
+    await cpuset?.release().catch((err: Error) => {
+      this.options.log.warn({ err }, 'cannot release the daemon cpuset');
+    });
   }
 }

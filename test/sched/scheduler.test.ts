@@ -293,3 +293,71 @@ describe('CPU placement belongs to the scheduler', () => {
     scheduler.close();
   });
 });
+
+describe('the microtask scheduler pins the daemon to scheduler.daemonCore', () => {
+  const placement = (cpuset: { set: string[]; released: number }, available = true) => ({
+    policy: new PackWhenSequential(1),
+    intervalMs: 1_000_000,
+    instances: () => [],
+    takePeakInFlight: () => 1,
+    log: pino({ level: 'silent' }),
+    daemonCpuset: async () =>
+      available
+        ? {
+            allCpus: [0, 1],
+            setCpus: async (cpus: string) => void cpuset.set.push(cpus),
+            release: async () => void (cpuset.released += 1),
+          }
+        : undefined,
+  });
+
+  test('pinned at start, released at close; instances start on every core', async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 1 } });
+    const scheduler = createScheduler(
+      config.scheduler,
+      new ManualClock(0),
+      2,
+      undefined,
+      placement(cpuset),
+    );
+    await scheduler.placement.start();
+    assert.deepEqual(cpuset.set, ['1'], 'the daemon is pinned to its core');
+    const status = scheduler.placement.status();
+    assert.equal(status.active, true);
+    assert.equal(status.daemonCpu, 1);
+    assert.match(status.reason ?? '', /pinned to core 1/);
+    assert.equal(scheduler.placement.startCpus(), '0,1', 'not inside the daemon cpuset');
+    await scheduler.placement.close();
+    assert.equal(cpuset.released, 1);
+    scheduler.close();
+  });
+
+  test('without a daemon cpuset it says why and leaves instances alone', async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 0 } });
+    const scheduler = createScheduler(
+      config.scheduler,
+      new ManualClock(0),
+      2,
+      undefined,
+      placement(cpuset, false),
+    );
+    await scheduler.placement.start();
+    const status = scheduler.placement.status();
+    assert.equal(status.active, false);
+    assert.match(status.reason ?? '', /no cgroup cpuset/);
+    assert.equal(scheduler.placement.startCpus(), undefined);
+    await scheduler.placement.close();
+    scheduler.close();
+  });
+
+  test('refused under the task scheduler, or naming a core the node lacks', () => {
+    assert.throws(() => parseConfig({ scheduler: { daemonCore: 1 } }), /only the microtask/);
+    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 2 } });
+    assert.throws(
+      () => createScheduler(config.scheduler, new ManualClock(0), 2),
+      /daemonCore is core 2/,
+    );
+  });
+});
