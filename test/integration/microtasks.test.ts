@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
+import { nodeTagFrom } from '../../src/net/index.ts';
 import { requireRoot } from '../helpers/root.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
@@ -338,5 +339,74 @@ describe('the task scheduler (the default) on a real daemon', () => {
         ['unmapped', 'default', 0],
       ],
     );
+  });
+});
+
+/** The cpuset cgroup dirs named `name` under the v1 cpuset hierarchy (none on v2 or without it). */
+function cpusetDirs(name: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const sub = path.join(dir, e.name);
+      if (e.name === name) found.push(sub);
+      else if (depth < 3) walk(sub, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup/cpuset', 0);
+  return found;
+}
+
+describe('scheduler.daemonCore on a real daemon', () => {
+  it('pins every daemon thread to the core, starts instances on every core, and unpins at stop', async (t) => {
+    if (!requireRoot(t)) return;
+    const pinned = await spawnWith('pinned', {
+      policy: 'microtask',
+      allocation: 'static',
+      daemonCore: 1,
+    });
+    const name = `petri-daemon-${nodeTagFrom(path.join(dir, 'pinned-state'))}`;
+    try {
+      const node = await call(pinned, 'GET', '/v1/node');
+      const placement = (node.body as { placement: { active: boolean; daemonCpu?: number } })
+        .placement;
+      if (!placement.active) return t.skip('no v1 cpuset controller for the daemon');
+      assert.equal(placement.daemonCpu, 1);
+      const [cpuset] = cpusetDirs(name);
+      assert.ok(cpuset, `the daemon's cpuset ${name}`);
+      assert.equal(fs.readFileSync(path.join(cpuset, 'cpuset.cpus'), 'utf8').trim(), '1');
+      const tids = fs.readFileSync(path.join(cpuset, 'tasks'), 'utf8').trim().split('\n');
+      assert.ok(tids.length > 1, 'every thread of the daemon');
+      for (const tid of tids) {
+        const status = fs.readFileSync(`/proc/${tid}/status`, 'utf8');
+        assert.equal(/Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1], '1', `thread ${tid}`);
+      }
+      await deploy(pinned, 'phases', path.join(dir, 'phases'), {
+        runtime: 'node',
+        microtasks: MAP,
+      });
+      // Forked by the pinned daemon, the instance still starts on every core.
+      const outside = await call(pinned, 'POST', '/v1/functions/phases/invoke', { outside: true });
+      assert.equal(outside.status, 200, JSON.stringify(outside.body));
+      const [own] = outside.body as { quota: number; cpus: string }[];
+      assert.equal(own.cpus, '0-1');
+      const reply = await call(pinned, 'POST', '/v1/functions/phases/invoke', {});
+      const { seen } = reply.body as { seen: unknown[] };
+      assert.deepEqual(seen, [
+        { quota: 25_000, cpus: '0' },
+        { quota: 100_000, cpus: '1' },
+        'sync',
+        own,
+      ]);
+    } finally {
+      await pinned.close();
+    }
+    assert.deepEqual(cpusetDirs(name), [], 'the daemon cpuset is removed at stop');
   });
 });
