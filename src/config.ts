@@ -269,9 +269,10 @@ export const SchedulerConfigSchema = z
      * Microtask policy only: the core the daemon (every thread) is pinned to,
      * in a cpuset of its own. A phase transition is two frames between the
      * daemon and the instance; on a VM each one that crosses cores pays a
-     * wake-up of the other vCPU, so a class whose core is the daemon's
-     * changes phase in about a third of the time (docs/research.md,
-     * "Transition cost"). The daemon's own CPU use then falls on that core.
+     * wake-up of the other vCPU, so within a class on the daemon's core a
+     * transition takes about a third of the time it takes when its frames
+     * cross cores (docs/research.md, "Transition cost"). The daemon's own
+     * CPU use then falls on that core, which admission does not count.
      * Unset: the daemon runs on every core (the kernel chooses).
      */
     daemonCore: z.number().int().min(0).max(1023).optional(),
