@@ -12,6 +12,7 @@ import {
   liveFigures,
   relativeDifference,
   simulate,
+  simulateIsolated,
 } from '../sim/index.ts';
 import { ManualClock } from '../node/index.ts';
 import {
@@ -528,13 +529,14 @@ async function bigTrace(args: Args): Promise<unknown> {
   };
   const invocations = trace.functions.reduce((s, f) => s + f.counts.reduce((a, b) => a + b, 0), 0);
   const floorSeconds = await replayFloor(trace, minutes, num(args['resolution-ms']));
-  const results: PolicyResult[] = await simulate(trace, {
+  // Each policy in a worker thread of its own, one after another: a fresh heap each.
+  const results: PolicyResult[] = await simulateIsolated(trace, {
     policies: KEEP_ALIVE_POLICY_NAMES,
     memoryBudgetMb: num(args['big-budget-mb']),
     keepAliveMs: 600_000,
     minutes,
     seed: 1,
-    startMs: () => 60,
+    startMs: 60,
     maxInstancesPerFunction: 1000,
     resolutionMs: num(args['resolution-ms']),
   });

@@ -16,7 +16,7 @@ import {
   formatSimResults,
   liveFigures,
   simSummary,
-  simulate,
+  simulateIsolated,
   writePolicyComparison,
   writeSimResults,
 } from '../sim/index.ts';
@@ -333,7 +333,8 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
       action(SimCommandOptions, async (o) => {
         const whole = await loadTrace(o.trace);
         const bar = progressBar('simulate');
-        const results = await simulate(whole, {
+        // Each policy in a worker thread of its own (a fresh heap each), one after another.
+        const results = await simulateIsolated(whole, {
           policies: o.policy,
           memoryBudgetMb: o.memoryBudget,
           keepAliveMs: o.keepAliveMs,
@@ -342,7 +343,7 @@ export function registerWorkloadCommands(program: Command, io: CliIo = processIo
           iat: o.iat,
           seed: o.seed,
           minuteMs: o.minuteMs,
-          startMs: () => o.startMs,
+          startMs: o.startMs,
           maxInstancesPerFunction: o.maxInstances,
           resolutionMs: o.resolutionMs,
           onProgress: (_policy, done, total) => bar?.update(done, total),

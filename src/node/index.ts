@@ -15,7 +15,7 @@ export type { ExchangeContext, HttpEndpoint, UrlCall } from './invoker.ts';
 export type { MemberView, MembershipEvent } from './groups.ts';
 export { writeMembershipStream, type MembershipStream } from './membership-stream.ts';
 export { Pool, type Slot, type PoolLimits } from './pool.ts';
-export { Instance } from './instance.ts';
+export { Instance, type InstanceHooks } from './instance.ts';
 export { AutoscaleDriver, autoscaleSettings } from './autoscaler.ts';
 export { ManualClock, systemClock, type Clock, type Timer } from './clock.ts';
 export {

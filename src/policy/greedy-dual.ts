@@ -9,6 +9,13 @@ interface Ranked {
   stamp: number;
 }
 
+interface FunctionFigures {
+  /** Invocations since the function last had no instance. */
+  frequency: number;
+  /** Running mean of its start times (ms); undefined until one is measured. */
+  costMs: number | undefined;
+}
+
 export interface GreedyDualOptions {
   /** Cost (ms) of a function whose start the node has not measured yet. */
   defaultCostMs?: number;
@@ -32,8 +39,8 @@ export interface GreedyDualOptions {
 export class GreedyDualKeepAlive implements KeepAlivePolicy {
   readonly name = 'greedy-dual';
   private clockValue = 0;
-  private readonly frequency = new Map<string, number>();
-  private readonly costMs = new Map<string, number>();
+  /** Per function: its frequency and measured cost, one map entry (a lookup per event). */
+  private readonly functions = new Map<string, FunctionFigures>();
   private readonly priorities = new Map<string, number>();
   /**
    * Every priority given, lowest first, for views the pool indexes (see
@@ -64,13 +71,13 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
   observe(event: PolicyEvent): void {
     switch (event.kind) {
       case 'arrival':
-        this.frequency.set(event.functionName, (this.frequency.get(event.functionName) ?? 0) + 1);
+        this.figuresOf(event.functionName).frequency += 1;
         return;
       case 'started': {
-        const known = this.costMs.get(event.functionName);
-        const next =
+        const figures = this.figuresOf(event.functionName);
+        const known = figures.costMs;
+        figures.costMs =
           known === undefined ? event.startMs : known + this.smoothing * (event.startMs - known);
-        this.costMs.set(event.functionName, next);
         // Never used yet (started ahead): priced as if used when it started.
         if (event.memoryMb !== undefined && !this.priorities.has(event.instanceId))
           this.rank(
@@ -89,13 +96,30 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
   /** The priority an instance of `functionName` gets if used now. */
   priorityNow(functionName: string, memoryMb: number): number {
     const size = Math.max(1, memoryMb);
-    const frequency = this.frequency.get(functionName) ?? 0;
-    return this.clockValue + (frequency * this.cost(functionName)) / size;
+    const figures = this.functions.get(functionName);
+    const frequency = figures?.frequency ?? 0;
+    const cost = figures?.costMs ?? this.defaultCostMs;
+    return this.clockValue + (frequency * cost) / size;
   }
 
   /** Cost of a cold start of the function (ms), as measured so far. */
   cost(functionName: string): number {
-    return this.costMs.get(functionName) ?? this.defaultCostMs;
+    return this.functions.get(functionName)?.costMs ?? this.defaultCostMs;
+  }
+
+  private figuresOf(functionName: string): FunctionFigures {
+    let figures = this.functions.get(functionName);
+    if (!figures) {
+      figures = { frequency: 0, costMs: undefined };
+      this.functions.set(functionName, figures);
+    }
+    return figures;
+  }
+
+  /** A function with no instance left starts counting its frequency anew. */
+  private resetFrequency(functionName: string): void {
+    const figures = this.functions.get(functionName);
+    if (figures) figures.frequency = 0;
   }
 
   private rank(id: string, priority: number, usedAt: number): void {
@@ -151,7 +175,7 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
     const gone = new Set(ids);
     for (const name of new Set(chosen.map((i) => i.functionName))) {
       const left = node.instancesOf!(name).some((i) => !gone.has(i.id) && i.state !== 'dead');
-      if (!left) this.frequency.delete(name);
+      if (!left) this.resetFrequency(name);
     }
     return ids;
   }
@@ -199,7 +223,7 @@ export class GreedyDualKeepAlive implements KeepAlivePolicy {
       const left = all.some(
         (i) => i.functionName === name && !gone.has(i.id) && i.state !== 'dead',
       );
-      if (!left) this.frequency.delete(name);
+      if (!left) this.resetFrequency(name);
     }
   }
 }

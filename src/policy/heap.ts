@@ -12,15 +12,18 @@ export class MinHeap<T> {
     return this.items[0];
   }
 
+  // The sifts move a hole instead of swapping pairs: the same moves, no array made per swap.
   push(item: T): void {
     const items = this.items;
     let i = items.push(item) - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.before(items[i], items[parent])) break;
-      [items[i], items[parent]] = [items[parent], items[i]];
+      const above = items[parent];
+      if (!this.before(item, above)) break;
+      items[i] = above;
       i = parent;
     }
+    items[i] = item;
   }
 
   pop(): T | undefined {
@@ -45,15 +48,24 @@ export class MinHeap<T> {
   private siftDown(i: number): void {
     const items = this.items;
     const n = items.length;
+    const item = items[i];
     for (;;) {
       const left = 2 * i + 1;
       const right = left + 1;
       let first = i;
-      if (left < n && this.before(items[left], items[first])) first = left;
-      if (right < n && this.before(items[right], items[first])) first = right;
-      if (first === i) return;
-      [items[i], items[first]] = [items[first], items[i]];
+      let firstItem = item;
+      if (left < n && this.before(items[left], firstItem)) {
+        first = left;
+        firstItem = items[left];
+      }
+      if (right < n && this.before(items[right], firstItem)) {
+        first = right;
+        firstItem = items[right];
+      }
+      if (first === i) break;
+      items[i] = firstItem;
       i = first;
     }
+    items[i] = item;
   }
 }

@@ -124,7 +124,10 @@ export class HybridHistogramKeepAlive implements KeepAlivePolicy {
     if (!times) return { mode: 'fallback', prewarmMs: 0, keepAliveMs: fallback };
     times.cached ??= this.decide(times);
     const w = times.cached;
-    return w.mode === 'fallback' ? { ...w, keepAliveMs: fallback } : w;
+    // A copy only when the fallback differs (the function's own keep-alive): none per release.
+    return w.mode === 'fallback' && w.keepAliveMs !== fallback
+      ? { ...w, keepAliveMs: fallback }
+      : w;
   }
 
   private idleTimes(name: string): IdleTimes {

@@ -71,15 +71,19 @@ class SimSandbox implements Sandbox {
     if (message.type !== 'invoke' || this.dead) return;
     const event = message.event as { durationMs?: unknown; cpuMs?: unknown } | null;
     const ms = typeof event?.durationMs === 'number' ? event.durationMs : 0;
-    const answer = (): void => {
-      if (!this.dead) this.emitMessage({ type: 'result', id: message.id, value: null });
-    };
+    const id = message.id;
     const cpuMs = typeof event?.cpuMs === 'number' ? event.cpuMs : 0;
+    // Inline closures, none held in a named const: tsx (esbuild keepNames)
+    // names each such closure with a defineProperty call, once per invocation.
     if (this.cpu && cpuMs > 0)
       this.cpu.run(cpuMs, () => {
-        if (!this.dead) this.clock.setTimer(ms, answer);
+        if (!this.dead) this.clock.setTimer(ms, () => this.answer(id));
       });
-    else this.clock.setTimer(ms, answer);
+    else this.clock.setTimer(ms, () => this.answer(id));
+  }
+
+  private answer(id: string): void {
+    if (!this.dead) this.emitMessage({ type: 'result', id, value: null });
   }
 
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): void {

@@ -1,5 +1,12 @@
 import { PetriError } from '../errors.ts';
-import { Instance, ManualClock, Pool, type PoolLimits, type Slot } from '../node/index.ts';
+import {
+  Instance,
+  type InstanceHooks,
+  ManualClock,
+  Pool,
+  type PoolLimits,
+  type Slot,
+} from '../node/index.ts';
 import {
   KeepAliveByFunction,
   makeKeepAlivePolicy,
@@ -160,6 +167,14 @@ async function simulateOne(
     (name) => makeKeepAlivePolicy(name, { keepAliveMs }),
     () => undefined,
   );
+  // One set of instance hooks for every instance (none is per instance).
+  const instanceHooks: InstanceHooks = {
+    onState: (instance, state, _details, from) => {
+      meter.change(state, from);
+      if (state === 'dead') pool.forget(instance);
+    },
+    onLog: () => {},
+  };
   const pool: Pool = new Pool(
     limits,
     policy,
@@ -169,13 +184,7 @@ async function simulateOne(
           driver,
           record,
           sandboxSpec(record, started++),
-          {
-            onState: (instance, state, _details, from) => {
-              meter.change(state, from);
-              if (state === 'dead') pool.forget(instance);
-            },
-            onLog: () => {},
-          },
+          instanceHooks,
           60_000,
           clock,
         ),

@@ -9,6 +9,7 @@ import { registerWorkloadCommands } from '../../src/cli/workload.ts';
 import {
   coldStartStats,
   simulate,
+  simulateIsolated,
   type PolicyResult,
   type SimOptions,
 } from '../../src/sim/index.ts';
@@ -123,6 +124,51 @@ describe('simulate', () => {
     assert.ok(hybrid.prewarmHits >= 3, `hits ${hybrid.prewarmHits}`);
     assert.equal(hybrid.coldStarts, 15 - hybrid.prewarmHits);
     assert.ok(hybrid.wastedMemoryGbS < fixed.wastedMemoryGbS, 'unloaded between arrivals');
+  });
+});
+
+describe('simulateIsolated', () => {
+  it('runs each policy in a worker thread of its own, with the same results and progress', async () => {
+    const trace: Trace = {
+      minutes: 4,
+      functions: [flatFunction(0, [30, 0, 20, 10], 50), flatFunction(1, [5, 5, 0, 5], 200)],
+    };
+    const common = {
+      policies: ['fixed', 'greedy-dual', 'hybrid-histogram'] as const,
+      memoryBudgetMb: 512,
+      minutes: 4,
+      seed: 3,
+    };
+    const inProcess = await simulate(trace, { ...common, startMs: () => 60 });
+    const progress: string[] = [];
+    const isolated = await simulateIsolated(trace, {
+      ...common,
+      startMs: 60,
+      onProgress: (policy, done, total) => progress.push(`${policy} ${done}/${total}`),
+    });
+    assert.deepEqual(withoutWall(isolated), withoutWall(inProcess));
+    for (const policy of common.policies)
+      assert.ok(
+        progress.some((p) => p.startsWith(`${policy} `)),
+        `progress of ${policy}: ${progress.join(', ')}`,
+      );
+    const n = inProcess[0].data.fn.length;
+    assert.ok(progress.includes(`hybrid-histogram ${n}/${n}`), 'the last policy reaches its total');
+  });
+
+  it("rejects with the worker's error", async () => {
+    // No functions list: building the schedule throws in the worker.
+    const trace = { minutes: 1, functions: null } as unknown as Trace;
+    await assert.rejects(
+      simulateIsolated(trace, {
+        policies: ['fixed'],
+        memoryBudgetMb: 512,
+        minutes: 1,
+        seed: 1,
+        startMs: 60,
+      }),
+      { name: 'TypeError' },
+    );
   });
 });
 
