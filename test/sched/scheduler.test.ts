@@ -311,16 +311,22 @@ describe('the microtask scheduler pins the daemon to scheduler.daemonCore', () =
         : undefined,
   });
 
-  test('pinned at start, released at close; instances start on every core', async () => {
-    const cpuset = { set: [] as string[], released: 0 };
-    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 1 } });
-    const scheduler = createScheduler(
-      config.scheduler,
+  const pinnedScheduler = (
+    daemonCore: number,
+    cpuset: { set: string[]; released: number },
+    available = true,
+  ) =>
+    createScheduler(
+      parseConfig({ scheduler: { policy: 'microtask', daemonCore } }).scheduler,
       new ManualClock(0),
       2,
       undefined,
-      placement(cpuset),
+      placement(cpuset, available),
     );
+
+  test('pinned at start, released at close; instances start on every core', async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const scheduler = pinnedScheduler(1, cpuset);
     await scheduler.placement.start();
     assert.deepEqual(cpuset.set, ['1'], 'the daemon is pinned to its core');
     const status = scheduler.placement.status();
@@ -335,14 +341,7 @@ describe('the microtask scheduler pins the daemon to scheduler.daemonCore', () =
 
   test('without a daemon cpuset it says why and leaves instances alone', async () => {
     const cpuset = { set: [] as string[], released: 0 };
-    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 0 } });
-    const scheduler = createScheduler(
-      config.scheduler,
-      new ManualClock(0),
-      2,
-      undefined,
-      placement(cpuset, false),
-    );
+    const scheduler = pinnedScheduler(0, cpuset, false);
     await scheduler.placement.start();
     const status = scheduler.placement.status();
     assert.equal(status.active, false);
