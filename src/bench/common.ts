@@ -23,7 +23,9 @@ export interface Summary {
   mean: number;
 }
 
+/** n = 0 gives NaN figures (a measurement that yielded none is reported as missing, not a crash). */
 export function summarize(samples: number[]): Summary {
+  if (samples.length === 0) return { n: 0, p50: NaN, p99: NaN, mean: NaN };
   const sorted = [...samples].sort((a, b) => a - b);
   const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
   return {

@@ -93,6 +93,10 @@ async function measure(
         : undefined;
     const rate = window && rateOver(trace.stop(), window);
     if (rate !== undefined) received.push(rate);
+    else
+      progress(
+        `${side.name}: no receiver-side figure for this run (${window ? "the counter's samples do not cover the senders' window" : 'the probe gave no shared window'})`,
+      );
   }
   const rtt = await ask(netns, sender, `rtt ${receiver} ${options.measurements}`, RttAnswer);
   samples.rttUs.push(...rtt.us);
