@@ -27,7 +27,7 @@ export interface Summary {
 export function summarize(samples: number[]): Summary {
   if (samples.length === 0) return { n: 0, p50: NaN, p99: NaN, mean: NaN };
   const sorted = [...samples].sort((a, b) => a - b);
-  const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
+  const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
   return {
     n: sorted.length,
     p50: quantileSorted(sorted, 0.5),
