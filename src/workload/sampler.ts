@@ -149,7 +149,8 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   validate(options, n);
   const sizes = sampleSizes(options.minSize, options.maxSize, options.step);
   const runs = options.baseline ? (options.baselineRuns ?? 5) : 0;
-  const total = sizes.length * (options.trials + runs);
+  const searchSteps = options.method === 'search' ? sizes.length - 1 : 0;
+  const total = sizes.length * (options.trials + runs) + searchSteps;
   let done = 0;
   const progress = (): void => options.onProgress?.(++done, total);
 
@@ -157,20 +158,12 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   const rng = new Rng(options.seed);
   const all = Int32Array.from({ length: n }, (_, i) => i);
   const proportional = proportionalLoad(trace);
-  const results: SampleResult[] =
-    options.method === 'search'
-      ? searchSummaries(scorer.references(), n, sizes, {
-          trials: options.trials,
-          rng,
-          onSize: () => {
-            for (let t = 0; t < options.trials; t++) progress();
-          },
-        }).map(({ size, functions }) =>
-          summary(trace, size, functions, scorer.score(functions), proportional),
-        )
-      : bestOfTrials(scorer, all, sizes, options.trials, rng, progress).map(
-          ({ size, functions, score }) => summary(trace, size, functions, score, proportional),
-        );
+  const invitro = bestOfTrials(scorer, all, sizes, options.trials, rng, progress);
+  const chosen =
+    options.method === 'search' ? searched(scorer, n, invitro, rng, progress) : invitro;
+  const results = chosen.map(({ size, functions, score }) =>
+    summary(trace, size, functions, score, proportional),
+  );
   addRandomBaseline(scorer, all, results, runs, options.seed, progress);
   return results.reverse();
 }
@@ -210,6 +203,37 @@ function bestOfTrials(
     pool = functions;
   }
   return results;
+}
+
+/**
+ * The `search` method: `searchSummaries` from In-Vitro's summaries (given
+ * largest first), which keeps each size's where it cannot beat it. Sizes it
+ * kept are not scored again.
+ */
+function searched(
+  scorer: TraceScorer,
+  functions: number,
+  invitro: Chosen[],
+  rng: Rng,
+  progress: () => void,
+): Chosen[] {
+  const start = invitro.map((c) => c.functions).reverse();
+  const improved = searchSummaries(scorer.references(), functions, start, {
+    rng,
+    onStep: progress,
+  });
+  return improved.reverse().map((members, i) => {
+    const unchanged = sameMembers(members, invitro[i].functions);
+    return {
+      size: invitro[i].size,
+      functions: members,
+      score: unchanged ? invitro[i].score : scorer.score(members),
+    };
+  });
+}
+
+function sameMembers(a: Int32Array, b: Int32Array): boolean {
+  return a.length === b.length && a.every((f, i) => f === b[i]);
 }
 
 function summary(

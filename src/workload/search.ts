@@ -2,30 +2,25 @@ import type { Rng } from './rng.ts';
 import type { ReferenceDistribution } from './wasserstein.ts';
 
 /**
- * The `search` sampler: optimises the score directly while keeping In-Vitro's
- * guarantees (every summary a subset of the next larger one, exact sizes).
- * Functions are ordered by a load key (the mean of their ranks by total
- * invocations and by total resources). W1 between k values and the whole
- * trace is smallest when the i-th smallest value sits at the whole trace's
- * quantile (i + ½)/k, so each size starts from the best of one stratified
- * pick (the function at each stratum's centre of the pool's order) and
- * `trials` random draws from the pool; then near swaps (a member for a pool
- * function a few places from it in the key order) are kept whenever they
- * lower the score. The pool is the whole trace for the largest summary and
- * the parent summary for each smaller one, so summaries nest.
+ * The `search` sampler: In-Vitro's own nested summaries up to some size and,
+ * above it, summaries grown bottom-up that score below In-Vitro's at every
+ * size, so search is never worse than In-Vitro. Each grown summary is the one
+ * before it plus the functions that fill the strata of a load key its
+ * members leave empty (W1 between k values and the whole trace is smallest
+ * with the i-th smallest at the whole's quantile (i + ½)/k), tuned by swaps
+ * that lower the score directly. Where a grown summary scores above
+ * In-Vitro's (or adds no invocations), growing restarts from In-Vitro's
+ * summary of that size. Bottom-up, because a chain built top-down (each
+ * summary the best subset of the one above) drops on the way the hot
+ * functions a smaller summary needs: one that fits size 300 sits between two
+ * strata at size 600, and the linear WD is dominated by the hottest
+ * functions. Nesting and exact sizes hold by construction; every size adds
+ * invocations, so load rises strictly with size.
  */
 export interface SearchOptions {
-  /** Random draws tried beside the stratified starts, per size. */
-  trials: number;
   rng: Rng;
-  /** Called once per size, when its summary is final. */
-  onSize?: () => void;
-}
-
-export interface Searched {
-  size: number;
-  /** Indices into the trace's functions, ascending. */
-  functions: Int32Array;
+  /** Called once per size above the smallest: each is grown (or tried) once. */
+  onStep?: () => void;
 }
 
 export interface SearchReferences {
@@ -33,83 +28,208 @@ export interface SearchReferences {
   resource: readonly ReferenceDistribution[];
 }
 
-/** `sizes` come largest first. */
+/** A swap proposes a function at most this many places from the other in the key order. */
+const NEIGHBOURHOOD = 8;
+/** Swaps tried on each grown summary's new functions. */
+const GROW_SWAPS = 400;
+/** Share of those that propose a function near a top stratum's centre in one metric's order. */
+const HOT_SHARE = 0.5;
+/** Top strata whose centres those swaps aim at. */
+const HOT_STRATA = 4;
+/**
+ * A changed summary must score this much (relative) below In-Vitro's: the
+ * incremental distances drift by far less, so a size the search changed
+ * never re-scores above In-Vitro's.
+ */
+const MARGIN = 1e-9;
+
+/**
+ * `start`: In-Vitro's nested summaries, smallest first, each a subset of the
+ * next. Returns summaries of the same sizes, smallest first, indices ascending.
+ */
 export function searchSummaries(
   references: SearchReferences,
   functions: number,
-  sizes: readonly number[],
+  start: readonly Int32Array[],
   options: SearchOptions,
-): Searched[] {
-  const { rng } = options;
+): Int32Array[] {
   const all = [...references.invocation, ...references.resource];
-  const order = keyOrder(references, functions);
-  const results: Searched[] = [];
-  let pool: Int32Array = order;
-  for (const size of sizes) {
-    const starts = [
-      stratify(pool, size, 0.5),
-      ...Array.from({ length: options.trials }, () => rng.sample(pool, size)),
-    ];
-    const current = starts
-      .map((members) => new Subset(all, members))
-      .reduce((best, s) => (s.score < best.score ? s : best));
-    const proposals = size === sizes[0] ? ROOT_SWAPS : CHILD_SWAPS;
-    improveBySwaps(current, pool, proposals, rng);
-    results.push({ size, functions: current.sortedMembers() });
-    const members = new Set(current.sortedMembers());
-    pool = pool.filter((f) => members.has(f));
-    options.onSize?.();
+  const keys = new Keys(references, functions);
+  const bounds = Float64Array.from(start, (s) => new Subset(all, s).score * (1 - MARGIN));
+  return growFromStart(all, keys, start, bounds, options).map((s) => Int32Array.from(s).sort());
+}
+
+/** Orders of the functions the search draws neighbours from. */
+class Keys {
+  /** Ascending by the mean of a function's ranks by total invocations and by total resources. */
+  readonly order: Int32Array;
+  /** position[f]: f's place in `order`. */
+  readonly position: Int32Array;
+  /** Ascending by total invocations, and by total resources. */
+  readonly byInvocations: Int32Array;
+  readonly byResources: Int32Array;
+  /** Each function's total on the invocation scale: positive exactly when it has invocations. */
+  readonly invocations: Float64Array;
+
+  constructor(references: SearchReferences, functions: number) {
+    this.invocations = totals(references.invocation, functions);
+    this.byInvocations = byKey(this.invocations);
+    this.byResources = byKey(totals(references.resource, functions));
+    const meanRank = new Float64Array(functions);
+    this.byInvocations.forEach((f, p) => (meanRank[f] += p));
+    this.byResources.forEach((f, p) => (meanRank[f] += p));
+    this.order = byKey(meanRank);
+    this.position = new Int32Array(functions);
+    this.order.forEach((f, p) => (this.position[f] = p));
+  }
+
+  /** A function a few places from `fn` in the key order (undefined past either end). */
+  near(fn: number, rng: Rng): number | undefined {
+    const offset = 1 + rng.int(NEIGHBOURHOOD);
+    return this.order[this.position[fn] + (rng.next() < 0.5 ? -offset : offset)];
+  }
+
+  /**
+   * A function near the centre of one of the top strata of `size` in one
+   * metric's order: the linear WD is dominated by the hottest functions, and
+   * each metric's hottest differ, which the mixed key blurs.
+   */
+  hot(size: number, rng: Rng): number | undefined {
+    const order = rng.next() < 0.5 ? this.byInvocations : this.byResources;
+    const n = order.length;
+    const centre = n - 1 - Math.floor(((rng.int(HOT_STRATA) + 0.5) * n) / size);
+    return order[centre + rng.int(2 * NEIGHBOURHOOD + 1) - NEIGHBOURHOOD];
+  }
+}
+
+/**
+ * In-Vitro's chain up to some size, grown above it: grows from the smallest
+ * summary and, wherever a grown one fails its bound, again from In-Vitro's
+ * summary of that size: each size is grown (or tried) once, so this costs
+ * one growth of the whole chain.
+ */
+function growFromStart(
+  all: readonly ReferenceDistribution[],
+  keys: Keys,
+  start: readonly Int32Array[],
+  bounds: Float64Array,
+  options: SearchOptions,
+): Int32Array[] {
+  const sizes = start.map((s) => s.length);
+  for (let k = 0; k < start.length - 1; ) {
+    const grown = grow(all, keys, start[k], sizes.slice(k + 1), bounds.subarray(k + 1), options);
+    if (grown.length === start.length - 1 - k) return [...start.slice(0, k + 1), ...grown];
+    k += 1 + grown.length;
+  }
+  return [...start];
+}
+
+/**
+ * Summaries of `sizes` (ascending), each the one before it (first `core`)
+ * plus new functions; stops before the first that scores above its bound or
+ * adds no invocations.
+ */
+function grow(
+  all: readonly ReferenceDistribution[],
+  keys: Keys,
+  core: Int32Array,
+  sizes: readonly number[],
+  bounds: Float64Array,
+  { rng, onStep }: SearchOptions,
+): Int32Array[] {
+  const inside = new Uint8Array(keys.order.length);
+  const members = Array.from(core);
+  for (const f of members) inside[f] = 1;
+  const results: Int32Array[] = [];
+  for (let s = 0; s < sizes.length; s++) {
+    const positions = members.map((f) => keys.position[f]).sort((a, b) => a - b);
+    const fresh = emptyStrata(positions, sizes[s], keys.order.length).map((c) => {
+      const f = nearestOutsider(keys.order, inside, c);
+      inside[f] = 1;
+      return f;
+    });
+    const subset = new Subset(all, [...members, ...fresh]);
+    tuneFresh(subset, fresh, inside, keys, sizes[s], rng);
+    onStep?.();
+    if (subset.score > bounds[s] || !fresh.some((f) => keys.invocations[f] > 0)) break;
+    members.push(...fresh);
+    results.push(Int32Array.from(members).sort());
   }
   return results;
 }
 
-const ROOT_SWAPS = 6000;
-const CHILD_SWAPS = 300;
-/** A swap proposes a pool function at most this many places from the member in the key order. */
-const NEIGHBOURHOOD = 8;
-
-/**
- * Proposes swaps of a member for a nearby non-member of `pool` (ordered by
- * the key), keeping a swap when it lowers the score. Near swaps change only
- * the cells between the two functions' positions, so they are cheap, and
- * they tune where each member sits in the distribution.
- */
-function improveBySwaps(subset: Subset, pool: Int32Array, proposals: number, rng: Rng): void {
-  if (pool.length <= subset.size) return;
-  const position = new Map<number, number>();
-  pool.forEach((f, p) => position.set(f, p));
-  for (let p = 0; p < proposals; p++) {
-    const slot = rng.int(subset.size);
-    const from = position.get(subset.member(slot)) as number;
-    const offset = 1 + rng.int(NEIGHBOURHOOD);
-    const at = rng.next() < 0.5 ? from - offset : from + offset;
-    if (at < 0 || at >= pool.length || subset.has(pool[at])) continue;
-    const score = subset.scoreSwap(subset.member(slot), pool[at]);
-    if (score < subset.score) subset.swap(slot, pool[at], score);
+/** Swaps of the new functions (only they may change: the smaller summary is fixed) for outsiders. */
+function tuneFresh(
+  subset: Subset,
+  fresh: number[],
+  inside: Uint8Array,
+  keys: Keys,
+  size: number,
+  rng: Rng,
+): void {
+  for (let p = 0; p < GROW_SWAPS; p++) {
+    const slot = rng.int(fresh.length);
+    const g = rng.next() < HOT_SHARE ? keys.hot(size, rng) : keys.near(fresh[slot], rng);
+    if (g === undefined || inside[g]) continue;
+    if (subset.scoreSwap(fresh[slot], g) >= subset.score) continue;
+    subset.commitSwap(fresh[slot], g);
+    inside[fresh[slot]] = 0;
+    inside[g] = 1;
+    fresh[slot] = g;
   }
 }
 
-/** The function at each of `size` strata of `order`, `offset` of the way into its stratum. */
-function stratify(order: Int32Array, size: number, offset: number): Int32Array {
-  const width = order.length / size;
-  return Int32Array.from({ length: size }, (_, i) => order[Math.floor((i + offset) * width)]);
+/**
+ * Centres (key positions) of the strata a summary of `size` should fill
+ * beside the members at `positions` (ascending): aligns the members, in
+ * order, with `size` strata so the summed distance from each member to its
+ * stratum's centre is least, by dynamic programming over (stratum, strata
+ * given to new functions so far); the strata left over are the new ones'.
+ */
+function emptyStrata(positions: readonly number[], size: number, functions: number): number[] {
+  const extra = size - positions.length;
+  const centre = (i: number): number => Math.floor(((i + 0.5) * functions) / size);
+  // cost[i][t]: least distance with the first i strata holding i − t members and t new ones.
+  const cost = Array.from({ length: size + 1 }, () => new Float64Array(extra + 1).fill(Infinity));
+  cost[0][0] = 0;
+  for (let i = 0; i < size; i++)
+    for (let t = 0; t <= extra; t++) {
+      const here = cost[i][t];
+      if (here === Infinity) continue;
+      const j = i - t;
+      if (j < positions.length)
+        cost[i + 1][t] = Math.min(cost[i + 1][t], here + Math.abs(positions[j] - centre(i)));
+      if (t < extra) cost[i + 1][t + 1] = Math.min(cost[i + 1][t + 1], here);
+    }
+  // Walk back: a stratum is new wherever taking it new is on an optimal path.
+  const strata: number[] = [];
+  for (let i = size, t = extra; i > 0 && t > 0; i--)
+    if (cost[i][t] === cost[i - 1][t - 1]) {
+      strata.push(centre(i - 1));
+      t--;
+    }
+  return strata;
 }
 
-/** Functions in ascending order of the mean of their ranks by total invocations and total resources. */
-function keyOrder(references: SearchReferences, functions: number): Int32Array {
-  const total = (refs: readonly ReferenceDistribution[]): Float64Array => {
-    const sums = new Float64Array(functions);
-    for (const ref of refs) for (let f = 0; f < functions; f++) sums[f] += ref.sorted[ref.rank[f]];
-    return sums;
-  };
-  const byKey = (key: ArrayLike<number>): Int32Array =>
-    Int32Array.from({ length: functions }, (_, i) => i).sort((a, b) => key[a] - key[b] || a - b);
-  const invocation = byKey(total(references.invocation));
-  const resource = byKey(total(references.resource));
-  const meanRank = new Float64Array(functions);
-  invocation.forEach((f, p) => (meanRank[f] += p));
-  resource.forEach((f, p) => (meanRank[f] += p));
-  return byKey(meanRank);
+/** The function at key position `centre`, or the nearest one to it not yet in the summary. */
+function nearestOutsider(order: Int32Array, inside: Uint8Array, centre: number): number {
+  for (let step = 0; ; step++)
+    for (const at of [centre - step, centre + step])
+      if (at >= 0 && at < order.length && !inside[order[at]]) return order[at];
+}
+
+/** Each function's total over `refs` (its invocations, summed over minutes, for the invocation references). */
+function totals(refs: readonly ReferenceDistribution[], functions: number): Float64Array {
+  const sums = new Float64Array(functions);
+  for (const ref of refs) for (let f = 0; f < functions; f++) sums[f] += ref.sorted[ref.rank[f]];
+  return sums;
+}
+
+/** Functions in ascending order of `key`. */
+function byKey(key: ArrayLike<number>): Int32Array {
+  return Int32Array.from({ length: key.length }, (_, i) => i).sort(
+    (a, b) => key[a] - key[b] || a - b,
+  );
 }
 
 /**
@@ -118,20 +238,19 @@ function keyOrder(references: SearchReferences, functions: number): Int32Array {
  * in the cells between the leaving and the joining function's positions.
  */
 class Subset {
-  private readonly members: number[];
-  private readonly inside: Set<number>;
+  private readonly count: number;
   private readonly ranks: Int32Array[];
   private readonly distances: Float64Array;
   private readonly trial: Float64Array;
+  private trialScore = NaN;
   score: number;
 
   constructor(
     private readonly references: readonly ReferenceDistribution[],
     members: ArrayLike<number>,
   ) {
-    this.members = Array.from(members);
-    this.inside = new Set(this.members);
-    this.ranks = references.map((ref) => Int32Array.from(this.members, (f) => ref.rank[f]).sort());
+    this.count = members.length;
+    this.ranks = references.map((ref) => Int32Array.from(members, (f) => ref.rank[f]).sort());
     this.distances = Float64Array.from(references, (ref, d) =>
       ref.distanceFromSubset(this.ranks[d]),
     );
@@ -139,30 +258,19 @@ class Subset {
     this.score = mean(this.distances);
   }
 
-  get size(): number {
-    return this.members.length;
-  }
-
-  member(slot: number): number {
-    return this.members[slot];
-  }
-
-  has(fn: number): boolean {
-    return this.inside.has(fn);
-  }
-
-  sortedMembers(): Int32Array {
-    return Int32Array.from(this.members).sort();
-  }
-
-  /** The score with `leaving` replaced by `joining`; remembers each distance for `swap`. */
+  /** The score with `leaving` replaced by `joining`; remembers it for `commitSwap`. */
   scoreSwap(leaving: number, joining: number): number {
-    const k = this.members.length;
+    const k = this.count;
     for (let d = 0; d < this.references.length; d++) {
       const ref = this.references[d];
       const ranks = this.ranks[d];
       const out = ref.rank[leaving];
       const add = ref.rank[joining];
+      // Tied values (most functions are idle in most minutes) leave the distance as it is.
+      if (ref.sorted[out] === ref.sorted[add]) {
+        this.trial[d] = this.distances[d];
+        continue;
+      }
       const p = lowerBound(ranks, out);
       let delta = 0;
       if (add < out) {
@@ -178,12 +286,12 @@ class Subset {
       }
       this.trial[d] = this.distances[d] + delta;
     }
-    return mean(this.trial);
+    this.trialScore = mean(this.trial);
+    return this.trialScore;
   }
 
-  /** Commits the swap last scored by `scoreSwap` (the member at `slot` leaves). */
-  swap(slot: number, joining: number, score: number): void {
-    const leaving = this.members[slot];
+  /** Commits the swap last scored by `scoreSwap` (which must have been this one). */
+  commitSwap(leaving: number, joining: number): void {
     for (let d = 0; d < this.references.length; d++) {
       const ref = this.references[d];
       const ranks = this.ranks[d];
@@ -200,10 +308,7 @@ class Subset {
       }
       this.distances[d] = this.trial[d];
     }
-    this.inside.delete(leaving);
-    this.members[slot] = joining;
-    this.inside.add(joining);
-    this.score = score;
+    this.score = this.trialScore;
   }
 }
 
