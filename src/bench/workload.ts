@@ -45,8 +45,9 @@ const IDLE_OTHER_CORES = 0.25;
  * `npm run bench -- workload`: the In-Vitro toolkit's targets.
  * - sampler: on two 10,000-function × 60-minute synthetic traces (other seed
  *   and window), sizes 10..1000 step 10, 16 trials, the paper's linear WD:
- *   In-Vitro ÷ random, search ÷ In-Vitro (≤ 0.8 at every size) beside the
- *   lower bound no summary can beat, nesting, load share, search < 60 s
+ *   In-Vitro ÷ random, search ÷ In-Vitro (never above 1; the issue's ≤ 0.8
+ *   at every size) beside the lower bound no summary can beat, nesting, load
+ *   share, search < 60 s (its time includes the In-Vitro run it starts from)
  *   (and the rank-based WD's speed-up over a plain sort-merge WD);
  * - load generator: ≥ 5,000 invocations/s open loop against a no-op HTTP
  *   server in a child process: achieved ÷ scheduled rate within 1 %, p99
@@ -115,6 +116,11 @@ export async function run(argv: string[]): Promise<void> {
         figure: `sampler [${label}]: search ÷ In-Vitro WD, worst size`,
         value: s.searchVsInvitroWorst,
         target: { text: '≤ 0.8', met: s.searchVsInvitroWorst <= 0.8 },
+      },
+      {
+        figure: `sampler [${label}]: sizes where search is worse than In-Vitro`,
+        value: s.sizesWorse,
+        target: { text: '0', met: s.sizesWorse === 0 },
       },
       {
         figure: `sampler [${label}]: search ÷ In-Vitro WD, median size`,
@@ -283,6 +289,7 @@ function benchSampler(functions: number, minutes: number, seed: number, startMin
     invitroVsRandomMedian: median(perSize.map((p) => p.invitro / p.random)),
     searchVsInvitroWorst: Math.max(...ratios),
     searchVsInvitroMedian: median(ratios),
+    sizesWorse: ratios.filter((r) => r > 1).length,
     sizesMeetingTarget: ratios.filter((r) => r <= 0.8).length,
     sizesWhereFloorAllowsTarget: perSize.filter((p) => p.floorRatio <= 0.8).length,
     floorVsInvitro: [10, 100, 1000].map((size) => ({ size, ratio: at(size)?.floorRatio ?? NaN })),

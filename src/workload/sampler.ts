@@ -2,7 +2,7 @@ import { median } from 'simple-statistics';
 import { PetriError } from '../errors.ts';
 import { Rng } from './rng.ts';
 import type { Trace } from './trace.ts';
-import { searchSummaries } from './search.ts';
+import { searchSteps, searchSummaries } from './search.ts';
 import { ReferenceDistribution } from './wasserstein.ts';
 
 /**
@@ -149,8 +149,8 @@ export function sampleTrace(trace: Trace, options: SamplerOptions): SampleResult
   validate(options, n);
   const sizes = sampleSizes(options.minSize, options.maxSize, options.step);
   const runs = options.baseline ? (options.baselineRuns ?? 5) : 0;
-  const searchSteps = options.method === 'search' ? sizes.length - 1 : 0;
-  const total = sizes.length * (options.trials + runs) + searchSteps;
+  const steps = options.method === 'search' ? searchSteps(sizes.length) : 0;
+  const total = sizes.length * (options.trials + runs) + steps;
   let done = 0;
   const progress = (): void => options.onProgress?.(++done, total);
 

@@ -19,7 +19,7 @@ import type { ReferenceDistribution } from './wasserstein.ts';
  */
 export interface SearchOptions {
   rng: Rng;
-  /** Called once per size above the smallest: each is grown (or tried) once. */
+  /** Called `searchSteps(sizes)` times: once per size grown or tried. */
   onStep?: () => void;
 }
 
@@ -30,6 +30,12 @@ export interface SearchReferences {
 
 /** A swap proposes a function at most this many places from the other in the key order. */
 const NEIGHBOURHOOD = 8;
+/**
+ * Whole growths tried (each with its own draws), the best kept: where the
+ * chain leaves In-Vitro's depends on a few swaps, so the sizes it wins vary
+ * from one growth to the next.
+ */
+const ATTEMPTS = 2;
 /** Swaps tried on each grown summary's new functions. */
 const GROW_SWAPS = 400;
 /** Share of those that propose a function near a top stratum's centre in one metric's order. */
@@ -56,7 +62,15 @@ export function searchSummaries(
   const all = [...references.invocation, ...references.resource];
   const keys = new Keys(references, functions);
   const bounds = Float64Array.from(start, (s) => new Subset(all, s).score * (1 - MARGIN));
-  return growFromStart(all, keys, start, bounds, options).map((s) => Int32Array.from(s).sort());
+  const attempts = Array.from({ length: ATTEMPTS }, () =>
+    growFromStart(all, keys, start, bounds, options),
+  );
+  return attempts.reduce((a, b) => (b.ratios < a.ratios ? b : a)).summaries;
+}
+
+/** How many times `searchSummaries` calls `onStep` for a chain of `sizes` sizes. */
+export function searchSteps(sizes: number): number {
+  return ATTEMPTS * (sizes - 1);
 }
 
 /** Orders of the functions the search draws neighbours from. */
@@ -106,7 +120,8 @@ class Keys {
  * In-Vitro's chain up to some size, grown above it: grows from the smallest
  * summary and, wherever a grown one fails its bound, again from In-Vitro's
  * summary of that size: each size is grown (or tried) once, so this costs
- * one growth of the whole chain.
+ * one growth of the whole chain. Also returns the sum over sizes of each
+ * one's score ÷ its bound.
  */
 function growFromStart(
   all: readonly ReferenceDistribution[],
@@ -114,20 +129,25 @@ function growFromStart(
   start: readonly Int32Array[],
   bounds: Float64Array,
   options: SearchOptions,
-): Int32Array[] {
+): { summaries: Int32Array[]; ratios: number } {
   const sizes = start.map((s) => s.length);
-  for (let k = 0; k < start.length - 1; ) {
+  for (let k = 0; k < start.length - 1;) {
     const grown = grow(all, keys, start[k], sizes.slice(k + 1), bounds.subarray(k + 1), options);
-    if (grown.length === start.length - 1 - k) return [...start.slice(0, k + 1), ...grown];
+    if (grown.length === start.length - 1 - k)
+      return {
+        summaries: [...start.slice(0, k + 1), ...grown.map((g) => g.members)],
+        // Each size's score ÷ In-Vitro's, summed (the kept ones count 1 each).
+        ratios: k + 1 + grown.reduce((sum, g, i) => sum + g.score / bounds[k + 1 + i], 0),
+      };
     k += 1 + grown.length;
   }
-  return [...start];
+  return { summaries: [...start], ratios: start.length };
 }
 
 /**
  * Summaries of `sizes` (ascending), each the one before it (first `core`)
- * plus new functions; stops before the first that scores above its bound or
- * adds no invocations.
+ * plus new functions, with their scores; stops before the first that scores
+ * above its bound or adds no invocations.
  */
 function grow(
   all: readonly ReferenceDistribution[],
@@ -136,11 +156,11 @@ function grow(
   sizes: readonly number[],
   bounds: Float64Array,
   { rng, onStep }: SearchOptions,
-): Int32Array[] {
+): { members: Int32Array; score: number }[] {
   const inside = new Uint8Array(keys.order.length);
   const members = Array.from(core);
   for (const f of members) inside[f] = 1;
-  const results: Int32Array[] = [];
+  const results: { members: Int32Array; score: number }[] = [];
   for (let s = 0; s < sizes.length; s++) {
     const positions = members.map((f) => keys.position[f]).sort((a, b) => a - b);
     const fresh = emptyStrata(positions, sizes[s], keys.order.length).map((c) => {
@@ -153,7 +173,7 @@ function grow(
     onStep?.();
     if (subset.score > bounds[s] || !fresh.some((f) => keys.invocations[f] > 0)) break;
     members.push(...fresh);
-    results.push(Int32Array.from(members).sort());
+    results.push({ members: Int32Array.from(members).sort(), score: subset.score });
   }
   return results;
 }
@@ -168,8 +188,10 @@ function tuneFresh(
   rng: Rng,
 ): void {
   for (let p = 0; p < GROW_SWAPS; p++) {
-    const slot = rng.int(fresh.length);
-    const g = rng.next() < HOT_SHARE ? keys.hot(size, rng) : keys.near(fresh[slot], rng);
+    const hot = rng.next() < HOT_SHARE;
+    // A hot candidate replaces the hottest new function: few cells lie between them.
+    const slot = hot ? hottest(fresh, keys) : rng.int(fresh.length);
+    const g = hot ? keys.hot(size, rng) : keys.near(fresh[slot], rng);
     if (g === undefined || inside[g]) continue;
     if (subset.scoreSwap(fresh[slot], g) >= subset.score) continue;
     subset.commitSwap(fresh[slot], g);
@@ -177,6 +199,14 @@ function tuneFresh(
     inside[g] = 1;
     fresh[slot] = g;
   }
+}
+
+/** The slot of the new function highest in the key order. */
+function hottest(fresh: readonly number[], keys: Keys): number {
+  let best = 0;
+  for (let i = 1; i < fresh.length; i++)
+    if (keys.position[fresh[i]] > keys.position[fresh[best]]) best = i;
+  return best;
 }
 
 /**

@@ -130,17 +130,47 @@ describe('sampleTrace --method search', () => {
     }
   });
 
-  it('scores at or above the lower bound and below In-Vitro on average', () => {
+  it('scores at or above the lower bound and never above In-Vitro at any size', () => {
     const scorer = new TraceScorer(trace);
-    for (const r of search) assert.ok(r.score >= scorer.floor(r.size) - 1e-9);
+    for (const [i, r] of search.entries()) {
+      assert.ok(r.score >= scorer.floor(r.size) - 1e-9);
+      assert.ok(r.score <= invitro[i].score, `size ${r.size}: ${r.score} > ${invitro[i].score}`);
+    }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     assert.ok(mean(search.map((r) => r.score)) < mean(invitro.map((r) => r.score)));
+  });
+
+  it("keeps In-Vitro's summary wherever it does not beat it", () => {
+    for (const [i, r] of search.entries())
+      if (r.score === invitro[i].score)
+        assert.deepEqual(Array.from(r.functions), Array.from(invitro[i].functions));
+  });
+
+  it('keeps its guarantees on a trace of another shape and seed', () => {
+    const other = synthesize({ functions: 800, minutes: 8, startMinuteOfDay: 13 * 60 }, new Rng(9));
+    const wide = { ...options, minSize: 5, maxSize: 200, step: 15, seed: 7, baseline: false };
+    const mine = sampleTrace(other, { ...wide, method: 'search' });
+    const theirs = sampleTrace(other, wide);
+    for (const [i, r] of mine.entries()) {
+      assert.equal(r.functions.length, r.size);
+      assert.ok(r.score <= theirs[i].score, `size ${r.size}`);
+      if (i === 0) continue;
+      const larger = new Set(r.functions);
+      assert.ok(Array.from(mine[i - 1].functions).every((f) => larger.has(f)));
+      assert.ok(r.invocations > mine[i - 1].invocations);
+    }
   });
 
   it('reports load as a share of the proportional load', () => {
     const whole = trace.functions.reduce((s, f) => s + totalInvocations(f), 0);
     for (const r of search)
       close(r.loadShare, r.invocations / ((whole * r.size) / trace.functions.length));
+  });
+
+  it('reports progress up to its total', () => {
+    let last = [0, 0];
+    sampleTrace(trace, { ...searchOptions, onProgress: (done, total) => (last = [done, total]) });
+    assert.equal(last[0], last[1]);
   });
 
   it('is deterministic for a seed', () => {
