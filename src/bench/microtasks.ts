@@ -19,7 +19,10 @@
  *   task at once, CFS sharing the cores.
  * - microtask-static / microtask-dynamic: every task at once; phases run in
  *   their classes (io: 0.25 vCPU each on core 0, cpu: 1 vCPU each on core 1;
- *   dynamic moves cores by demand), which keep the cores' reservation honest.
+ *   dynamic moves cores by demand), which keep the cores' reservation honest;
+ *   the daemon pinned as the node's default (`daemonCore` auto: the cpu
+ *   class's core, followed under dynamic); `-unpinned` (off) and
+ *   `-pinned-io` (core 0, the io class's) are the alternatives.
  *
  * Rounds alternate the variants; every figure is a median over repetitions
  * with its ratio against the task-based baseline of the same run. The sort
@@ -107,14 +110,25 @@ const VARIANTS: Variant[] = [
     maxInstances: (n) => n,
   },
   {
-    // The daemon pinned to the cpu class's core (scheduler.daemonCore): its phase frames stay on one core.
-    name: 'microtask-static-pinned',
-    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 1 },
+    // scheduler.daemonCore off: the daemon on every core, the kernel choosing (the default before).
+    name: 'microtask-static-unpinned',
+    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 'off' },
     maxInstances: (n) => n,
   },
   {
-    name: 'microtask-dynamic-pinned',
-    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 1 },
+    name: 'microtask-dynamic-unpinned',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 'off' },
+    maxInstances: (n) => n,
+  },
+  {
+    // The daemon on the io class's core (0) instead, where the light work is; dynamic: it follows io.
+    name: 'microtask-static-pinned-io',
+    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 0 },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-dynamic-pinned-io',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 0 },
     maxInstances: (n) => n,
   },
   {
@@ -178,6 +192,8 @@ interface VariantResult {
   /** Static microtask variants: admissions checked against the class's cores right after. */
   early?: Transitions['early'];
   moves?: number;
+  /** Pinned dynamic variants: how often the daemon's pin followed its class. */
+  repins?: number;
 }
 
 /** NaN when there is nothing to take the median of (`--reps 0`: transitions only). */
@@ -192,10 +208,11 @@ async function phasesOf(env: NetEnv, id: string): Promise<{ phases: Phase[]; que
     const record = (await env.get(`/v1/invocations/${id}`)) as {
       status?: string;
       microtasks?: Phase[];
-      queuedMs?: number;
+      timings?: { queuedMs?: number };
     };
+    // The API groups timings (`timings.queuedMs`); a missing figure is NaN, not 0.
     if (record.status === 'succeeded')
-      return { phases: record.microtasks ?? [], queuedMs: record.queuedMs ?? 0 };
+      return { phases: record.microtasks ?? [], queuedMs: record.timings?.queuedMs ?? NaN };
     if (record.status === 'failed') throw new Error(`invocation ${id} failed`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -485,9 +502,11 @@ export async function run(argv: string[]): Promise<void> {
     for (const [name, { env, variant }] of envs) {
       const status = (await env.get('/v1/node')) as {
         scheduler: NodeScheduler;
-        placement: { active: boolean; reason?: string };
+        placement: { active: boolean; reason?: string; daemonRepins?: number };
       };
       if (name.includes('dynamic')) results.get(name)!.moves = status.scheduler.moves;
+      const { daemonRepins } = status.placement;
+      if (daemonRepins !== undefined) results.get(name)!.repins = daemonRepins;
       if (variant.scheduler.daemonCore !== undefined) {
         const { active, reason } = status.placement;
         log(`${name}: ${active ? '' : 'NOT PINNED: '}${reason ?? ''}`);
@@ -547,10 +566,19 @@ function summaryOf(results: VariantResult[]) {
   const sortRun = (j: JobResult) => j.sortMs.map((ms, i) => ms - (j.sortWaitedMs?.[i] ?? 0));
   // The phase with all the queueing its task did in its stage: in its class (microtask), in the pool (both).
   const sortQueued = (j: JobResult) => j.sortMs.map((ms, i) => ms + (j.reduceQueuedMs?.[i] ?? NaN));
+  // Paired by round (the same minutes of the shared machine): each round's ratio, then their median.
+  const perRound = (r: VariantResult, pick: (j: JobResult) => number[]) =>
+    median(
+      r.jobs.map((j, i) => (base.jobs[i] ? median(pick(j)) / median(pick(base.jobs[i])) : NaN)),
+    );
   return results.map((r) => ({
     variant: r.name,
     makespanMs: med(r, (j) => [j.makespanMs]),
     makespanRatio: vsBase(r, (j) => [j.makespanMs]),
+    makespanRoundRatio: ratio(
+      perRound(r, (j) => [j.makespanMs]),
+      1,
+    ),
     stage1Ratio: vsBase(r, (j) => [j.stage1Ms]),
     stage2Ratio: vsBase(r, (j) => [j.stage2Ms]),
     writeMs: med(r, (j) => j.writeMs),
@@ -563,6 +591,7 @@ function summaryOf(results: VariantResult[]) {
     sortRatio: vsBase(r, (j) => j.sortMs),
     sortRunMs: med(r, sortRun),
     sortRunRatio: vsBase(r, sortRun),
+    sortRunRoundRatio: ratio(perRound(r, sortRun), 1),
     sortQueuedMs: med(r, sortQueued),
     sortQueuedRatio: vsBase(r, sortQueued),
     reduceQueuedMs: med(r, (j) => j.reduceQueuedMs ?? []),
@@ -571,6 +600,7 @@ function summaryOf(results: VariantResult[]) {
       : undefined,
     early: r.early,
     moves: r.moves,
+    repins: r.repins,
   }));
 }
 
@@ -590,6 +620,7 @@ function report(
       variant: r.variant,
       'makespan ms': ms(r.makespanMs),
       '× task': r.makespanRatio,
+      'per round ×': r.makespanRoundRatio,
       'stage 1 ×': r.stage1Ratio,
       'stage 2 ×': r.stage2Ratio,
       'write ms': ms(r.writeMs),
@@ -597,6 +628,7 @@ function report(
       'write ×': r.writeRatio,
       'write run ×': r.writeRunRatio,
       moves: r.moves ?? '',
+      repins: r.repins ?? '',
     })),
   );
   console.log(
@@ -608,6 +640,7 @@ function report(
       variant: r.variant,
       'run ms': ms(r.sortRunMs),
       'run ×': r.sortRunRatio,
+      'per round ×': r.sortRunRoundRatio,
       'class wait ms': ms(r.sortWaitedMs),
       'pool wait ms': ms(r.reduceQueuedMs),
       '+queue ms': ms(r.sortQueuedMs),
