@@ -914,8 +914,9 @@ function placementEffect(rounds: Round[]) {
 /**
  * The unannotated echo function on a node under the microtask scheduler,
  * against the task-scheduler node as configured (petri) and, for latency,
- * the one with placement spread: the microtask policy has no placement, so
- * spread is the like-for-like baseline of its code path.
+ * the one with placement spread: the microtask policy never places
+ * instances (it pins only the daemon, `scheduler.daemonCore` auto by
+ * default), so spread is the like-for-like baseline of its code path.
  */
 function microtaskEffect(rounds: Round[]) {
   const compared = rounds.filter((r) => r.p50.microtask !== undefined);

@@ -273,7 +273,7 @@ export class DaemonPin implements CpuPlacement {
   /** The followed class's cores now: re-pins when the daemon's core is no longer one of them. */
   follow(cores: readonly number[]): void {
     if (this.closed || cores.length === 0 || cores.includes(this.wanted)) return;
-    this.wanted = cores[0];
+    this.wanted = Math.min(...cores);
     if (!this.cpuset || this.timer) return; // not pinned, or a re-pin is already armed
     const wait =
       this.lastPinAt + (this.options.repinMs ?? DAEMON_REPIN_MS) - this.options.clock.now();
