@@ -162,6 +162,7 @@ const DEFAULT_VARIANTS = 'task,task-oversubscribed,microtask-static,microtask-dy
 interface Phase {
   name: string;
   class: string;
+  startMs: number;
   durationMs: number;
   waitedMs: number;
 }
@@ -179,6 +180,8 @@ interface JobResult {
   sortMs: number[];
   /** Of each sort phase, the time it queued for the cpu class. */
   sortWaitedMs: number[];
+  /** Of each sort phase's run (less its class wait), the share another sort ran beside it (0–1). */
+  sortOverlap?: number[];
   /** How long each map and reduce invocation queued in the pool before it started. */
   mapQueuedMs: number[];
   reduceQueuedMs: number[];
@@ -203,16 +206,23 @@ function median(values: number[]): number {
 }
 
 /** An invocation's phases, and how long it queued in the pool before it started (`queuedMs`). */
-async function phasesOf(env: NetEnv, id: string): Promise<{ phases: Phase[]; queuedMs: number }> {
+async function phasesOf(
+  env: NetEnv,
+  id: string,
+): Promise<{ phases: Phase[]; queuedMs: number; startedAt: number }> {
   for (let i = 0; i < 200; i++) {
     const record = (await env.get(`/v1/invocations/${id}`)) as {
       status?: string;
       microtasks?: Phase[];
-      timings?: { queuedMs?: number };
+      timings?: { queuedMs?: number; startedAt?: number };
     };
     // The API groups timings (`timings.queuedMs`); a missing figure is NaN, not 0.
     if (record.status === 'succeeded')
-      return { phases: record.microtasks ?? [], queuedMs: record.timings?.queuedMs ?? NaN };
+      return {
+        phases: record.microtasks ?? [],
+        queuedMs: record.timings?.queuedMs ?? NaN,
+        startedAt: record.timings?.startedAt ?? NaN,
+      };
     if (record.status === 'failed') throw new Error(`invocation ${id} failed`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -272,11 +282,37 @@ class SortJob {
       writeWaitedMs: pick(mapPhases, 'write', 'waitedMs'),
       sortMs: pick(reducePhases, 'sort'),
       sortWaitedMs: pick(reducePhases, 'sort', 'waitedMs'),
+      sortOverlap: overlaps(
+        reduceRecords.map((r) => {
+          const sort = r.phases.find((p) => p.name === 'sort');
+          const at = r.startedAt + (sort?.startMs ?? NaN);
+          return [at + (sort?.waitedMs ?? NaN), at + (sort?.durationMs ?? NaN)];
+        }),
+      ),
       mapQueuedMs: mapRecords.map((r) => r.queuedMs),
       reduceQueuedMs: reduceRecords.map((r) => r.queuedMs),
       waitedMs,
     };
   }
+}
+
+/** For each span, the share of it that some other span covers (NaN for a span with no length). */
+export function overlaps(spans: [number, number][]): number[] {
+  return spans.map(([from, to], i) => {
+    const cut = spans
+      .filter((_, j) => j !== i)
+      .map(([a, b]) => [Math.max(a, from), Math.min(b, to)])
+      .filter(([a, b]) => b > a)
+      .sort((x, y) => x[0] - y[0]);
+    let covered = 0;
+    let end = -Infinity;
+    for (const [a, b] of cut) {
+      if (b <= end) continue;
+      covered += b - Math.max(a, end);
+      end = b;
+    }
+    return to > from ? covered / (to - from) : NaN;
+  });
 }
 
 /**
@@ -592,6 +628,14 @@ function summaryOf(results: VariantResult[]) {
     sortRunMs: med(r, sortRun),
     sortRunRatio: vsBase(r, sortRun),
     sortRunRoundRatio: ratio(perRound(r, sortRun), 1),
+    // The sort's run by company: alone most of it (another sort beside it < half its run), or not.
+    sortAloneMs: med(r, (j) => sortRun(j).filter((_, i) => (j.sortOverlap?.[i] ?? NaN) < 0.5)),
+    sortPairedMs: med(r, (j) => sortRun(j).filter((_, i) => (j.sortOverlap?.[i] ?? NaN) >= 0.5)),
+    sortPairedShare: ratio(
+      r.jobs.flatMap((j) => j.sortOverlap ?? []).filter((v) => v >= 0.5).length /
+        r.jobs.flatMap((j) => j.sortOverlap ?? []).filter(Number.isFinite).length,
+      1,
+    ),
     sortQueuedMs: med(r, sortQueued),
     sortQueuedRatio: vsBase(r, sortQueued),
     reduceQueuedMs: med(r, (j) => j.reduceQueuedMs ?? []),
@@ -641,6 +685,9 @@ function report(
       'run ms': ms(r.sortRunMs),
       'run ×': r.sortRunRatio,
       'per round ×': r.sortRunRoundRatio,
+      'alone ms': ms(r.sortAloneMs),
+      'beside a sort ms': ms(r.sortPairedMs),
+      'share beside': r.sortPairedShare,
       'class wait ms': ms(r.sortWaitedMs),
       'pool wait ms': ms(r.reduceQueuedMs),
       '+queue ms': ms(r.sortQueuedMs),
