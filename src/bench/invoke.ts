@@ -758,7 +758,7 @@ export async function run(argv: string[]): Promise<void> {
           ],
           {
             title:
-              'the same rounds, the echo function (no annotations) on a node under the microtask scheduler (placement off)',
+              'the same rounds, the echo function (no annotations) on a node under the microtask scheduler (instances unplaced; daemon pinned as scheduler.daemonCore says, auto by default)',
           },
         ),
       );
