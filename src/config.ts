@@ -266,20 +266,28 @@ export const SchedulerConfigSchema = z
     /** The dynamic allocator moves at most one core this often. */
     moveIntervalMs: z.number().int().min(1).max(60_000).default(20),
     /**
-     * Microtask policy only: the core the daemon (every thread) is pinned to,
-     * in a cpuset of its own. A phase transition is two frames between the
-     * daemon and the instance; on a VM each one that crosses cores pays a
-     * wake-up of the other vCPU, so within a class on the daemon's core a
-     * transition takes about a third of the time it takes when its frames
-     * cross cores (docs/research.md, "Transition cost"). The daemon's own
-     * CPU use then falls on that core, which admission does not count.
-     * Unset: the daemon runs on every core (the kernel chooses).
+     * Microtask policy only: where the daemon (every thread) is pinned, in a
+     * cpuset of its own. A phase transition is two frames between the daemon
+     * and the instance; on a VM each one that crosses cores pays a wake-up
+     * of the other vCPU, so within a class on the daemon's core a transition
+     * takes about a third of the time it takes when its frames cross cores
+     * (docs/research.md, "Transition cost"). `auto` (the default under the
+     * microtask policy) is the lowest core of the heaviest class (the
+     * largest share per microtask: `cpu` by default); a number is that core;
+     * under dynamic allocation the pin follows the class that had the core
+     * at start. The daemon's own CPU use then falls on that core, which
+     * admission does not count. `off`: the daemon runs on every core (the
+     * kernel chooses). The task policy takes `off` only (its CPU placement
+     * pins the daemon).
      */
-    daemonCore: z.number().int().min(0).max(1023).optional(),
+    daemonCore: z
+      .union([z.number().int().min(0).max(1023), z.literal('auto'), z.literal('off')])
+      .optional(),
   })
   .strict()
   .superRefine((scheduler, ctx) => {
-    if (scheduler.daemonCore !== undefined && scheduler.policy !== 'microtask') {
+    const pinned = scheduler.daemonCore !== undefined && scheduler.daemonCore !== 'off';
+    if (pinned && scheduler.policy !== 'microtask') {
       ctx.addIssue({
         code: 'custom',
         path: ['daemonCore'],

@@ -758,7 +758,7 @@ export async function run(argv: string[]): Promise<void> {
           ],
           {
             title:
-              'the same rounds, the echo function (no annotations) on a node under the microtask scheduler (placement off)',
+              'the same rounds, the echo function (no annotations) on a node under the microtask scheduler (instances unplaced; daemon pinned as scheduler.daemonCore says, auto by default)',
           },
         ),
       );
@@ -914,8 +914,9 @@ function placementEffect(rounds: Round[]) {
 /**
  * The unannotated echo function on a node under the microtask scheduler,
  * against the task-scheduler node as configured (petri) and, for latency,
- * the one with placement spread: the microtask policy has no placement, so
- * spread is the like-for-like baseline of its code path.
+ * the one with placement spread: the microtask policy never places
+ * instances (it pins only the daemon, `scheduler.daemonCore` auto by
+ * default), so spread is the like-for-like baseline of its code path.
  */
 function microtaskEffect(rounds: Round[]) {
   const compared = rounds.filter((r) => r.p50.microtask !== undefined);

@@ -19,7 +19,10 @@
  *   task at once, CFS sharing the cores.
  * - microtask-static / microtask-dynamic: every task at once; phases run in
  *   their classes (io: 0.25 vCPU each on core 0, cpu: 1 vCPU each on core 1;
- *   dynamic moves cores by demand), which keep the cores' reservation honest.
+ *   dynamic moves cores by demand), which keep the cores' reservation honest;
+ *   the daemon pinned as the node's default (`daemonCore` auto: the cpu
+ *   class's core, followed under dynamic); `-unpinned` (off) and
+ *   `-pinned-io` (core 0, the io class's) are the alternatives.
  *
  * Rounds alternate the variants; every figure is a median over repetitions
  * with its ratio against the task-based baseline of the same run. The sort
@@ -107,14 +110,25 @@ const VARIANTS: Variant[] = [
     maxInstances: (n) => n,
   },
   {
-    // The daemon pinned to the cpu class's core (scheduler.daemonCore): its phase frames stay on one core.
-    name: 'microtask-static-pinned',
-    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 1 },
+    // scheduler.daemonCore off: the daemon on every core, the kernel choosing (the default before).
+    name: 'microtask-static-unpinned',
+    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 'off' },
     maxInstances: (n) => n,
   },
   {
-    name: 'microtask-dynamic-pinned',
-    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 1 },
+    name: 'microtask-dynamic-unpinned',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 'off' },
+    maxInstances: (n) => n,
+  },
+  {
+    // The daemon on the io class's core (0) instead, where the light work is; dynamic: it follows io.
+    name: 'microtask-static-pinned-io',
+    scheduler: { policy: 'microtask', allocation: 'static', daemonCore: 0 },
+    maxInstances: (n) => n,
+  },
+  {
+    name: 'microtask-dynamic-pinned-io',
+    scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore: 0 },
     maxInstances: (n) => n,
   },
   {
@@ -148,6 +162,7 @@ const DEFAULT_VARIANTS = 'task,task-oversubscribed,microtask-static,microtask-dy
 interface Phase {
   name: string;
   class: string;
+  startMs: number;
   durationMs: number;
   waitedMs: number;
 }
@@ -165,6 +180,8 @@ interface JobResult {
   sortMs: number[];
   /** Of each sort phase, the time it queued for the cpu class. */
   sortWaitedMs: number[];
+  /** Of each sort phase's run (less its class wait), the share another sort ran beside it (0–1). */
+  sortOverlap?: number[];
   /** How long each map and reduce invocation queued in the pool before it started. */
   mapQueuedMs: number[];
   reduceQueuedMs: number[];
@@ -178,6 +195,8 @@ interface VariantResult {
   /** Static microtask variants: admissions checked against the class's cores right after. */
   early?: Transitions['early'];
   moves?: number;
+  /** Pinned dynamic variants: how often the daemon's pin followed its class. */
+  repins?: number;
 }
 
 /** NaN when there is nothing to take the median of (`--reps 0`: transitions only). */
@@ -187,15 +206,23 @@ function median(values: number[]): number {
 }
 
 /** An invocation's phases, and how long it queued in the pool before it started (`queuedMs`). */
-async function phasesOf(env: NetEnv, id: string): Promise<{ phases: Phase[]; queuedMs: number }> {
+async function phasesOf(
+  env: NetEnv,
+  id: string,
+): Promise<{ phases: Phase[]; queuedMs: number; startedAt: number }> {
   for (let i = 0; i < 200; i++) {
     const record = (await env.get(`/v1/invocations/${id}`)) as {
       status?: string;
       microtasks?: Phase[];
-      queuedMs?: number;
+      timings?: { queuedMs?: number; startedAt?: number };
     };
+    // The API groups timings (`timings.queuedMs`); a missing figure is NaN, not 0.
     if (record.status === 'succeeded')
-      return { phases: record.microtasks ?? [], queuedMs: record.queuedMs ?? 0 };
+      return {
+        phases: record.microtasks ?? [],
+        queuedMs: record.timings?.queuedMs ?? NaN,
+        startedAt: record.timings?.startedAt ?? NaN,
+      };
     if (record.status === 'failed') throw new Error(`invocation ${id} failed`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -255,11 +282,37 @@ class SortJob {
       writeWaitedMs: pick(mapPhases, 'write', 'waitedMs'),
       sortMs: pick(reducePhases, 'sort'),
       sortWaitedMs: pick(reducePhases, 'sort', 'waitedMs'),
+      sortOverlap: overlaps(
+        reduceRecords.map((r) => {
+          const sort = r.phases.find((p) => p.name === 'sort');
+          const at = r.startedAt + (sort?.startMs ?? NaN);
+          return [at + (sort?.waitedMs ?? NaN), at + (sort?.durationMs ?? NaN)];
+        }),
+      ),
       mapQueuedMs: mapRecords.map((r) => r.queuedMs),
       reduceQueuedMs: reduceRecords.map((r) => r.queuedMs),
       waitedMs,
     };
   }
+}
+
+/** For each span, the share of it that some other span covers (NaN for a span with no length). */
+export function overlaps(spans: [number, number][]): number[] {
+  return spans.map(([from, to], i) => {
+    const cut = spans
+      .filter((_, j) => j !== i)
+      .map(([a, b]) => [Math.max(a, from), Math.min(b, to)])
+      .filter(([a, b]) => b > a)
+      .sort((x, y) => x[0] - y[0]);
+    let covered = 0;
+    let end = -Infinity;
+    for (const [a, b] of cut) {
+      if (b <= end) continue;
+      covered += b - Math.max(a, end);
+      end = b;
+    }
+    return to > from ? covered / (to - from) : NaN;
+  });
 }
 
 /**
@@ -485,9 +538,11 @@ export async function run(argv: string[]): Promise<void> {
     for (const [name, { env, variant }] of envs) {
       const status = (await env.get('/v1/node')) as {
         scheduler: NodeScheduler;
-        placement: { active: boolean; reason?: string };
+        placement: { active: boolean; reason?: string; daemonRepins?: number };
       };
       if (name.includes('dynamic')) results.get(name)!.moves = status.scheduler.moves;
+      const { daemonRepins } = status.placement;
+      if (daemonRepins !== undefined) results.get(name)!.repins = daemonRepins;
       if (variant.scheduler.daemonCore !== undefined) {
         const { active, reason } = status.placement;
         log(`${name}: ${active ? '' : 'NOT PINNED: '}${reason ?? ''}`);
@@ -547,10 +602,19 @@ function summaryOf(results: VariantResult[]) {
   const sortRun = (j: JobResult) => j.sortMs.map((ms, i) => ms - (j.sortWaitedMs?.[i] ?? 0));
   // The phase with all the queueing its task did in its stage: in its class (microtask), in the pool (both).
   const sortQueued = (j: JobResult) => j.sortMs.map((ms, i) => ms + (j.reduceQueuedMs?.[i] ?? NaN));
+  // Paired by round (the same minutes of the shared machine): each round's ratio, then their median.
+  const perRound = (r: VariantResult, pick: (j: JobResult) => number[]) =>
+    median(
+      r.jobs.map((j, i) => (base.jobs[i] ? median(pick(j)) / median(pick(base.jobs[i])) : NaN)),
+    );
   return results.map((r) => ({
     variant: r.name,
     makespanMs: med(r, (j) => [j.makespanMs]),
     makespanRatio: vsBase(r, (j) => [j.makespanMs]),
+    makespanRoundRatio: ratio(
+      perRound(r, (j) => [j.makespanMs]),
+      1,
+    ),
     stage1Ratio: vsBase(r, (j) => [j.stage1Ms]),
     stage2Ratio: vsBase(r, (j) => [j.stage2Ms]),
     writeMs: med(r, (j) => j.writeMs),
@@ -563,6 +627,15 @@ function summaryOf(results: VariantResult[]) {
     sortRatio: vsBase(r, (j) => j.sortMs),
     sortRunMs: med(r, sortRun),
     sortRunRatio: vsBase(r, sortRun),
+    sortRunRoundRatio: ratio(perRound(r, sortRun), 1),
+    // The sort's run by company: alone most of it (another sort beside it < half its run), or not.
+    sortAloneMs: med(r, (j) => sortRun(j).filter((_, i) => (j.sortOverlap?.[i] ?? NaN) < 0.5)),
+    sortPairedMs: med(r, (j) => sortRun(j).filter((_, i) => (j.sortOverlap?.[i] ?? NaN) >= 0.5)),
+    sortPairedShare: ratio(
+      r.jobs.flatMap((j) => j.sortOverlap ?? []).filter((v) => v >= 0.5).length /
+        r.jobs.flatMap((j) => j.sortOverlap ?? []).filter(Number.isFinite).length,
+      1,
+    ),
     sortQueuedMs: med(r, sortQueued),
     sortQueuedRatio: vsBase(r, sortQueued),
     reduceQueuedMs: med(r, (j) => j.reduceQueuedMs ?? []),
@@ -571,6 +644,7 @@ function summaryOf(results: VariantResult[]) {
       : undefined,
     early: r.early,
     moves: r.moves,
+    repins: r.repins,
   }));
 }
 
@@ -590,6 +664,7 @@ function report(
       variant: r.variant,
       'makespan ms': ms(r.makespanMs),
       '× task': r.makespanRatio,
+      'per round ×': r.makespanRoundRatio,
       'stage 1 ×': r.stage1Ratio,
       'stage 2 ×': r.stage2Ratio,
       'write ms': ms(r.writeMs),
@@ -597,6 +672,7 @@ function report(
       'write ×': r.writeRatio,
       'write run ×': r.writeRunRatio,
       moves: r.moves ?? '',
+      repins: r.repins ?? '',
     })),
   );
   console.log(
@@ -608,6 +684,10 @@ function report(
       variant: r.variant,
       'run ms': ms(r.sortRunMs),
       'run ×': r.sortRunRatio,
+      'per round ×': r.sortRunRoundRatio,
+      'alone ms': ms(r.sortAloneMs),
+      'beside a sort ms': ms(r.sortPairedMs),
+      'share beside': r.sortPairedShare,
       'class wait ms': ms(r.sortWaitedMs),
       'pool wait ms': ms(r.reduceQueuedMs),
       '+queue ms': ms(r.sortQueuedMs),

@@ -9,8 +9,8 @@ import type { CpuScheduler, SchedClock } from './types.ts';
  * The node's CPU scheduler from its config. Every class's cores must exist
  * on the node (cores 0 … `cores` − 1), or the node refuses to start. The
  * task scheduler places instances with `placement` (when given); the
- * microtask scheduler uses only its daemon cpuset, to pin the daemon to
- * `daemonCore` when that is set.
+ * microtask scheduler uses only its daemon cpuset, to pin the daemon where
+ * `daemonCore` says (`daemonPinOf`; by default on the heaviest class's core).
  */
 export function createScheduler(
   config: SchedulerConfig,
@@ -33,7 +33,7 @@ export function createScheduler(
       );
     }
   }
-  if (config.daemonCore !== undefined && config.daemonCore >= cores) {
+  if (typeof config.daemonCore === 'number' && config.daemonCore >= cores) {
     throw new PetriError(
       'InvalidConfig',
       `invalid node configuration: scheduler.daemonCore is core ${config.daemonCore}, but the node has ${cores} (0–${cores - 1})`,
@@ -49,13 +49,18 @@ export function createScheduler(
       ? new TaskScheduler(clock, config.classes, new CpuPlacer(placement))
       : new TaskScheduler(clock, config.classes);
   }
+  const daemon = daemonPinOf(config, cores);
   const pin =
-    config.daemonCore !== undefined && placement
-      ? { placement: new DaemonPin(config.daemonCore, placement) }
-      : {};
+    daemon && placement
+      ? new DaemonPin(daemon.core, {
+          ...placement,
+          clock,
+          ...(config.allocation === 'dynamic' && daemon.follows ? { follows: daemon.follows } : {}),
+        })
+      : undefined;
   return new MicrotaskScheduler({
     ...(placement ? { placementPolicy: placement.policy.name } : {}),
-    ...pin,
+    ...(pin ? { placement: pin, pin } : {}),
     clock,
     classes: config.classes,
     allocation: config.allocation,
@@ -63,4 +68,31 @@ export function createScheduler(
     moveIntervalMs: config.moveIntervalMs,
     onError,
   });
+}
+
+/**
+ * Where the daemon is pinned, and the class its pin follows under dynamic
+ * allocation. Unset means `auto` under the microtask policy. `auto` picks
+ * the heaviest class (the largest share per microtask, `cpu` by default,
+ * ties by name), whose phases compute and pay for a slow transition, and
+ * its lowest core; a core given by number is followed through the class
+ * that has it at start (none: it stays there). Undefined: not pinned
+ * (`off`, or the task policy).
+ */
+export function daemonPinOf(
+  config: Pick<SchedulerConfig, 'daemonCore' | 'classes' | 'policy'>,
+  cores: number,
+): { core: number; follows?: string } | undefined {
+  const daemonCore = config.daemonCore ?? (config.policy === 'microtask' ? 'auto' : 'off');
+  if (daemonCore === 'off' || config.policy !== 'microtask') return undefined;
+  const classes = Object.entries(config.classes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (daemonCore !== 'auto') {
+    const owner = classes.find(([, cls]) => cls.cores.includes(daemonCore));
+    return owner ? { core: daemonCore, follows: owner[0] } : { core: daemonCore };
+  }
+  const heaviest = classes
+    .filter(([, cls]) => cls.cores.length > 0)
+    .sort(([, a], [, b]) => b.vcpu - a.vcpu)[0];
+  if (!heaviest) return { core: cores - 1 };
+  return { core: Math.min(...heaviest[1].cores), follows: heaviest[0] };
 }

@@ -1,7 +1,7 @@
 import type { CpuLimit } from '../sandbox/index.ts';
 import { chooseMove } from './dynamic.ts';
 import { PhaseLog, type OpenPhase } from './phase-log.ts';
-import { noPlacement, type CpuPlacement } from './placement.ts';
+import { noPlacement, type CpuPlacement, type DaemonPin } from './placement.ts';
 import {
   DEFAULT_CLASS,
   type CpuScheduler,
@@ -24,6 +24,8 @@ export interface MicrotaskSchedulerOptions {
   placementPolicy?: string;
   /** The daemon's pinning (scheduler.daemonCore); none by default. */
   placement?: CpuPlacement;
+  /** The same pin, told of core moves when it follows a class (dynamic allocation). */
+  pin?: Pick<DaemonPin, 'follows' | 'follow'>;
 }
 
 /** A phase in a class: queued until the class has room, then running until the phase ends. */
@@ -230,6 +232,8 @@ export class MicrotaskScheduler implements CpuScheduler {
     for (const cls of [from, to]) {
       for (const ticket of cls.running) ticket.owner.apply(cls.limit());
     }
+    const pin = this.options.pin;
+    if (pin?.follows !== undefined) pin.follow(this.classes.get(pin.follows)?.cores ?? []);
     this.pump(to);
   }
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { DaemonCpuset } from '../cgroup/index.ts';
 import type { Placement, PlacementPolicy } from '../policy/index.ts';
 import type { CpuLimit } from '../sandbox/index.ts';
+import type { SchedClock } from './types.ts';
 
 /** An instance as placement sees it (the node's Instance is one). */
 export interface PlacedInstance {
@@ -23,6 +24,10 @@ export interface PlacementStatus {
   daemonCpu?: number;
   /** Every core the node may use: a spread instance's cpuset. */
   allCpus?: string;
+  /** Microtask policy, `daemonCore` under dynamic allocation: the class whose cores the daemon's pin follows. */
+  daemonFollows?: string;
+  /** How many times the pin has followed it to another core. */
+  daemonRepins?: number;
   current: Placement;
 }
 
@@ -195,20 +200,54 @@ export class CpuPlacer implements CpuPlacement {
   }
 }
 
+/** How often at most the daemon's pin follows its class to another core. */
+export const DAEMON_REPIN_MS = 100;
+
+export interface DaemonPinOptions extends Pick<
+  CpuPlacerOptions,
+  'daemonCpuset' | 'log' | 'policy'
+> {
+  /** Times the re-pins (the scheduler's clock). */
+  clock: SchedClock;
+  /** The class the pin follows under dynamic allocation ("follows" in status); none: fixed. */
+  follows?: string;
+  /** At most one re-pin this often (DAEMON_REPIN_MS); a later core wins, the ones between are skipped. */
+  repinMs?: number;
+}
+
 /**
  * The microtask scheduler's placement when `scheduler.daemonCore` is set:
- * the daemon alone, pinned to that core for the node's life. Instances are
- * left to the classes (the one writer of their cpusets), so a class on the
- * daemon's core exchanges its phase frames without crossing cores.
+ * the daemon alone, pinned to one core. Instances are left to the classes
+ * (the one writer of their cpusets), so a class on the daemon's core
+ * exchanges its phase frames without crossing cores. Under dynamic
+ * allocation the pin follows its class (`follow`, called after each core
+ * move): while the daemon's core is still the class's it stays; when the
+ * class lost it, the daemon moves to the class's lowest core, at most once
+ * per `repinMs` (a move inside that window is applied at its end, to the
+ * core wanted then); while the class has no core the daemon stays put.
  */
 export class DaemonPin implements CpuPlacement {
   private cpuset: DaemonCpuset | undefined;
   private reason: string | undefined;
+  /** The core asked for last, and the one the kernel has. */
+  private wanted: number;
+  private pinned: number | undefined;
+  private lastPinAt = -Infinity;
+  private timer: { cancel(): void } | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private repins = 0;
+  private closed = false;
 
   constructor(
-    private readonly core: number,
-    private readonly options: Pick<CpuPlacerOptions, 'daemonCpuset' | 'log' | 'policy'>,
-  ) {}
+    core: number,
+    private readonly options: DaemonPinOptions,
+  ) {
+    this.wanted = core;
+    this.follows = options.follows;
+  }
+
+  /** The class the pin follows (dynamic allocation), if any. */
+  readonly follows: string | undefined;
 
   async start(): Promise<void> {
     try {
@@ -218,10 +257,48 @@ export class DaemonPin implements CpuPlacement {
     }
     if (!this.cpuset) {
       this.reason ??= 'no cgroup cpuset the daemon can join (needs a usable v1 cpuset controller)';
-      this.options.log.info(`daemon not pinned to core ${this.core}: ${this.reason}`);
+      this.options.log.info(`daemon not pinned to core ${this.wanted}: ${this.reason}`);
       return;
     }
-    await this.cpuset.setCpus(String(this.core));
+    this.lastPinAt = this.options.clock.now();
+    this.pinned = this.wanted;
+    await this.cpuset.setCpus(String(this.wanted));
+  }
+
+  /** The core the daemon is pinned to, or will be once a pending re-pin is written. */
+  get core(): number {
+    return this.wanted;
+  }
+
+  /** The followed class's cores now: re-pins when the daemon's core is no longer one of them. */
+  follow(cores: readonly number[]): void {
+    if (this.closed || cores.length === 0 || cores.includes(this.wanted)) return;
+    this.wanted = Math.min(...cores);
+    if (!this.cpuset || this.timer) return; // not pinned, or a re-pin is already armed
+    const wait =
+      this.lastPinAt + (this.options.repinMs ?? DAEMON_REPIN_MS) - this.options.clock.now();
+    if (wait <= 0) return this.repin();
+    this.timer = this.options.clock.setTimer(
+      wait,
+      () => {
+        this.timer = undefined;
+        this.repin();
+      },
+      { background: true },
+    );
+  }
+
+  /** Writes the wanted core, when it is not the one the kernel has. */
+  private repin(): void {
+    const cpuset = this.cpuset;
+    if (!cpuset || this.closed || this.wanted === this.pinned) return;
+    const core = this.wanted;
+    this.pinned = core;
+    this.lastPinAt = this.options.clock.now();
+    this.repins += 1;
+    this.writing = this.writing
+      .then(() => cpuset.setCpus(String(core)))
+      .catch((err: Error) => this.options.log.warn({ err, core }, 'cannot re-pin the daemon'));
   }
 
   /**
@@ -234,20 +311,35 @@ export class DaemonPin implements CpuPlacement {
   }
 
   status(): PlacementStatus {
+    const follows = this.options.follows ? `, following class ${this.options.follows}` : '';
     return {
       policy: this.options.policy.name,
       active: this.cpuset !== undefined,
       reason:
         this.reason ??
-        `the microtask scheduler places instances on its classes' cores; the daemon is pinned to core ${this.core}`,
-      ...(this.cpuset ? { daemonCpu: this.core, allCpus: this.cpuset.allCpus.join(',') } : {}),
+        `the microtask scheduler places instances on its classes' cores; the daemon is pinned to core ${this.pinned}${follows}`,
+      ...(this.cpuset
+        ? {
+            daemonCpu: this.pinned,
+            allCpus: this.cpuset.allCpus.join(','),
+            ...(this.options.follows
+              ? { daemonFollows: this.options.follows, daemonRepins: this.repins }
+              : {}),
+          }
+        : {}),
       current: 'spread',
     };
   }
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<void> {
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.writing;
+  }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await this.stop();
     const cpuset = this.cpuset;
     this.cpuset = undefined;
     await cpuset?.release().catch((err: Error) => {

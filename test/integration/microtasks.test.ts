@@ -410,4 +410,75 @@ describe('scheduler.daemonCore on a real daemon', () => {
     }
     assert.deepEqual(cpusetDirs(name), [], 'the daemon cpuset is removed at stop');
   });
+
+  it("by default under dynamic allocation the daemon is pinned to the cpu class's core and follows it", async (t) => {
+    if (!requireRoot(t)) return;
+    const daemon = await spawnWith('follow', { policy: 'microtask', allocation: 'dynamic' });
+    const name = `petri-daemon-${nodeTagFrom(path.join(dir, 'follow-state'))}`;
+    /** The daemon cpuset's cores, and every daemon thread's allowed cores as the kernel has them. */
+    const pinned = () => {
+      const [cpuset] = cpusetDirs(name);
+      assert.ok(cpuset, `the daemon's cpuset ${name}`);
+      const tids = fs.readFileSync(path.join(cpuset, 'tasks'), 'utf8').trim().split('\n');
+      const allowed = new Set(
+        tids.map((tid) => {
+          const status = fs.readFileSync(`/proc/${tid}/status`, 'utf8');
+          return /Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1];
+        }),
+      );
+      return {
+        cpus: fs.readFileSync(path.join(cpuset, 'cpuset.cpus'), 'utf8').trim(),
+        allowed: [...allowed],
+      };
+    };
+    const node = async () =>
+      (await call(daemon, 'GET', '/v1/node')).body as {
+        placement: {
+          active: boolean;
+          daemonCpu?: number;
+          daemonFollows?: string;
+          daemonRepins?: number;
+        };
+        scheduler: { classes: Record<string, { cores: number[] }>; moves: number };
+      };
+    try {
+      const start = await node();
+      assert.ok(
+        start.placement.active,
+        'the daemon joins a cpuset of its own (v1 cpuset controller)',
+      );
+      assert.equal(start.placement.daemonFollows, 'cpu');
+      assert.deepEqual(pinned(), { cpus: '1', allowed: ['1'] });
+      const code = write('shift', {
+        'index.mjs': `export async function handler(event, context) {
+          await context.microtask(event.phase, () => new Promise((r) => setTimeout(r, event.ms)));
+          return event.phase;
+        }`,
+      });
+      await deploy(daemon, 'shift', code, { runtime: 'node', maxInstances: 2, microtasks: MAP });
+      // Warm two instances first, so the sorts below overlap.
+      const hold = (phase: string, ms: number) =>
+        call(daemon, 'POST', '/v1/functions/shift/invoke', { phase, ms });
+      await Promise.all([hold('other', 200), hold('other', 200)]);
+      // Two sorts: the second waits, idle io's core 0 goes to cpu; the daemon's core is still cpu's.
+      const sorts = Promise.all([hold('sort', 800), hold('sort', 800)]);
+      await new Promise((r) => setTimeout(r, 400));
+      const during = await node();
+      assert.deepEqual(during.scheduler.classes.cpu.cores, [0, 1]);
+      assert.deepEqual(during.scheduler.classes.io.cores, []);
+      assert.deepEqual(pinned(), { cpus: '1', allowed: ['1'] });
+      await sorts;
+      // A read with io coreless: cpu gives it its last core (1), and the daemon follows cpu to 0.
+      assert.equal((await hold('read', 300)).status, 200);
+      const after = await node();
+      assert.deepEqual(after.scheduler.classes.io.cores, [1]);
+      assert.deepEqual(after.scheduler.classes.cpu.cores, [0]);
+      assert.equal(after.placement.daemonCpu, 0);
+      assert.equal(after.placement.daemonRepins, 1);
+      assert.deepEqual(pinned(), { cpus: '0', allowed: ['0'] });
+    } finally {
+      await daemon.close();
+    }
+    assert.deepEqual(cpusetDirs(name), [], 'the daemon cpuset is removed at stop');
+  });
 });

@@ -9,6 +9,8 @@ import {
   chooseMove,
   CpuPlacer,
   createScheduler,
+  daemonPinOf,
+  type DaemonPin,
   MicrotaskScheduler,
   TaskScheduler,
 } from '../../src/sched/index.ts';
@@ -273,9 +275,9 @@ describe('CPU placement belongs to the scheduler', () => {
     scheduler.close();
   });
 
-  test('the microtask scheduler has none: its classes set the cpusets', async () => {
+  test('the microtask scheduler with daemonCore off has none: its classes set the cpusets', async () => {
     const cpuset = { allCpus: [0, 1], set: [] as string[] };
-    const config = parseConfig({ scheduler: { policy: 'microtask' } });
+    const config = parseConfig({ scheduler: { policy: 'microtask', daemonCore: 'off' } });
     const scheduler = createScheduler(
       config.scheduler,
       new ManualClock(0),
@@ -348,6 +350,139 @@ describe('the microtask scheduler pins the daemon to scheduler.daemonCore', () =
     assert.match(status.reason ?? '', /no cgroup cpuset/);
     assert.equal(scheduler.placement.startCpus(), undefined);
     await scheduler.placement.close();
+    scheduler.close();
+  });
+
+  const dynamicPinned = (
+    daemonCore: number | 'auto',
+    cpuset: { set: string[]; released: number },
+  ) => {
+    const clock = new ManualClock(0);
+    const scheduler = createScheduler(
+      parseConfig({ scheduler: { policy: 'microtask', allocation: 'dynamic', daemonCore } })
+        .scheduler,
+      clock,
+      2,
+      undefined,
+      placement(cpuset),
+    );
+    return { clock, scheduler };
+  };
+
+  test('auto (the microtask default) picks the heaviest class and its lowest core; a number follows the class that has it', () => {
+    const classes = parseConfig({}).scheduler.classes;
+    const policy = 'microtask';
+    const auto = { core: 1, follows: 'cpu' };
+    assert.deepEqual(daemonPinOf({ policy, daemonCore: 'auto', classes }, 2), auto);
+    assert.deepEqual(daemonPinOf({ policy, classes }, 2), auto, 'unset is auto');
+    assert.deepEqual(daemonPinOf({ policy, daemonCore: 0, classes }, 2), {
+      core: 0,
+      follows: 'io',
+    });
+    assert.deepEqual(daemonPinOf({ policy, daemonCore: 3, classes }, 4), { core: 3 });
+    const wide = { ...classes, big: { vcpu: 2, cores: [3, 2] } };
+    assert.deepEqual(daemonPinOf({ policy, classes: wide }, 4), { core: 2, follows: 'big' });
+    assert.equal(daemonPinOf({ policy, daemonCore: 'off', classes }, 2), undefined);
+    assert.equal(daemonPinOf({ policy: 'task', classes }, 2), undefined, 'the task policy: never');
+    assert.equal(parseConfig({ scheduler: { daemonCore: 'off' } }).scheduler.daemonCore, 'off');
+  });
+
+  test("by default the microtask scheduler pins the daemon to the cpu class's core", async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const scheduler = createScheduler(
+      parseConfig({ scheduler: { policy: 'microtask' } }).scheduler,
+      new ManualClock(0),
+      2,
+      undefined,
+      placement(cpuset),
+    );
+    await scheduler.placement.start();
+    assert.deepEqual(cpuset.set, ['1']);
+    assert.equal(
+      scheduler.placement.status().daemonFollows,
+      undefined,
+      'static: nothing to follow',
+    );
+    await scheduler.placement.close();
+    scheduler.close();
+  });
+
+  test('under dynamic allocation the pin follows its class, at most once per DAEMON_REPIN_MS', async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const { clock, scheduler } = dynamicPinned(0, cpuset);
+    await scheduler.placement.start();
+    assert.deepEqual(cpuset.set, ['0'], "the io class's core");
+    assert.equal(scheduler.placement.status().daemonFollows, 'io');
+    // Two sorts queue: io is idle, its core goes to cpu. io has no core: the daemon stays put.
+    const subjects = [0, 1].map((i) => new FakeSubject(`c${i}`));
+    const sorts = subjects.map((s, i) => scheduler.begin(`c${i}`, s, MAP, 0));
+    for (const p of sorts) void p.enter('sort');
+    clock.advance(5);
+    await settle();
+    assert.deepEqual(scheduler.status().classes.io.cores, []);
+    assert.deepEqual(cpuset.set, ['0']);
+    // A read waits; a sort ends and its core (1) goes to io, 10 ms after the pin: re-pinned at 100 ms.
+    const reader = scheduler.begin('r', new FakeSubject('r'), MAP, 0);
+    void reader.enter('read');
+    clock.advance(5);
+    sorts[0].finish();
+    await settle();
+    assert.deepEqual(scheduler.status().classes.io.cores, [1]);
+    assert.deepEqual(cpuset.set, ['0'], 'not yet: the last pin was 10 ms ago');
+    assert.equal(scheduler.placement.status().daemonCpu, 0);
+    clock.advanceTo(99);
+    await settle();
+    assert.deepEqual(cpuset.set, ['0']);
+    clock.advanceTo(100);
+    await settle();
+    assert.deepEqual(cpuset.set, ['0', '1'], 'followed io to core 1');
+    const status = scheduler.placement.status();
+    assert.equal(status.daemonCpu, 1);
+    assert.equal(status.daemonRepins, 1);
+    assert.match(status.reason ?? '', /pinned to core 1, following class io/);
+    // Long after: a move is followed at once, and a core still the class's is kept.
+    reader.finish();
+    sorts[1].finish();
+    clock.advanceTo(500);
+    const more = [2, 3].map((i) => scheduler.begin(`d${i}`, new FakeSubject(`d${i}`), MAP, 0));
+    for (const p of more) void p.enter('sort');
+    clock.advance(5); // io idle: core 1 goes to cpu; io has none, the daemon stays on 1
+    await settle();
+    assert.deepEqual(scheduler.status().classes.cpu.cores, [0, 1]);
+    assert.deepEqual(cpuset.set, ['0', '1']);
+    for (const p of more) p.finish();
+    await scheduler.placement.close();
+    assert.equal(cpuset.released, 1);
+    scheduler.close();
+  });
+
+  test('re-pins inside one window are folded into one write, to the core wanted last', async () => {
+    const cpuset = { set: [] as string[], released: 0 };
+    const { clock, scheduler } = dynamicPinned('auto', cpuset);
+    await scheduler.placement.start();
+    const pin = scheduler.placement as DaemonPin;
+    assert.equal(pin.follows, 'cpu');
+    pin.follow([0]);
+    pin.follow([1, 0]); // core 0 wanted now and still the class's
+    pin.follow([1]);
+    clock.advanceTo(100);
+    await settle();
+    assert.deepEqual(
+      cpuset.set,
+      ['1'],
+      'wanted back on 1 before the window ended: nothing written',
+    );
+    pin.follow([0]); // the window is over: at once
+    await settle();
+    assert.deepEqual(cpuset.set, ['1', '0']);
+    clock.advanceTo(250);
+    await settle();
+    assert.deepEqual(cpuset.set, ['1', '0']);
+    await scheduler.placement.close();
+    pin.follow([1]);
+    clock.advanceTo(1000);
+    await settle();
+    assert.deepEqual(cpuset.set, ['1', '0'], 'closed: no more writes');
     scheduler.close();
   });
 
