@@ -61,7 +61,12 @@ const USAGE_WINDOW_MS = 5;
  */
 function sharedUsage(instance: Instance): Promise<{ before: Usage; after: Usage }> {
   instance.usageRead ??= (async () => {
-    await instance.whenDrained(USAGE_WINDOW_MS);
+    if (instance.inFlight > 0) {
+      await instance.whenDrained(USAGE_WINDOW_MS);
+      // Those that just ended handed their records in before their release woke this
+      // (complete, then release): one more turn and they have joined this read.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const before = instance.baseline;
     try {
       const after = await instance.sandbox.usage({ resetPeak: true });
