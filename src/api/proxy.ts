@@ -175,7 +175,9 @@ export async function relay(
   const headers = forwardedHeaders(incoming, request.drop);
   headers.push(OWN, context.invocationId);
   const exchange = new Exchange(request, context, limits);
-  const body = await requestBody(incoming, limits.requestBytes, exchange.failEarly);
+  const body = await requestBody(incoming, limits.requestBytes, (error) =>
+    exchange.failEarly(error),
+  );
   if (exchange.failed) throw exchange.failed;
   return exchange.start(dispatcher, {
     origin: `http://${endpoint.host}:${endpoint.port}`,
@@ -186,12 +188,26 @@ export async function relay(
   });
 }
 
+/** The exchange a client response belongs to, for the listeners below. */
+const EXCHANGE = Symbol('exchange');
+type Outgoing = http.ServerResponse & { [EXCHANGE]?: Exchange };
+
+function onOutgoingClose(this: Outgoing): void {
+  this[EXCHANGE]?.clientClosed();
+}
+
+function onOutgoingDrain(this: Outgoing): void {
+  this[EXCHANGE]?.drained();
+}
+
 /**
  * One relayed exchange: undici's dispatch handler (the callbacks write the
  * server's response to the client, with the client's backpressure passed
  * on: returning false pauses the upstream) and its end, as one object with
- * its methods on the prototype, so a request allocates one object instead
- * of a closure per callback.
+ * its methods on the prototype. The response's listeners are shared
+ * functions that find the exchange on the response, and the object itself
+ * listens for the invocation's abort (`handleEvent`): a request allocates
+ * no closure per callback.
  */
 class Exchange implements Dispatcher.DispatchHandler {
   /** A failure while the request body was still being read (over the limit, the client left). */
@@ -210,30 +226,36 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly limits: ProxyLimits,
   ) {}
 
-  readonly failEarly: Fail = (error) => {
+  failEarly(error: PetriError): void {
     this.failed ??= error;
     this.abortUpstream?.(error);
-  };
+  }
 
-  private readonly onAbort = (): void =>
+  /** The invocation's signal aborted (its timeout, the instance's exit). */
+  handleEvent(): void {
     this.fail(new PetriError('Timeout', 'the invocation ended before the response did'));
+  }
 
-  private readonly onClose = (): void => {
+  clientClosed(): void {
     if (!this.request.outgoing.writableFinished) {
       this.fail(new PetriError('InvalidRequest', 'the client closed the connection early'));
     }
-  };
+  }
 
-  private readonly onDrain = (): void => this.resumeUpstream?.();
+  drained(): void {
+    this.resumeUpstream?.();
+  }
 
   start(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions): Promise<number> {
     return new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
       const { signal } = this.context;
-      if (signal.aborted) return this.onAbort();
-      signal.addEventListener('abort', this.onAbort, { once: true });
-      this.request.outgoing.once('close', this.onClose);
+      if (signal.aborted) return this.handleEvent();
+      signal.addEventListener('abort', this, { once: true });
+      const outgoing: Outgoing = this.request.outgoing;
+      outgoing[EXCHANGE] = this;
+      outgoing.once('close', onOutgoingClose);
       try {
         dispatcher.dispatch(options, this);
       } catch (err) {
@@ -249,7 +271,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.done = true;
     this.abortUpstream?.(error);
     const { outgoing } = this.request;
-    outgoing.off('drain', this.onDrain);
+    outgoing.off('drain', onOutgoingDrain);
     if (outgoing.headersSent) outgoing.destroy();
     this.reject?.(error);
   }
@@ -257,8 +279,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   private settle(): void {
     if (this.done) return;
     this.done = true;
-    this.context.signal.removeEventListener('abort', this.onAbort);
-    this.request.outgoing.off('close', this.onClose);
+    this.context.signal.removeEventListener('abort', this);
+    this.request.outgoing.off('close', onOutgoingClose);
     this.resolve?.(this.status);
   }
 
@@ -300,7 +322,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return false;
     }
     this.resumeUpstream = resume;
-    outgoing.on('drain', this.onDrain);
+    outgoing.on('drain', onOutgoingDrain);
     return true;
   }
 
@@ -315,12 +337,12 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     const { outgoing } = this.request;
-    outgoing.off('drain', this.onDrain);
+    outgoing.off('drain', onOutgoingDrain);
     outgoing.end(() => this.settle());
   }
 
   onError(err: Error): void {
-    this.request.outgoing.off('drain', this.onDrain);
+    this.request.outgoing.off('drain', onOutgoingDrain);
     this.fail(
       err instanceof PetriError
         ? err

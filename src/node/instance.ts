@@ -350,7 +350,13 @@ export class Instance {
     const settled = new Promise<T>((resolve, reject) => {
       const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
       const startedAt = this.clock.now();
-      this.pending.set(id, { resolve: (value) => resolve(value as T), reject, timer, startedAt });
+      // As is, not wrapped: a named closure costs keepNames (tsx) a defineProperty per invocation.
+      this.pending.set(id, {
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer,
+        startedAt,
+      });
     });
     work(controller.signal).then(
       (value) => this.settle(id, (p) => p.resolve(value)),
