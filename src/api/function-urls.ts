@@ -13,7 +13,7 @@ import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
 import { FunctionNameSchema, parseQualifier } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
-import { relay, upstreamDispatcher } from './proxy.ts';
+import { relay, upstreamDispatcher, type ProxyLimits } from './proxy.ts';
 
 export interface FunctionUrlOptions {
   requestLimitBytes: number;
@@ -51,6 +51,9 @@ export function isFunctionUrl(url: string | undefined): boolean {
 type Incoming = http.IncomingMessage;
 type Outgoing = http.ServerResponse;
 
+const DROP_NONE: ReadonlySet<string> = new Set();
+const DROP_TOKEN: ReadonlySet<string> = new Set(['authorization']);
+
 /** The function a request names, checked against the spec's `url.auth`. */
 function resolve(node: PetriNode, incoming: Incoming, options: FunctionUrlOptions) {
   const parts = urlParts(incoming.url ?? '');
@@ -68,7 +71,7 @@ function resolve(node: PetriNode, incoming: Incoming, options: FunctionUrlOption
     throw new PetriError('Unauthorized', 'this function URL needs the API token');
   }
   // The node's token is the node's secret: the function never sees it.
-  const drop = new Set(needsToken ? ['authorization'] : []);
+  const drop = needsToken ? DROP_TOKEN : DROP_NONE;
   return { parts, target, drop };
 }
 
@@ -224,17 +227,14 @@ async function viaProxy(
   outgoing: Outgoing,
   resolved: ReturnType<typeof resolve>,
   dispatcher: Dispatcher,
-  options: FunctionUrlOptions,
+  limits: ProxyLimits,
   lingering: Lingering,
 ): Promise<void> {
   const { parts, target, drop } = resolved;
-  outgoing.setHeader('x-petri-version', String(target.version));
   const path = parts.query === '' ? parts.path : `${parts.path}?${parts.query}`;
-  const limits = {
-    requestBytes: options.requestLimitBytes,
-    responseBytes: options.responseLimitBytes,
-  };
-  const proxied = { incoming, outgoing, path, drop };
+  // x-petri-version goes out with the server's headers (relay), or with an error answer here.
+  const version = String(target.version);
+  const proxied = { incoming, outgoing, path, drop, version };
   const record = await node.proxy(
     target,
     { method: incoming.method ?? 'GET', path: parts.path },
@@ -242,7 +242,10 @@ async function viaProxy(
   );
   if (record.error) {
     const { code, message, details } = record.error;
-    if (!outgoing.headersSent) outgoing.setHeader('x-petri-invocation-id', record.id);
+    if (!outgoing.headersSent) {
+      outgoing.setHeader('x-petri-version', version);
+      outgoing.setHeader('x-petri-invocation-id', record.id);
+    }
     answerError(incoming, outgoing, new PetriError(code, message, details), lingering);
   }
 }
@@ -266,13 +269,17 @@ export interface FunctionUrlDoor {
 export function functionUrlDoor(node: PetriNode, options: FunctionUrlOptions): FunctionUrlDoor {
   // Keep-alive connections to instances' servers, shared by all requests.
   const dispatcher = upstreamDispatcher();
+  const limits: ProxyLimits = {
+    requestBytes: options.requestLimitBytes,
+    responseBytes: options.responseLimitBytes,
+  };
   const lingering = new Lingering();
   return {
     async serve(incoming, outgoing) {
       try {
         const resolved = resolve(node, incoming, options);
         if (resolved.target.spec.runtime === 'http') {
-          return await viaProxy(node, incoming, outgoing, resolved, dispatcher, options, lingering);
+          return await viaProxy(node, incoming, outgoing, resolved, dispatcher, limits, lingering);
         }
         return await viaLambda(node, incoming, outgoing, resolved, options, lingering);
       } catch (err) {

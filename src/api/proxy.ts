@@ -29,6 +29,8 @@ export interface ProxyRequest {
   path: string;
   /** Request headers (lower case) the server must not see, e.g. the node's token. */
   drop: ReadonlySet<string>;
+  /** The function version that answers, sent back as `x-petri-version`. */
+  version: string;
 }
 
 /**
@@ -169,131 +171,188 @@ export async function relay(
   dispatcher: Dispatcher,
   limits: ProxyLimits,
 ): Promise<number> {
-  const { incoming, outgoing } = request;
+  const { incoming } = request;
   const headers = forwardedHeaders(incoming, request.drop);
   headers.push(OWN, context.invocationId);
-  let failed: PetriError | undefined;
-  let abortUpstream: ((err: Error) => void) | undefined;
-  const failEarly: Fail = (error) => {
-    failed ??= error;
-    abortUpstream?.(error);
-  };
-  const body = await requestBody(incoming, limits.requestBytes, failEarly);
-  if (failed) throw failed;
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const fail: Fail = (error) => {
-      if (done) return;
-      done = true;
-      abortUpstream?.(error);
-      if (outgoing.headersSent) outgoing.destroy();
-      reject(error);
-    };
-    const onAbort = (): void =>
-      fail(new PetriError('Timeout', 'the invocation ended before the response did'));
-    if (context.signal.aborted) return onAbort();
-    context.signal.addEventListener('abort', onAbort, { once: true });
-    const onClose = (): void => {
-      if (!outgoing.writableFinished) {
-        fail(new PetriError('InvalidRequest', 'the client closed the connection early'));
-      }
-    };
-    outgoing.once('close', onClose);
-    const settle = (status: number): void => {
-      if (done) return;
-      done = true;
-      context.signal.removeEventListener('abort', onAbort);
-      outgoing.off('close', onClose);
-      resolve(status);
-    };
-    const handler = responseHandler(outgoing, context, limits, fail, settle);
-    const dispatchHandler: Dispatcher.DispatchHandler = {
-      ...handler,
-      onConnect: (abort) => {
-        abortUpstream = abort;
-        if (failed) abort(failed);
-      },
-    };
-    try {
-      dispatcher.dispatch(
-        {
-          origin: `http://${endpoint.host}:${endpoint.port}`,
-          method: (incoming.method ?? 'GET') as Dispatcher.HttpMethod,
-          path: request.path,
-          headers,
-          body,
-        },
-        dispatchHandler,
-      );
-    } catch (err) {
-      fail(
-        new PetriError('HandlerError', `the function's server failed: ${(err as Error).message}`),
-      );
-    }
+  const exchange = new Exchange(request, context, limits);
+  const body = await requestBody(incoming, limits.requestBytes, (error) =>
+    exchange.failEarly(error),
+  );
+  if (exchange.failed) throw exchange.failed;
+  return exchange.start(dispatcher, {
+    origin: `http://${endpoint.host}:${endpoint.port}`,
+    method: (incoming.method ?? 'GET') as Dispatcher.HttpMethod,
+    path: request.path,
+    headers,
+    body,
   });
 }
 
+/** The exchange a client response belongs to, for the listeners below. */
+const EXCHANGE = Symbol('exchange');
+type Outgoing = http.ServerResponse & { [EXCHANGE]?: Exchange };
+
+function onOutgoingClose(this: Outgoing): void {
+  this[EXCHANGE]?.clientClosed();
+}
+
+function onOutgoingDrain(this: Outgoing): void {
+  this[EXCHANGE]?.drained();
+}
+
 /**
- * The undici callbacks that write the server's response to the client, with
- * the client's backpressure passed on (returning false pauses the upstream).
+ * One relayed exchange: undici's dispatch handler (the callbacks write the
+ * server's response to the client, with the client's backpressure passed
+ * on: returning false pauses the upstream) and its end, as one object with
+ * its methods on the prototype. The response's listeners are shared
+ * functions that find the exchange on the response, and the object itself
+ * listens for the invocation's abort (`handleEvent`): a request allocates
+ * no closure per callback.
  */
-function responseHandler(
-  outgoing: http.ServerResponse,
-  context: ExchangeContext,
-  limits: ProxyLimits,
-  fail: Fail,
-  settle: (status: number) => void,
-): Dispatcher.DispatchHandler {
-  const limit = `the ${limits.responseBytes}-byte response limit`;
-  let status = 502;
-  let received = 0;
-  let resumeUpstream: (() => void) | undefined;
-  const onDrain = (): void => resumeUpstream?.();
-  return {
-    onHeaders: (statusCode, rawHeaders, resume, statusText) => {
-      // Informational answers (100, 103) are not relayed, as node:http's client drops them;
-      // an unasked-for 101 is no answer either.
-      if (statusCode >= 100 && statusCode < 200 && statusCode !== 101) return true;
-      status = statusCode;
-      const back = endToEndHeaders(headerStrings(rawHeaders), NODE_RESPONSE_HEADERS);
-      if (declaredLength(back) > limits.responseBytes) {
-        fail(new PetriError('ResponseTooLarge', `the server's response is over ${limit}`));
-        return false;
-      }
-      back.push(OWN, context.invocationId);
-      // The server is the function's: a status or reason HTTP cannot relay must not throw here.
+class Exchange implements Dispatcher.DispatchHandler {
+  /** A failure while the request body was still being read (over the limit, the client left). */
+  failed: PetriError | undefined;
+  private abortUpstream: ((err: Error) => void) | undefined;
+  private resumeUpstream: (() => void) | undefined;
+  private done = false;
+  private status = 502;
+  private received = 0;
+  private resolve: ((status: number) => void) | undefined;
+  private reject: ((error: PetriError) => void) | undefined;
+
+  constructor(
+    private readonly request: ProxyRequest,
+    private readonly context: ExchangeContext,
+    private readonly limits: ProxyLimits,
+  ) {}
+
+  failEarly(error: PetriError): void {
+    this.failed ??= error;
+    this.abortUpstream?.(error);
+  }
+
+  /** The invocation's signal aborted (its timeout, the instance's exit). */
+  handleEvent(): void {
+    this.fail(new PetriError('Timeout', 'the invocation ended before the response did'));
+  }
+
+  clientClosed(): void {
+    if (!this.request.outgoing.writableFinished) {
+      this.fail(new PetriError('InvalidRequest', 'the client closed the connection early'));
+    }
+  }
+
+  drained(): void {
+    this.resumeUpstream?.();
+  }
+
+  start(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      const { signal } = this.context;
+      if (signal.aborted) return this.handleEvent();
+      signal.addEventListener('abort', this, { once: true });
+      const outgoing: Outgoing = this.request.outgoing;
+      outgoing[EXCHANGE] = this;
+      outgoing.once('close', onOutgoingClose);
       try {
-        if (status < 200 || status > 599) throw new Error(`status ${status} cannot be relayed`);
-        outgoing.writeHead(status, statusText, back);
+        dispatcher.dispatch(options, this);
       } catch (err) {
-        fail(new PetriError('BadResponse', `the server's response: ${(err as Error).message}`));
-        return false;
+        this.fail(
+          new PetriError('HandlerError', `the function's server failed: ${(err as Error).message}`),
+        );
       }
-      resumeUpstream = resume;
-      outgoing.on('drain', onDrain);
-      return true;
-    },
-    onData: (chunk) => {
-      received += chunk.length;
-      if (received > limits.responseBytes) {
-        fail(new PetriError('ResponseTooLarge', `the server sent more than ${limit}`));
-        return false;
-      }
-      return outgoing.write(chunk);
-    },
-    onComplete: () => {
-      outgoing.off('drain', onDrain);
-      outgoing.end(() => settle(status));
-    },
-    onError: (err) => {
-      outgoing.off('drain', onDrain);
-      fail(
-        err instanceof PetriError
-          ? err
-          : new PetriError('HandlerError', `the function's server failed: ${err.message}`),
+    });
+  }
+
+  private fail(error: PetriError): void {
+    if (this.done) return;
+    this.done = true;
+    this.abortUpstream?.(error);
+    const { outgoing } = this.request;
+    outgoing.off('drain', onOutgoingDrain);
+    if (outgoing.headersSent) outgoing.destroy();
+    this.reject?.(error);
+  }
+
+  private settle(): void {
+    if (this.done) return;
+    this.done = true;
+    this.context.signal.removeEventListener('abort', this);
+    this.request.outgoing.off('close', onOutgoingClose);
+    this.resolve?.(this.status);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.failed) abort(this.failed);
+  }
+
+  onHeaders(
+    statusCode: number,
+    rawHeaders: Buffer[] | string[] | null,
+    resume: () => void,
+    statusText: string,
+  ): boolean {
+    // Informational answers (100, 103) are not relayed, as node:http's client drops them;
+    // an unasked-for 101 is no answer either.
+    if (statusCode >= 100 && statusCode < 200 && statusCode !== 101) return true;
+    this.status = statusCode;
+    const { outgoing, version } = this.request;
+    const back = endToEndHeaders(headerStrings(rawHeaders), NODE_RESPONSE_HEADERS, [
+      'x-petri-version',
+      version,
+    ]);
+    if (declaredLength(back) > this.limits.responseBytes) {
+      this.fail(
+        new PetriError('ResponseTooLarge', `the server's response is over ${this.limit()}`),
       );
-    },
-  };
+      return false;
+    }
+    back.push(OWN, this.context.invocationId);
+    // The server is the function's: a status or reason HTTP cannot relay must not throw here.
+    // Headers as one list, none set before: node:http checks each name and value as it writes.
+    try {
+      if (statusCode < 200 || statusCode > 599)
+        throw new Error(`status ${statusCode} cannot be relayed`);
+      outgoing.writeHead(statusCode, statusText, back);
+    } catch (err) {
+      this.fail(new PetriError('BadResponse', `the server's response: ${(err as Error).message}`));
+      return false;
+    }
+    this.resumeUpstream = resume;
+    outgoing.on('drain', onOutgoingDrain);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.received += chunk.length;
+    if (this.received > this.limits.responseBytes) {
+      this.fail(new PetriError('ResponseTooLarge', `the server sent more than ${this.limit()}`));
+      return false;
+    }
+    return this.request.outgoing.write(chunk);
+  }
+
+  onComplete(): void {
+    const { outgoing } = this.request;
+    outgoing.off('drain', onOutgoingDrain);
+    outgoing.end(() => this.settle());
+  }
+
+  onError(err: Error): void {
+    this.request.outgoing.off('drain', onOutgoingDrain);
+    this.fail(
+      err instanceof PetriError
+        ? err
+        : new PetriError('HandlerError', `the function's server failed: ${err.message}`),
+    );
+  }
+
+  private limit(): string {
+    return `the ${this.limits.responseBytes}-byte response limit`;
+  }
 }
 
 /** The content-length a header list declares (NaN if none). */

@@ -368,6 +368,13 @@ interface NodeSettings {
   /** `network.poolSize`; the node's default when absent. */
   poolSize?: number;
   nodeBinary: string;
+  /**
+   * `startPaths.pause: false`: idle instances are never frozen. For the node
+   * with the function URL, whose instance the instance floor reaches past
+   * the node: frozen 50 ms after its last invocation, it would take that
+   * floor's connections and never answer (nothing thaws it but the node).
+   */
+  noPause?: boolean;
 }
 
 /**
@@ -391,6 +398,7 @@ async function startNode(
     },
     runtime: { nodeBinary: settings.nodeBinary },
     ...(settings.scheduler ? { scheduler: { policy: settings.scheduler } } : {}),
+    ...(settings.noPause ? { startPaths: { pause: false } } : {}),
   };
   fs.writeFileSync(configFile, JSON.stringify(config));
   const remove = (): void => fs.rmSync(stateDir, { recursive: true, force: true });
@@ -610,7 +618,12 @@ export async function run(argv: string[]): Promise<void> {
     const runtimes: RuntimeNodes[] = [];
     for (const [key, runtime] of wanted) {
       const nodeBinary = runtime.binary;
-      const warm = await started({ placement: placementPolicy, nodeBinary });
+      // The first node also serves the function URL (deployHttpEcho below).
+      const warm = await started({
+        placement: placementPolicy,
+        nodeBinary,
+        noPause: runtimes.length === 0,
+      });
       // Without root there is no network namespace, so no pool to drain.
       const drained = testbed
         ? await started({ placement: placementPolicy, poolSize: 0, nodeBinary })
@@ -791,6 +804,8 @@ export async function run(argv: string[]): Promise<void> {
         seconds,
         cold: Number(args.cold),
         echoFunction: { memoryMb: ECHO_MEMORY_MB, concurrency: connections },
+        functionUrlNode:
+          'the first warm node, startPaths.pause false (the instance floor reaches its instance past the node)',
         coldFunction: { memoryMb: 128, keepAliveMs: 0 },
         ratios:
           'warm and throughput ratios and added µs are medians of per-round figures (same round, alternating order)',

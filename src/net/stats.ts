@@ -47,6 +47,21 @@ export function countersIn(text: string, ifname: string): Counters | undefined {
   const lineEnd = text.indexOf('\n', at);
   const line = text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd);
   // The name must be the whole field, not a suffix of a longer one ("pvab1" in "xpvab1").
-  if (line.slice(0, line.indexOf(':')).trim() !== ifname) return parseNetDev(text).get(ifname);
-  return parseNetDev(`\n\n${line}`).get(ifname);
+  const colon = line.indexOf(':');
+  if (line.slice(0, colon).trim() !== ifname) return parseNetDev(text).get(ifname);
+  return lineCounters(line, colon);
+}
+
+/** rx bytes (field 1) and tx bytes (field 9) after the colon, without splitting the line. */
+function lineCounters(line: string, colon: number): Counters {
+  const fields: number[] = [];
+  let at = colon + 1;
+  while (fields.length < 9) {
+    while (line.charCodeAt(at) === 32) at += 1;
+    let end = at;
+    while (end < line.length && line.charCodeAt(end) !== 32) end += 1;
+    fields.push(Number(line.slice(at, end)));
+    at = end;
+  }
+  return { rxBytes: fields[0], txBytes: fields[8] };
 }

@@ -112,8 +112,10 @@ export class Instance {
   private freezing: Promise<void> | undefined;
   /** Resource counters at the end of the last invocation, to diff the next against. */
   baseline: Usage = ZERO_USAGE;
-  /** A usage read under way, shared by invocations that finish in the same turn. */
+  /** A usage read under way, shared by invocations that finish in the same turn or window (sink.ts). */
   usageRead: Promise<{ before: Usage; after: Usage }> | undefined;
+  /** Calls waiting for no invocation to be in flight (see whenDrained). */
+  private drainWaiters: (() => void)[] = [];
   exit: SandboxExit | undefined;
   /** The cpuset last applied (see CpuPlacer); undefined: never set. */
   cpus: string | undefined;
@@ -348,7 +350,13 @@ export class Instance {
     const settled = new Promise<T>((resolve, reject) => {
       const timer = this.clock.setTimer(this.fn.spec.timeoutMs, () => this.onTimeout(id));
       const startedAt = this.clock.now();
-      this.pending.set(id, { resolve: (value) => resolve(value as T), reject, timer, startedAt });
+      // As is, not wrapped: a named closure costs keepNames (tsx) a defineProperty per invocation.
+      this.pending.set(id, {
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer,
+        startedAt,
+      });
     });
     work(controller.signal).then(
       (value) => this.settle(id, (p) => p.resolve(value)),
@@ -375,6 +383,27 @@ export class Instance {
     this.inFlight -= 1;
     this.lastUsedAt = this.clock.now();
     if (this.inFlight === 0 && this.state === 'busy') this.setState('idle');
+    if (this.inFlight <= 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /**
+   * Resolves once no invocation is in flight, or after `ms` of real time at
+   * most (a bound on how late a record may be, not a simulated delay).
+   */
+  whenDrained(ms: number): Promise<void> {
+    if (this.inFlight <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(wake, ms);
+      function wake(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.drainWaiters.push(wake);
+    });
   }
 
   /** Cancels the idle timers: keep-alive and pause. */

@@ -166,13 +166,16 @@ export class Invoker {
     try {
       if (this.closing) throw new PetriError('NodeRestarted', 'the node is shutting down');
       // A start that fails still counts as the path it took (metrics, the record, x-petri-start).
-      const acquired = this.deps.pool.acquire(
+      // A warm slot comes back as is (no promise to wait for); a throw is caught below.
+      const acquired = this.deps.pool.acquireNow(
         entry,
         (path) => (record.startPath = path ?? 'cold'),
         target,
       );
-      if (record.mode === 'async') acquired.catch(() => {}); // settled below
-      slot = await acquired;
+      if (acquired instanceof Promise) {
+        if (record.mode === 'async') acquired.catch(() => {}); // settled below
+        slot = await acquired;
+      } else slot = acquired;
       Object.assign(record, {
         status: 'running',
         version: slot.instance.version,

@@ -46,11 +46,27 @@ export class UsageSink {
 }
 
 /**
- * One usage read per instance per event-loop turn: invocations that finish
- * together share it (with concurrency > 1 their use cannot be told apart).
+ * How long a usage read waits for an instance's other invocations in flight
+ * to finish: a busy instance (concurrency > 1, always some in flight) is
+ * read about once per window instead of after every reply.
+ */
+const USAGE_WINDOW_MS = 5;
+
+/**
+ * One usage read per instance for invocations that finish together: in the
+ * same event-loop turn, or, while others are still in flight on it, until
+ * they are done or USAGE_WINDOW_MS passed (overlapping invocations cannot
+ * be told apart, so they share the counters). An invocation that leaves its
+ * instance with nothing in flight (every sequential one) is read at once.
  */
 function sharedUsage(instance: Instance): Promise<{ before: Usage; after: Usage }> {
   instance.usageRead ??= (async () => {
+    if (instance.inFlight > 0) {
+      await instance.whenDrained(USAGE_WINDOW_MS);
+      // Those that just ended handed their records in before their release woke this
+      // (complete, then release): one more turn and they have joined this read.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const before = instance.baseline;
     try {
       const after = await instance.sandbox.usage({ resetPeak: true });

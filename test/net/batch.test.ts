@@ -17,6 +17,7 @@ import {
   slotTeardownLines,
 } from '../../src/net/index.ts';
 import { leftoverMatchers } from '../../src/net/naming.ts';
+import { countersIn } from '../../src/net/stats.ts';
 
 test('names carry the node tag and fit in 15 characters', () => {
   assert.deepEqual(slotNames('abcde', 12), {
@@ -138,6 +139,20 @@ test('parses /proc/net/dev', () => {
   const map = parseNetDev(text);
   assert.deepEqual(map.get('pvabc7'), { rxBytes: 5000, txBytes: 7000 });
   assert.deepEqual(map.get('lo'), { rxBytes: 100, txBytes: 100 });
+});
+
+test("reads one interface's line of /proc/net/dev as the whole parse does", () => {
+  const text = [
+    'Inter-|   Receive                                                |  Transmit',
+    ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+    '    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0',
+    '  eth0: 98765432109  77    0    0    0     0          0         0 12345678901   88    0    0    0     0       0          0',
+    ' xeth0:1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16',
+  ].join('\n');
+  for (const name of ['lo', 'eth0', 'xeth0', 'th0', 'none']) {
+    assert.deepEqual(countersIn(text, name), parseNetDev(text).get(name), name);
+  }
+  assert.deepEqual(countersIn(text, 'eth0'), { rxBytes: 98765432109, txBytes: 12345678901 });
 });
 
 test('parses iperf3 -J output and surfaces its errors', () => {
