@@ -729,14 +729,15 @@ describe('the direct path between members, shaping off', () => {
     });
     const down = await call('POST', '/v1/groups/trio/scale', { size: 2 });
     assert.equal(down.status, 200);
-    const ns0 = await netnsWithAddress(directTag, four[0].address);
+    const [first, second] = down.body.members as Member[];
+    const ns0 = await netnsWithAddress(directTag, first.address);
     const neigh = await run('ip', ['-n', ns0, 'neigh', 'show', 'nud', 'permanent']);
     assert.deepEqual(
       neigh
         .split('\n')
         .filter(Boolean)
         .map((line) => line.split(' ')[0]),
-      [four[1].address],
+      [second.address],
       'only the peer still in the group is resolved directly',
     );
     for (const name of ['other', 'ported', 'trio']) {
