@@ -622,31 +622,15 @@ describe('the direct path between members, shaping off', () => {
     // veth sends exactly a → b to b's host veth, bypassing the bridge and the node.
     const neigh = await run('ip', ['-n', nsA, 'neigh', 'show', b.address]);
     assert.match(neigh, new RegExp(`lladdr ${await macOf(nsB)} PERMANENT`));
-    const before = await run('tc', [
-      '-n',
-      testbed,
-      '-s',
-      'filter',
-      'show',
-      'dev',
-      veth(nsA),
-      'ingress',
-    ]);
+    const filters = (ns: string) =>
+      run('tc', ['-n', testbed, '-s', 'filter', 'show', 'dev', veth(ns), 'ingress']);
+    const before = await filters(nsA);
     assert.match(before, new RegExp(`match 0ad5[0-9a-f]{4}/ffffffff at 12`), before);
     assert.match(before, new RegExp(`Redirect to device ${veth(nsB)}`), before);
     const sent = (listing: string) =>
       [...listing.matchAll(/Sent (\d+) bytes/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     assert.deepEqual(await ask(a.address, `connect ${b.address} 7000`), { result: 'connected' });
-    const afterConnect = await run('tc', [
-      '-n',
-      testbed,
-      '-s',
-      'filter',
-      'show',
-      'dev',
-      veth(nsA),
-      'ingress',
-    ]);
+    const afterConnect = await filters(nsA);
     assert.ok(sent(afterConnect) > sent(before), 'the connection took the direct path');
     // A member of another group acts as a compromised instance (root in its namespace):
     const [spoofer] = await runGroup({ function: 'member', size: 1, name: 'spoofer' });
@@ -678,15 +662,7 @@ describe('the direct path between members, shaping off', () => {
     await run('ip', ['-n', nsS, 'neigh', 'del', b.address, 'dev', 'eth0']);
     assert.notEqual(await nodeIn(nsS, SPOOF_CONNECT, [b.address, '7000', a.address]), 'connected');
     // The spoofer's own port has no filter: nothing of it is on the direct path.
-    const spooferFilters = await run('tc', [
-      '-n',
-      testbed,
-      'filter',
-      'show',
-      'dev',
-      veth(nsS),
-      'ingress',
-    ]);
+    const spooferFilters = await filters(nsS);
     assert.doesNotMatch(spooferFilters, /Redirect/);
     assert.equal((await call('DELETE', '/v1/groups/spoofer')).status, 200);
     // a and b still talk.
