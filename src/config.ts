@@ -197,6 +197,12 @@ export const GroupsConfigSchema = z
   .object({
     /** The coordinator's TCP port on the bridge gateway; only group members may reach it. */
     coordinatorPort: z.number().int().min(1).max(65535).default(7946),
+    /**
+     * Members that open every port and are not shaped talk over a direct path
+     * (a tc redirect between their host veths, src/net/group-path.ts) instead
+     * of being routed through the node; false: always routed.
+     */
+    directPath: z.boolean().default(true),
     /** A group's lifetime when its request names none; its members are stopped after it. */
     defaultMaxDurationMs: z.number().int().min(1000).default(3_600_000),
     /** The longest lifetime a group may ask for. */

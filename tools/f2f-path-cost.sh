@@ -12,6 +12,9 @@
 #   ...-redir       net.ipv4.conf.all.send_redirects=1 (its default): the kernel then sends
 #                   a redirect per routed packet back out the port (and caches no route)
 #   l2              one bridge, ports not isolated (layer 2, no route)
+#   direct          routed+fw plus Petri's direct path (src/net/group-path.ts): a u32 filter
+#                   on each member's host veth redirects exactly src→dst to the peer's host
+#                   veth, the peer's MAC permanent in each member's namespace
 # Usage: [PIN=CPU] tools/f2f-path-cost.sh [SECONDS] [ROUNDS] [VARIANTS...]
 # PIN=1 runs both ends on CPU 1, so each figure is the path's CPU cost, not where the
 # scheduler happened to place the two ends (which moves round trips by 3x on 2 cores).
@@ -103,7 +106,7 @@ done
 ipt() { ip netns exec $H iptables -w "$@"; }
 isolate() { ip -n $H link set ${P}hc type bridge_slave isolated $1; ip -n $H link set ${P}hd type bridge_slave isolated $1
   ip -n ${P}c neigh flush all; ip -n ${P}d neigh flush all; }
-reset() { ipt -F; ipt -X; ipt -t raw -F; ipt -t nat -F; ipt -t nat -X; isolate on
+reset() { undirect; ipt -F; ipt -X; ipt -t raw -F; ipt -t nat -F; ipt -t nat -X; isolate on
   ip netns exec $H sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.conf.all.send_redirects=0 2>/dev/null; }
 fw() { # Petri's shape: FWD chain (replies first), group chain, NAT for egress
   ipt -N FWD; ipt -N G1; ipt -I FORWARD 1 -j FWD
@@ -117,13 +120,23 @@ notrack() {
   ipt -A FORWARD -i br0 -o br0 -s 10.252.0.2/32 -d 10.252.0.3/32 -j ACCEPT
   ipt -A FORWARD -i br0 -o br0 -s 10.252.0.3/32 -d 10.252.0.2/32 -j ACCEPT
   ipt -A FORWARD -i br0 -o br0 -j DROP; }
+mac() { ip -n ${P}$1 -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
+direct() { fw
+  for x in c:2:d:3 d:3:c:2; do IFS=: read n i m j <<<"$x"
+    ip netns exec $H tc qdisc add dev ${P}h$n handle ffff: ingress
+    ip netns exec $H tc filter add dev ${P}h$n parent ffff: prio 10 protocol ip u32 match ip src 10.252.0.$i/32 \
+      match ip dst 10.252.0.$j/32 action mirred egress redirect dev ${P}h$m
+    ip -n ${P}$n neigh replace 10.252.0.$j lladdr $(mac $m) dev eth0 nud permanent
+  done; }
+undirect() { for n in c d; do ip netns exec $H tc qdisc del dev ${P}h$n ingress 2>/dev/null
+  ip -n ${P}$n neigh del 10.252.0.$([ $n = c ] && echo 3 || echo 2) dev eth0 2>/dev/null; done; true; }
 echo "hub default bridge-nf-call-iptables: $(ip netns exec $H sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null)"
 for round in $(seq 1 $R); do
   for v in $VARIANTS; do
     reset
     case $v in *redir*) ip netns exec $H sysctl -qw net.ipv4.conf.all.send_redirects=1;; esac
     case $v in *nobrnf*) ip netns exec $H sysctl -qw net.bridge.bridge-nf-call-iptables=0;; esac
-    case $v in *+fw*) fw;; *+notrack*) notrack;; l2*) isolate off;; esac
+    case $v in *+fw*) fw;; *+notrack*) notrack;; l2*) isolate off;; direct) direct;; esac
     if [ $v = veth ]; then probe ${P}b ${P}a 10.252.9.2 "r$round $v"
     else probe ${P}d ${P}c 10.252.0.3 "r$round $v"; fi
   done

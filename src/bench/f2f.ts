@@ -44,6 +44,8 @@ import {
  * they stand for (`--native-cpu mirror`, f2f/cpu.ts), so both sides differ
  * only in the network path. Rounds alternate native, off, on. §7's load
  * adaptation is its own benchmark (net/adapt.ts, `--f2f --adapt`).
+ * `--direct-path off` keeps unshaped members on the routed path (config
+ * `groups.directPath`), to compare it with the direct one.
  */
 
 type SideName = 'native' | 'off' | 'on';
@@ -213,6 +215,7 @@ export async function run(argv: string[]): Promise<void> {
     'fan-memory': { type: 'string', default: '1024' },
     'fan-rounds': { type: 'string', default: '2' },
     'native-cpu': { type: 'string', default: 'mirror' },
+    'direct-path': { type: 'string', default: 'on' },
     plots: { type: 'string' },
   });
   const modes = String(args.modes)
@@ -223,6 +226,8 @@ export async function run(argv: string[]): Promise<void> {
   const nativeCpu = String(args['native-cpu']);
   if (nativeCpu !== 'mirror' && nativeCpu !== 'free')
     throw new Error('--native-cpu takes mirror|free');
+  const directPath = String(args['direct-path']);
+  if (directPath !== 'on' && directPath !== 'off') throw new Error('--direct-path takes on|off');
   const counts = parseList(String(args.senders), '--senders');
   const memoryMb = Number(args.memory);
   const fanMemoryMb = Number(args['fan-memory']);
@@ -241,7 +246,7 @@ export async function run(argv: string[]): Promise<void> {
     const placement: Record<string, unknown> = {};
     for (const mode of modes as Mode[]) {
       progress(`petri, shaping ${mode}: a daemon and a group of two ${memoryMb} MB members`);
-      const node = await petriNode(mode);
+      const node = await petriNode(mode, directPath === 'on');
       cleanups.push(() => node.close());
       nodes.push(node);
       const [sender, receiver] = await node.startGroup('f2f', 2, memoryMb);
@@ -331,7 +336,16 @@ export async function run(argv: string[]): Promise<void> {
     await writeJson(args.json, {
       benchmark: 'net --f2f',
       machine: machineFacts(),
-      settings: { ...options, rounds, memoryMb, modes, nativeCpu, senders: counts, fanMemoryMb },
+      settings: {
+        ...options,
+        rounds,
+        memoryMb,
+        modes,
+        nativeCpu,
+        directPath,
+        senders: counts,
+        fanMemoryMb,
+      },
       cpuLimits: { pair: cpu, fan: fan?.cpu },
       placement,
       results,

@@ -11,12 +11,21 @@ export interface BridgeSpec {
   bridge: string;
   gateway: string;
   prefixLength: number;
+  /** The bridge's fixed MAC (naming.ts bridgeMac). */
+  mac: string;
 }
 
-/** Creates the bridge (when missing) and gives it the gateway address. */
+/**
+ * Creates the bridge (when missing) and gives it the gateway address. A bridge
+ * left by a crashed run loses the permanent neighbour entries of its instances
+ * (slotHostLines): none of them is alive.
+ */
 export function bridgeLines(spec: BridgeSpec, exists: boolean): string[] {
   return [
-    ...(exists ? [] : [`link add ${spec.bridge} type bridge`]),
+    ...(exists
+      ? [`neigh flush dev ${spec.bridge} nud permanent`]
+      : [`link add ${spec.bridge} type bridge`]),
+    `link set ${spec.bridge} address ${spec.mac}`,
     `addr replace ${spec.gateway}/${spec.prefixLength} dev ${spec.bridge}`,
     `link set ${spec.bridge} up`,
   ];
@@ -31,15 +40,27 @@ export function bridgeLines(spec: BridgeSpec, exists: boolean): string[] {
  * with each other, only with the bridge itself (the gateway), so no instance
  * reaches another at layer 2, whether or not br_netfilter shows bridged
  * traffic to iptables. It gets no IPv6 link-local address (nothing uses one).
+ * With `mac`, the instance's eth0 gets that address (group-path.ts needs to
+ * know it without asking the namespace), and the node resolves the
+ * instance's `address` to it for good (a permanent neighbour entry), so no
+ * ARP an instance sends, whatever sender address it claims, can move another
+ * instance's traffic from the node to itself.
  */
-export function slotHostLines(names: SlotNames, bridge: string): string[] {
+export function slotHostLines(
+  names: SlotNames & { mac?: string; address?: string },
+  bridge: string,
+): string[] {
+  const mac = names.mac ? ` address ${names.mac}` : '';
   return [
     `netns add ${names.netns}`,
-    `link add ${names.hostVeth} type veth peer name ${INSTANCE_IFNAME} netns ${names.netns}`,
+    `link add ${names.hostVeth} type veth peer name ${INSTANCE_IFNAME}${mac} netns ${names.netns}`,
     `link set ${names.hostVeth} master ${bridge} addrgenmode none up`,
     `link set ${names.hostVeth} type bridge_slave isolated on`,
     `link add ${names.ifb} type ifb`,
     `link set ${names.ifb} up`,
+    ...(names.mac && names.address
+      ? [`neigh replace ${names.address} lladdr ${names.mac} dev ${bridge} nud permanent`]
+      : []),
   ];
 }
 
@@ -69,8 +90,16 @@ export function egressRouteLines(gateway: string): string[] {
  * namespace frees its devices only once the kernel's async cleanup runs (and
  * never while a straggler process holds it), so the pair would linger.
  */
-export function slotTeardownLines(names: SlotNames): string[] {
-  return [`link del ${names.hostVeth}`, `link del ${names.ifb}`, `netns del ${names.netns}`];
+export function slotTeardownLines(
+  names: SlotNames & { mac?: string; address?: string },
+  bridge?: string,
+): string[] {
+  const lines = [`link del ${names.hostVeth}`, `link del ${names.ifb}`, `netns del ${names.netns}`];
+  // The node's permanent entry for the address goes with it (slotHostLines).
+  if (bridge && names.mac && names.address) {
+    lines.push(`neigh flush to ${names.address} dev ${bridge} nud permanent`);
+  }
+  return lines;
 }
 
 export interface ShapingSpec {

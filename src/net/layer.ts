@@ -35,8 +35,16 @@ import {
   revokeGroupMember,
   type GroupMemberRules,
 } from './group-firewall.ts';
+import { GroupPaths, randomMac } from './group-path.ts';
 import { KeptFile, TRUSTED_PATH, findHostTool } from '../sandbox/index.ts';
-import { INSTANCE_IFNAME, assertIfName, assertNodeTag, netnsPath, slotNames } from './naming.ts';
+import {
+  INSTANCE_IFNAME,
+  assertIfName,
+  bridgeMac,
+  assertNodeTag,
+  netnsPath,
+  slotNames,
+} from './naming.ts';
 import { NamespacePool, type Slot } from './pool.ts';
 import { countersIn, readCounters, type Counters } from './stats.ts';
 
@@ -53,7 +61,13 @@ export interface NetworkLayer extends IsolationLayer {
 
 type MechanismName = 'netns' | 'shaping' | 'firewall' | 'egress-nat';
 /** Firewall rules an instance was given, to take back at tear-down. */
-type Grants = { egress: boolean; inbound: false | InboundPorts; group?: GroupMemberRules };
+type Grants = {
+  egress: boolean;
+  inbound: false | InboundPorts;
+  group?: GroupMemberRules;
+  /** On its group's direct path (group-path.ts). */
+  directPath?: boolean;
+};
 
 /** `network.inbound` as the firewall takes it. */
 function inboundOf(spec: SandboxSpec): false | InboundPorts {
@@ -114,6 +128,8 @@ class NetLayer implements NetworkLayer {
   private readonly coordinatorPort: number;
   /** Per live group id: members with rules, and the chain's creation. */
   private readonly groups = new Map<number, { members: number; chain: Promise<void> }>();
+  private readonly paths = new GroupPaths();
+  private readonly directPath: boolean;
   private counter = 1;
   /** Shaping of the latest prepare; the pool pre-shapes new slots with it. */
   private poolShape: Shape | undefined;
@@ -140,6 +156,7 @@ class NetLayer implements NetworkLayer {
       services: [],
     };
     this.coordinatorPort = config.groups.coordinatorPort;
+    this.directPath = config.groups.directPath;
     this.status = probe(config, tag, nsenter);
     this.pool = new NamespacePool(
       config.network.poolSize,
@@ -189,12 +206,16 @@ class NetLayer implements NetworkLayer {
       grants.egress = egress.status === 'fulfilled' && egress.value;
       grants.inbound = inbound.status === 'fulfilled' && inbound.value;
       grants.group = group.status === 'fulfilled' ? group.value : undefined;
+      // After the shaping settled: the path is only for unshaped slots and adds an ingress qdisc.
+      grants.directPath = await this.joinDirectPath(slot, grants);
     } catch (error) {
       // Revoking a rule that was never added is quiet, so take back all that may have been.
+      const rules = this.groupRules(slot, spec);
       await this.teardown(slot, {
         egress: spec.network.egress,
         inbound: inboundOf(spec),
-        group: this.groupRules(slot, spec),
+        group: rules,
+        directPath: rules !== undefined,
       });
       throw error;
     } finally {
@@ -229,9 +250,10 @@ class NetLayer implements NetworkLayer {
     const slots = await this.pool.drain();
     await Promise.all([...this.instances].map((instance) => instance.destroy()));
     if (slots.length > 0) {
-      await ipBatch(slots.flatMap(slotTeardownLines), { force: true }).catch((error: unknown) =>
-        this.warn(`network pool tear-down: ${String(error)}`),
-      );
+      await ipBatch(
+        slots.flatMap((slot) => slotTeardownLines(slot, this.bridge)),
+        { force: true },
+      ).catch((error: unknown) => this.warn(`network pool tear-down: ${String(error)}`));
       for (const slot of slots) this.slots.delete(slot);
     }
     if (!this.started) return;
@@ -256,6 +278,7 @@ class NetLayer implements NetworkLayer {
         bridge: this.bridge,
         gateway: this.gateway,
         prefixLength: this.allocator.subnet.prefixLength,
+        mac: bridgeMac(this.tag),
       };
       await ipBatch(bridgeLines(spec, exists));
       await disableBridgeIpv6(this.bridge);
@@ -330,7 +353,24 @@ class NetLayer implements NetworkLayer {
     return rules;
   }
 
-  private async leaveGroup(rules: GroupMemberRules): Promise<void> {
+  /**
+   * Puts a member on its group's direct path (group-path.ts) when the group
+   * rules would pass all its traffic with its peers anyway: it opens every
+   * port and is not shaped. False: it stays routed.
+   */
+  private async joinDirectPath(slot: Slot, grants: Grants): Promise<boolean> {
+    const rules = grants.group;
+    if (!this.directPath || !rules || rules.inbound !== true || slot.shaped || !slot.mac) {
+      return false;
+    }
+    const member = { ...slot, mac: slot.mac };
+    await this.paths.join(rules.groupId, member);
+    return true;
+  }
+
+  private async leaveGroup(rules: GroupMemberRules, directPath: boolean): Promise<void> {
+    // Off the direct path before the rules go: nothing of it outlives the member.
+    if (directPath) await this.paths.leave(rules.groupId, rules.address);
     await revokeGroupMember(this.firewall, rules);
     const group = this.groups.get(rules.groupId);
     if (!group) return;
@@ -343,7 +383,12 @@ class NetLayer implements NetworkLayer {
   /** Namespace, veth, IFB and address; with `shape`, its shaping too (pool slots). */
   private async createSlot(shape?: Shape): Promise<Slot> {
     const n = this.counter++;
-    const slot: Slot = { ...slotNames(this.tag, n), n, address: this.allocator.allocate() };
+    const slot: Slot = {
+      ...slotNames(this.tag, n),
+      n,
+      address: this.allocator.allocate(),
+      mac: randomMac(),
+    };
     this.slots.add(slot);
     try {
       await ipBatch(slotHostLines(slot, this.bridge));
@@ -406,9 +451,9 @@ class NetLayer implements NetworkLayer {
     await Promise.all([
       grants.egress && revokeEgress(this.firewall, slot.address),
       grants.inbound !== false && revokeInbound(this.firewall, slot.address, grants.inbound),
-      grants.group && this.leaveGroup(grants.group),
+      grants.group && this.leaveGroup(grants.group, grants.directPath === true),
     ]);
-    await ipBatch(slotTeardownLines(slot), { force: true }).catch((error: unknown) =>
+    await ipBatch(slotTeardownLines(slot, this.bridge), { force: true }).catch((error: unknown) =>
       this.warn(`network tear-down of ${slot.netns}: ${String(error)}`),
     );
     this.allocator.release(slot.address);

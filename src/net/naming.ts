@@ -49,6 +49,20 @@ export function slotNames(tag: string, n: number): SlotNames {
   return names;
 }
 
+/**
+ * The bridge's own MAC: fixed (from the tag), locally administered. A bridge
+ * left to pick its own takes the lowest of its ports' MACs and changes it as
+ * instances come and go, and every change flushes the node's neighbour table
+ * on it, the permanent entries too (neigh_changeaddr), and leaves instances
+ * with a stale MAC for their gateway.
+ */
+export function bridgeMac(tag: string): string {
+  const digest = createHash('sha256').update(`bridge:${tag}`).digest();
+  return ['02', ...[...digest.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(
+    ':',
+  );
+}
+
 /** Matchers for this tag's leftovers (used by reconcile and cleanupAll). */
 export function leftoverMatchers(tag: string): { netns: RegExp; link: RegExp } {
   assertNodeTag(tag);

@@ -4,6 +4,8 @@ import type { SlotNames } from './naming.ts';
 export interface Slot extends SlotNames {
   n: number;
   address: string;
+  /** The MAC of the instance's eth0 (random, set at creation; group-path.ts). */
+  mac?: string;
   /** `shapeKey` of the shaping already installed, if any. */
   shaped?: string;
 }

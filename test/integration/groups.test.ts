@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { spawnDaemon, type Daemon } from '../../src/harness/index.ts';
 import { nodeTagFrom, runCommand as run } from '../../src/net/index.ts';
+import { netnsWithAddress } from '../../src/bench/f2f/cpu.ts';
 import { nodeIn } from '../helpers/outside.ts';
 import { requireRoot } from '../helpers/root.ts';
 
@@ -51,6 +52,10 @@ export async function handler(event) {
   });
 }
 `;
+
+/** Connects (from the namespace it runs in, optionally from a given source address); always exits 0. */
+const SPOOF_CONNECT = `const s=require('net').connect({host:process.argv[1],port:+process.argv[2],localAddress:process.argv[3]});
+s.setTimeout(1500,()=>{console.log('timeout');process.exit(0)});s.on('connect',()=>{console.log('connected');s.destroy()});s.on('error',e=>{console.log(e.code);process.exit(0)})`;
 
 /** Sends one line to a member's port 7000 from the node (the test namespace) and parses the answer. */
 const ASK_SCRIPT = `const s=require('net').connect(+process.argv[2],process.argv[1]);let b='';
@@ -559,5 +564,160 @@ describe('function groups on a real daemon', () => {
     assert.deepEqual(instanceCgroups(), []);
     await testbed.close();
     daemon = undefined;
+  });
+});
+
+/**
+ * The direct path (src/net/group-path.ts) is for unshaped members that open
+ * every port, so these run on a second daemon with shaping off; the one above
+ * (shaping on, the default) keeps every member on the routed path.
+ */
+describe('the direct path between members, shaping off', () => {
+  const directState = fs.mkdtempSync(path.join(os.tmpdir(), 'petri-groups-direct-'));
+  const directTag = nodeTagFrom(directState);
+  let main: Daemon | undefined;
+
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    main = daemon;
+    const configFile = path.join(directState, 'config.json');
+    fs.writeFileSync(
+      configFile,
+      JSON.stringify({ isolation: { shaping: 'off' }, network: { poolSize: 0 } }),
+    );
+    daemon = await spawnDaemon({ stateDir: directState, configFile });
+    const service = { runtime: 'service', command: ['node', 'member.mjs'], memoryMb: 128 };
+    await deploy('member', { ...service, network: { inbound: true } });
+    await deploy('ported', { ...service, network: { inbound: [7000] } });
+    await deploy(
+      'probe',
+      { runtime: 'node', memoryMb: 128, network: { inbound: true } },
+      path.join(codeRoot, 'probe'),
+    );
+    await runGroup({ function: 'member', size: 3, barrier: 3, name: 'trio' });
+  });
+
+  after(async () => {
+    await daemon?.close();
+    daemon = main;
+    fs.rmSync(directState, { recursive: true, force: true });
+  });
+
+  it('takes the direct path between members only; a spoofed MAC or source does not get in', async (t) => {
+    if (!requireRoot(t)) return;
+    const trio = (await call('GET', '/v1/groups/trio')).body.members as Member[];
+    await infos(trio);
+    const [a, b] = trio;
+    const testbed = daemon!.testbed!.name;
+    const [nsA, nsB] = [
+      await netnsWithAddress(directTag, a.address),
+      await netnsWithAddress(directTag, b.address),
+    ];
+    const veth = (ns: string) => `pv${directTag}${ns.slice(`petri-${directTag}-`.length)}`;
+    const macOf = async (ns: string) => {
+      const link = JSON.parse(await run('ip', ['-n', ns, '-j', 'link', 'show', 'dev', 'eth0']));
+      return String((link as { address: string }[])[0].address);
+    };
+    // a resolves b to b's own MAC (set by the node, permanent), and a filter on a's host
+    // veth sends exactly a → b to b's host veth, bypassing the bridge and the node.
+    const neigh = await run('ip', ['-n', nsA, 'neigh', 'show', b.address]);
+    assert.match(neigh, new RegExp(`lladdr ${await macOf(nsB)} PERMANENT`));
+    const filters = (ns: string) =>
+      run('tc', ['-n', testbed, '-s', 'filter', 'show', 'dev', veth(ns), 'ingress']);
+    const before = await filters(nsA);
+    assert.match(before, new RegExp(`match 0ad5[0-9a-f]{4}/ffffffff at 12`), before);
+    assert.match(before, new RegExp(`Redirect to device ${veth(nsB)}`), before);
+    const sent = (listing: string) =>
+      [...listing.matchAll(/Sent (\d+) bytes/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.deepEqual(await ask(a.address, `connect ${b.address} 7000`), { result: 'connected' });
+    const afterConnect = await filters(nsA);
+    assert.ok(sent(afterConnect) > sent(before), 'the connection took the direct path');
+    // A member of another group acts as a compromised instance (root in its namespace):
+    const [spoofer] = await runGroup({ function: 'member', size: 1, name: 'spoofer' });
+    await infos([spoofer]);
+    const nsS = await netnsWithAddress(directTag, spoofer.address);
+    // routed, it is refused as before;
+    assert.deepEqual(await ask(spoofer.address, `connect ${b.address} 7000`), {
+      result: 'ECONNREFUSED',
+    });
+    // with b's MAC learnt, its frames meet an isolated bridge port and go nowhere;
+    await run('ip', [
+      '-n',
+      nsS,
+      'neigh',
+      'replace',
+      b.address,
+      'lladdr',
+      await macOf(nsB),
+      'dev',
+      'eth0',
+      'nud',
+      'permanent',
+    ]);
+    assert.equal(await nodeIn(nsS, SPOOF_CONNECT, [b.address, '7000']), 'timeout');
+    // with a's address as its source too (the filter on a's port is not on its port);
+    await run('ip', ['-n', nsS, 'addr', 'add', `${a.address}/32`, 'dev', 'eth0']);
+    assert.equal(await nodeIn(nsS, SPOOF_CONNECT, [b.address, '7000', a.address]), 'timeout');
+    // routed with a's source, b's answer goes to the real a: no connection either.
+    await run('ip', ['-n', nsS, 'neigh', 'del', b.address, 'dev', 'eth0']);
+    assert.notEqual(await nodeIn(nsS, SPOOF_CONNECT, [b.address, '7000', a.address]), 'connected');
+    // The spoofer's own port has no filter: nothing of it is on the direct path.
+    const spooferFilters = await filters(nsS);
+    assert.doesNotMatch(spooferFilters, /Redirect/);
+    assert.equal((await call('DELETE', '/v1/groups/spoofer')).status, 200);
+    // a and b still talk.
+    assert.deepEqual(await ask(a.address, `connect ${b.address} 7001`), { result: 'connected' });
+  });
+
+  it('keeps other groups, port-listed members and plain instances apart on it', async (t) => {
+    if (!requireRoot(t)) return;
+    const trio = (await call('GET', '/v1/groups/trio')).body.members as Member[];
+    const [other] = await runGroup({ function: 'member', size: 1, name: 'other' });
+    const ported = await runGroup({ function: 'ported', size: 2, name: 'ported' });
+    await infos([other, ...ported, ...trio]);
+    const loner = (await call('POST', '/v1/functions/probe/invoke', { probe: 'listen' })).body;
+    const refused = { result: 'ECONNREFUSED' };
+    for (const member of trio.slice(1)) {
+      assert.deepEqual(await ask(trio[0].address, `connect ${member.address} 7001`), {
+        result: 'connected',
+      });
+    }
+    assert.deepEqual(await ask(other.address, `connect ${trio[0].address} 7000`), refused);
+    assert.deepEqual(await ask(trio[0].address, `connect ${other.address} 7000`), refused);
+    assert.deepEqual(await ask(trio[0].address, `connect ${ported[0].address} 7000`), refused);
+    assert.deepEqual(await ask(trio[0].address, `connect ${loner.address} 7000`), refused);
+    const fromLoner = await call('POST', '/v1/functions/probe/invoke', {
+      host: trio[1].address,
+      port: 7000,
+    });
+    assert.equal(fromLoner.body, 'ECONNREFUSED');
+    // A port list keeps its members routed: the group chain still opens only that port.
+    assert.deepEqual(await ask(ported[0].address, `connect ${ported[1].address} 7000`), {
+      result: 'connected',
+    });
+    assert.deepEqual(await ask(ported[0].address, `connect ${ported[1].address} 7001`), refused);
+    // Scaling takes leavers off the path and puts joiners on it.
+    const up = await call('POST', '/v1/groups/trio/scale', { size: 4 });
+    const four = up.body.members as Member[];
+    await infos(four);
+    assert.deepEqual(await ask(four[3].address, `connect ${four[0].address} 7000`), {
+      result: 'connected',
+    });
+    const down = await call('POST', '/v1/groups/trio/scale', { size: 2 });
+    assert.equal(down.status, 200);
+    const [first, second] = down.body.members as Member[];
+    const ns0 = await netnsWithAddress(directTag, first.address);
+    const neigh = await run('ip', ['-n', ns0, 'neigh', 'show', 'nud', 'permanent']);
+    assert.deepEqual(
+      neigh
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split(' ')[0]),
+      [second.address],
+      'only the peer still in the group is resolved directly',
+    );
+    for (const name of ['other', 'ported', 'trio']) {
+      assert.equal((await call('DELETE', `/v1/groups/${name}`)).status, 200);
+    }
   });
 });

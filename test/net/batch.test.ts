@@ -56,14 +56,30 @@ test("leftover patterns match only this tag's names", () => {
   assert.ok(!m.link.test('pvabc3') && !m.link.test('petri0') && !m.link.test('pvab'));
 });
 
-test('the bridge round creates the bridge only when missing', () => {
-  const spec = { bridge: 'petri0', gateway: '10.213.0.1', prefixLength: 16 };
+test('the bridge round creates the bridge only when missing, with a MAC of its own', async () => {
+  const { bridgeMac } = await import('../../src/net/naming.ts');
+  assert.equal(bridgeMac('abc'), bridgeMac('abc'));
+  assert.notEqual(bridgeMac('abc'), bridgeMac('abd'));
+  assert.match(bridgeMac('abc'), /^02(:[0-9a-f]{2}){5}$/);
+  const spec = {
+    bridge: 'petri0',
+    gateway: '10.213.0.1',
+    prefixLength: 16,
+    mac: '02:00:00:00:00:01',
+  };
   assert.deepEqual(bridgeLines(spec, false), [
     'link add petri0 type bridge',
+    'link set petri0 address 02:00:00:00:00:01',
     'addr replace 10.213.0.1/16 dev petri0',
     'link set petri0 up',
   ]);
-  assert.equal(bridgeLines(spec, true).length, 2);
+  assert.deepEqual(bridgeLines(spec, true), [
+    // A crashed run's instances are gone: so are the node's permanent entries for them.
+    'neigh flush dev petri0 nud permanent',
+    'link set petri0 address 02:00:00:00:00:01',
+    'addr replace 10.213.0.1/16 dev petri0',
+    'link set petri0 up',
+  ]);
 });
 
 test('a slot is one host round and one in-namespace round', () => {
@@ -92,6 +108,52 @@ test('a slot is one host round and one in-namespace round', () => {
     'link del piabc7',
     'netns del petri-abc-7',
   ]);
+});
+
+test('with its MAC known, the node resolves a slot for good and forgets it at tear-down', () => {
+  const slot = { ...slotNames('abc', 7), address: '10.213.0.9', mac: '02:11:22:33:44:55' };
+  const host = slotHostLines(slot, 'petri0');
+  assert.equal(
+    host[1],
+    'link add pvabc7 type veth peer name eth0 address 02:11:22:33:44:55 netns petri-abc-7',
+  );
+  assert.equal(
+    host.at(-1),
+    'neigh replace 10.213.0.9 lladdr 02:11:22:33:44:55 dev petri0 nud permanent',
+  );
+  assert.equal(
+    slotTeardownLines(slot, 'petri0').at(-1),
+    'neigh flush to 10.213.0.9 dev petri0 nud permanent',
+  );
+});
+
+test('the direct path: one exact src/dst redirect per peer each way, neighbours of peers only', async () => {
+  const { joinFilterLines, leaveFilterLines, peerNeighLine, peerNeighDelLine, randomMac } =
+    await import('../../src/net/group-path.ts');
+  const member = (n: number) => ({
+    hostVeth: `pvabc${n}`,
+    netns: `petri-abc-${n}`,
+    address: `10.213.0.${n}`,
+    mac: `02:00:00:00:00:0${n}`,
+  });
+  assert.deepEqual(joinFilterLines(member(3), 11, [{ member: member(2), key: 10 }]), [
+    'qdisc add dev pvabc3 handle ffff: ingress',
+    'filter add dev pvabc3 parent ffff: prio 10 handle 800::a protocol ip u32 match ip src 10.213.0.3/32 match ip dst 10.213.0.2/32 action mirred egress redirect dev pvabc2',
+    'filter add dev pvabc2 parent ffff: prio 10 handle 800::b protocol ip u32 match ip src 10.213.0.2/32 match ip dst 10.213.0.3/32 action mirred egress redirect dev pvabc3',
+  ]);
+  assert.deepEqual(leaveFilterLines(member(3), 11, [{ member: member(2) }]), [
+    'filter del dev pvabc2 parent ffff: prio 10 handle 800::b protocol ip u32',
+    'qdisc del dev pvabc3 handle ffff: ingress',
+  ]);
+  assert.equal(
+    peerNeighLine(member(2)),
+    'neigh replace 10.213.0.2 lladdr 02:00:00:00:00:02 dev eth0 nud permanent',
+  );
+  assert.equal(peerNeighDelLine(member(2)), 'neigh del 10.213.0.2 dev eth0');
+  for (let i = 0; i < 50; i++) {
+    // Locally administered, unicast.
+    assert.match(randomMac(), /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/);
+  }
 });
 
 test('shaping is a host-side TBF each way, upload via ingress → IFB', () => {

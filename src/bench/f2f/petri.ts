@@ -29,10 +29,14 @@ const GroupReply = z.object({
   members: z.array(z.object({ rank: z.number(), address: z.string() })),
 });
 
-export async function petriNode(mode: 'off' | 'on'): Promise<PetriNode> {
+/** `directPath` false: members are always routed through the node (config groups.directPath). */
+export async function petriNode(mode: 'off' | 'on', directPath = true): Promise<PetriNode> {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `petri-bench-f2f-${mode}-`));
   const configFile = path.join(workDir, 'config.json');
-  const config = mode === 'off' ? { isolation: { shaping: 'off' } } : {};
+  const config = {
+    ...(mode === 'off' ? { isolation: { shaping: 'off' } } : {}),
+    ...(directPath ? {} : { groups: { directPath: false } }),
+  };
   fs.writeFileSync(configFile, JSON.stringify(config));
   const stateDir = path.join(workDir, 'state');
   let daemon: Daemon | undefined;
