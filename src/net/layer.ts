@@ -360,11 +360,8 @@ class NetLayer implements NetworkLayer {
    */
   private async joinDirectPath(slot: Slot, grants: Grants): Promise<boolean> {
     const rules = grants.group;
-    if (!this.directPath || !rules || rules.inbound !== true || slot.shaped || !slot.mac) {
-      return false;
-    }
-    const member = { ...slot, mac: slot.mac };
-    await this.paths.join(rules.groupId, member);
+    if (!this.directPath || !rules || rules.inbound !== true || slot.shaped) return false;
+    await this.paths.join(rules.groupId, slot);
     return true;
   }
 

@@ -5,7 +5,7 @@ export interface Slot extends SlotNames {
   n: number;
   address: string;
   /** The MAC of the instance's eth0 (random, set at creation; group-path.ts). */
-  mac?: string;
+  mac: string;
   /** `shapeKey` of the shaping already installed, if any. */
   shaped?: string;
 }

@@ -397,11 +397,16 @@ export class Instance {
   whenDrained(ms: number): Promise<void> {
     if (this.inFlight <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(wake, ms);
-      function wake(): void {
+      const wake = (): void => {
         clearTimeout(timer);
         resolve();
-      }
+      };
+      // A waiter that timed out leaves the list: an instance that never drains
+      // (always some invocation in flight) would otherwise keep one per window.
+      const timer = setTimeout(() => {
+        this.drainWaiters = this.drainWaiters.filter((w) => w !== wake);
+        resolve();
+      }, ms);
       this.drainWaiters.push(wake);
     });
   }
