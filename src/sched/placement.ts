@@ -311,7 +311,7 @@ export class DaemonPin implements CpuPlacement {
   }
 
   status(): PlacementStatus {
-    const follows = this.options.follows ? `, following class ${this.options.follows}` : '';
+    const follows = this.follows ? `, following class ${this.follows}` : '';
     return {
       policy: this.options.policy.name,
       active: this.cpuset !== undefined,
@@ -322,9 +322,7 @@ export class DaemonPin implements CpuPlacement {
         ? {
             daemonCpu: this.pinned,
             allCpus: this.cpuset.allCpus.join(','),
-            ...(this.options.follows
-              ? { daemonFollows: this.options.follows, daemonRepins: this.repins }
-              : {}),
+            ...(this.follows ? { daemonFollows: this.follows, daemonRepins: this.repins } : {}),
           }
         : {}),
       current: 'spread',
