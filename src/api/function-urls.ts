@@ -70,9 +70,22 @@ function resolve(node: PetriNode, incoming: Incoming, options: FunctionUrlOption
   if (needsToken && !options.bearerMatches(incoming.headers.authorization, options.token ?? '')) {
     throw new PetriError('Unauthorized', 'this function URL needs the API token');
   }
-  // The node's token is the node's secret: the function never sees it.
-  const drop = needsToken ? DROP_TOKEN : DROP_NONE;
+  // The node's token is the node's secret: no function sees it, whatever its
+  // URL's auth (a client may send it to an open URL too).
+  const carriesToken =
+    options.token !== undefined &&
+    options.bearerMatches(incoming.headers.authorization, options.token);
+  const drop = carriesToken ? DROP_TOKEN : DROP_NONE;
   return { parts, target, drop };
+}
+
+/** `rawHeaders` without the names in `drop` (lower case). */
+function withoutHeaders(rawHeaders: string[], drop: ReadonlySet<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (!drop.has(rawHeaders[i].toLowerCase())) kept.push(rawHeaders[i], rawHeaders[i + 1]);
+  }
+  return kept;
 }
 
 /** Reads the whole request body, refusing it past the limit. */
@@ -204,7 +217,10 @@ async function viaLambda(
           method,
           rawPath: parts.path,
           rawQueryString: parts.query,
-          rawHeaders: incoming.rawHeaders,
+          rawHeaders:
+            resolved.drop.size === 0
+              ? incoming.rawHeaders
+              : withoutHeaders(incoming.rawHeaders, resolved.drop),
           body,
           sourceIp: incoming.socket.remoteAddress ?? '',
           protocol: `HTTP/${incoming.httpVersion}`,

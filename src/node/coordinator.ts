@@ -1,3 +1,4 @@
+import type { AddressInfo, Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { GroupManager } from './groups.ts';
@@ -5,6 +6,13 @@ import { writeMembershipStream } from './membership-stream.ts';
 
 /** Event streams one member may hold open at once. */
 const STREAMS_PER_MEMBER = 4;
+/**
+ * Connections one address may hold open at once. The service runs in the
+ * node's own process: without a cap, a member opening connections without
+ * end would spend the node's file descriptors, which every other function
+ * needs too. Joins (held until the barrier), streams and a few requests fit.
+ */
+export const CONNECTIONS_PER_ADDRESS = 16;
 
 /**
  * The coordination service (DESIGN §10, Boxer's seed): HTTP on the bridge
@@ -22,10 +30,12 @@ const STREAMS_PER_MEMBER = 4;
 export class Coordinator {
   private readonly app: FastifyInstance;
   private readonly streams = new Map<string, number>();
+  private readonly connections = new Map<string, number>();
   private url: string | undefined;
 
   constructor(private readonly groups: GroupManager) {
     this.app = Fastify({ bodyLimit: 1024 });
+    this.app.server.on('connection', (socket: Socket) => this.admit(socket));
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) =>
       done(null, undefined),
@@ -57,13 +67,28 @@ export class Coordinator {
   async listen(host: string, port: number): Promise<string> {
     if (this.url) return this.url;
     await this.app.listen({ host, port });
-    this.url = `http://${host}:${port}`;
+    // The bound port: `port` 0 picks a free one.
+    const bound = (this.app.server.address() as AddressInfo).port;
+    this.url = `http://${host}:${bound}`;
     return this.url;
   }
 
   async close(): Promise<void> {
     this.app.server.closeAllConnections();
     await this.app.close();
+  }
+
+  /** Counts a connection against its address; one over the cap is closed at once. */
+  private admit(socket: Socket): void {
+    const address = socket.remoteAddress ?? '';
+    const open = this.connections.get(address) ?? 0;
+    if (open >= CONNECTIONS_PER_ADDRESS) return void socket.destroy();
+    this.connections.set(address, open + 1);
+    socket.once('close', () => {
+      const left = (this.connections.get(address) ?? 1) - 1;
+      if (left > 0) this.connections.set(address, left);
+      else this.connections.delete(address);
+    });
   }
 
   private member(request: FastifyRequest): { group: string; rank: number } {

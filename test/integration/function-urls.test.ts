@@ -542,6 +542,11 @@ describe('function URL auth', () => {
       { runtime: 'http', command: ['node', 'server.mjs'], url: { auth: 'token' } },
       dir,
     );
+    await deploy(
+      'locked-lam',
+      { runtime: 'node', handler: 'index.handler', url: { auth: 'token' } },
+      fn('locked-lam', { 'index.mjs': LAMBDA_HANDLER }),
+    );
   });
 
   it('are open by default and pass the Authorization header to the function', async () => {
@@ -562,6 +567,27 @@ describe('function URL auth', () => {
     const echoed = JSON.parse(await withToken.body.text()) as { headers: string[] };
     assert.ok(!echoed.headers.some((h) => h.toLowerCase() === 'authorization'));
     assert.ok(!echoed.headers.includes(daemon.headers.authorization));
+  });
+
+  it("never show the node's token to a Lambda-format function either", async () => {
+    const response = await request(`${daemon.url}/fn/locked-lam/event`, {
+      headers: { ...daemon.headers, 'x-other': 'kept' },
+    });
+    assert.equal(response.statusCode, 200);
+    const { event } = JSON.parse(await response.body.text());
+    assert.equal(event.headers.authorization, undefined);
+    assert.equal(event.headers['x-other'], 'kept');
+    assert.ok(!JSON.stringify(event).includes(daemon.headers.authorization.slice(7)));
+  });
+
+  it("drop the node's token sent to an open URL, and only that", async () => {
+    const response = await request(`${daemon.url}/fn/conf/echo`, { headers: daemon.headers });
+    const echoed = JSON.parse(await response.body.text()) as { headers: string[] };
+    assert.equal(response.statusCode, 200);
+    assert.ok(!echoed.headers.some((h) => h.toLowerCase() === 'authorization'));
+    const lambda = await request(`${daemon.url}/fn/lam/event`, { headers: daemon.headers });
+    const { event } = JSON.parse(await lambda.body.text());
+    assert.equal(event.headers.authorization, undefined);
   });
 
   it('reject an unknown url field at deploy', async () => {
