@@ -231,9 +231,7 @@ const FREE_INSTANCE_FLOOR = {
   label: 'node:http → undici proxy → an unpinned instance',
 } as const;
 type FloorKey =
-  | (typeof FLOORS)[number]['key']
-  | typeof INSTANCE_FLOOR.key
-  | typeof FREE_INSTANCE_FLOOR.key;
+  (typeof FLOORS)[number]['key'] | typeof INSTANCE_FLOOR.key | typeof FREE_INSTANCE_FLOOR.key;
 /** The port the `http` echo function's server is given, so the instance floor can reach it. */
 const HTTP_ECHO_PORT = 8080;
 
