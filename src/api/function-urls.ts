@@ -11,7 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { PetriError, toPetriError } from '../errors.ts';
 import type { PetriNode, UrlTarget } from '../node/index.ts';
-import { FunctionNameSchema, parseQualifier } from '../spec/index.ts';
+import { isFunctionName, parseQualifier } from '../spec/index.ts';
 import { lambdaEvent, lambdaResponse, type UrlResponse } from './lambda.ts';
 import { relay, upstreamDispatcher, type ProxyLimits } from './proxy.ts';
 
@@ -59,7 +59,7 @@ function resolve(node: PetriNode, incoming: Incoming, options: FunctionUrlOption
   const parts = urlParts(incoming.url ?? '');
   // `/fn/{name}:{qualifier}` picks a version or an alias, as Lambda's qualified URLs do.
   const [name = '', qualifier] = (parts?.name ?? '').split(/:(.*)/s, 2);
-  if (!parts || !FunctionNameSchema.safeParse(name).success) {
+  if (!parts || !isFunctionName(name)) {
     throw new PetriError('FunctionNotFound', `no function named "${name}"`);
   }
   const target: UrlTarget = node.urlTarget(

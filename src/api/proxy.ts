@@ -98,13 +98,15 @@ function tooLarge(limitBytes: number): PetriError {
 /**
  * The request body as undici sends it: none, a small declared one read
  * whole (usually one chunk, so no copy), or a stream checked against the
- * limit as it goes.
+ * limit as it goes. Throws PayloadTooLarge for a declared length over it.
  */
-async function requestBody(
+function requestBody(
   incoming: http.IncomingMessage,
   limitBytes: number,
   fail: Fail,
-): Promise<Buffer | Readable | null> {
+): Promise<Buffer> | Readable | null {
+  // Not async: a promise only where the body is read whole (the caller awaits; a throw here
+  // rejects the caller), so a request without a body or a streamed one costs no promise.
   if (!hasBody(incoming)) return null;
   const declared = Number(incoming.headers['content-length']);
   if (declared > limitBytes) throw tooLarge(limitBytes);

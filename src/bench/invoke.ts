@@ -198,7 +198,8 @@ type TargetKey =
   | 'floor'
   | 'floorTcp'
   | 'floorRaw'
-  | 'floorInstance';
+  | 'floorInstance'
+  | 'floorInstanceFree';
 /** The floors for the function URL path, each a process in front of the echo server. */
 const FLOORS = [
   { key: 'floorTcp', script: FLOOR_TCP, label: 'L4 TCP relay (net pipe, no HTTP)' },
@@ -216,7 +217,21 @@ const INSTANCE_FLOOR = {
   key: 'floorInstance',
   label: 'node:http → undici proxy → the instance',
 } as const;
-type FloorKey = (typeof FLOORS)[number]['key'] | typeof INSTANCE_FLOOR.key;
+/**
+ * The instance floor is measured while the function URL's node is idle, so
+ * that node's placement (pack-when-sequential) has pinned the instance to
+ * the daemon's core: a bare relay then competes with a one-core instance,
+ * which the function URL at 32 connections never does (its node spreads
+ * within one window). This floor relays to the same function on a node of
+ * its own with placement spread, so its instance may run on any core, as
+ * the echo server and the other floors do.
+ */
+const FREE_INSTANCE_FLOOR = {
+  key: 'floorInstanceFree',
+  label: 'node:http → undici proxy → an unpinned instance',
+} as const;
+type FloorKey =
+  (typeof FLOORS)[number]['key'] | typeof INSTANCE_FLOOR.key | typeof FREE_INSTANCE_FLOOR.key;
 /** The port the `http` echo function's server is given, so the instance floor can reach it. */
 const HTTP_ECHO_PORT = 8080;
 
@@ -470,6 +485,28 @@ async function answers(origin: string): Promise<boolean> {
   }
 }
 
+/**
+ * The undici floor relaying to the http echo function's instance on `daemon`
+ * (started already), past the node; undefined without an address or when
+ * the instance does not answer there (a diagnostic row: the run goes on).
+ */
+async function startInstanceFloor(
+  host: string,
+  testbed: Testbed | undefined,
+  daemon: Daemon,
+): Promise<Awaited<ReturnType<typeof startEchoServer>> | undefined> {
+  const address = await httpEchoAddress(daemon);
+  if (!address) return undefined;
+  const floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
+    UPSTREAM: `http://${address}:${HTTP_ECHO_PORT}`,
+    UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
+  });
+  if (await answers(floor.origin)) return floor;
+  progress(`an instance floor got no answer from the instance at ${address}: left out`);
+  floor.stop();
+  return undefined;
+}
+
 /** The http echo function's instance address on the bridge; undefined without network isolation. */
 async function httpEchoAddress(daemon: Daemon): Promise<string | undefined> {
   const response = await fetch(`${daemon.url}/v1/functions/echo-http`, { headers: daemon.headers });
@@ -596,7 +633,7 @@ export async function run(argv: string[]): Promise<void> {
   );
   let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
   const floors = new Map<FloorKey, Awaited<ReturnType<typeof startEchoServer>>>();
-  let removeHttpEcho: (() => void) | undefined;
+  const removeHttpEcho: (() => void)[] = [];
   const daemons: Daemon[] = [];
   const started = async (settings: NodeSettings): Promise<Daemon> => {
     const daemon = await startNode(settings, daemons.length, testbed);
@@ -657,7 +694,12 @@ export async function run(argv: string[]): Promise<void> {
       : undefined;
     if (microtaskNode)
       await deploy(microtaskNode, 'echo', { memoryMb: ECHO_MEMORY_MB, concurrency: connections });
-    removeHttpEcho = await deployHttpEcho(runtimes[0].warm, connections);
+    removeHttpEcho.push(await deployHttpEcho(runtimes[0].warm, connections));
+    // Only with namespaces: without them the instance has no address of its own to relay to.
+    const freeFloorNode = testbed
+      ? await started({ placement: 'spread', nodeBinary: primary.binary, noPause: true })
+      : undefined;
+    if (freeFloorNode) removeHttpEcho.push(await deployHttpEcho(freeFloorNode, connections));
     const invokePath = '/v1/functions/echo/invoke';
     const targets = new Map<TargetKey, Target>([['base', { origin: echo.origin, path: '/' }]]);
     for (const r of runtimes)
@@ -674,18 +716,12 @@ export async function run(argv: string[]): Promise<void> {
     targets.set('url', { origin: runtimes[0].warm.url, path: URL_PATH });
     // The first request starts the instance; the instance floor relays to it.
     await latencies(targets.get('url')!, 1);
-    const instanceAddress = await httpEchoAddress(runtimes[0].warm);
-    if (instanceAddress) {
-      const floor = await startEchoServer(host, testbed, FLOOR_PROXY, {
-        UPSTREAM: `http://${instanceAddress}:${HTTP_ECHO_PORT}`,
-        UNDICI_PATH: createRequire(import.meta.url).resolve('undici'),
-      });
-      // A diagnostic row: if the instance cannot be reached directly, the run goes on without it.
-      if (await answers(floor.origin)) floors.set(INSTANCE_FLOOR.key, floor);
-      else {
-        progress('the instance floor got no answer from the instance: left out');
-        floor.stop();
-      }
+    const instanceFloor = await startInstanceFloor(host, testbed, runtimes[0].warm);
+    if (instanceFloor) floors.set(INSTANCE_FLOOR.key, instanceFloor);
+    if (freeFloorNode) {
+      await latencies({ origin: freeFloorNode.url, path: URL_PATH }, 1);
+      const freeFloor = await startInstanceFloor(host, testbed, freeFloorNode);
+      if (freeFloor) floors.set(FREE_INSTANCE_FLOOR.key, freeFloor);
     }
     for (const [key, floor] of floors) targets.set(key, { origin: floor.origin, path: '/' });
     // Throughput compares the echo server with each runtime; placement is a latency question.
@@ -806,6 +842,8 @@ export async function run(argv: string[]): Promise<void> {
         echoFunction: { memoryMb: ECHO_MEMORY_MB, concurrency: connections },
         functionUrlNode:
           'the first warm node, startPaths.pause false (the instance floor reaches its instance past the node)',
+        freeInstanceFloorNode:
+          'a node of its own with placement spread and startPaths.pause false, the same http echo function: its instance is never pinned to a core',
         coldFunction: { memoryMb: 128, keepAliveMs: 0 },
         ratios:
           'warm and throughput ratios and added µs are medians of per-round figures (same round, alternating order)',
@@ -821,7 +859,7 @@ export async function run(argv: string[]): Promise<void> {
     echo?.stop();
     for (const floor of floors.values()) floor.stop();
     for (const daemon of daemons) await daemon.close();
-    removeHttpEcho?.();
+    for (const remove of removeHttpEcho) remove();
     await testbed?.close();
   }
 }
@@ -977,7 +1015,7 @@ function functionUrlReport(rounds: Round[], summaries: Map<TargetKey, Summary>) 
       target: 0.4,
       met: throughputRatio >= 0.4,
     },
-    floors: [...FLOORS, INSTANCE_FLOOR]
+    floors: [...FLOORS, INSTANCE_FLOOR, FREE_INSTANCE_FLOOR]
       .filter(({ key }) => rounds.every((r) => r.p50[key] !== undefined))
       .map(({ key, label }) => ({
         key,

@@ -194,8 +194,12 @@ export class NodeMetrics {
       this.series.set(key, series);
     }
     series.outcomes.set(outcome, (series.outcomes.get(outcome) ?? 0) + 1);
-    const bucket = DURATION_BUCKETS.findIndex((bound) => seconds <= bound);
-    if (bucket >= 0) series.buckets[bucket] += 1;
+    // A plain loop: a findIndex callback is a closure per invocation (and a defineProperty under tsx).
+    for (let bucket = 0; bucket < DURATION_BUCKETS.length; bucket++) {
+      if (!(seconds <= DURATION_BUCKETS[bucket])) continue;
+      series.buckets[bucket] += 1;
+      break;
+    }
     series.sum += seconds;
     series.count += 1;
   }

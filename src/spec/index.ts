@@ -11,6 +11,7 @@ export {
   AUTOSCALE_POLICY_NAMES,
   type AutoscalingSpec,
   FunctionNameSchema,
+  isFunctionName,
   type FunctionSpec,
   type FunctionSource,
   type FieldIssue,

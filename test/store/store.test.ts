@@ -407,4 +407,14 @@ describe('invocation ids', () => {
     assert.ok(early < late);
     assert.equal(parseInt(early.replace(/-/g, '').slice(0, 12), 16), 1_700_000_000_000);
   });
+
+  it('stay well-formed and distinct across refills of their random pool', async () => {
+    const { timeOrderedId } = await import('../../src/node/ids.ts');
+    const ids = Array.from({ length: 2000 }, () => timeOrderedId(1_700_000_000_000));
+    for (const id of ids)
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    // The random part is random: every variant digit shows up.
+    assert.equal(new Set(ids.map((id) => id[19])).size, 4);
+  });
 });
