@@ -42,7 +42,9 @@ import {
  *
  * The native namespaces get the CPU limits (quota, cpuset) of the members
  * they stand for (`--native-cpu mirror`, f2f/cpu.ts), so both sides differ
- * only in the network path. Rounds alternate native, off, on. §7's load
+ * only in the network path. Each round runs one figure on every side before
+ * the next figure, in the order native, off, on, reversed every other round
+ * (so drift hits every side alike). §7's load
  * adaptation is its own benchmark (net/adapt.ts, `--f2f --adapt`).
  * `--direct-path off` keeps unshaped members on the routed path (config
  * `groups.directPath`), to compare it with the direct one.
@@ -75,35 +77,49 @@ function progress(message: string): void {
   process.stderr.write(`[bench net --f2f] ${message}\n`);
 }
 
+type Kind = 'forward' | 'reverse' | 'rtt' | 'ttfb';
+const KINDS: readonly Kind[] = ['forward', 'reverse', 'rtt', 'ttfb'];
+
+/** One figure of one side (a round runs each kind on every side before the next kind). */
 async function measure(
   side: Side,
   samples: Samples,
+  kind: Kind,
   options: { seconds: number; measurements: number; connects: number },
 ): Promise<void> {
   const { netns, sender, receiver } = side;
-  for (const [reverse, into, received, counted] of [
-    ['0', samples.forwardMbit, samples.forwardRxMbit, side.receiverNetns],
-    ['1', samples.reverseMbit, samples.reverseRxMbit, side.senderNetns],
-  ] as const) {
-    const line = `iperf ${receiver} ${options.seconds} ${reverse}`;
-    const trace = await traceRx(counted);
-    const answer = await ask(netns, sender, line, IperfAnswer).finally(() => trace.stop());
-    into.push(answer.mbit);
-    const window =
-      answer.startedAt !== undefined && answer.endedAt !== undefined
-        ? sharedWindow([{ startedAt: answer.startedAt, endedAt: answer.endedAt }])
-        : undefined;
-    const rate = window && rateOver(trace.stop(), window);
-    if (rate !== undefined) received.push(rate);
-    else
-      progress(
-        `${side.name}: no receiver-side figure for this run (${window ? "the counter's samples do not cover the senders' window" : 'the probe gave no shared window'})`,
-      );
+  if (kind === 'rtt') {
+    const rtt = await ask(netns, sender, `rtt ${receiver} ${options.measurements}`, RttAnswer);
+    samples.rttUs.push(...rtt.us);
+    return;
   }
-  const rtt = await ask(netns, sender, `rtt ${receiver} ${options.measurements}`, RttAnswer);
-  samples.rttUs.push(...rtt.us);
-  const ttfb = await ask(netns, sender, `ttfb ${receiver} ${options.connects}`, TtfbAnswer);
-  samples.ttfbMs.push(...ttfb.ms);
+  if (kind === 'ttfb') {
+    const ttfb = await ask(netns, sender, `ttfb ${receiver} ${options.connects}`, TtfbAnswer);
+    samples.ttfbMs.push(...ttfb.ms);
+    return;
+  }
+  const forward = kind === 'forward';
+  const into = forward ? samples.forwardMbit : samples.reverseMbit;
+  const received = forward ? samples.forwardRxMbit : samples.reverseRxMbit;
+  const line = `iperf ${receiver} ${options.seconds} ${forward ? '0' : '1'}`;
+  const trace = await traceRx(forward ? side.receiverNetns : side.senderNetns);
+  const answer = await ask(netns, sender, line, IperfAnswer).finally(() => trace.stop());
+  into.push(answer.mbit);
+  const window =
+    answer.startedAt !== undefined && answer.endedAt !== undefined
+      ? sharedWindow([{ startedAt: answer.startedAt, endedAt: answer.endedAt }])
+      : undefined;
+  const rate = window && rateOver(trace.stop(), window);
+  if (rate !== undefined) received.push(rate);
+  else
+    progress(
+      `${side.name}: no receiver-side figure for this run (${window ? "the counter's samples do not cover the senders' window" : 'the probe gave no shared window'})`,
+    );
+}
+
+/** Even rounds run the sides in reverse, so a drift over a round hits every side alike. */
+function roundOrder<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 1 ? [...items] : [...items].reverse();
 }
 
 interface SideResult {
@@ -172,7 +188,7 @@ async function fanPart(
   const samples = new Map<string, FanSample[]>();
   for (let round = 1; round <= opts.rounds; round++) {
     for (const n of counts) {
-      for (const side of order) {
+      for (const side of roundOrder(order, round)) {
         progress(`(d) round ${round}/${opts.rounds}: N=${n} ${side}`);
         const sample = await fanIn(sideSenders.get(side)!, n, opts.seconds, receivers.get(side)!);
         const key = `${side} ${n}`;
@@ -290,9 +306,10 @@ export async function run(argv: string[]): Promise<void> {
       ]),
     );
     for (let round = 1; round <= rounds; round++) {
-      for (const side of sides) {
-        progress(`round ${round}/${rounds}: ${side.name}`);
-        await measure(side, samples.get(side.name)!, options);
+      for (const kind of KINDS) {
+        const order = roundOrder(sides, round);
+        progress(`round ${round}/${rounds}: ${kind}, ${order.map((s) => s.name).join(', ')}`);
+        for (const side of order) await measure(side, samples.get(side.name)!, kind, options);
       }
     }
     const results: SideResult[] = sides.map((side) => {

@@ -21,7 +21,19 @@ test('native star: CPU limits mirrored, N senders measured, nothing left behind'
   const star = await nativeStar(2);
   const names = [star.receiver.netns, ...star.senders.map((s) => s.netns)];
   try {
-    const limits = { quotaUs: 50_000, periodUs: 100_000, cpus: '0', mems: '0' };
+    // The members' place in the hierarchy too: a node level (weight 256 here) holding one
+    // cgroup per namespace (weight 512), as Petri's /petri/<tag>/<instance>.
+    const allCpus = fs.readFileSync('/sys/fs/cgroup/cpuset/cpuset.cpus', 'utf8').trim();
+    const limits = {
+      quotaUs: 50_000,
+      periodUs: 100_000,
+      shares: 512,
+      cpus: '0',
+      mems: '0',
+      group: { quotaUs: -1, periodUs: 100_000, shares: 256, cpus: allCpus },
+      cpuParent: '/',
+      cpusetParent: '/',
+    };
     await star.limitCpu([limits, limits, limits]);
     for (const netns of names) assert.deepEqual(await cpuLimitsIn(netns), limits);
     const sample = await fanIn(star.senders, 2, 1, star.receiver.netns);
@@ -44,7 +56,7 @@ test('native star: CPU limits mirrored, N senders measured, nothing left behind'
   }
   const left = new Set(await listNetns());
   for (const netns of names) assert.ok(!left.has(netns), `${netns} left behind`);
-  const ours = `${star.receiver.netns.slice(0, -1)}-`; // the star's cgroups: petri-f2f-x<tag>-<k>
+  const ours = star.receiver.netns.slice(0, -1); // the star's cgroups: petri-f2f-x<tag>/<k>
   const cgroups = ['cpu', 'cpuset'].flatMap((c) =>
     fs.readdirSync(`/sys/fs/cgroup/${c}`).filter((d) => d.startsWith(ours)),
   );

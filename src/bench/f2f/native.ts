@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { runCommand as sh } from '../../net/index.ts';
-import { cpuMirror, type CpuLimits, type CpuMirror } from './cpu.ts';
+import { cpuMirrorGroup, type CpuLimits, type CpuMirrorGroup } from './cpu.ts';
 import { killProbe, spawnProbe, waitForProbe } from './probe.ts';
 
 /**
@@ -14,7 +14,10 @@ export interface NativeStar {
   receiver: { netns: string; address: string };
   /** Sender i+1: its namespace, its own address, and the receiver's address on its link. */
   senders: { netns: string; address: string; receiverAddress: string }[];
-  /** Puts namespace k (0: the receiver, i: sender i) under `limits[k]` (see cpu.ts). */
+  /**
+   * Puts namespace k (0: the receiver, i: sender i) under `limits[k]`, all in
+   * one mirror of the members' node level (see cpu.ts).
+   */
   limitCpu(limits: CpuLimits[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -29,7 +32,7 @@ export async function nativeStar(count: number): Promise<NativeStar> {
   const senderNs = Array.from({ length: count }, (_, i) => `petri-f2f-x${tag}s${i + 1}`);
   const all = [receiverNs, ...senderNs];
   const probes: ChildProcess[] = [];
-  const mirrors: CpuMirror[] = [];
+  const mirrors: CpuMirrorGroup[] = [];
   const close = async (): Promise<void> => {
     for (const probe of probes) killProbe(probe);
     for (const ns of all) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
@@ -43,12 +46,10 @@ export async function nativeStar(count: number): Promise<NativeStar> {
       receiverAddress: `10.251.${i + 1}.1`,
     })),
     async limitCpu(limits) {
-      for (const [k, ns] of all.entries()) {
-        if (!limits[k]) continue;
-        const mirror = await cpuMirror(`petri-f2f-x${tag}-${k}`, limits[k]);
-        mirrors.push(mirror);
-        await mirror.adopt(ns);
-      }
+      const limited = all.slice(0, limits.length);
+      const group = await cpuMirrorGroup(`petri-f2f-x${tag}`, limits.slice(0, limited.length));
+      mirrors.push(group);
+      for (const [k, ns] of limited.entries()) await group.mirrors[k].adopt(ns);
     },
     close,
   };
