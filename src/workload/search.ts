@@ -1,4 +1,7 @@
 import type { Rng } from './rng.ts';
+import { polishChain } from './chain.ts';
+import { Keys } from './keys.ts';
+import { Subset } from './subset.ts';
 import type { ReferenceDistribution } from './wasserstein.ts';
 
 /**
@@ -14,12 +17,17 @@ import type { ReferenceDistribution } from './wasserstein.ts';
  * summary the best subset of the one above) drops on the way the hot
  * functions a smaller summary needs: one that fits size 300 sits between two
  * strata at size 600, and the linear WD is dominated by the hottest
- * functions. Nesting and exact sizes hold by construction; every size adds
- * invocations, so load rises strictly with size.
+ * functions. Then the whole chain is polished (`polishChain`): moves that
+ * trade two functions' entry sizes, mostly among the hot ones, taken when
+ * they lower the summed score ÷ In-Vitro's over the sizes they change and
+ * keep every one of those below In-Vitro's; so the sizes below where growth
+ * took over can leave In-Vitro's summaries too. Nesting and exact sizes hold
+ * by construction; every size adds invocations, so load rises strictly with
+ * size.
  */
 export interface SearchOptions {
   rng: Rng;
-  /** Called `searchSteps(sizes)` times: once per size grown or tried. */
+  /** Called `searchSteps(sizes)` times: once per size grown or tried, then through the polish. */
   onStep?: () => void;
 }
 
@@ -28,8 +36,6 @@ export interface SearchReferences {
   resource: readonly ReferenceDistribution[];
 }
 
-/** A swap proposes a function at most this many places from the other in the key order. */
-const NEIGHBOURHOOD = 8;
 /**
  * Whole growths tried (each with its own draws), the best kept: where the
  * chain leaves In-Vitro's depends on a few swaps, so the sizes it wins vary
@@ -40,8 +46,14 @@ const ATTEMPTS = 2;
 const GROW_SWAPS = 400;
 /** Share of those that propose a function near a top stratum's centre in one metric's order. */
 const HOT_SHARE = 0.5;
-/** Top strata whose centres those swaps aim at. */
-const HOT_STRATA = 4;
+/**
+ * Moves the chain polish tries after the growth, reported in this many
+ * progress steps: on 10,000 functions × 60 minutes and 100 sizes about 15 s
+ * of one core, where the hot moves have mostly converged (20,000 hot moves
+ * alone gained as much as 60,000).
+ */
+const POLISH_MOVES = 25_000;
+const POLISH_STEPS = 100;
 /**
  * A changed summary must score this much (relative) below In-Vitro's: the
  * incremental distances drift by far less, so a size the search changed
@@ -65,55 +77,21 @@ export function searchSummaries(
   const attempts = Array.from({ length: ATTEMPTS }, () =>
     growFromStart(all, keys, start, bounds, options),
   );
-  return attempts.reduce((a, b) => (b.ratios < a.ratios ? b : a)).summaries;
+  const grown = attempts.reduce((a, b) => (b.ratios < a.ratios ? b : a)).summaries;
+  return polishChain(grown, {
+    references: all,
+    keys,
+    bounds,
+    rng: options.rng,
+    moves: POLISH_MOVES,
+    onStep: options.onStep,
+    steps: POLISH_STEPS,
+  });
 }
 
 /** How many times `searchSummaries` calls `onStep` for a chain of `sizes` sizes. */
 export function searchSteps(sizes: number): number {
-  return ATTEMPTS * (sizes - 1);
-}
-
-/** Orders of the functions the search draws neighbours from. */
-class Keys {
-  /** Ascending by the mean of a function's ranks by total invocations and by total resources. */
-  readonly order: Int32Array;
-  /** position[f]: f's place in `order`. */
-  readonly position: Int32Array;
-  /** Ascending by total invocations, and by total resources. */
-  readonly byInvocations: Int32Array;
-  readonly byResources: Int32Array;
-  /** Each function's total on the invocation scale: positive exactly when it has invocations. */
-  readonly invocations: Float64Array;
-
-  constructor(references: SearchReferences, functions: number) {
-    this.invocations = totals(references.invocation, functions);
-    this.byInvocations = byKey(this.invocations);
-    this.byResources = byKey(totals(references.resource, functions));
-    const meanRank = new Float64Array(functions);
-    this.byInvocations.forEach((f, p) => (meanRank[f] += p));
-    this.byResources.forEach((f, p) => (meanRank[f] += p));
-    this.order = byKey(meanRank);
-    this.position = new Int32Array(functions);
-    this.order.forEach((f, p) => (this.position[f] = p));
-  }
-
-  /** A function a few places from `fn` in the key order (undefined past either end). */
-  near(fn: number, rng: Rng): number | undefined {
-    const offset = 1 + rng.int(NEIGHBOURHOOD);
-    return this.order[this.position[fn] + (rng.next() < 0.5 ? -offset : offset)];
-  }
-
-  /**
-   * A function near the centre of one of the top strata of `size` in one
-   * metric's order: the linear WD is dominated by the hottest functions, and
-   * each metric's hottest differ, which the mixed key blurs.
-   */
-  hot(size: number, rng: Rng): number | undefined {
-    const order = rng.next() < 0.5 ? this.byInvocations : this.byResources;
-    const n = order.length;
-    const centre = n - 1 - Math.floor(((rng.int(HOT_STRATA) + 0.5) * n) / size);
-    return order[centre + rng.int(2 * NEIGHBOURHOOD + 1) - NEIGHBOURHOOD];
-  }
+  return ATTEMPTS * (sizes - 1) + POLISH_STEPS;
 }
 
 /**
@@ -246,115 +224,4 @@ function nearestOutsider(order: Int32Array, inside: Uint8Array, centre: number):
   for (let step = 0; ; step++)
     for (const at of [centre - step, centre + step])
       if (at >= 0 && at < order.length && !inside[order[at]]) return order[at];
-}
-
-/** Each function's total over `refs` (its invocations, summed over minutes, for the invocation references). */
-function totals(refs: readonly ReferenceDistribution[], functions: number): Float64Array {
-  const sums = new Float64Array(functions);
-  for (const ref of refs) for (let f = 0; f < functions; f++) sums[f] += ref.sorted[ref.rank[f]];
-  return sums;
-}
-
-/** Functions in ascending order of `key`. */
-function byKey(key: ArrayLike<number>): Int32Array {
-  return Int32Array.from({ length: key.length }, (_, i) => i).sort(
-    (a, b) => key[a] - key[b] || a - b,
-  );
-}
-
-/**
- * A summary with, per reference distribution, its members' ranks in
- * ascending order and its current distance, so a swap's score is the change
- * in the cells between the leaving and the joining function's positions.
- */
-class Subset {
-  private readonly count: number;
-  private readonly ranks: Int32Array[];
-  private readonly distances: Float64Array;
-  private readonly trial: Float64Array;
-  private trialScore = NaN;
-  score: number;
-
-  constructor(
-    private readonly references: readonly ReferenceDistribution[],
-    members: ArrayLike<number>,
-  ) {
-    this.count = members.length;
-    this.ranks = references.map((ref) => Int32Array.from(members, (f) => ref.rank[f]).sort());
-    this.distances = Float64Array.from(references, (ref, d) =>
-      ref.distanceFromSubset(this.ranks[d]),
-    );
-    this.trial = new Float64Array(references.length);
-    this.score = mean(this.distances);
-  }
-
-  /** The score with `leaving` replaced by `joining`; remembers it for `commitSwap`. */
-  scoreSwap(leaving: number, joining: number): number {
-    const k = this.count;
-    for (let d = 0; d < this.references.length; d++) {
-      const ref = this.references[d];
-      const ranks = this.ranks[d];
-      const out = ref.rank[leaving];
-      const add = ref.rank[joining];
-      // Tied values (most functions are idle in most minutes) leave the distance as it is.
-      if (ref.sorted[out] === ref.sorted[add]) {
-        this.trial[d] = this.distances[d];
-        continue;
-      }
-      const p = lowerBound(ranks, out);
-      let delta = 0;
-      if (add < out) {
-        // Cells q..p: the joining rank lands at q, the ones after it move up by one.
-        const q = lowerBound(ranks, add);
-        for (let i = q; i <= p; i++)
-          delta += ref.cell(i, k, i === q ? add : ranks[i - 1]) - ref.cell(i, k, ranks[i]);
-      } else {
-        // Cells p..q−1: the ranks after the leaving one move down, the joining one lands at q−1.
-        const q = lowerBound(ranks, add);
-        for (let i = p; i < q; i++)
-          delta += ref.cell(i, k, i === q - 1 ? add : ranks[i + 1]) - ref.cell(i, k, ranks[i]);
-      }
-      this.trial[d] = this.distances[d] + delta;
-    }
-    this.trialScore = mean(this.trial);
-    return this.trialScore;
-  }
-
-  /** Commits the swap last scored by `scoreSwap` (which must have been this one). */
-  commitSwap(leaving: number, joining: number): void {
-    for (let d = 0; d < this.references.length; d++) {
-      const ref = this.references[d];
-      const ranks = this.ranks[d];
-      const out = ref.rank[leaving];
-      const add = ref.rank[joining];
-      const p = lowerBound(ranks, out);
-      const q = lowerBound(ranks, add);
-      if (add < out) {
-        ranks.copyWithin(q + 1, q, p);
-        ranks[q] = add;
-      } else {
-        ranks.copyWithin(p, p + 1, q);
-        ranks[q - 1] = add;
-      }
-      this.distances[d] = this.trial[d];
-    }
-    this.score = this.trialScore;
-  }
-}
-
-function mean(values: Float64Array): number {
-  let sum = 0;
-  for (const v of values) sum += v;
-  return sum / values.length;
-}
-
-function lowerBound(sorted: Int32Array, value: number): number {
-  let low = 0;
-  let high = sorted.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (sorted[mid] < value) low = mid + 1;
-    else high = mid;
-  }
-  return low;
 }

@@ -63,24 +63,33 @@ export class ReferenceDistribution {
    * positions only changes the cells it moves them through.
    */
   cell(i: number, count: number, r: number): number {
-    const n = this.sorted.length;
-    const low = i / count;
-    const high = (i + 1) / count;
+    return this.cellBetween(
+      i / count,
+      (i + 1) / count,
+      r,
+      this.area((i + 1) / count),
+      this.area(i / count),
+    );
+  }
+
+  /**
+   * `cell` for the cell [low, high) given its ends' areas (`area(high)`,
+   * `area(low)`): callers pricing several members in one cell share them.
+   */
+  cellBetween(low: number, high: number, r: number, highArea: number, lowArea: number): number {
     const value = this.sorted[r];
-    const split = Math.min(high, Math.max(low, (r + 1) / n));
-    const lowArea = this.area(low);
-    const splitArea = this.area(split);
-    const highArea = this.area(high);
+    const at = (r + 1) / this.sorted.length;
+    // The reference's quantile crosses the value at `at`; outside the cell, one side is empty.
+    if (at <= low) return highArea - lowArea - value * (high - low);
+    if (at >= high) return value * (high - low) - (highArea - lowArea);
+    const splitArea = this.area(at);
     return (
-      value * (split - low) -
-      (splitArea - lowArea) +
-      (highArea - splitArea) -
-      value * (high - split)
+      value * (at - low) - (splitArea - lowArea) + (highArea - splitArea) - value * (high - at)
     );
   }
 
   /** ∫₀ᵖ of the reference's quantile function. */
-  private area(p: number): number {
+  area(p: number): number {
     const n = this.sorted.length;
     const scaled = p * n;
     const j = Math.floor(scaled);
