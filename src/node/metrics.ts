@@ -195,11 +195,9 @@ export class NodeMetrics {
     }
     series.outcomes.set(outcome, (series.outcomes.get(outcome) ?? 0) + 1);
     // A plain loop: a findIndex callback is a closure per invocation (and a defineProperty under tsx).
-    for (let bucket = 0; bucket < DURATION_BUCKETS.length; bucket++) {
-      if (!(seconds <= DURATION_BUCKETS[bucket])) continue;
-      series.buckets[bucket] += 1;
-      break;
-    }
+    let bucket = 0;
+    while (bucket < DURATION_BUCKETS.length && !(seconds <= DURATION_BUCKETS[bucket])) bucket++;
+    if (bucket < DURATION_BUCKETS.length) series.buckets[bucket] += 1;
     series.sum += seconds;
     series.count += 1;
   }
