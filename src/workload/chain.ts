@@ -11,14 +11,18 @@ import type { ReferenceDistribution } from './wasserstein.ts';
  * them (the earlier one leaves them, the later one joins), so every size
  * stays exact and nested by construction. A move is taken when it lowers
  * the summed score ÷ bound over the sizes it changes, keeps every one of
- * them at or below its bound, and leaves every block after the first with
- * invocations (so load still rises strictly with size).
+ * them at or below its bound, keeps every one of them at or above its load
+ * floor (so a lower WD is never bought with a lighter summary), and leaves
+ * every block after the first with invocations (so load still rises
+ * strictly with size).
  */
 export interface ChainPolish {
   references: readonly ReferenceDistribution[];
   keys: Keys;
   /** Each summary's highest allowed score (In-Vitro's, less a margin). */
   bounds: Float64Array;
+  /** Each summary's lowest allowed total invocations (In-Vitro's, or the start's where lower). */
+  loadFloors: Float64Array;
   rng: Rng;
   /** Moves tried: a fixed count, so the result depends on the seed alone. */
   moves: number;
@@ -81,6 +85,8 @@ class Chain {
   private readonly slot: Int32Array;
   /** Each block's invocations. */
   private readonly load: Float64Array;
+  /** Each summary's invocations: the sum of its blocks'. */
+  private readonly totals: Float64Array;
   private readonly weights: Float64Array;
 
   constructor(
@@ -96,6 +102,8 @@ class Chain {
     this.load = new Float64Array(m);
     for (let j = m - 1; j >= 0; j--) for (const f of summaries[j]) this.block[f] = j;
     for (let f = 0; f < n; f++) if (this.block[f] < m) this.place(f, this.block[f]);
+    this.totals = new Float64Array(m);
+    for (let j = 0, sum = 0; j < m; j++) this.totals[j] = sum += this.load[j];
     this.weights = Float64Array.from(options.bounds, (b) => (b > 0 ? 1 / b : 0));
   }
 
@@ -116,16 +124,22 @@ class Chain {
     const from = this.block[a];
     const to = this.block[b];
     if (!this.loadHolds(a, b, from, to)) return false;
-    const { bounds } = this.options;
+    const { bounds, loadFloors, keys } = this.options;
+    // Every summary from `from` to `to` - 1 loses a and gains b.
+    const delta = keys.invocations[b] - keys.invocations[a];
     let gain = 0;
     for (let j = from; j < to; j++) {
+      if (delta < 0 && this.totals[j] + delta < loadFloors[j]) return false;
       const subset = this.subsets[j];
       const score = subset.scoreSwap(a, b);
       if (score > bounds[j]) return false;
       gain += (score - subset.score) * this.weights[j];
     }
     if (!(gain < 0)) return false;
-    for (let j = from; j < to; j++) this.subsets[j].commitSwap(a, b);
+    for (let j = from; j < to; j++) {
+      this.subsets[j].commitSwap(a, b);
+      this.totals[j] += delta;
+    }
     this.unplace(a);
     if (to < this.members.length) this.unplace(b);
     this.place(b, from);

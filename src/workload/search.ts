@@ -20,7 +20,8 @@ import type { ReferenceDistribution } from './wasserstein.ts';
  * functions. Then the whole chain is polished (`polishChain`): moves that
  * trade two functions' entry sizes, mostly among the hot ones, taken when
  * they lower the summed score ÷ In-Vitro's over the sizes they change and
- * keep every one of those below In-Vitro's; so the sizes below where growth
+ * keep every one of those below In-Vitro's score and at or above its
+ * invocations (or the grown summary's, where lower); so the sizes below where growth
  * took over can leave In-Vitro's summaries too. Nesting and exact sizes hold
  * by construction; every size adds invocations, so load rises strictly with
  * size.
@@ -82,11 +83,20 @@ export function searchSummaries(
     references: all,
     keys,
     bounds,
+    loadFloors: Float64Array.from(start, (s, j) =>
+      Math.min(invocationsOf(keys, s), invocationsOf(keys, grown[j])),
+    ),
     rng: options.rng,
     moves: POLISH_MOVES,
     onStep: options.onStep,
     steps: POLISH_STEPS,
   });
+}
+
+function invocationsOf(keys: Keys, summary: Int32Array): number {
+  let sum = 0;
+  for (const f of summary) sum += keys.invocations[f];
+  return sum;
 }
 
 /** How many times `searchSummaries` calls `onStep` for a chain of `sizes` sizes. */

@@ -52,11 +52,14 @@ describe('polishChain', () => {
   }).map((r) => r.functions);
   const bounds = Float64Array.from(start, (s) => scorer.score(s).score);
   const keys = new Keys(refs, ids.length);
+  const load = (s: Int32Array) => Array.from(s).reduce((sum, f) => sum + keys.invocations[f], 0);
+  const loadFloors = Float64Array.from(start, load);
   let steps = 0;
   const polished = polishChain(start, {
     references: all,
     keys,
     bounds,
+    loadFloors,
     rng: new Rng(8),
     moves: 3000,
     steps: 10,
@@ -64,7 +67,6 @@ describe('polishChain', () => {
   });
 
   it('keeps exact sizes, nesting and strictly increasing load', () => {
-    const load = (s: Int32Array) => Array.from(s).reduce((sum, f) => sum + keys.invocations[f], 0);
     for (const [i, s] of polished.entries()) {
       assert.equal(new Set(s).size, start[i].length);
       if (i === 0) continue;
@@ -75,6 +77,11 @@ describe('polishChain', () => {
       );
       assert.ok(load(s) > load(polished[i - 1]), `load at size ${s.length}`);
     }
+  });
+
+  it('never lightens a summary below its load floor', () => {
+    for (const [i, s] of polished.entries())
+      assert.ok(load(s) >= loadFloors[i] * (1 - 1e-12), `size ${s.length}`);
   });
 
   it('never scores above a bound and lowers the chain as a whole', () => {
@@ -91,6 +98,7 @@ describe('polishChain', () => {
       references: all,
       keys,
       bounds,
+      loadFloors,
       rng: new Rng(8),
       moves: 3000,
       steps: 1,
